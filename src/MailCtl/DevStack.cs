@@ -1,0 +1,170 @@
+// mailctl up: the dev stack of DESIGN.md. Lays out one data folder (default
+// ./var/dev) on first start: configuration, a passwd-file directory, the
+// Maildir store, run/ sockets, logs and a self-signed certificate. Then starts
+// every program of the suite on 127.0.0.1, prints where each listens, and
+// stops them all on Ctrl-C or SIGTERM (or when one of them dies).
+using System.CommandLine;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Mail.Shared.Auth;
+using Mail.Shared.Config;
+using Mail.Shared.Net;
+
+namespace Mail.MailCtl;
+
+internal static class DevStack
+{
+    /// <summary>One program of the stack: its executable, its configuration and what to print.</summary>
+    private sealed record Service(string Program, string ConfigText, Func<string, IEnumerable<string>> Listens, Func<string, CancellationToken, Task<bool>> Ready);
+
+    public static Command Build()
+    {
+        var dir = new Option<string>("--dir", "-d") { Description = "Data folder of the dev stack", DefaultValueFactory = _ => Path.Combine("var", "dev") };
+        var cmd = new Command("up", "Run every program of the suite on the dev defaults until Ctrl-C") { dir };
+        cmd.SetAction((parse, ct) => CtlContext.RunAsync(() => UpAsync(Path.GetFullPath(parse.GetValue(dir)!))));
+        return cmd;
+    }
+
+    private static IReadOnlyList<Service> Services(string root) =>
+    [
+        new("authd",
+            $"""
+            # AuthD on the dev stack; see `authd --print-reference` for every parameter.
+            grpc_socket = {root}/run/authd.sock
+            passwd_file = {root}/data/passwd
+            aliases_file = {root}/data/virtual
+            domains_file = {root}/data/domains
+            mail_root = {root}/mail
+            mail_uid = {Geteuid()}
+            mail_gid = {Getegid()}
+            log_file = {root}/log/authd.log
+            """,
+            r => [$"gRPC          unix:{r}/run/authd.sock"],
+            AuthReadyAsync),
+    ];
+
+    private static async Task<int> UpAsync(string root)
+    {
+        foreach (var sub in new[] { "etc", "data", "mail", "run", "log", "tls" })
+            Directory.CreateDirectory(Path.Combine(root, sub));
+        foreach (var file in new[] { "passwd", "virtual", "domains" })
+        {
+            var path = Path.Combine(root, "data", file);
+            if (!File.Exists(path)) File.WriteAllText(path, "");
+        }
+        File.SetUnixFileMode(Path.Combine(root, "data", "passwd"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        Certificates.EnsureSelfSigned(Path.Combine(root, "tls", "cert.pem"), Path.Combine(root, "tls", "key.pem"), "localhost");
+
+        var services = Services(root);
+        foreach (var s in services)
+        {
+            var conf = Path.Combine(root, "etc", s.Program + ".conf");
+            if (!File.Exists(conf)) File.WriteAllText(conf, s.ConfigText + "\n");
+            // Fail early, with the program's own message, on a bad configuration.
+            if (s.Program == "authd") MailConfig.Load("authd", AuthDSettings.Settings, conf);
+        }
+
+        using var stopping = new CancellationTokenSource();
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.Cancel(); });
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Cancel(); });
+
+        var running = new List<(Service Service, Process Process)>();
+        int exit = 0;
+        try
+        {
+            foreach (var s in services)
+            {
+                var process = Start(s.Program, Path.Combine(root, "etc", s.Program + ".conf"));
+                running.Add((s, process));
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
+                wait.CancelAfter(TimeSpan.FromSeconds(30));
+                while (!await s.Ready(root, wait.Token))
+                {
+                    if (process.HasExited)
+                    {
+                        Console.Error.WriteLine($"mailctl: {s.Program} exited with status {process.ExitCode}; see {root}/log/{s.Program}.log");
+                        return CtlContext.ExitSoftware;
+                    }
+                    if (wait.IsCancellationRequested)
+                    {
+                        if (stopping.IsCancellationRequested) return 0;
+                        Console.Error.WriteLine($"mailctl: {s.Program} did not become ready in 30 s");
+                        return CtlContext.ExitSoftware;
+                    }
+                    await Task.Delay(100, CancellationToken.None);
+                }
+            }
+            Console.WriteLine($"dev stack up in {root}");
+            foreach (var (s, p) in running)
+                foreach (var line in s.Listens(root))
+                    Console.WriteLine($"  {s.Program,-8} {line}   (pid {p.Id})");
+            Console.WriteLine($"  logs     {root}/log/\nmailctl: Ctrl-C stops the stack");
+
+            var exited = Task.WhenAny(running.Select(r => r.Process.WaitForExitAsync()));
+            await Task.WhenAny(exited, Task.Delay(Timeout.Infinite, stopping.Token).ContinueWith(_ => { }));
+            foreach (var (s, p) in running)
+                if (p.HasExited && !stopping.IsCancellationRequested)
+                {
+                    Console.Error.WriteLine($"mailctl: {s.Program} exited with status {p.ExitCode}; stopping the stack");
+                    exit = CtlContext.ExitSoftware;
+                }
+        }
+        finally
+        {
+            await StopAllAsync(running.Select(r => r.Process).ToList());
+        }
+        Console.WriteLine("mailctl: dev stack stopped");
+        return exit;
+    }
+
+    private static Process Start(string program, string config)
+    {
+        var dir = AppContext.BaseDirectory;
+        var apphost = Path.Combine(dir, program);
+        var psi = File.Exists(apphost)
+            ? new ProcessStartInfo(apphost)
+            : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, program + ".dll") } };
+        psi.ArgumentList.Add("--config");
+        psi.ArgumentList.Add(config);
+        psi.UseShellExecute = false;
+        psi.RedirectStandardInput = true;
+        return Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {program}");
+    }
+
+    private static async Task StopAllAsync(IReadOnlyList<Process> processes)
+    {
+        foreach (var p in processes.Reverse())
+            if (!p.HasExited) Kill(p.Id, 15);
+        var deadline = Task.Delay(TimeSpan.FromSeconds(15));
+        foreach (var p in processes)
+        {
+            var done = await Task.WhenAny(p.WaitForExitAsync(), deadline);
+            if (done == deadline && !p.HasExited) p.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static async Task<bool> AuthReadyAsync(string root, CancellationToken ct)
+    {
+        var socket = Path.Combine(root, "run", "authd.sock");
+        if (!File.Exists(socket)) return false;
+        try
+        {
+            using var client = AuthClient.Connect(socket);
+            await client.Api.MechanismsAsync(new MechanismsRequest(), deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct);
+            return true;
+        }
+        catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException or HttpRequestException)
+        {
+            return false;
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
+    [DllImport("libc", EntryPoint = "geteuid")]
+    private static extern uint Geteuid();
+
+    [DllImport("libc", EntryPoint = "getegid")]
+    private static extern uint Getegid();
+}

@@ -1,0 +1,15 @@
+// mailctl: the administrator's command line for the suite.
+using System.CommandLine;
+using Mail.MailCtl;
+
+var root = new RootCommand("Administer the mail suite: users, domains, aliases, look-ups and the dev stack.");
+root.Options.Add(CtlContext.ConfigOption);
+root.Subcommands.Add(PwCommand.Build());
+root.Subcommands.Add(AuthCommands.Build());
+root.Subcommands.Add(LookupCommand.Build());
+root.Subcommands.Add(DirectoryCommands.BuildDomain());
+root.Subcommands.Add(DirectoryCommands.BuildUser());
+root.Subcommands.Add(DirectoryCommands.BuildAlias());
+root.Subcommands.Add(DevStack.Build());
+// "@domain" is a catch-all address here, not a response file.
+return await root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null }).InvokeAsync();

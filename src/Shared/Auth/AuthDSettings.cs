@@ -1,0 +1,34 @@
+// AuthD's configuration parameters (authd.conf), each declared once with its
+// default and documentation. mailctl reads the same file to find the
+// directory and the socket.
+// `authd --print-config` prints the ones changed.
+using Mail.Shared.Config;
+
+namespace Mail.Shared.Auth;
+
+public static class AuthDSettings
+{
+    public static readonly IReadOnlyList<Setting> Settings =
+    [
+        Setting.Path("grpc_socket", "/run/mail/authd.sock", "Unix socket of the gRPC API that the suite's programs use."),
+        Setting.Text("socket_mode", "0660", "Mode of the gRPC socket: owner and group (the mail programs) only."),
+        Setting.Choice("directory_driver", "passwd-file", "Where users, domains and aliases live: passwd-file (the files below).", "passwd-file"),
+        Setting.Path("passwd_file", "/etc/mail/passwd", "Dovecot-style passwd-file: user@domain:{SCHEME}hash:uid:gid::home::extra fields."),
+        Setting.Path("aliases_file", "/etc/mail/virtual", "Postfix virtual(5)-style aliases: alias@domain target, ... and @domain catch-alls."),
+        Setting.Path("domains_file", "/etc/mail/domains", "The virtual domains this server receives mail for, one per line."),
+        Setting.Path("mail_root", "/var/mail/vmail", "Root of the Maildir store; a user's Maildir is mail_root/domain/localpart/ unless the directory says otherwise."),
+        Setting.Int("mail_uid", 5000, 0, uint.MaxValue, "uid that owns the mailboxes, unless the directory gives one."),
+        Setting.Int("mail_gid", 5000, 0, uint.MaxValue, "gid that owns the mailboxes, unless the directory gives one."),
+        Setting.Size("default_quota", "0", "Quota in bytes for users without one of their own; 0 is no limit."),
+        Setting.Text("recipient_delimiter", "+", "Characters that separate a user from an address extension (user+detail@domain); empty for none."),
+        Setting.List("auth_mechanisms", "PLAIN LOGIN", "SASL mechanisms offered: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-1. CRAM-MD5 and SCRAM work only for users whose stored hash allows them."),
+        Setting.Duration("auth_failure_delay", "2s", "Delay before answering a failed login; it doubles with each further failure from the same client IP or for the same user."),
+        Setting.Duration("auth_failure_delay_max", "30s", "The longest delay a failed login waits."),
+        Setting.Duration("auth_failure_window", "15m", "Failures older than this no longer count towards the delay."),
+        Setting.Int("alias_recursion_limit", 20, 1, 1000, "How deep alias expansion may nest."),
+        Setting.Int("alias_expansion_limit", 1000, 1, 100000, "How many addresses one recipient may expand to."),
+        Setting.Text("hostname", Environment.MachineName, "Host name used in CRAM-MD5 challenges."),
+        Setting.Path("log_file", "", "Log file; empty logs to standard error only."),
+        Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+    ];
+}

@@ -1,0 +1,69 @@
+// Logging in the style of Postfix's mail.log: one line per event,
+// "Mon DD HH:MM:SS host program[pid]: SESSION: what, key=value, ...".
+// Values that came from the network pass through Safe() first so that a
+// client cannot forge log lines or flood the log.
+using System.Text;
+using NLog;
+using NLog.Config;
+using NLog.Targets;
+
+namespace Mail.Shared.Logging;
+
+public static class MailLog
+{
+    public const string Layout =
+        "${date:format=MMM dd HH\\:mm\\:ss} ${hostname} ${gdc:item=program}[${processid}]: ${message}${onexception:inner= ${exception:format=ToString}}";
+
+    /// <summary>Sends the program's log to stderr and, when given, to a file.</summary>
+    public static void Configure(string program, string? logFile, string minLevel = "Info")
+    {
+        GlobalDiagnosticsContext.Set("program", program);
+        var config = new LoggingConfiguration();
+        var level = LogLevel.FromString(minLevel);
+        // The framework's own chatter (Kestrel, gRPC) is kept to warnings and worse.
+        var quiet = new NullTarget("quiet");
+        foreach (var noisy in new[] { "Microsoft.*", "Grpc.*", "System.*" })
+            config.AddRule(LogLevel.Trace, LogLevel.Info, quiet, noisy, final: true);
+        var console = new ConsoleTarget("stderr") { Layout = Layout, StdErr = true };
+        config.AddRule(level, LogLevel.Fatal, console);
+        if (!string.IsNullOrEmpty(logFile))
+        {
+            var file = new FileTarget("file")
+            {
+                FileName = logFile,
+                Layout = Layout,
+                KeepFileOpen = true,
+                AutoFlush = true,
+            };
+            config.AddRule(level, LogLevel.Fatal, file);
+        }
+        LogManager.Configuration = config;
+    }
+
+    public static Logger For(string name) => LogManager.GetLogger(name);
+
+    /// <summary>
+    /// A network-supplied value made fit for one log line: control characters
+    /// escaped, at most <paramref name="max"/> characters.
+    /// </summary>
+    public static string Safe(string? value, int max = 200)
+    {
+        if (string.IsNullOrEmpty(value)) return "";
+        var sb = new StringBuilder(Math.Min(value.Length, max) + 8);
+        foreach (var c in value)
+        {
+            if (sb.Length >= max) { sb.Append("..."); break; }
+            if (c < 0x20 || c == 0x7f) sb.Append("\\x").Append(((int)c).ToString("x2"));
+            else sb.Append(c);
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>A short unique id for a session or queue file, as Postfix's queue ids.</summary>
+    public static string NewId()
+    {
+        Span<byte> b = stackalloc byte[6];
+        System.Security.Cryptography.RandomNumberGenerator.Fill(b);
+        return Convert.ToHexString(b);
+    }
+}

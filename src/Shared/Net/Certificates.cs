@@ -1,0 +1,44 @@
+// TLS certificates: loads a PEM certificate and key, and makes a self-signed
+// one for the dev stack on first start.
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Mail.Shared.Net;
+
+public static class Certificates
+{
+    public static X509Certificate2 Load(string certPath, string keyPath)
+    {
+        using var pem = X509Certificate2.CreateFromPemFile(certPath, keyPath);
+        // Re-import so the private key is usable by SslStream on every platform.
+        return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+    }
+
+    /// <summary>Makes a self-signed certificate for <paramref name="hostName"/> unless both files exist.</summary>
+    public static void EnsureSelfSigned(string certPath, string keyPath, string hostName)
+    {
+        if (File.Exists(certPath) && File.Exists(keyPath)) return;
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(certPath))!);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(keyPath))!);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest($"CN={hostName}", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName(hostName);
+        if (hostName != "localhost") san.AddDnsName("localhost");
+        san.AddIpAddress(IPAddress.Loopback);
+        san.AddIpAddress(IPAddress.IPv6Loopback);
+        req.CertificateExtensions.Add(san.Build());
+        req.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        using var cert = req.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(5));
+        var keyTmp = keyPath + ".tmp";
+        File.WriteAllText(keyTmp, key.ExportPkcs8PrivateKeyPem());
+        File.SetUnixFileMode(keyTmp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.Move(keyTmp, keyPath, overwrite: true);
+        var certTmp = certPath + ".tmp";
+        File.WriteAllText(certTmp, cert.ExportCertificatePem());
+        File.Move(certTmp, certPath, overwrite: true);
+    }
+}

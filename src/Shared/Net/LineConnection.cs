@@ -1,0 +1,238 @@
+// One client connection of a line protocol (SMTP, LMTP, IMAP, POP3, the
+// Dovecot auth protocol, socketmap), over System.IO.Pipelines. Everything read
+// here comes from the network: lines are bounded by NetLimits.MaxLineLength,
+// reads by the idle timeout, and a STARTTLS upgrade drops whatever the client
+// pipelined before the handshake.
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Mail.Shared.Logging;
+using Microsoft.AspNetCore.Connections;
+using NLog;
+
+namespace Mail.Shared.Net;
+
+public enum LineStatus { Line, TooLong, Closed, Timeout, Shutdown }
+
+public readonly record struct LineRead(LineStatus Status, string Text = "")
+{
+    public bool IsLine => Status == LineStatus.Line;
+}
+
+public sealed class LineConnection : IAsyncDisposable
+{
+    private static readonly Logger Log = MailLog.For("net");
+    private readonly ConnectionContext _context;
+    private readonly NetLimits _limits;
+    private readonly CancellationToken _stopping;
+    private CancellationTokenSource _readTimeout;
+    private SslStream? _tls;
+
+    public PipeReader Input { get; private set; }
+    public PipeWriter Output { get; private set; }
+    public string SessionId { get; } = MailLog.NewId();
+    public string ListenerName { get; }
+    public IPAddress? RemoteIp { get; }
+    public int RemotePort { get; }
+    public IPAddress? LocalIp { get; }
+    public bool IsUnixSocket { get; }
+    public bool IsTls { get; private set; }
+    /// <summary>Loopback TCP or a Unix socket: plaintext authentication is allowed.</summary>
+    public bool IsLocal => IsUnixSocket || (RemoteIp != null && IPAddress.IsLoopback(RemoteIp));
+    /// <summary>Safe for plaintext credentials: TLS, loopback, or a Unix socket.</summary>
+    public bool IsSecure => IsTls || IsLocal;
+    public string TlsProtocol => _tls?.SslProtocol.ToString() ?? "";
+    public NetLimits Limits => _limits;
+    public CancellationToken Stopping => _stopping;
+    /// <summary>The client's address for logs, as Postfix prints it: host[ip]:port or unix.</summary>
+    public string ClientDescription => IsUnixSocket ? "unix" : $"[{RemoteIp}]:{RemotePort}";
+
+    internal LineConnection(ConnectionContext context, string listenerName, NetLimits limits, CancellationToken stopping, bool implicitTls)
+    {
+        _context = context;
+        _limits = limits;
+        _stopping = stopping;
+        _readTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        ListenerName = listenerName;
+        Input = context.Transport.Input;
+        Output = context.Transport.Output;
+        IsTls = implicitTls;
+        if (context.RemoteEndPoint is IPEndPoint ip)
+        {
+            RemoteIp = ip.Address.IsIPv4MappedToIPv6 ? ip.Address.MapToIPv4() : ip.Address;
+            RemotePort = ip.Port;
+        }
+        else
+        {
+            IsUnixSocket = true;
+        }
+        if (context.LocalEndPoint is IPEndPoint local) LocalIp = local.Address;
+    }
+
+    /// <summary>
+    /// Reads one line without its CRLF (or bare LF). A line longer than the limit
+    /// is read to its end and thrown away: the answer is TooLong.
+    /// </summary>
+    public async ValueTask<LineRead> ReadLineAsync()
+    {
+        var max = _limits.MaxLineLength;
+        bool discarding = false;
+        while (true)
+        {
+            ReadResult result;
+            try
+            {
+                ArmTimeout();
+                result = await Input.ReadAsync(_readTimeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return new LineRead(_stopping.IsCancellationRequested ? LineStatus.Shutdown : LineStatus.Timeout);
+            }
+            catch (Exception e) when (e is IOException or ConnectionResetException or ObjectDisposedException)
+            {
+                return new LineRead(LineStatus.Closed);
+            }
+            var buffer = result.Buffer;
+            var lf = buffer.PositionOf((byte)'\n');
+            if (lf != null)
+            {
+                var lineSeq = buffer.Slice(0, lf.Value);
+                var after = buffer.GetPosition(1, lf.Value);
+                if (discarding)
+                {
+                    Input.AdvanceTo(after);
+                    return new LineRead(LineStatus.TooLong);
+                }
+                if (lineSeq.Length > max)
+                {
+                    Input.AdvanceTo(after);
+                    return new LineRead(LineStatus.TooLong);
+                }
+                var text = Decode(lineSeq);
+                Input.AdvanceTo(after);
+                return new LineRead(LineStatus.Line, text);
+            }
+            if (buffer.Length > max)
+            {
+                discarding = true;
+                Input.AdvanceTo(buffer.End);
+            }
+            else
+            {
+                Input.AdvanceTo(buffer.Start, buffer.End);
+            }
+            if (result.IsCompleted || result.IsCanceled)
+                return new LineRead(LineStatus.Closed);
+        }
+    }
+
+    private static string Decode(ReadOnlySequence<byte> line)
+    {
+        if (line.Length > 0)
+        {
+            var last = line.Slice(line.Length - 1).FirstSpan[0];
+            if (last == '\r') line = line.Slice(0, line.Length - 1);
+        }
+        return Encoding.UTF8.GetString(line);
+    }
+
+    private void ArmTimeout()
+    {
+        if (!_readTimeout.TryReset())
+        {
+            _readTimeout.Dispose();
+            _readTimeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping);
+        }
+        _readTimeout.CancelAfter(_limits.IdleTimeout);
+    }
+
+    /// <summary>Writes one line and CRLF, and sends it.</summary>
+    public async ValueTask WriteLineAsync(string line)
+    {
+        var count = Encoding.UTF8.GetByteCount(line);
+        var span = Output.GetSpan(count + 2);
+        Encoding.UTF8.GetBytes(line, span);
+        span[count] = (byte)'\r';
+        span[count + 1] = (byte)'\n';
+        Output.Advance(count + 2);
+        await Output.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Queues one line and CRLF without sending it (for replies to a pipelined group).</summary>
+    public void BufferLine(string line)
+    {
+        var count = Encoding.UTF8.GetByteCount(line);
+        var span = Output.GetSpan(count + 2);
+        Encoding.UTF8.GetBytes(line, span);
+        span[count] = (byte)'\r';
+        span[count + 1] = (byte)'\n';
+        Output.Advance(count + 2);
+    }
+
+    public async ValueTask FlushAsync() => await Output.FlushAsync().ConfigureAwait(false);
+
+    /// <summary>True if the client has sent bytes that are not yet read.</summary>
+    public bool HasBufferedInput()
+    {
+        if (!Input.TryRead(out var r)) return false;
+        var any = !r.Buffer.IsEmpty;
+        Input.AdvanceTo(r.Buffer.Start, r.Buffer.Start);
+        return any;
+    }
+
+    /// <summary>
+    /// Upgrades to TLS after the server's "go ahead" reply has been sent. Any
+    /// bytes the client sent after its STARTTLS command, before the handshake,
+    /// are discarded and logged (RFC 3207 section 4.2; CVE-2011-0411).
+    /// Returns false if the handshake failed; the connection is then unusable.
+    /// </summary>
+    public async Task<bool> StartTlsAsync(X509Certificate2 certificate)
+    {
+        if (IsTls) throw new InvalidOperationException("TLS is already active");
+        if (Input.TryRead(out var pending))
+        {
+            var n = pending.Buffer.Length;
+            Input.AdvanceTo(pending.Buffer.End);
+            if (n > 0)
+                Log.Warn($"{SessionId}: {ClientDescription}: discarded {n} bytes pipelined after STARTTLS");
+        }
+        var transport = new DuplexPipeStream(_context.Transport.Input, _context.Transport.Output);
+        var tls = new SslStream(transport, leaveInnerStreamOpen: false);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping);
+            timeout.CancelAfter(_limits.IdleTimeout);
+            await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+            {
+                ServerCertificate = certificate,
+                ClientCertificateRequired = false,
+            }, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
+        {
+            Log.Info($"{SessionId}: {ClientDescription}: TLS handshake failed: {MailLog.Safe(e.Message)}");
+            await tls.DisposeAsync().ConfigureAwait(false);
+            return false;
+        }
+        _tls = tls;
+        Input = PipeReader.Create(tls, new StreamPipeReaderOptions(leaveOpen: true));
+        Output = PipeWriter.Create(tls, new StreamPipeWriterOptions(leaveOpen: true));
+        IsTls = true;
+        return true;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _readTimeout.Dispose();
+        if (_tls != null)
+        {
+            try { await Output.CompleteAsync().ConfigureAwait(false); } catch { }
+            try { await Input.CompleteAsync().ConfigureAwait(false); } catch { }
+            await _tls.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}
