@@ -107,7 +107,7 @@ public sealed class LineConnection : IAsyncDisposable
                     Input.AdvanceTo(after);
                     return new LineRead(LineStatus.TooLong);
                 }
-                if (lineSeq.Length > max)
+                if (lineSeq.Length > max + 1 || (lineSeq.Length == max + 1 && lineSeq.Slice(max).FirstSpan[0] != '\r'))
                 {
                     Input.AdvanceTo(after);
                     return new LineRead(LineStatus.TooLong);
@@ -116,7 +116,7 @@ public sealed class LineConnection : IAsyncDisposable
                 Input.AdvanceTo(after);
                 return new LineRead(LineStatus.Line, text);
             }
-            if (buffer.Length > max)
+            if (buffer.Length > max + 1)
             {
                 discarding = true;
                 Input.AdvanceTo(buffer.End);

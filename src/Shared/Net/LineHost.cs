@@ -1,0 +1,36 @@
+// The host a line-protocol daemon runs in: Kestrel without HTTP, NLog for the
+// framework's own logging, and a stopping token that reaches every session
+// when SIGTERM arrives, so that each can say goodbye before the host waits
+// for it to end (at most ShutdownTimeout).
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using NLog.Extensions.Logging;
+
+namespace Mail.Shared.Net;
+
+public static class LineHost
+{
+    public static WebApplication Create(Action<KestrelServerOptions, CancellationToken> listen, TimeSpan shutdownTimeout,
+        Action<WebApplicationBuilder>? services = null)
+    {
+        var stopping = new CancellationTokenSource();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddNLog();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = shutdownTimeout);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            listen(k, stopping.Token);
+        });
+        services?.Invoke(builder);
+        var app = builder.Build();
+        app.Lifetime.ApplicationStopping.Register(stopping.Cancel);
+        app.Lifetime.ApplicationStopped.Register(stopping.Dispose);
+        return app;
+    }
+}
