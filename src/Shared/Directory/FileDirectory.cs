@@ -18,9 +18,9 @@ public sealed class FileDirectory : IMailDirectory, IDirectoryAdmin
     public FileDirectory(FileDirectoryOptions options)
     {
         _options = options;
-        _passwd = new(options.PasswdFile, DirectoryFiles.ParsePasswd);
-        _aliases = new(options.AliasesFile, DirectoryFiles.ParseAliases);
-        _domains = new(options.DomainsFile, DirectoryFiles.ParseDomains);
+        _passwd = new(options.PasswdFile, DirectoryFiles.ParsePasswd, required: true);
+        _aliases = new(options.AliasesFile, DirectoryFiles.ParseAliases, required: false);
+        _domains = new(options.DomainsFile, DirectoryFiles.ParseDomains, required: true);
     }
 
     public ValueTask<DirectoryUser?> FindUserAsync(string address, CancellationToken ct = default) =>

@@ -6,7 +6,8 @@ using NLog;
 
 namespace Mail.Shared.UserDirectory;
 
-public sealed class WatchedFile<T>(string path, Func<string, IReadOnlyList<string>, T> parse) where T : class
+/// <param name="required">A missing required file is a fault (temporary failure); a missing optional one is empty.</param>
+public sealed class WatchedFile<T>(string path, Func<string, IReadOnlyList<string>, T> parse, bool required) where T : class
 {
     private static readonly Logger Log = MailLog.For("directory");
     private readonly object _lock = new();
@@ -59,6 +60,9 @@ public sealed class WatchedFile<T>(string path, Func<string, IReadOnlyList<strin
     private (DateTime Mtime, long Size, bool Exists) Stamp()
     {
         var fi = new FileInfo(path);
-        return fi.Exists ? (fi.LastWriteTimeUtc, fi.Length, true) : (DateTime.MinValue, -1, false);
+        if (fi.Exists) return (fi.LastWriteTimeUtc, fi.Length, true);
+        if (required || System.IO.Directory.Exists(path))
+            throw new DirectoryUnavailableException($"{path} is missing or not a regular file");
+        return (DateTime.MinValue, -1, false);
     }
 }
