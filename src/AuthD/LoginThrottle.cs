@@ -33,6 +33,8 @@ internal sealed class LoginThrottle(TimeSpan baseDelay, TimeSpan maxDelay, TimeS
         lock (_failures) _failures.Remove("user:" + user);
     }
 
+    public int Size { get { lock (_failures) return _failures.Count; } }
+
     public int Count(string key)
     {
         lock (_failures) return _failures.TryGetValue(key, out var v) && _clock() - v.Last < window ? v.Count : 0;

@@ -77,6 +77,10 @@ internal sealed class RecipientResolver(Accounts accounts, int recursionLimit, i
         }
         if (targets != null)
         {
+            // An alias that matched with its +detail consumes it; one that matched
+            // without passes the detail on to its targets (Postfix's
+            // propagate_unmatched_extensions).
+            if (ownDetail != null && key == address.ToString()) detail = inheritedDetail;
             var next = new HashSet<string>(chain, StringComparer.Ordinal) { key };
             foreach (var t in targets)
             {

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. As root on Debian 12 it first installs the peers
+# the tests drive (Postfix, Dovecot, PostgreSQL, swaks, python3); the tests
+# start private instances of them and never touch the system's services.
+# Ends with one line: "tests: N passed, N failed[, N skipped]".
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+packages=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || { echo "test.sh: apt-get install failed"; exit 1; }
+  fi
+else
+  echo "test.sh: not root: using the peers already installed (missing ones are skipped unless CI=true)"
+fi
+
+results="$root/build/test-results"
+rm -rf "$results"
+dotnet restore Mail.sln -v:q || { echo "tests: 0 passed, 1 failed"; exit 1; }
+dotnet build Mail.sln -c Release --no-restore -v:q -nologo -clp:ErrorsOnly || { echo "tests: 0 passed, 1 failed"; exit 1; }
+touch "$root/build/.built"
+dotnet test Mail.sln -c Release --no-build --logger "trx;LogFileName=results.trx" --results-directory "$results" "$@"
+status=$?
+
+trx="$results/results.trx"
+if [ ! -f "$trx" ]; then
+  echo "test.sh: the test run produced no results"
+  echo "tests: 0 passed, 1 failed"
+  exit 1
+fi
+counters=$(grep -o '<Counters [^>]*>' "$trx")
+get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
+total=$(get total); executed=$(get executed); passed=$(get passed); failed=$(get failed)
+errors=$(get error); timeouts=$(get timeout); aborted=$(get aborted)
+failed=$((failed + errors + timeouts + aborted))
+skipped=$((total - executed))
+if [ "$skipped" -gt 0 ]; then
+  echo "tests: $passed passed, $failed failed, $skipped skipped"
+else
+  echo "tests: $passed passed, $failed failed"
+fi
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$executed" -gt 0 ]

@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using Mail.Tests.Support;
+
+namespace Mail.Tests.MailCtl;
+
+/// <summary>
+/// What a new administrator does: `mailctl up`, add a domain, a user and
+/// aliases, then test a login and look-ups, all through the built programs.
+/// </summary>
+public sealed class DevStackTests
+{
+    [DllImport("libc", EntryPoint = "kill")]
+    private static extern int Kill(int pid, int signal);
+
+    private static RunResult Ctl(string config, string? stdin, params string[] args) =>
+        Run.Program(Repo.Program("mailctl"), ["--config", config, .. args], stdin);
+
+    [Test]
+    public async Task Up_then_user_add_auth_test_and_lookup()
+    {
+        using var dir = new TempDir();
+        var root = dir["dev"];
+        var psi = new ProcessStartInfo(Repo.Program("mailctl"))
+        {
+            ArgumentList = { "up", "--dir", root },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        using var up = Process.Start(psi)!;
+        var output = new System.Text.StringBuilder();
+        up.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        up.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        up.BeginOutputReadLine();
+        up.BeginErrorReadLine();
+        try
+        {
+            string Out() { lock (output) return output.ToString(); }
+            Assert.That(await Wait.UntilAsync(() => Out().Contains("dev stack up") || up.HasExited, TimeSpan.FromSeconds(60)), Is.True);
+            Assert.That(up.HasExited, Is.False, Out());
+            Assert.That(Out(), Does.Contain($"authd    gRPC          unix:{root}/run/authd.sock"));
+            Assert.That(File.Exists(Path.Combine(root, "tls", "cert.pem")), Is.True, "self-signed certificate made on first start");
+
+            var conf = Path.Combine(root, "etc", "authd.conf");
+            Assert.That(Ctl(conf, null, "domain", "add", "example.org").ExitCode, Is.EqualTo(0));
+            Assert.That(Ctl(conf, null, "domain", "add", "example.net").ExitCode, Is.EqualTo(0));
+            var add = Ctl(conf, "s3cret pass\n", "user", "add", "bob@example.org", "--quota", "1G");
+            Assert.That(add.ExitCode, Is.EqualTo(0), add.Stderr);
+            Assert.That(Ctl(conf, null, "alias", "add", "info@example.org", "bob@example.org", "someone@remote.test").ExitCode, Is.EqualTo(0));
+            Assert.That(Ctl(conf, null, "alias", "add", "@example.net", "bob@example.org").ExitCode, Is.EqualTo(0));
+
+            var ok = Ctl(conf, null, "auth", "test", "bob@example.org", "s3cret pass");
+            Assert.That(ok.ExitCode, Is.EqualTo(0), ok.Stderr);
+            Assert.That(ok.Stdout, Does.Contain("passdb: bob@example.org auth succeeded"));
+            var okStdin = Ctl(conf, "s3cret pass\n", "auth", "test", "bob@example.org");
+            Assert.That(okStdin.ExitCode, Is.EqualTo(0), okStdin.Stderr);
+            var bad = Ctl(conf, null, "auth", "test", "bob@example.org", "wrong");
+            Assert.That(bad.ExitCode, Is.EqualTo(77));
+            Assert.That(bad.Stderr, Does.Contain("passdb: bob@example.org auth failed"));
+
+            var alias = Ctl(conf, null, "lookup", "info@example.org");
+            Assert.That(alias.ExitCode, Is.EqualTo(0));
+            Assert.That(alias.Stdout, Does.Contain("-> bob@example.org  mailbox=bob@example.org"));
+            Assert.That(alias.Stdout, Does.Contain("-> someone@remote.test  (remote)"));
+            var catchAll = Ctl(conf, null, "lookup", "whoever@example.net");
+            Assert.That(catchAll.Stdout, Does.Contain("-> bob@example.org  mailbox=bob@example.org"));
+            var unknown = Ctl(conf, null, "lookup", "nobody@example.org");
+            Assert.That(unknown.ExitCode, Is.EqualTo(1));
+            Assert.That(unknown.Stdout, Does.Contain("unknown user"));
+            var foreign = Ctl(conf, null, "lookup", "x@elsewhere.test");
+            Assert.That(foreign.Stdout, Does.Contain("not ours"));
+
+            var users = Ctl(conf, null, "user", "list");
+            Assert.That(users.Stdout, Does.Contain("bob@example.org  quota=1073741824"));
+            Assert.That(Ctl(conf, null, "user", "remove", "bob@example.org").ExitCode, Is.EqualTo(0));
+            Assert.That(Ctl(conf, null, "auth", "test", "bob@example.org", "s3cret pass").ExitCode, Is.EqualTo(77));
+
+            var log = File.ReadAllText(Path.Combine(root, "log", "authd.log"));
+            Assert.That(log, Does.Match(@"(?m)^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ authd\[\d+\]: mailctl: auth: service=mailctl, rip=127\.0\.0\.1, mech=PLAIN, user=<bob@example\.org>, result=ok$"));
+            Assert.That(log, Does.Not.Contain("s3cret"));
+        }
+        finally
+        {
+            if (!up.HasExited) Kill(up.Id, 15);
+            var stopped = up.WaitForExit(30_000);
+            if (!stopped) up.Kill(entireProcessTree: true);
+            Assert.That(stopped, Is.True, "mailctl up stops on SIGTERM");
+        }
+        Assert.That(up.ExitCode, Is.EqualTo(0));
+        Assert.That(File.Exists(Path.Combine(root, "run", "authd.sock")), Is.False, "authd stopped and removed its socket");
+    }
+
+    [Test]
+    public void Password_is_never_taken_from_the_command_line_of_user_add()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir["authd.conf"], $"passwd_file = {dir["passwd"]}\ndomains_file = {dir["domains"]}\naliases_file = {dir["virtual"]}\n");
+        File.WriteAllText(dir["domains"], "example.org\n");
+        var r = Ctl(dir["authd.conf"], "", "user", "add", "bob@example.org", "secretpw");
+        Assert.That(r.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(File.Exists(dir["passwd"]) ? File.ReadAllText(dir["passwd"]) : "", Does.Not.Contain("bob@"));
+    }
+}
