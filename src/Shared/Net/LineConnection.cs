@@ -153,12 +153,7 @@ public sealed class LineConnection : IAsyncDisposable
     /// <summary>Writes one line and CRLF, and sends it.</summary>
     public async ValueTask WriteLineAsync(string line)
     {
-        var count = Encoding.UTF8.GetByteCount(line);
-        var span = Output.GetSpan(count + 2);
-        Encoding.UTF8.GetBytes(line, span);
-        span[count] = (byte)'\r';
-        span[count + 1] = (byte)'\n';
-        Output.Advance(count + 2);
+        BufferLine(line);
         await Output.FlushAsync().ConfigureAwait(false);
     }
 
