@@ -26,8 +26,10 @@ internal sealed class Accounts(IMailDirectory directory, AccountDefaults default
     /// <summary>The full record for LMTP, IMAP and POP3, or null if no safe Maildir path can be made.</summary>
     public MailUser? ToMailUser(DirectoryUser user)
     {
-        var maildir = user.Maildir ?? DefaultMaildir(user.Address);
-        if (maildir == null || !Path.IsPathRooted(maildir)) return null;
+        var maildir = user.Maildir == null ? DefaultMaildir(user.Address)
+            : Path.IsPathRooted(user.Maildir) ? user.Maildir
+            : UnderMailRoot(user.Maildir);
+        if (maildir == null) return null;
         return new MailUser
         {
             User = user.Address,
@@ -46,8 +48,15 @@ internal sealed class Accounts(IMailDirectory directory, AccountDefaults default
     {
         if (!MailAddress.TryParse(address, out var a)) return null;
         if (!IsSafeComponent(a.Local) || !IsSafeComponent(a.Domain)) return null;
+        return UnderMailRoot(Path.Combine(a.Domain, a.Local));
+    }
+
+    /// <summary>A relative Maildir (PostfixAdmin's "domain/local/") under mail_root, or null if it would leave it.</summary>
+    public string? UnderMailRoot(string relative)
+    {
+        if (relative.Contains('\0')) return null;
         var root = Path.GetFullPath(defaults.MailRoot);
-        var path = Path.GetFullPath(Path.Combine(root, a.Domain, a.Local));
+        var path = Path.GetFullPath(Path.Combine(root, relative)).TrimEnd('/');
         return path.StartsWith(root.TrimEnd('/') + "/", StringComparison.Ordinal) ? path : null;
     }
 

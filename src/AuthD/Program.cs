@@ -2,7 +2,9 @@
 // and recipient resolution over gRPC on a Unix socket (mode 0660).
 using System.Globalization;
 using Mail.AuthD;
+using Mail.AuthD.DovecotAuth;
 using Mail.AuthD.Sasl;
+using Mail.AuthD.Socketmap;
 using Mail.Shared.Auth;
 using Mail.Shared.Config;
 using Mail.Shared.Logging;
@@ -27,7 +29,8 @@ catch (ConfigException e)
     Console.Error.WriteLine(e.Message);
     return 78;
 }
-log.Info($"started: directory={config.Get("directory_driver")}, grpc=unix:{config.GetPath("grpc_socket")}");
+log.Info($"started: directory={config.Get("directory_driver")}, grpc=unix:{config.GetPath("grpc_socket")}, " +
+         $"dovecot-auth=unix:{config.GetPath("dovecot_auth_socket")}, socketmap=unix:{config.GetPath("socketmap_socket")}");
 await app.WaitForShutdownAsync();
 log.Info("stopped");
 NLog.LogManager.Shutdown();
@@ -40,28 +43,12 @@ namespace Mail.AuthD
         /// <summary>Builds the AuthD web host from its configuration (tests start it in-process).</summary>
         public static WebApplication Build(MailConfig config)
         {
-            var socket = config.GetPath("grpc_socket");
+            var grpcSocket = config.GetPath("grpc_socket");
+            var authSocket = config.GetPath("dovecot_auth_socket");
+            var mapSocket = config.GetPath("socketmap_socket");
             var mode = ParseMode(config.Get("socket_mode"));
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.Logging.AddNLog();
-            builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-            builder.Logging.AddFilter("Grpc", LogLevel.Warning);
-            builder.WebHost.ConfigureKestrel(k =>
-            {
-                k.AddServerHeader = false;
-                LineListener.PrepareUnixSocket(socket);
-                k.ListenUnixSocket(socket, lo => lo.Protocols = HttpProtocols.Http2);
-            });
-            builder.Services.AddGrpc(o =>
-            {
-                o.MaxReceiveMessageSize = 64 * 1024;
-                o.MaxSendMessageSize = 1 << 20;
-                o.EnableDetailedErrors = false;
-            });
 
-            IMailDirectory directory = new FileDirectory(new FileDirectoryOptions(
-                config.GetPath("passwd_file"), config.GetPath("aliases_file"), config.GetPath("domains_file")));
+            var directory = DirectoryFactory.Open(config);
             var accounts = new Accounts(directory, new AccountDefaults(
                 config.GetPath("mail_root"), (uint)config.GetInt("mail_uid"), (uint)config.GetInt("mail_gid"),
                 config.GetSize("default_quota"), config.Get("recipient_delimiter")));
@@ -71,15 +58,45 @@ namespace Mail.AuthD
             foreach (var m in mechanisms)
                 if (!SaslMechanism.Known.Contains(m))
                     throw new ConfigException($"authd: unknown SASL mechanism '{m}' in 'auth_mechanisms'");
-            builder.Services.AddSingleton(accounts);
-            builder.Services.AddSingleton(new SaslServer(new Credentials(directory), throttle, mechanisms, config.Get("hostname")));
-            builder.Services.AddSingleton(new RecipientResolver(accounts,
-                (int)config.GetInt("alias_recursion_limit"), (int)config.GetInt("alias_expansion_limit")));
+            var sasl = new SaslServer(new Credentials(directory, new LoginCache(config.GetDuration("auth_cache_ttl"))),
+                throttle, mechanisms, config.Get("hostname"));
+            var resolver = new RecipientResolver(accounts,
+                (int)config.GetInt("alias_recursion_limit"), (int)config.GetInt("alias_expansion_limit"));
+            var maps = new SocketmapMaps(accounts);
+            // Auth clients (Postfix's smtpd) keep their connection open for long.
+            var limits = new NetLimits { MaxLineLength = 16384, IdleTimeout = TimeSpan.FromHours(1), MaxConnections = 4000 };
+            var gate = new ConnectionGate(limits);
 
-            var app = builder.Build();
+            var app = LineHost.Create((k, stopping) =>
+            {
+                LineListener.PrepareUnixSocket(grpcSocket);
+                k.ListenUnixSocket(grpcSocket, lo => lo.Protocols = HttpProtocols.Http2);
+                if (authSocket.Length > 0)
+                    k.ListenLines(new LineListenerOptions { Name = "dovecot-auth", Address = new ListenAddress(new System.Net.Sockets.UnixDomainSocketEndPoint(authSocket)), Limits = limits },
+                        gate, () => null, stopping, c => new DovecotAuthSession(c, sasl).RunAsync());
+                if (mapSocket.Length > 0)
+                    k.ListenLines(new LineListenerOptions { Name = "socketmap", Address = new ListenAddress(new System.Net.Sockets.UnixDomainSocketEndPoint(mapSocket)), Limits = limits },
+                        gate, () => null, stopping, c => new SocketmapSession(c, maps).RunAsync());
+            }, TimeSpan.FromSeconds(10), builder =>
+            {
+                builder.Services.AddGrpc(o =>
+                {
+                    o.MaxReceiveMessageSize = 64 * 1024;
+                    o.MaxSendMessageSize = 1 << 20;
+                    o.EnableDetailedErrors = false;
+                });
+                builder.Services.AddSingleton(accounts);
+                builder.Services.AddSingleton(sasl);
+                builder.Services.AddSingleton(resolver);
+            });
             app.MapGrpcService<AuthService>();
-            app.Lifetime.ApplicationStarted.Register(() => LineListener.SetSocketMode(socket, mode));
-            app.Lifetime.ApplicationStopped.Register(() => { try { File.Delete(socket); } catch (IOException) { } });
+            var sockets = new[] { grpcSocket, authSocket, mapSocket }.Where(s => s.Length > 0).ToArray();
+            app.Lifetime.ApplicationStarted.Register(() => { foreach (var s in sockets) LineListener.SetSocketMode(s, mode); });
+            app.Lifetime.ApplicationStopped.Register(() =>
+            {
+                foreach (var s in sockets) { try { File.Delete(s); } catch (IOException) { } }
+                (directory as IAsyncDisposable)?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
+            });
             return app;
         }
 

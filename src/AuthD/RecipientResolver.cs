@@ -29,7 +29,7 @@ internal sealed class RecipientResolver(Accounts accounts, int recursionLimit, i
             return reply;
         }
         var state = new State(reply);
-        await ExpandAsync(address, null, 0, [], state, top: true, ct).ConfigureAwait(false);
+        await ExpandAsync(address, null, 0, [], state, top: true, ct, domain).ConfigureAwait(false);
         if (reply.Targets.Count > 0) reply.Status = RecipientStatus.Ok;
         else if (state.Looped) { reply.Status = RecipientStatus.Loop; reply.Reason = "alias loop or expansion too deep"; }
         else if (state.Inactive) { reply.Status = RecipientStatus.Inactive; reply.Reason = "mailbox disabled"; }
@@ -46,7 +46,7 @@ internal sealed class RecipientResolver(Accounts accounts, int recursionLimit, i
     }
 
     private async Task ExpandAsync(MailAddress address, string? inheritedDetail, int depth, HashSet<string> chain,
-        State state, bool top, CancellationToken ct)
+        State state, bool top, CancellationToken ct, DirectoryDomain? knownDomain = null)
     {
         if (depth > recursionLimit)
         {
@@ -60,7 +60,7 @@ internal sealed class RecipientResolver(Accounts accounts, int recursionLimit, i
             return;
         }
         var dir = accounts.Directory;
-        var domain = top ? new DirectoryDomain(address.Domain) : await dir.FindDomainAsync(address.Domain, ct).ConfigureAwait(false);
+        var domain = knownDomain ?? await dir.FindDomainAsync(address.Domain, ct).ConfigureAwait(false);
         if (domain == null || !domain.Active)
         {
             Add(state, new RecipientTarget { Address = address.ToString(), Local = false });
@@ -98,6 +98,16 @@ internal sealed class RecipientResolver(Accounts accounts, int recursionLimit, i
                 }
                 await ExpandAsync(ta, detail, depth + 1, next, state, top: false, ct).ConfigureAwait(false);
             }
+            return;
+        }
+        if (domain.AliasFor != null && domain.AliasFor != address.Domain)
+        {
+            // An alias domain (PostfixAdmin's alias_domain): x@alias is x@target,
+            // unless an alias of its own matched above.
+            var target = new MailAddress(address.Local, domain.AliasFor);
+            if (chain.Contains(target.ToString())) { state.Looped = true; return; }
+            var next = new HashSet<string>(chain, StringComparer.Ordinal) { address.ToString() };
+            await ExpandAsync(target, inheritedDetail, depth + 1, next, state, top, ct).ConfigureAwait(false);
             return;
         }
         if (await DeliverToMailboxAsync(bare, detail, state, top, ct).ConfigureAwait(false)) return;

@@ -31,13 +31,7 @@ internal static class CtlContext
     public static MailConfig LoadConfig(ParseResult parse) =>
         MailConfig.Load("authd", AuthDSettings.Settings, FindConfigPath(parse));
 
-    public static FileDirectory OpenDirectory(MailConfig config)
-    {
-        var driver = config.Get("directory_driver");
-        if (driver != "passwd-file") throw new ConfigException($"mailctl: directory_driver '{driver}' is not supported here");
-        return new FileDirectory(new FileDirectoryOptions(
-            config.GetPath("passwd_file"), config.GetPath("aliases_file"), config.GetPath("domains_file")));
-    }
+    public static IDirectoryAdmin OpenDirectory(MailConfig config) => (IDirectoryAdmin)DirectoryFactory.Open(config);
 
     public static AuthClient ConnectAuth(MailConfig config) => AuthClient.Connect(config.GetPath("grpc_socket"));
 

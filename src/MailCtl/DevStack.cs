@@ -31,6 +31,8 @@ internal static class DevStack
             $"""
             # AuthD on the dev stack; see `authd --print-reference` for every parameter.
             grpc_socket = {root}/run/authd.sock
+            dovecot_auth_socket = {root}/run/auth-client
+            socketmap_socket = {root}/run/socketmap
             passwd_file = {root}/data/passwd
             aliases_file = {root}/data/virtual
             domains_file = {root}/data/domains
@@ -39,7 +41,9 @@ internal static class DevStack
             mail_gid = {Getegid()}
             log_file = {root}/log/authd.log
             """,
-            r => [$"gRPC          unix:{r}/run/authd.sock"],
+            r => [$"gRPC          unix:{r}/run/authd.sock",
+                  $"dovecot-auth  unix:{r}/run/auth-client   (Postfix: smtpd_sasl_type = dovecot)",
+                  $"socketmap     unix:{r}/run/socketmap     (Postfix: socketmap:unix:...:domains|mailboxes|aliases)"],
             AuthReadyAsync),
     ];
 

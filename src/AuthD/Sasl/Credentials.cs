@@ -1,13 +1,16 @@
 // Checks credentials against the directory for the SASL mechanisms. An
 // unknown user costs the same hash computation as a known one and gets the
 // same answer, so neither the reply nor its timing says who exists.
+using Mail.Shared.Logging;
 using Mail.Shared.Passwords;
 using Mail.Shared.UserDirectory;
+using NLog;
 
 namespace Mail.AuthD.Sasl;
 
-internal sealed class Credentials(IMailDirectory directory)
+internal sealed class Credentials(IMailDirectory directory, LoginCache cache)
 {
+    private static readonly Logger Log = MailLog.For("auth");
     private readonly string _dummyHash = PasswordScheme.Hash(Guid.NewGuid().ToString(), "SHA512-CRYPT");
 
     public async ValueTask<SaslStep> CheckPasswordAsync(string user, string password, CancellationToken ct)
@@ -17,15 +20,8 @@ internal sealed class Credentials(IMailDirectory directory)
             PasswordScheme.Verify(password, _dummyHash);
             return SaslStep.Failure("unknown user");
         }
-        DirectoryUser? entry;
-        try
-        {
-            entry = await directory.FindUserAsync(address.ToString(), ct).ConfigureAwait(false);
-        }
-        catch (DirectoryUnavailableException e)
-        {
-            return SaslStep.TempFail(e.Message);
-        }
+        var (entry, fault) = await FindAsync(user, ct).ConfigureAwait(false);
+        if (fault != null) return fault.Value;
         if (entry == null)
         {
             PasswordScheme.Verify(password, _dummyHash);
@@ -40,13 +36,19 @@ internal sealed class Credentials(IMailDirectory directory)
     public async ValueTask<(DirectoryUser? User, SaslStep? Fault)> FindAsync(string user, CancellationToken ct)
     {
         if (!MailAddress.TryParse(user, out var address)) return (null, null);
+        var key = address.ToString();
         try
         {
-            return (await directory.FindUserAsync(address.ToString(), ct).ConfigureAwait(false), null);
+            var entry = await directory.FindUserAsync(key, ct).ConfigureAwait(false);
+            cache.Remember(key, entry);
+            return (entry, null);
         }
         catch (DirectoryUnavailableException e)
         {
-            return (null, SaslStep.TempFail(e.Message));
+            var cached = cache.Recall(key);
+            if (cached == null) return (null, SaslStep.TempFail(e.Message));
+            Log.Warn($"directory unavailable ({MailLog.Safe(e.Message)}); using the cached entry of {key}");
+            return (cached, null);
         }
     }
 }

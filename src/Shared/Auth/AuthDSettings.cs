@@ -11,8 +11,11 @@ public static class AuthDSettings
     public static readonly IReadOnlyList<Setting> Settings =
     [
         Setting.Path("grpc_socket", "/run/mail/authd.sock", "Unix socket of the gRPC API that the suite's programs use."),
-        Setting.Text("socket_mode", "0660", "Mode of the gRPC socket: owner and group (the mail programs) only."),
-        Setting.Choice("directory_driver", "passwd-file", "Where users, domains and aliases live: passwd-file (the files below).", "passwd-file"),
+        Setting.Path("dovecot_auth_socket", "/run/mail/auth-client", "Unix socket speaking Dovecot's auth client protocol, for Postfix's smtpd_sasl_type = dovecot; empty turns it off."),
+        Setting.Path("socketmap_socket", "/run/mail/socketmap", "Unix socket speaking Postfix's socketmap protocol (maps: domains, mailboxes, aliases); empty turns it off."),
+        Setting.Text("socket_mode", "0660", "Mode of AuthD's sockets: owner and group (the mail programs, and Postfix) only."),
+        Setting.Choice("directory_driver", "passwd-file", "Where users, domains and aliases live: passwd-file (the files below) or pgsql (PostfixAdmin's schema).", "passwd-file", "pgsql"),
+        Setting.Text("pgsql_connection", "Host=/run/postgresql;Database=postfix;Username=authd", "Npgsql connection string of the PostfixAdmin database, for directory_driver = pgsql."),
         Setting.Path("passwd_file", "/etc/mail/passwd", "Dovecot-style passwd-file: user@domain:{SCHEME}hash:uid:gid::home::extra fields."),
         Setting.Path("aliases_file", "/etc/mail/virtual", "Postfix virtual(5)-style aliases: alias@domain target, ... and @domain catch-alls."),
         Setting.Path("domains_file", "/etc/mail/domains", "The virtual domains this server receives mail for, one per line."),
@@ -22,6 +25,7 @@ public static class AuthDSettings
         Setting.Size("default_quota", "0", "Quota in bytes for users without one of their own; 0 is no limit."),
         Setting.Text("recipient_delimiter", "+", "Characters that separate a user from an address extension (user+detail@domain); empty for none."),
         Setting.List("auth_mechanisms", "PLAIN LOGIN", "SASL mechanisms offered: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-1. CRAM-MD5 and SCRAM work only for users whose stored hash allows them."),
+        Setting.Duration("auth_cache_ttl", "1h", "While the directory is unreachable, a user's last good entry may serve logins for this long; 0 turns this off. Never used while the directory answers."),
         Setting.Duration("auth_failure_delay", "2s", "Delay before answering a failed login; it doubles with each further failure from the same client IP or for the same user."),
         Setting.Duration("auth_failure_delay_max", "30s", "The longest delay a failed login waits."),
         Setting.Duration("auth_failure_window", "15m", "Failures older than this no longer count towards the delay."),

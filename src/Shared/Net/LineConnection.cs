@@ -130,6 +130,26 @@ public sealed class LineConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// One raw read for protocols that are not line-based (netstrings, literals).
+    /// Null when the client closed, idled out, or the server is stopping. The
+    /// caller must AdvanceTo on Input after each successful read.
+    /// </summary>
+    public async ValueTask<ReadResult?> ReadRawAsync()
+    {
+        try
+        {
+            ArmTimeout();
+            var result = await Input.ReadAsync(_readTimeout.Token).ConfigureAwait(false);
+            if (result.IsCanceled) return null;
+            return result;
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
     private static string Decode(ReadOnlySequence<byte> line)
     {
         if (line.Length > 0)
@@ -166,6 +186,21 @@ public sealed class LineConnection : IAsyncDisposable
         span[count] = (byte)'\r';
         span[count + 1] = (byte)'\n';
         Output.Advance(count + 2);
+    }
+
+    /// <summary>Queues text as it is, for protocols whose lines end in a bare LF.</summary>
+    public void BufferText(string text)
+    {
+        var count = Encoding.UTF8.GetByteCount(text);
+        Encoding.UTF8.GetBytes(text, Output.GetSpan(count));
+        Output.Advance(count);
+    }
+
+    /// <summary>Queues raw bytes.</summary>
+    public void BufferBytes(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(Output.GetSpan(bytes.Length));
+        Output.Advance(bytes.Length);
     }
 
     public async ValueTask FlushAsync() => await Output.FlushAsync().ConfigureAwait(false);

@@ -257,9 +257,12 @@ public sealed class AuthServiceTests
     }
 
     [Test]
-    public void Socket_is_mode_0660()
+    public async Task Sockets_take_the_configured_mode_which_defaults_to_0660()
     {
-        var mode = File.GetUnixFileMode(_s.Socket);
-        Assert.That(mode & (UnixFileMode)0x1FF, Is.EqualTo((UnixFileMode)Convert.ToInt32("660", 8)));
+        foreach (var socket in new[] { _s.Socket, _s.DovecotAuthSocket, _s.SocketmapSocket })
+            Assert.That(File.GetUnixFileMode(socket) & (UnixFileMode)0x1FF, Is.EqualTo((UnixFileMode)Convert.ToInt32("666", 8)), socket);
+        await using var defaults = await AuthDServer.StartAsync(extraConfig: "socket_mode = 0660");
+        Assert.That(File.GetUnixFileMode(defaults.Socket) & (UnixFileMode)0x1FF, Is.EqualTo((UnixFileMode)Convert.ToInt32("660", 8)));
+        Assert.That(Mail.Shared.Auth.AuthDSettings.Settings.Single(s => s.Key == "socket_mode").Default, Is.EqualTo("0660"));
     }
 }

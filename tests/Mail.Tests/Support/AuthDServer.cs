@@ -16,14 +16,21 @@ internal sealed class AuthDServer : IAsyncDisposable
     public AuthClient Client { get; private set; } = null!;
     public FileDirectory Admin { get; private set; } = null!;
     public string Socket => Dir["run/authd.sock"];
+    public string DovecotAuthSocket => Dir["run/auth-client"];
+    public string SocketmapSocket => Dir["run/socketmap"];
     public string LogFile => Dir["authd.log"];
     public string ConfigFile => Dir["authd.conf"];
 
-    public static async Task<AuthDServer> StartAsync(string extraConfig = "")
+    public static async Task<AuthDServer> StartAsync(string extraConfig = "", string directory = "")
     {
         var s = new AuthDServer();
+        // Postfix's processes run as the postfix user and must reach the sockets.
+        File.SetUnixFileMode(s.Dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
         File.WriteAllText(s.ConfigFile, $"""
             grpc_socket = run/authd.sock
+            dovecot_auth_socket = run/auth-client
+            socketmap_socket = run/socketmap
+            socket_mode = 0666
             passwd_file = passwd
             aliases_file = virtual
             domains_file = domains
@@ -34,6 +41,7 @@ internal sealed class AuthDServer : IAsyncDisposable
             auth_failure_delay_max = 400ms
             auth_mechanisms = PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256
             hostname = mx.test
+            {directory}
             {extraConfig}
             """);
         File.WriteAllText(s.Dir["domains"], "example.org\n");

@@ -1,0 +1,15 @@
+// Opens the directory that authd.conf names: the passwd-file trio or
+// PostgreSQL in PostfixAdmin's schema. Used by AuthD and by mailctl.
+using Mail.Shared.Config;
+
+namespace Mail.Shared.UserDirectory;
+
+public static class DirectoryFactory
+{
+    public static IMailDirectory Open(MailConfig authdConfig) => authdConfig.Get("directory_driver") switch
+    {
+        "pgsql" => new PgsqlDirectory(authdConfig.Get("pgsql_connection")),
+        _ => new FileDirectory(new FileDirectoryOptions(
+            authdConfig.GetPath("passwd_file"), authdConfig.GetPath("aliases_file"), authdConfig.GetPath("domains_file"))),
+    };
+}
