@@ -215,12 +215,14 @@ public sealed class LineConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Upgrades to TLS after the server's "go ahead" reply has been sent. Any
-    /// bytes the client sent after its STARTTLS command, before the handshake,
-    /// are discarded and logged (RFC 3207 section 4.2; CVE-2011-0411).
-    /// Returns false if the handshake failed; the connection is then unusable.
+    /// Upgrades to TLS: first drops whatever the client pipelined after its
+    /// STARTTLS command (RFC 3207 section 4.2; CVE-2011-0411) and logs it,
+    /// then sends <paramref name="goAhead"/> and runs the handshake. The
+    /// discard must come before the reply: once the reply is out, the next
+    /// bytes are the client's TLS hello. Returns false if the handshake failed;
+    /// the connection is then unusable.
     /// </summary>
-    public async Task<bool> StartTlsAsync(X509Certificate2 certificate)
+    public async Task<bool> StartTlsAsync(X509Certificate2 certificate, string goAhead)
     {
         if (IsTls) throw new InvalidOperationException("TLS is already active");
         if (Input.TryRead(out var pending))
@@ -230,6 +232,7 @@ public sealed class LineConnection : IAsyncDisposable
             if (n > 0)
                 Log.Warn($"{SessionId}: {ClientDescription}: discarded {n} bytes pipelined after STARTTLS");
         }
+        await WriteLineAsync(goAhead).ConfigureAwait(false);
         var transport = new DuplexPipeStream(_context.Transport.Input, _context.Transport.Output);
         var tls = new SslStream(transport, leaveInnerStreamOpen: false);
         try

@@ -51,8 +51,7 @@ public sealed class LineListenerTests
             else if (text == "TLS") await c.WriteLineAsync(c.IsTls ? "+ yes" : "+ no");
             else if (text == "STARTTLS")
             {
-                await c.WriteLineAsync("+ go ahead");
-                if (!await c.StartTlsAsync(cert)) return;
+                if (!await c.StartTlsAsync(cert, "+ go ahead")) return;
             }
             else if (text == "QUIT") { await c.WriteLineAsync("+ bye"); return; }
             else await c.WriteLineAsync("- unknown");
@@ -201,19 +200,23 @@ public sealed class LineListenerTests
     [Test]
     public async Task Starttls_discards_commands_pipelined_before_the_handshake()
     {
-        await using var server = await StartAsync(new NetLimits());
-        var (tcp, s, r) = await ConnectAsync(server.Port);
-        using var _ = tcp;
-        Assert.That(await r.ReadLineAsync(), Is.EqualTo("+ ready"));
-        // The injected command arrives in the same packet as STARTTLS (CVE-2011-0411).
-        await Send(s, "STARTTLS\r\nECHO injected\r\n");
-        Assert.That(await r.ReadLineAsync(), Is.EqualTo("+ go ahead"));
-        using var tls = new SslStream(s, leaveInnerStreamOpen: true, (_, _, _, _) => true);
-        await tls.AuthenticateAsClientAsync("localhost");
-        using var tr = new StreamReader(tls);
-        await Send(tls, "TLS\r\nECHO after\r\n");
-        Assert.That(await tr.ReadLineAsync(), Is.EqualTo("+ yes"));
-        Assert.That(await tr.ReadLineAsync(), Is.EqualTo("+ after"));
+        await using var server = await StartAsync(new NetLimits { IdleTimeout = TimeSpan.FromSeconds(20) });
+        // Repeated: the discard must never eat the client's TLS hello.
+        for (int i = 0; i < 20; i++)
+        {
+            var (tcp, s, r) = await ConnectAsync(server.Port);
+            using var _ = tcp;
+            Assert.That(await r.ReadLineAsync(), Is.EqualTo("+ ready"));
+            // The injected command arrives in the same packet as STARTTLS (CVE-2011-0411).
+            await Send(s, "STARTTLS\r\nECHO injected\r\n");
+            Assert.That(await r.ReadLineAsync(), Is.EqualTo("+ go ahead"));
+            using var tls = new SslStream(s, leaveInnerStreamOpen: true, (_, _, _, _) => true);
+            await tls.AuthenticateAsClientAsync("localhost");
+            using var tr = new StreamReader(tls);
+            await Send(tls, "TLS\r\nECHO after\r\n");
+            Assert.That(await tr.ReadLineAsync(), Is.EqualTo("+ yes"));
+            Assert.That(await tr.ReadLineAsync(), Is.EqualTo("+ after"));
+        }
     }
 
     [Test]
