@@ -5,8 +5,12 @@
 //   S: VERSION 1 2 / MECH ... / SPID / CUID / COOKIE / DONE
 //   C: VERSION 1 x / CPID pid
 //   C: AUTH id mech service=smtp [lip= rip= secured resp=base64]
-//   S: CONT id base64 | OK id user=... | FAIL id [user=...] [temp]
+//   S: CONT id base64 | OK id user=... | FAIL id [user=...]
 //   C: CONT id base64
+// A temporary failure (the directory is down) closes the connection instead
+// of answering FAIL: Postfix's dovecot client takes any FAIL as a permanent
+// 535, but a lost connection as "454 4.7.0 Temporary authentication
+// failure", which is what the SMTP client must hear. Clients reconnect.
 using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
@@ -191,14 +195,18 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
         lock (_pending) _pending.Remove(id);
         step = await sasl.ConcludeAsync(ex.Name, ex.Mech, step, ex.Client, _closed.Token);
         var user = Tab(step.User ?? ex.Mech.AttemptedUser ?? "");
-        var line = step.Status switch
+        if (step.Status == SaslStatus.Tempfail)
         {
-            SaslStatus.Success => step.FinalData is { Length: > 0 }
+            Log.Warn($"{conn.SessionId}: dovecot-auth: temporary failure for request {id}; closing the connection so the client answers 4xx");
+            _closed.Cancel();
+            conn.Input.CancelPendingRead();
+            return;
+        }
+        var line = step.Status == SaslStatus.Success
+            ? step.FinalData is { Length: > 0 }
                 ? $"OK\t{id}\tuser={user}\tresp={Convert.ToBase64String(step.FinalData)}"
-                : $"OK\t{id}\tuser={user}",
-            SaslStatus.Tempfail => $"FAIL\t{id}\tuser={user}\tcode=temp_fail\ttemp",
-            _ => user.Length > 0 ? $"FAIL\t{id}\tuser={user}" : $"FAIL\t{id}",
-        };
+                : $"OK\t{id}\tuser={user}"
+            : user.Length > 0 ? $"FAIL\t{id}\tuser={user}" : $"FAIL\t{id}";
         await SendAsync(line);
     }
 
