@@ -121,8 +121,9 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
                 if (initial == null) { Reply($"FAIL\t{id}\treason=Invalid base64 data in initial response"); return true; }
             }
         }
-        // As Dovecot does: a client on the same host (rip equals lip, or loopback) counts as secured.
-        if (IPAddress.TryParse(rip, out var ripAddr) && (IPAddress.IsLoopback(ripAddr) || rip == lip)) secured = true;
+        // A client on this host counts as secured: no remote address given (a local
+        // tool such as doveadm auth test), a loopback one, or rip equal to lip.
+        if (rip.Length == 0 || rip == lip || (IPAddress.TryParse(rip, out var ripAddr) && IPAddress.IsLoopback(ripAddr))) secured = true;
         var client = new ClientInfo
         {
             Service = Trim(service, 32), RemoteIp = Trim(rip, 64), LocalIp = Trim(lip, 64), Secured = secured,
