@@ -14,7 +14,11 @@ public static class MailLog
     public const string Layout =
         "${date:format=MMM dd HH\\:mm\\:ss} ${hostname} ${gdc:item=program}[${processid}]: ${message}${onexception:inner= ${exception:format=ToString}}";
 
-    /// <summary>Sends the program's log to stderr and, when given, to a file.</summary>
+    /// <summary>
+    /// Sends the program's log to a file when one is given, else to stderr (the
+    /// journal under systemd). Lines reach the file within a second; errors
+    /// are flushed at once.
+    /// </summary>
     public static void Configure(string program, string? logFile, string minLevel = "Info")
     {
         GlobalDiagnosticsContext.Set("program", program);
@@ -24,16 +28,19 @@ public static class MailLog
         var quiet = new NullTarget("quiet");
         foreach (var noisy in new[] { "Microsoft.*", "Grpc.*", "System.*" })
             config.AddRule(LogLevel.Trace, LogLevel.Info, quiet, noisy, final: true);
-        var console = new ConsoleTarget("stderr") { Layout = Layout, StdErr = true };
-        config.AddRule(level, LogLevel.Fatal, console);
-        if (!string.IsNullOrEmpty(logFile))
+        if (string.IsNullOrEmpty(logFile))
+        {
+            config.AddRule(level, LogLevel.Fatal, new ConsoleTarget("stderr") { Layout = Layout, StdErr = true });
+        }
+        else
         {
             var file = new FileTarget("file")
             {
                 FileName = logFile,
                 Layout = Layout,
                 KeepFileOpen = true,
-                AutoFlush = true,
+                AutoFlush = false,
+                OpenFileFlushTimeout = 1,
             };
             config.AddRule(level, LogLevel.Fatal, file);
         }

@@ -1,0 +1,191 @@
+// bench/auth: AuthD against Dovecot's auth process over the Dovecot auth
+// client protocol. Both serve one passwd-file (the same users, the same hash
+// per row), both are asked by the same client with the same concurrency, and
+// each row prints both rates, their ratio and each process's peak memory.
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using Mail.Shared.Passwords;
+
+if (args.Length < 3) { Console.Error.WriteLine("usage: authbench AUTHD SECONDS CONNECTIONS"); return 64; }
+var authdPath = args[0];
+var seconds = int.Parse(args[1]);
+var connections = int.Parse(args[2]);
+var dovecot = FindProgram("dovecot") ?? throw new InvalidOperationException("dovecot is not installed");
+
+var dir = Directory.CreateTempSubdirectory("authbench-").FullName;
+File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
+try
+{
+    const int users = 50;
+    var schemes = new[] { "SHA512-CRYPT", "SSHA256" };
+    var passwd = new StringBuilder();
+    foreach (var scheme in schemes)
+        for (int i = 0; i < users; i++)
+            passwd.Append($"{Tag(scheme)}{i}@bench.test:{PasswordScheme.Hash("pw" + i, scheme)}::::::\n");
+    File.WriteAllText(Path.Combine(dir, "passwd"), passwd.ToString());
+    File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
+
+    // Dovecot: only its auth service, on a Unix socket in our folder.
+    Directory.CreateDirectory(Path.Combine(dir, "dovecot"));
+    File.WriteAllText(Path.Combine(dir, "dovecot.conf"), $$"""
+        base_dir = {{dir}}/dovecot
+        instance_name = authbench
+        log_path = {{dir}}/dovecot.log
+        listen = 127.0.0.1
+        ssl = no
+        protocols =
+        disable_plaintext_auth = no
+        auth_mechanisms = plain
+        passdb {
+          driver = passwd-file
+          args = {{dir}}/passwd
+        }
+        userdb {
+          driver = static
+          args = uid=nobody gid=nogroup home={{dir}}/mail/%d/%n
+        }
+        service auth {
+          unix_listener auth-client {
+            mode = 0666
+          }
+        }
+        """);
+    File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
+        grpc_socket = {dir}/authd.sock
+        dovecot_auth_socket = {dir}/auth-client
+        socketmap_socket =
+        passwd_file = {dir}/passwd
+        domains_file = {dir}/domains
+        aliases_file = {dir}/virtual
+        log_file = {dir}/authd.log
+        """);
+
+    using var dovecotProc = Start(dovecot, "-F", "-c", Path.Combine(dir, "dovecot.conf"));
+    using var authd = Start(authdPath, "--config", Path.Combine(dir, "authd.conf"));
+    try
+    {
+    var dovecotSocket = Path.Combine(dir, "dovecot", "auth-client");
+    var authdSocket = Path.Combine(dir, "auth-client");
+    await WaitForSocket(dovecotSocket);
+    await WaitForSocket(authdSocket);
+
+    Console.WriteLine($"bench/auth: {connections} connections, {seconds} s per measurement, AUTH PLAIN over the Dovecot auth protocol, {users} users per scheme");
+    Console.WriteLine($"{"scheme",-14}{"authd/s",10}{"dovecot/s",11}{"ratio",8}   peak memory (authd / dovecot auth)");
+    int? dovecotAuthPid = null;
+    foreach (var scheme in schemes)
+    {
+        // Warm both (JIT, connection set-up, file read), then measure each in turn.
+        await Measure(authdSocket, Tag(scheme), users, connections, 1);
+        await Measure(dovecotSocket, Tag(scheme), users, connections, 1);
+        dovecotAuthPid ??= FindChild(dovecotProc.Id, "auth") ?? throw new InvalidOperationException("no dovecot auth process");
+        var ours = await Measure(authdSocket, Tag(scheme), users, connections, seconds);
+        var theirs = await Measure(dovecotSocket, Tag(scheme), users, connections, seconds);
+        Console.WriteLine($"{scheme,-14}{ours,10:0}{theirs,11:0}{ours / theirs,8:0.00}   {PeakKb(authd.Id) / 1024.0:0.0} MiB / {PeakKb(dovecotAuthPid.Value) / 1024.0:0.0} MiB");
+    }
+    }
+    finally
+    {
+        Stop(authd);
+        Stop(dovecotProc);
+    }
+}
+finally
+{
+    try { Directory.Delete(dir, true); } catch (IOException) { }
+}
+return 0;
+
+static string Tag(string scheme) => scheme == "SHA512-CRYPT" ? "crypt" : "cheap";
+
+// One client: `connections` sockets, each sending AUTH after AUTH for the time given.
+static async Task<double> Measure(string socket, string prefix, int users, int connections, int seconds)
+{
+    var stop = Stopwatch.StartNew();
+    var limit = TimeSpan.FromSeconds(seconds);
+    var tasks = Enumerable.Range(0, connections).Select(async c =>
+    {
+        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket));
+        using var stream = new NetworkStream(s);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("VERSION\t1\t2\nCPID\t1\n"));
+        while (await reader.ReadLineAsync() != "DONE") { }
+        int done = 0;
+        for (uint id = 1; stop.Elapsed < limit; id++)
+        {
+            var u = (int)((id + c * 7) % users);
+            var resp = Convert.ToBase64String(Encoding.UTF8.GetBytes($"\0{prefix}{u}@bench.test\0pw{u}"));
+            await stream.WriteAsync(Encoding.ASCII.GetBytes($"AUTH\t{id}\tPLAIN\tservice=imap\tsecured\tnologin\tresp={resp}\n"));
+            var line = await reader.ReadLineAsync();
+            if (line == null || !line.StartsWith($"OK\t{id}\t", StringComparison.Ordinal))
+                throw new InvalidOperationException($"{socket}: unexpected reply '{line}'");
+            done++;
+        }
+        return done;
+    }).ToList();
+    var total = (await Task.WhenAll(tasks)).Sum();
+    return total / stop.Elapsed.TotalSeconds;
+}
+
+static Process Start(string file, params string[] args)
+{
+    var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in args) psi.ArgumentList.Add(a);
+    var p = Process.Start(psi)!;
+    p.OutputDataReceived += (_, _) => { };
+    p.ErrorDataReceived += (_, e) => { if (e.Data != null) Console.Error.WriteLine(e.Data); };
+    p.BeginOutputReadLine();
+    p.BeginErrorReadLine();
+    return p;
+}
+
+static void Stop(Process p)
+{
+    if (p.HasExited) return;
+    Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
+    if (!p.WaitForExit(15_000)) p.Kill(entireProcessTree: true);
+}
+
+static async Task WaitForSocket(string path)
+{
+    var deadline = DateTime.UtcNow.AddSeconds(30);
+    while (!File.Exists(path))
+    {
+        if (DateTime.UtcNow > deadline) throw new TimeoutException($"{path} did not appear");
+        await Task.Delay(50);
+    }
+}
+
+static int? FindChild(int parent, string name)
+{
+    var deadline = DateTime.UtcNow.AddSeconds(10);
+    while (DateTime.UtcNow < deadline)
+    {
+        foreach (var d in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(d), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(d, "stat"));
+                var comm = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+                var ppid = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+                if (ppid == parent && comm == name) return pid;
+            }
+            catch (IOException) { }
+        }
+        Thread.Sleep(100);
+    }
+    return null;
+}
+
+static long PeakKb(int pid)
+{
+    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+    return 0;
+}
+
+static string? FindProgram(string name) =>
+    new[] { "/usr/sbin", "/usr/bin", "/sbin" }.Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
