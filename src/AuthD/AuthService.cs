@@ -43,7 +43,8 @@ internal sealed class AuthService(SaslServer sasl, Accounts accounts, RecipientR
                     step = await RunAsync(mech, start.HasInitialResponse ? start.InitialResponse.ToByteArray() : null,
                         requests, responses, ct).ConfigureAwait(false);
             }
-            step = await sasl.ConcludeAsync(mechName, mech, step, client, ct).ConfigureAwait(false);
+            var delay = sasl.Conclude(mechName, mech, step, client);
+            if (delay > TimeSpan.Zero) await Task.Delay(delay, ct).ConfigureAwait(false);
             await responses.WriteAsync(ToMessage(step), ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or IOException || e is RpcException { StatusCode: StatusCode.Cancelled })

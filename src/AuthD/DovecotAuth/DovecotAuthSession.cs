@@ -34,13 +34,14 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
         public readonly string Name = name;
         public readonly ClientInfo Client = client;
         public int Steps;
-        public bool Busy;
     }
 
+    // Requests are handled in order on the read loop; only a failure's delayed
+    // answer runs on its own, so a slow failure does not hold up the others.
     private readonly Dictionary<uint, Exchange> _pending = new();
     private readonly SemaphoreSlim _write = new(1, 1);
     private readonly CancellationTokenSource _closed = new();
-    private int _running;
+    private int _delayed;
 
     public async Task RunAsync()
     {
@@ -62,7 +63,7 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
         }
         try
         {
-            while (true)
+            while (!_closed.IsCancellationRequested)
             {
                 var line = await conn.ReadLineAsync();
                 if (line.Status == LineStatus.TooLong)
@@ -72,35 +73,33 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
                 }
                 if (!line.IsLine) return;
                 var args = line.Text.Split('\t');
-                switch (args[0])
+                bool keep = args[0] switch
                 {
-                    case "CPID":
-                        break;
-                    case "AUTH" when args.Length >= 3:
-                        if (!Auth(args)) return;
-                        break;
-                    case "CONT" when args.Length >= 3:
-                        if (!Continue(args)) return;
-                        break;
-                    case "CANCEL" when args.Length >= 2 && uint.TryParse(args[1], out var cid):
-                        lock (_pending) _pending.Remove(cid);
-                        break;
-                    default:
-                        Log.Warn($"{conn.SessionId}: dovecot-auth: unknown or malformed command '{MailLog.Safe(args[0], 20)}'; disconnecting");
-                        return;
-                }
+                    "CPID" => true,
+                    "AUTH" when args.Length >= 3 => await AuthAsync(args),
+                    "CONT" when args.Length >= 3 => await ContinueAsync(args),
+                    "CANCEL" when args.Length >= 2 && uint.TryParse(args[1], out var cid) => _pending.Remove(cid) || true,
+                    _ => Unknown(args[0]),
+                };
+                if (!keep) return;
             }
         }
         finally
         {
-            _closed.Cancel();
-            // Let running exchanges finish their replies (or see the cancellation) before the connection goes.
+            // Let delayed answers go out (or see the cancellation) before the connection goes.
             var deadline = Stopwatch.StartNew();
-            while (Volatile.Read(ref _running) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10);
+            while (Volatile.Read(ref _delayed) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10);
+            _closed.Cancel();
         }
     }
 
-    private bool Auth(string[] args)
+    private bool Unknown(string command)
+    {
+        Log.Warn($"{conn.SessionId}: dovecot-auth: unknown or malformed command '{MailLog.Safe(command, 20)}'; disconnecting");
+        return false;
+    }
+
+    private async Task<bool> AuthAsync(string[] args)
     {
         if (!uint.TryParse(args[1], out var id)) return false;
         var mechName = args[2].ToUpperInvariant();
@@ -118,7 +117,7 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
             else if (a.StartsWith("resp=", StringComparison.Ordinal))
             {
                 initial = TryBase64(a[5..]);
-                if (initial == null) { Reply($"FAIL\t{id}\treason=Invalid base64 data in initial response"); return true; }
+                if (initial == null) { await SendAsync($"FAIL\t{id}\treason=Invalid base64 data in initial response"); return true; }
             }
         }
         // A client on this host counts as secured: no remote address given (a local
@@ -129,101 +128,93 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
             Service = Trim(service, 32), RemoteIp = Trim(rip, 64), LocalIp = Trim(lip, 64), Secured = secured,
             SessionId = session.Length > 0 ? Trim(session, 64) : conn.SessionId,
         };
-        lock (_pending)
+        if (_pending.ContainsKey(id))
         {
-            if (_pending.ContainsKey(id))
-            {
-                Log.Warn($"{conn.SessionId}: dovecot-auth: duplicate request id {id}; disconnecting");
-                return false;
-            }
-            if (_pending.Count >= MaxPending)
-            {
-                Reply($"FAIL\t{id}\ttemp\treason=Too many pending requests");
-                return true;
-            }
+            Log.Warn($"{conn.SessionId}: dovecot-auth: duplicate request id {id}; disconnecting");
+            return false;
+        }
+        if (_pending.Count >= MaxPending)
+        {
+            await SendAsync($"FAIL\t{id}\treason=Too many pending requests");
+            return true;
         }
         var mech = sasl.Begin(mechName, secured, out var refusal);
         if (mech == null)
         {
-            Spawn(async () =>
-            {
-                await sasl.ConcludeAsync(mechName, null, refusal, client, _closed.Token);
-                await SendAsync($"FAIL\t{id}\treason={refusal.Reason}");
-            });
+            await AnswerAsync(id, mechName, null, refusal, client);
             return true;
         }
-        var exchange = new Exchange(mech, mechName, client) { Busy = true };
-        lock (_pending) _pending[id] = exchange;
-        Spawn(() => StepAsync(id, exchange, initial));
-        return true;
+        var exchange = new Exchange(mech, mechName, client);
+        _pending[id] = exchange;
+        return await StepAsync(id, exchange, initial);
     }
 
-    private bool Continue(string[] args)
+    private async Task<bool> ContinueAsync(string[] args)
     {
         if (!uint.TryParse(args[1], out var id)) return false;
-        Exchange? exchange;
-        lock (_pending)
+        if (!_pending.TryGetValue(id, out var exchange))
         {
-            if (!_pending.TryGetValue(id, out exchange) || exchange.Busy)
-            {
-                Log.Warn($"{conn.SessionId}: dovecot-auth: CONT for unknown or busy request {id}; disconnecting");
-                return false;
-            }
-            exchange.Busy = true;
+            Log.Warn($"{conn.SessionId}: dovecot-auth: CONT for unknown request {id}; disconnecting");
+            return false;
         }
         var response = TryBase64(args[2]);
         if (response == null)
         {
-            lock (_pending) _pending.Remove(id);
-            Reply($"FAIL\t{id}\treason=Invalid base64 data in continued response");
+            _pending.Remove(id);
+            await SendAsync($"FAIL\t{id}\treason=Invalid base64 data in continued response");
             return true;
         }
-        Spawn(() => StepAsync(id, exchange, response));
-        return true;
+        return await StepAsync(id, exchange, response);
     }
 
-    private async Task StepAsync(uint id, Exchange ex, byte[]? response)
+    private async Task<bool> StepAsync(uint id, Exchange ex, byte[]? response)
     {
         var step = await ex.Mech.StepAsync(response, _closed.Token);
         if (step.Status == SaslStatus.Continue && ++ex.Steps > SaslServer.MaxSteps)
             step = SaslStep.Malformed("too many SASL steps");
         if (step.Status == SaslStatus.Continue)
         {
-            lock (_pending) ex.Busy = false;
             await SendAsync($"CONT\t{id}\t{Convert.ToBase64String(step.Challenge ?? [])}");
-            return;
+            return true;
         }
-        lock (_pending) _pending.Remove(id);
-        step = await sasl.ConcludeAsync(ex.Name, ex.Mech, step, ex.Client, _closed.Token);
-        var user = Tab(step.User ?? ex.Mech.AttemptedUser ?? "");
+        _pending.Remove(id);
+        return await AnswerAsync(id, ex.Name, ex.Mech, step, ex.Client);
+    }
+
+    /// <summary>Logs and answers a finished exchange; false when the connection must close.</summary>
+    private async Task<bool> AnswerAsync(uint id, string mechName, SaslMechanism? mech, SaslStep step, ClientInfo client)
+    {
+        var delay = sasl.Conclude(mechName, mech, step, client);
         if (step.Status == SaslStatus.Tempfail)
         {
             Log.Warn($"{conn.SessionId}: dovecot-auth: temporary failure for request {id}; closing the connection so the client answers 4xx");
-            _closed.Cancel();
-            conn.Input.CancelPendingRead();
-            return;
+            return false;
         }
+        var user = Tab(step.User ?? mech?.AttemptedUser ?? "");
         var line = step.Status == SaslStatus.Success
             ? step.FinalData is { Length: > 0 }
                 ? $"OK\t{id}\tuser={user}\tresp={Convert.ToBase64String(step.FinalData)}"
                 : $"OK\t{id}\tuser={user}"
+            : step.Status == SaslStatus.BadMechanism ? $"FAIL\t{id}\treason={step.Reason}"
             : user.Length > 0 ? $"FAIL\t{id}\tuser={user}" : $"FAIL\t{id}";
-        await SendAsync(line);
-    }
-
-    private void Spawn(Func<Task> work)
-    {
-        Interlocked.Increment(ref _running);
+        if (delay <= TimeSpan.Zero)
+        {
+            await SendAsync(line);
+            return true;
+        }
+        Interlocked.Increment(ref _delayed);
         _ = Task.Run(async () =>
         {
-            try { await work(); }
-            catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException) { }
-            catch (Exception e) { Log.Error(e, $"{conn.SessionId}: dovecot-auth: request failed"); }
-            finally { Interlocked.Decrement(ref _running); }
+            try
+            {
+                await Task.Delay(delay, _closed.Token);
+                await SendAsync(line);
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException or InvalidOperationException) { }
+            finally { Interlocked.Decrement(ref _delayed); }
         });
+        return true;
     }
-
-    private void Reply(string line) => Spawn(() => SendAsync(line));
 
     private async Task SendAsync(string text)
     {

@@ -33,9 +33,13 @@ internal sealed class SaslServer(Credentials credentials, LoginThrottle throttle
         return SaslMechanism.Create(name, credentials, hostname);
     }
 
-    /// <summary>Logs the attempt's outcome and, after a failure, waits out the throttle's delay.</summary>
-    public async Task<SaslStep> ConcludeAsync(string mechanism, SaslMechanism? mech, SaslStep result, ClientInfo? client, CancellationToken ct)
+    /// <summary>
+    /// Logs the attempt's outcome and returns how long the answer must wait
+    /// (the throttle's delay after a failure; zero otherwise).
+    /// </summary>
+    public TimeSpan Conclude(string mechanism, SaslMechanism? mech, SaslStep result, ClientInfo? client)
     {
+        var delay = TimeSpan.Zero;
         var ip = string.IsNullOrEmpty(client?.RemoteIp) ? "" : client.RemoteIp;
         var user = mech?.AttemptedUser?.ToLowerInvariant();
         var line = $"{MailLog.Safe(client?.SessionId, 40)}: auth: service={MailLog.Safe(client?.Service, 20)}, rip={MailLog.Safe(ip, 64)}, " +
@@ -47,9 +51,8 @@ internal sealed class SaslServer(Credentials credentials, LoginThrottle throttle
                 Log.Info($"{line}, result=ok");
                 break;
             case SaslStatus.Failure or SaslStatus.Malformed:
-                var delay = throttle.Failure(ip, user);
+                delay = throttle.Failure(ip, user);
                 Log.Warn($"{line}, result=failed ({result.Reason}), delay={delay.TotalMilliseconds:0}ms");
-                await Task.Delay(delay, ct).ConfigureAwait(false);
                 break;
             case SaslStatus.Tempfail:
                 Log.Error($"{line}, result=tempfail ({MailLog.Safe(result.Reason)})");
@@ -58,6 +61,6 @@ internal sealed class SaslServer(Credentials credentials, LoginThrottle throttle
                 Log.Info($"{line}, result={result.Status.ToString().ToLowerInvariant()} ({result.Reason})");
                 break;
         }
-        return result;
+        return delay;
     }
 }

@@ -16,8 +16,7 @@ public static class MailLog
 
     /// <summary>
     /// Sends the program's log to a file when one is given, else to stderr (the
-    /// journal under systemd). Lines reach the file within a second; errors
-    /// are flushed at once.
+    /// journal under systemd). Lines reach the file within a second.
     /// </summary>
     public static void Configure(string program, string? logFile, string minLevel = "Info")
     {
@@ -42,7 +41,15 @@ public static class MailLog
                 AutoFlush = false,
                 OpenFileFlushTimeout = 1,
             };
-            config.AddRule(level, LogLevel.Fatal, file);
+            // Written by a background thread in batches, so that a busy daemon's
+            // request path never waits for the disk.
+            var async = new NLog.Targets.Wrappers.AsyncTargetWrapper("file-async", file)
+            {
+                OverflowAction = NLog.Targets.Wrappers.AsyncTargetWrapperOverflowAction.Block,
+                QueueLimit = 10_000,
+                TimeToSleepBetweenBatches = 10,
+            };
+            config.AddRule(level, LogLevel.Fatal, async);
         }
         LogManager.Configuration = config;
     }

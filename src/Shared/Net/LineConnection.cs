@@ -28,7 +28,11 @@ public sealed class LineConnection : IAsyncDisposable
     private readonly ConnectionContext _context;
     private readonly NetLimits _limits;
     private readonly CancellationToken _stopping;
-    private CancellationTokenSource _readTimeout;
+    private readonly Timer _idleTimer;
+    private readonly CancellationTokenRegistration _stoppingRegistration;
+    private long _readSince; // Environment.TickCount64 when the pending read began; 0 when none
+    private volatile bool _timedOut;
+    private volatile bool _shuttingDown;
     private SslStream? _tls;
 
     public PipeReader Input { get; private set; }
@@ -55,7 +59,16 @@ public sealed class LineConnection : IAsyncDisposable
         _context = context;
         _limits = limits;
         _stopping = stopping;
-        _readTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        // One timer per connection checks for a read pending too long; each read
+        // only notes when it began, so the hot path costs no timer operations.
+        var period = TimeSpan.FromTicks(Math.Max(limits.IdleTimeout.Ticks / 4, TimeSpan.FromMilliseconds(20).Ticks));
+        _idleTimer = new Timer(static s => ((LineConnection)s!).CheckIdle(), this, period, period);
+        _stoppingRegistration = stopping.Register(static s =>
+        {
+            var c = (LineConnection)s!;
+            c._shuttingDown = true;
+            c.Input.CancelPendingRead();
+        }, this);
         ListenerName = listenerName;
         Input = context.Transport.Input;
         Output = context.Transport.Output;
@@ -82,20 +95,9 @@ public sealed class LineConnection : IAsyncDisposable
         bool discarding = false;
         while (true)
         {
-            ReadResult result;
-            try
-            {
-                ArmTimeout();
-                result = await Input.ReadAsync(_readTimeout.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return new LineRead(_stopping.IsCancellationRequested ? LineStatus.Shutdown : LineStatus.Timeout);
-            }
-            catch (Exception e) when (e is IOException or ConnectionResetException or ObjectDisposedException)
-            {
-                return new LineRead(LineStatus.Closed);
-            }
+            var read = await ReadRawAsync().ConfigureAwait(false);
+            if (read == null) return new LineRead(_shuttingDown ? LineStatus.Shutdown : _timedOut ? LineStatus.Timeout : LineStatus.Closed);
+            var result = read.Value;
             var buffer = result.Buffer;
             var lf = buffer.PositionOf((byte)'\n');
             if (lf != null)
@@ -125,7 +127,7 @@ public sealed class LineConnection : IAsyncDisposable
             {
                 Input.AdvanceTo(buffer.Start, buffer.End);
             }
-            if (result.IsCompleted || result.IsCanceled)
+            if (result.IsCompleted)
                 return new LineRead(LineStatus.Closed);
         }
     }
@@ -137,16 +139,36 @@ public sealed class LineConnection : IAsyncDisposable
     /// </summary>
     public async ValueTask<ReadResult?> ReadRawAsync()
     {
+        if (_shuttingDown || _timedOut) return null;
         try
         {
-            ArmTimeout();
-            var result = await Input.ReadAsync(_readTimeout.Token).ConfigureAwait(false);
-            if (result.IsCanceled) return null;
+            Volatile.Write(ref _readSince, Environment.TickCount64);
+            var result = await Input.ReadAsync().ConfigureAwait(false);
+            Volatile.Write(ref _readSince, 0);
+            if (result.IsCanceled)
+            {
+                if (_shuttingDown || _timedOut) return null;
+                return result.Buffer.IsEmpty && result.IsCompleted ? null : result; // a stray cancel: go on
+            }
             return result;
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or ObjectDisposedException)
         {
             return null;
+        }
+    }
+
+    /// <summary>True when the last read ended because the server is stopping.</summary>
+    public bool ShuttingDown => _shuttingDown;
+
+    private void CheckIdle()
+    {
+        var since = Volatile.Read(ref _readSince);
+        if (since == 0 || _timedOut) return;
+        if (Environment.TickCount64 - since >= (long)_limits.IdleTimeout.TotalMilliseconds)
+        {
+            _timedOut = true;
+            Input.CancelPendingRead();
         }
     }
 
@@ -158,16 +180,6 @@ public sealed class LineConnection : IAsyncDisposable
             if (last == '\r') line = line.Slice(0, line.Length - 1);
         }
         return Encoding.UTF8.GetString(line);
-    }
-
-    private void ArmTimeout()
-    {
-        if (!_readTimeout.TryReset())
-        {
-            _readTimeout.Dispose();
-            _readTimeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping);
-        }
-        _readTimeout.CancelAfter(_limits.IdleTimeout);
     }
 
     /// <summary>Writes one line and CRLF, and sends it.</summary>
@@ -260,7 +272,8 @@ public sealed class LineConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _readTimeout.Dispose();
+        await _idleTimer.DisposeAsync().ConfigureAwait(false);
+        _stoppingRegistration.Dispose();
         if (_tls != null)
         {
             try { await Output.CompleteAsync().ConfigureAwait(false); } catch { }
