@@ -45,7 +45,34 @@ internal static class DevStack
                   $"dovecot-auth  unix:{r}/run/auth-client   (Postfix: smtpd_sasl_type = dovecot)",
                   $"socketmap     unix:{r}/run/socketmap     (Postfix: socketmap:unix:...:domains|mailboxes|aliases)"],
             AuthReadyAsync),
+        new("lmtpd",
+            $"""
+            # LMTP delivery on the dev stack; see `lmtpd --print-reference` for every parameter.
+            listen = 127.0.0.1:2424
+            socket = {root}/run/lmtp.sock
+            authd_socket = {root}/run/authd.sock
+            log_file = {root}/log/lmtpd.log
+            """,
+            r => [$"LMTP          127.0.0.1:2424 and unix:{r}/run/lmtp.sock   (Postfix: virtual_transport = lmtp:unix:{r}/run/lmtp.sock)"],
+            (_, ct) => GreetsAsync(2424, "220", ct)),
     ];
+
+    /// <summary>True once a TCP service answers with its greeting.</summary>
+    private static async Task<bool> GreetsAsync(int port, string code, CancellationToken ct)
+    {
+        try
+        {
+            using var tcp = new System.Net.Sockets.TcpClient();
+            await tcp.ConnectAsync(System.Net.IPAddress.Loopback, port, ct);
+            using var reader = new StreamReader(tcp.GetStream());
+            var line = await reader.ReadLineAsync(ct);
+            return line?.StartsWith(code, StringComparison.Ordinal) == true;
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or OperationCanceledException)
+        {
+            return false;
+        }
+    }
 
     private static async Task<int> UpAsync(string root)
     {

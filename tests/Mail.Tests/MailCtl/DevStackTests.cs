@@ -42,6 +42,7 @@ public sealed class DevStackTests
             Assert.That(await Wait.UntilAsync(() => Out().Contains("dev stack up") || up.HasExited, TimeSpan.FromSeconds(60)), Is.True);
             Assert.That(up.HasExited, Is.False, Out());
             Assert.That(Out(), Does.Contain($"authd    gRPC          unix:{root}/run/authd.sock"));
+            Assert.That(Out(), Does.Contain($"lmtpd    LMTP          127.0.0.1:2424 and unix:{root}/run/lmtp.sock"));
             Assert.That(File.Exists(Path.Combine(root, "tls", "cert.pem")), Is.True, "self-signed certificate made on first start");
 
             var conf = Path.Combine(root, "etc", "authd.conf");
@@ -60,6 +61,14 @@ public sealed class DevStackTests
             var bad = Ctl(conf, null, "auth", "test", "bob@example.org", "wrong");
             Assert.That(bad.ExitCode, Is.EqualTo(77));
             Assert.That(bad.Stderr, Does.Contain("passdb: bob@example.org auth failed"));
+
+            // Mail to the new user over the stack's LMTP lands in the dev Maildir.
+            var lmtp = Run.Program(Peers.Require("swaks"), ["--protocol", "LMTP", "--server", "127.0.0.1:2424", "--from", "a@remote.test",
+                "--to", "bob@example.org", "--body", "hello from the dev stack", "--timeout", "30"]);
+            Assert.That(lmtp.ExitCode, Is.EqualTo(0), lmtp.Stdout);
+            var delivered = System.IO.Directory.GetFiles(Path.Combine(root, "mail", "example.org", "bob", "new"));
+            Assert.That(delivered, Has.Length.EqualTo(1));
+            Assert.That(File.ReadAllText(delivered[0]), Does.Contain("hello from the dev stack"));
 
             var alias = Ctl(conf, null, "lookup", "info@example.org");
             Assert.That(alias.ExitCode, Is.EqualTo(0));

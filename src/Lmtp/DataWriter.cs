@@ -1,0 +1,89 @@
+// Turns the bytes of DATA (dot-stuffed, CRLF lines) or of BDAT chunks into
+// the stored form: LF line ends, stuffing removed. Pure and resumable: it is
+// fed whatever the socket delivered and says how much it used; a trailing CR
+// or an undecided "." at a line start waits for the next bytes. The end of
+// DATA is CRLF "." CRLF only: a "." line after a bare LF is content (SMTP
+// smuggling). Nothing is buffered beyond what one call is given.
+using System.Buffers;
+
+namespace Mail.Lmtp;
+
+internal sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
+{
+    private bool _atLineStart = true;
+    private bool _lastLineCrLf = true;
+    public long Received { get; private set; }
+    public long Lines { get; private set; }
+    public bool TooBig => Received > maxSize;
+    public bool HasNul { get; private set; }
+    public bool HasBareLf { get; private set; }
+
+    /// <summary>Consumes from <paramref name="buffer"/>; true when the end of DATA was reached.</summary>
+    public async ValueTask<bool> FeedAsync(ReadOnlySequence<byte> buffer, Action<SequencePosition> consumed)
+    {
+        var rest = buffer;
+        while (!rest.IsEmpty)
+        {
+            if (dotStuffed && _atLineStart && rest.FirstSpan[0] == '.')
+            {
+                byte second = rest.Length >= 2 ? rest.Slice(1, 1).FirstSpan[0] : (byte)0;
+                if (rest.Length < 2 || (second == '\r' && rest.Length < 3)) break; // undecided yet
+                if (second == '\r' && rest.Slice(2, 1).FirstSpan[0] == '\n' && _lastLineCrLf)
+                {
+                    consumed(rest.GetPosition(3));
+                    return true;
+                }
+                rest = rest.Slice(1); // unstuff
+                Received++;
+            }
+            var lf = rest.PositionOf((byte)'\n');
+            if (lf == null)
+            {
+                // No line end yet: store all but a trailing CR, which may start a CRLF.
+                var keep = LastByte(rest) == '\r' ? 1 : 0;
+                var store = rest.Slice(0, rest.Length - keep);
+                if (!store.IsEmpty)
+                {
+                    await WriteAsync(store).ConfigureAwait(false);
+                    _atLineStart = false;
+                }
+                rest = rest.Slice(store.Length);
+                break;
+            }
+            var line = rest.Slice(0, lf.Value);
+            bool crlf = line.Length > 0 && LastByte(line) == '\r';
+            if (!crlf) HasBareLf = true;
+            var content = crlf ? line.Slice(0, line.Length - 1) : line;
+            await WriteAsync(content).ConfigureAwait(false);
+            await WriteAsync(new ReadOnlySequence<byte>(Lf)).ConfigureAwait(false);
+            if (crlf) Received++;
+            Lines++;
+            rest = rest.Slice(rest.GetPosition(1, lf.Value));
+            _atLineStart = true;
+            _lastLineCrLf = crlf;
+        }
+        consumed(rest.Start);
+        return false;
+    }
+
+    /// <summary>At the end of a BDAT LAST: a final CR without LF is stored as it came.</summary>
+    public async ValueTask FinishAsync(ReadOnlySequence<byte> rest)
+    {
+        if (rest.Length > 0) await WriteAsync(rest).ConfigureAwait(false);
+    }
+
+    private static readonly byte[] Lf = [(byte)'\n'];
+
+    private static byte LastByte(ReadOnlySequence<byte> s) => s.Slice(s.Length - 1).FirstSpan[0];
+
+    private async ValueTask WriteAsync(ReadOnlySequence<byte> bytes)
+    {
+        Received += bytes.Length;
+        if (TooBig) return; // keep reading to the end, store no more
+        foreach (var seg in bytes)
+        {
+            if (seg.Span.IndexOf((byte)0) >= 0) HasNul = true;
+            await output.WriteAsync(seg).ConfigureAwait(false);
+        }
+    }
+}

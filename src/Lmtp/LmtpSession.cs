@@ -1,0 +1,409 @@
+// One LMTP session (RFC 2033 over RFC 5321): LHLO, MAIL, RCPT, DATA, BDAT,
+// RSET, NOOP, QUIT; VRFY is refused. Every recipient is asked of AuthD; after
+// the message, one reply per accepted recipient. The message is streamed to
+// disk once, into the first recipient's Maildir tmp/, and linked to the
+// others; "250" for a recipient is said only after its file is in new/ and
+// the directory fsynced. Input is untrusted: every line, the message size and
+// the recipient count are bounded.
+using System.Buffers;
+using System.Diagnostics;
+using System.Text;
+using Grpc.Core;
+using Mail.Shared.Auth;
+using Mail.Shared.Logging;
+using Mail.Shared.Maildir;
+using Mail.Shared.Net;
+using NLog;
+
+namespace Mail.Lmtp;
+
+internal sealed record LmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, string Delimiter, bool QuotaTemporary);
+
+internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOptions options)
+{
+    private static readonly Logger Log = MailLog.For("lmtp");
+    private sealed record Recipient(string Address, MailUser User, string? Detail);
+
+    private string? _lhlo;
+    private string? _from;
+    private readonly List<Recipient> _rcpts = [];
+    private int _messages;
+    private int _errors;
+
+    public async Task RunAsync()
+    {
+        var started = Stopwatch.StartNew();
+        Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription}");
+        await conn.WriteLineAsync($"220 {options.Hostname} LMTP ready");
+        try
+        {
+            while (true)
+            {
+                var read = await conn.ReadLineAsync();
+                if (read.Status == LineStatus.Shutdown) { await conn.WriteLineAsync("421 4.3.2 Service shutting down"); return; }
+                if (read.Status == LineStatus.Timeout) { await conn.WriteLineAsync("421 4.4.2 Idle timeout, closing connection"); return; }
+                if (read.Status == LineStatus.Closed) return;
+                if (read.Status == LineStatus.TooLong) { await Reply("500 5.5.2 Line too long"); continue; }
+                if (!await CommandAsync(read.Text)) return;
+            }
+        }
+        finally
+        {
+            Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription} lhlo={_lhlo != null} messages={_messages} errors={_errors} time={started.Elapsed.TotalSeconds:0.000}s");
+        }
+    }
+
+    private async ValueTask Reply(string line)
+    {
+        if (line[0] is '4' or '5') _errors++;
+        if (_errors > 50)
+        {
+            await conn.WriteLineAsync("421 4.7.0 Too many errors, closing connection");
+            throw new IOException("too many errors");
+        }
+        // Replies to pipelined commands are flushed when no more input is waiting.
+        conn.BufferLine(line);
+        if (!conn.HasBufferedInput()) await conn.FlushAsync();
+    }
+
+    private async Task<bool> CommandAsync(string line)
+    {
+        int sp = line.IndexOf(' ');
+        var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
+        var arg = sp < 0 ? "" : line[(sp + 1)..];
+        switch (verb)
+        {
+            case "LHLO":
+                if (arg.Trim().Length == 0) { await Reply("501 5.5.4 LHLO needs a host name"); return true; }
+                _lhlo = arg.Trim();
+                Reset();
+                conn.BufferLine($"250-{options.Hostname}");
+                conn.BufferLine("250-PIPELINING");
+                conn.BufferLine("250-ENHANCEDSTATUSCODES");
+                conn.BufferLine("250-8BITMIME");
+                conn.BufferLine("250-SMTPUTF8");
+                conn.BufferLine($"250-SIZE {options.MaxMessageSize}");
+                conn.BufferLine("250 CHUNKING");
+                await conn.FlushAsync();
+                return true;
+            case "HELO" or "EHLO":
+                await Reply("500 5.5.1 This is LMTP: use LHLO");
+                return true;
+            case "MAIL":
+                await MailAsync(arg);
+                return true;
+            case "RCPT":
+                await RcptAsync(arg);
+                return true;
+            case "DATA":
+                if (arg.Length > 0) { await Reply("501 5.5.4 DATA takes no argument"); return true; }
+                await DataAsync();
+                return true;
+            case "BDAT":
+                return await BdatAsync(arg);
+            case "RSET":
+                Reset();
+                await Reply("250 2.0.0 OK");
+                return true;
+            case "NOOP":
+                await Reply("250 2.0.0 OK");
+                return true;
+            case "VRFY":
+                await Reply("502 5.5.1 VRFY is not offered");
+                return true;
+            case "QUIT":
+                await conn.WriteLineAsync("221 2.0.0 Bye");
+                return false;
+            default:
+                Log.Info($"{conn.SessionId}: unknown command '{MailLog.Safe(verb, 20)}' from {conn.ClientDescription}");
+                await Reply("500 5.5.2 Unknown command");
+                return true;
+        }
+    }
+
+    private void Reset()
+    {
+        _from = null;
+        _rcpts.Clear();
+        _bdat?.Dispose();
+        _bdat = null;
+    }
+
+    private async Task MailAsync(string arg)
+    {
+        if (_lhlo == null) { await Reply("503 5.5.1 LHLO first"); return; }
+        if (_from != null) { await Reply("503 5.5.1 MAIL already given"); return; }
+        if (!arg.StartsWith("FROM:", StringComparison.OrdinalIgnoreCase)) { await Reply("501 5.5.4 Syntax: MAIL FROM:<address>"); return; }
+        var (path, rest) = ParsePath(arg[5..]);
+        if (path == null) { await Reply("501 5.1.7 Bad sender address syntax"); return; }
+        foreach (var p in rest.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var (k, v) = p.IndexOf('=') is var eq and > 0 ? (p[..eq].ToUpperInvariant(), p[(eq + 1)..]) : (p.ToUpperInvariant(), "");
+            if (k == "SIZE")
+            {
+                if (!long.TryParse(v, out var size) || size < 0) { await Reply("501 5.5.4 Bad SIZE"); return; }
+                if (size > options.MaxMessageSize) { await Reply("552 5.3.4 Message too big"); return; }
+            }
+            else if (k == "BODY") { if (v.ToUpperInvariant() is not ("7BIT" or "8BITMIME" or "BINARYMIME")) { await Reply("501 5.5.4 Bad BODY"); return; } }
+            else if (k is not ("SMTPUTF8" or "RET" or "ENVID" or "AUTH")) { await Reply("555 5.5.4 Unsupported parameter"); return; }
+        }
+        _from = path;
+        await Reply("250 2.1.0 OK");
+    }
+
+    private async Task RcptAsync(string arg)
+    {
+        if (_from == null) { await Reply("503 5.5.1 MAIL first"); return; }
+        if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) { await Reply("501 5.5.4 Syntax: RCPT TO:<address>"); return; }
+        var (path, _) = ParsePath(arg[3..]);
+        if (string.IsNullOrEmpty(path) || path.Length > 320) { await Reply("501 5.1.3 Bad recipient address syntax"); return; }
+        if (_rcpts.Count >= options.MaxRecipients) { await Reply("452 4.5.3 Too many recipients"); return; }
+        LookupUserReply reply;
+        try
+        {
+            reply = await auth.Api.LookupUserAsync(new LookupUserRequest
+            {
+                User = path,
+                Client = new ClientInfo { Service = "lmtp", RemoteIp = conn.RemoteIp?.ToString() ?? "", SessionId = conn.SessionId },
+            }, deadline: DateTime.UtcNow.AddSeconds(30));
+        }
+        catch (RpcException e)
+        {
+            Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(path)}>: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
+            await Reply("451 4.3.0 Temporary lookup failure");
+            return;
+        }
+        switch (reply.Status)
+        {
+            case LookupStatus.Ok when reply.User.Active:
+                int at = path.LastIndexOf('@');
+                var local = at > 0 ? path[..at] : path;
+                int d = options.Delimiter.Length == 0 ? -1 : local.IndexOfAny(options.Delimiter.ToCharArray());
+                _rcpts.Add(new Recipient(path, reply.User, d > 0 ? local[(d + 1)..] : null));
+                await Reply("250 2.1.5 OK");
+                return;
+            case LookupStatus.Ok:
+                await Reply("550 5.2.1 Mailbox disabled");
+                return;
+            case LookupStatus.NotFound:
+                Log.Info($"{conn.SessionId}: reject RCPT to=<{MailLog.Safe(path)}>: user unknown");
+                await Reply("550 5.1.1 User unknown");
+                return;
+            default:
+                Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(path)}>: lookup failed: {MailLog.Safe(reply.Reason)}");
+                await Reply("451 4.3.0 Temporary lookup failure");
+                return;
+        }
+    }
+
+    /// <summary>"&lt;addr&gt; params" → (addr, params); null addr when malformed. "&lt;&gt;" is the null sender.</summary>
+    private static (string? Path, string Params) ParsePath(string text)
+    {
+        text = text.TrimStart();
+        if (!text.StartsWith('<')) return (null, "");
+        int end = text.IndexOf('>');
+        if (end < 0) return (null, "");
+        var path = text[1..end];
+        if (path.Contains(':') && path.StartsWith('@')) path = path[(path.IndexOf(':') + 1)..]; // source route
+        foreach (var c in path) if (c <= ' ' || c == 0x7f || c == '<' || c == '>') return (null, "");
+        return (path, text[(end + 1)..].Trim());
+    }
+
+    // ---- message content ----
+
+    private sealed class Pending : IDisposable
+    {
+        public required string TmpPath;
+        public required FileStream File;
+        public required DataWriter Writer;
+        public void Dispose()
+        {
+            File.Dispose();
+            try { System.IO.File.Delete(TmpPath); } catch (IOException) { }
+        }
+    }
+
+    private Pending? _bdat;
+
+    private async Task<Pending?> BeginMessageAsync(bool dotStuffed)
+    {
+        var first = _rcpts[0].User;
+        try
+        {
+            MaildirDelivery.Ensure(first.Maildir, first.Uid, first.Gid);
+            MaildirDelivery.CleanTmp(first.Maildir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+        {
+            Log.Error($"{conn.SessionId}: cannot prepare {first.Maildir}: {e.Message}");
+            return null;
+        }
+        var tmp = Path.Combine(first.Maildir, "tmp", MaildirDelivery.UniqueName());
+        var fs = new FileStream(tmp, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.None,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, BufferSize = 64 * 1024,
+        });
+        var headers = new StringBuilder();
+        headers.Append("Return-Path: <").Append(_from).Append(">\n");
+        if (_rcpts.Count == 1) headers.Append("Delivered-To: ").Append(_rcpts[0].Address).Append('\n');
+        headers.Append("Received: from ").Append(_lhlo).Append(" (").Append(conn.ClientDescription).Append(")\n\tby ")
+            .Append(options.Hostname).Append(" with LMTP id ").Append(conn.SessionId)
+            .Append(_rcpts.Count == 1 ? $"\n\tfor <{_rcpts[0].Address}>" : "").Append("; ")
+            .Append(DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
+        var headerBytes = Encoding.UTF8.GetBytes(headers.ToString());
+        await fs.WriteAsync(headerBytes);
+        return new Pending { TmpPath = tmp, File = fs, Writer = new DataWriter(fs, options.MaxMessageSize, dotStuffed) };
+    }
+
+    private async Task DataAsync()
+    {
+        if (_from == null) { await Reply("503 5.5.1 MAIL first"); return; }
+        if (_rcpts.Count == 0) { await Reply("503 5.5.1 No valid recipients"); return; }
+        var pending = await BeginMessageAsync(dotStuffed: true);
+        await conn.WriteLineAsync("354 Start mail input; end with <CRLF>.<CRLF>");
+        var writer = pending?.Writer ?? new DataWriter(Stream.Null, options.MaxMessageSize, dotStuffed: true);
+        while (true)
+        {
+            var read = await conn.ReadRawAsync();
+            if (read == null) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
+            var buffer = read.Value.Buffer;
+            SequencePosition used = buffer.Start;
+            var done = await writer.FeedAsync(buffer, p => used = p);
+            // Once the end is found, what follows (a pipelined command) is not yet examined.
+            conn.Input.AdvanceTo(used, done ? used : buffer.End);
+            if (done) break;
+            if (read.Value.IsCompleted) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
+        }
+        await FinishMessageAsync(pending, writer);
+    }
+
+    private async Task<bool> BdatAsync(string arg)
+    {
+        var parts = arg.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length is < 1 or > 2 || !long.TryParse(parts[0], out var size) || size < 0 ||
+            (parts.Length == 2 && !parts[1].Equals("LAST", StringComparison.OrdinalIgnoreCase)))
+        {
+            // The chunk's length is unknown: the session cannot go on in step.
+            await conn.WriteLineAsync("501 5.5.4 Syntax: BDAT size [LAST]");
+            return false;
+        }
+        bool last = parts.Length == 2;
+        var fail = _from == null ? "503 5.5.1 MAIL first" : _rcpts.Count == 0 ? "503 5.5.1 No valid recipients" : null;
+        if (fail == null && _bdat == null)
+        {
+            _bdat = await BeginMessageAsync(dotStuffed: false);
+            if (_bdat == null) fail = "451 4.3.0 Cannot open the mailbox";
+        }
+        // Read the chunk whatever happens, so the session stays in step.
+        var writer = fail == null ? _bdat!.Writer : new DataWriter(Stream.Null, long.MaxValue, dotStuffed: false);
+        long remaining = size;
+        while (remaining > 0)
+        {
+            var read = await conn.ReadRawAsync();
+            if (read == null) { Reset(); throw new IOException("client went away during BDAT"); }
+            var buffer = read.Value.Buffer;
+            var take = buffer.Slice(0, Math.Min(buffer.Length, remaining));
+            SequencePosition used = take.Start;
+            await writer.FeedAsync(take, p => used = p);
+            var usedLength = take.Slice(0, used).Length;
+            // A trailing CR held back at a chunk's end is part of the content if no LF follows.
+            if (usedLength < take.Length && take.Length == remaining)
+            {
+                await writer.FinishAsync(take.Slice(used));
+                usedLength = take.Length;
+                used = take.End;
+            }
+            remaining -= usedLength;
+            conn.Input.AdvanceTo(used, remaining == 0 ? used : buffer.End);
+            if (usedLength == 0 && read.Value.IsCompleted) { Reset(); throw new IOException("client went away during BDAT"); }
+        }
+        if (fail != null) { await Reply(fail); return true; }
+        if (!last) { await Reply($"250 2.0.0 {size} octets received"); return true; }
+        var pending = _bdat!;
+        _bdat = null;
+        await FinishMessageAsync(pending, writer);
+        return true;
+    }
+
+    private async Task FinishMessageAsync(Pending? pending, DataWriter writer)
+    {
+        var replies = new List<string>();
+        if (pending == null) replies.AddRange(_rcpts.Select(_ => "451 4.3.0 Cannot open the mailbox"));
+        else if (writer.TooBig) replies.AddRange(_rcpts.Select(_ => "552 5.3.4 Message too big"));
+        else if (writer.HasNul) replies.AddRange(_rcpts.Select(_ => "554 5.6.0 Message contains NUL characters"));
+        else
+        {
+            try
+            {
+                await pending.File.FlushAsync();
+                pending.File.Flush(flushToDisk: true);
+                var size = pending.File.Length;
+                var vsize = size + CountLines(pending);
+                pending.File.Dispose();
+                foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+            {
+                Log.Error($"{conn.SessionId}: delivery failed: {e.Message}");
+                while (replies.Count < _rcpts.Count) replies.Add("451 4.3.0 Local delivery error");
+            }
+        }
+        pending?.Dispose();
+        _messages++;
+        foreach (var r in replies)
+        {
+            if (r[0] is '4' or '5') _errors++;
+            conn.BufferLine(r);
+        }
+        await conn.FlushAsync();
+        Reset();
+    }
+
+    private long CountLines(Pending p)
+    {
+        // Header lines we added plus the body's lines: every stored line gains a CR in the virtual size.
+        p.File.Position = 0;
+        long n = 0;
+        var buf = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            int got;
+            while ((got = p.File.Read(buf, 0, buf.Length)) > 0) n += buf.AsSpan(0, got).Count((byte)'\n');
+        }
+        finally { ArrayPool<byte>.Shared.Return(buf); }
+        return n;
+    }
+
+    private string Deliver(Recipient r, string tmpPath, long size, long vsize)
+    {
+        var u = r.User;
+        var started = Stopwatch.StartNew();
+        try
+        {
+            MaildirDelivery.Ensure(u.Maildir, u.Uid, u.Gid);
+            if (u.QuotaBytes > 0 || u.QuotaMessages > 0)
+            {
+                var usage = MaildirQuota.Read(u.Maildir, (long)u.QuotaBytes, (long)u.QuotaMessages);
+                if ((u.QuotaBytes > 0 && usage.Bytes + size > (long)u.QuotaBytes) ||
+                    (u.QuotaMessages > 0 && usage.Messages + 1 > (long)u.QuotaMessages))
+                {
+                    Log.Info($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn=5.2.2, status=bounced (over quota)");
+                    return options.QuotaTemporary ? $"452 4.2.2 <{r.Address}> Mailbox full" : $"552 5.2.2 <{r.Address}> Mailbox full";
+                }
+            }
+            var folder = MaildirDelivery.FolderFor(u.Maildir, r.Detail);
+            // Every recipient gets a hard link to the one written file (a copy
+            // across file systems); the tmp/ name goes when all are done.
+            var path = MaildirDelivery.Publish(tmpPath, folder, size, vsize, link: true);
+            MaildirQuota.Add(u.Maildir, size, 1);
+            Log.Info($"{conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({Path.GetFileName(path)})");
+            return $"250 2.0.0 <{r.Address}> Saved";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+        {
+            Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn=4.3.0, status=deferred ({MailLog.Safe(e.Message)})");
+            return $"451 4.3.0 <{r.Address}> Local delivery error";
+        }
+    }
+}

@@ -1,0 +1,24 @@
+// The LMTP delivery agent's configuration parameters (lmtpd.conf).
+using Mail.Shared.Config;
+
+namespace Mail.Lmtp;
+
+internal static class LmtpSettings
+{
+    public static readonly IReadOnlyList<Setting> Settings =
+    [
+        Setting.Text("listen", "127.0.0.1:24", "TCP addresses to listen on, comma-separated (host:port); empty for none."),
+        Setting.Path("socket", "/run/mail/lmtp", "Unix socket to listen on (Postfix: virtual_transport = lmtp:unix:PATH); empty for none."),
+        Setting.Text("socket_mode", "0660", "Mode of the Unix socket."),
+        Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket, asked about every recipient."),
+        Setting.Text("hostname", Environment.MachineName, "Name in the greeting and the Received header."),
+        Setting.Size("max_message_size", "50M", "Largest message accepted (SIZE); a larger one is refused with 552 5.3.4."),
+        Setting.Int("max_recipients", 1000, 1, 100000, "Recipients accepted in one transaction; more get 452 4.5.3."),
+        Setting.Text("recipient_delimiter", "+", "Separates a user from a +detail that names a folder."),
+        Setting.Bool("quota_temporary", false, "Answer over-quota recipients 452 4.2.2 (try later) rather than 552 5.2.2."),
+        Setting.Duration("idle_timeout", "5m", "A client silent this long is disconnected."),
+        Setting.Int("max_connections", 500, 1, 100000, "Connections at once."),
+        Setting.Path("log_file", "", "Log file; empty logs to standard error."),
+        Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+    ];
+}

@@ -1,0 +1,66 @@
+// lmtpd: the LMTP delivery agent (RFC 2033). Delivers into Dovecot-compatible
+// Maildir; asks AuthD about every recipient. Listens on TCP and a Unix socket.
+using Mail.Lmtp;
+using Microsoft.Extensions.Hosting;
+using Mail.Shared.Auth;
+using Mail.Shared.Config;
+using Mail.Shared.Logging;
+using Mail.Shared.Net;
+
+var config = ProgramArgs.Load("lmtpd", LmtpSettings.Settings, args, out var exit);
+if (config == null) return exit;
+MailLog.Configure("lmtpd", config.GetPath("log_file"), config.Get("log_level"));
+var log = MailLog.For("lmtp");
+try
+{
+    var app = LmtpHost.Build(config);
+    await app.StartAsync();
+    log.Info($"started: listen={config.Get("listen")}, socket={config.GetPath("socket")}, authd=unix:{config.GetPath("authd_socket")}");
+    await app.WaitForShutdownAsync();
+}
+catch (Exception e) when (e is ConfigException or FormatException)
+{
+    Console.Error.WriteLine(e.Message);
+    return 78;
+}
+log.Info("stopped");
+NLog.LogManager.Shutdown();
+return 0;
+
+namespace Mail.Lmtp
+{
+    internal static class LmtpHost
+    {
+        public static Microsoft.AspNetCore.Builder.WebApplication Build(MailConfig config)
+        {
+            var limits = new NetLimits
+            {
+                MaxLineLength = 4096,
+                IdleTimeout = config.GetDuration("idle_timeout"),
+                MaxConnections = (int)config.GetInt("max_connections"),
+                MaxConnectionsPerIp = (int)config.GetInt("max_connections"),
+            };
+            var options = new LmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"),
+                (int)config.GetInt("max_recipients"), config.Get("recipient_delimiter"), config.GetBool("quota_temporary"));
+            var auth = AuthClient.Connect(config.GetPath("authd_socket"));
+            var gate = new ConnectionGate(limits);
+            var socket = config.GetPath("socket");
+            var modeText = config.Get("socket_mode");
+            UnixFileMode mode;
+            try { mode = (UnixFileMode)Convert.ToInt32(modeText, 8); }
+            catch (Exception e) when (e is FormatException or ArgumentException) { throw new ConfigException($"lmtpd: bad value '{modeText}' for 'socket_mode'"); }
+            var addresses = config.GetList("listen").Select(a => ListenAddress.TryParse(a, out var la)
+                ? la! : throw new ConfigException($"lmtpd: bad value '{a}' in 'listen': expected host:port")).ToList();
+            if (socket.Length > 0) addresses.Add(ListenAddress.Parse("unix:" + socket));
+            var app = LineHost.Create((k, stopping) =>
+            {
+                foreach (var a in addresses)
+                    k.ListenLines(new LineListenerOptions { Name = "lmtp", Address = a, Limits = limits, BusyReply = "421 4.3.2 Too many connections" },
+                        gate, () => null, stopping, c => new LmtpSession(c, auth, options).RunAsync());
+            }, TimeSpan.FromSeconds(30));
+            app.Lifetime.ApplicationStarted.Register(() => { if (socket.Length > 0) LineListener.SetSocketMode(socket, mode); });
+            app.Lifetime.ApplicationStopped.Register(() => { auth.Dispose(); if (socket.Length > 0) try { File.Delete(socket); } catch (IOException) { } });
+            return app;
+        }
+    }
+}

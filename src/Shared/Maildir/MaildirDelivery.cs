@@ -1,0 +1,173 @@
+// Delivery into Maildir++ as Dovecot lays it out: a message is written to
+// tmp/, fsynced, renamed into new/ and the directory fsynced, so that a crash
+// at any instant leaves either no trace in new/ or the whole message. File
+// names are unique across processes and hosts, and carry ,S=size,W=vsize as
+// Dovecot's do. One written copy serves many recipients through hard links.
+// Paths come from AuthD; a folder name comes from an address (+detail) and is
+// checked before it names a directory.
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Mail.Shared.Maildir;
+
+public sealed class MaildirException(string message, bool temporary = true) : Exception(message)
+{
+    public bool Temporary { get; } = temporary;
+}
+
+public static partial class MaildirDelivery
+{
+    private static long _counter;
+    private static readonly string Host = SafeHost(Environment.MachineName);
+    public static readonly TimeSpan StaleTmpAge = TimeSpan.FromHours(36);
+
+    /// <summary>A new unique base name: time.MusecPpidQcounter.host (the Maildir spec, as Dovecot writes it).</summary>
+    public static string UniqueName()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var secs = now.ToUnixTimeSeconds();
+        var usec = (now.UtcTicks / 10) % 1_000_000;
+        return $"{secs}.M{usec}P{Environment.ProcessId}Q{Interlocked.Increment(ref _counter)}.{Host}";
+    }
+
+    private static string SafeHost(string host) => host.Replace("/", "\\057").Replace(":", "\\072");
+
+    /// <summary>Creates the Maildir (and its cur/new/tmp) if needed, owned by uid/gid when running as root.</summary>
+    public static void Ensure(string maildir, uint uid, uint gid)
+    {
+        foreach (var sub in new[] { "", "cur", "new", "tmp" })
+        {
+            var path = Path.Combine(maildir, sub);
+            if (Directory.Exists(path)) continue;
+            var parent = Path.GetDirectoryName(path.TrimEnd('/'));
+            if (sub == "" && parent != null && !Directory.Exists(parent))
+            {
+                Directory.CreateDirectory(parent);
+                Chown(parent, uid, gid);
+            }
+            Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            Chown(path, uid, gid);
+        }
+    }
+
+    /// <summary>
+    /// The folder's Maildir for a +detail, if that folder exists: Maildir++
+    /// ".detail" with '.' as the hierarchy separator. INBOX (the root) otherwise.
+    /// </summary>
+    public static string FolderFor(string maildir, string? detail)
+    {
+        if (string.IsNullOrEmpty(detail) || detail.Length > 200) return maildir;
+        foreach (var c in detail)
+            if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f) return maildir;
+        if (detail.StartsWith('.') || detail.Contains("..")) return maildir;
+        var folder = Path.Combine(maildir, "." + detail);
+        return Directory.Exists(Path.Combine(folder, "cur")) ? folder : maildir;
+    }
+
+    /// <summary>Removes files left in tmp/ by interrupted deliveries (older than 36 hours).</summary>
+    public static void CleanTmp(string maildir)
+    {
+        var tmp = Path.Combine(maildir, "tmp");
+        if (!Directory.Exists(tmp)) return;
+        var limit = DateTime.UtcNow - StaleTmpAge;
+        foreach (var f in Directory.EnumerateFiles(tmp))
+        {
+            try { if (File.GetLastWriteTimeUtc(f) < limit) File.Delete(f); }
+            catch (IOException) { }
+        }
+    }
+
+    /// <summary>
+    /// Writes a message into tmp/ of <paramref name="maildir"/> and fsyncs it;
+    /// <paramref name="write"/> fills the file. Returns the tmp path and the
+    /// file's size and virtual (CRLF) size. Nothing is visible in new/ yet.
+    /// </summary>
+    public static async Task<(string TmpPath, long Size, long VirtualSize)> WriteTmpAsync(string maildir, uint uid, uint gid,
+        Func<Stream, Task<long>> write)
+    {
+        var tmp = Path.Combine(maildir, "tmp", UniqueName());
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
+            Share = FileShare.None,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            BufferSize = 64 * 1024,
+            Options = FileOptions.Asynchronous,
+        };
+        long size, lines;
+        await using (var fs = new FileStream(tmp, options))
+        {
+            lines = await write(fs).ConfigureAwait(false);
+            await fs.FlushAsync().ConfigureAwait(false);
+            size = fs.Length;
+            fs.Flush(flushToDisk: true);
+        }
+        Chown(tmp, uid, gid);
+        return (tmp, size, size + lines);
+    }
+
+    /// <summary>
+    /// Makes a written tmp/ file visible in <paramref name="folder"/>/new
+    /// (rename, or a hard link when the file serves several recipients), and
+    /// fsyncs the directory. Returns the new path.
+    /// </summary>
+    public static string Publish(string tmpPath, string folder, long size, long vsize, bool link)
+    {
+        var name = Path.GetFileName(tmpPath);
+        if (link) name = UniqueName();
+        var target = Path.Combine(folder, "new", $"{name},S={size},W={vsize}");
+        if (link)
+        {
+            if (LinkFile(tmpPath, target) != 0)
+            {
+                // Another file system: copy through this folder's own tmp/.
+                var copy = Path.Combine(folder, "tmp", name);
+                File.Copy(tmpPath, copy);
+                using (var fs = new FileStream(copy, FileMode.Open, FileAccess.ReadWrite)) fs.Flush(flushToDisk: true);
+                File.Move(copy, target);
+            }
+        }
+        else
+        {
+            File.Move(tmpPath, target);
+        }
+        FsyncDirectory(Path.Combine(folder, "new"));
+        return target;
+    }
+
+    public static void FsyncDirectory(string dir)
+    {
+        int fd = Open(dir, 0 /* O_RDONLY */);
+        if (fd < 0) throw new MaildirException($"cannot open {dir} to fsync it");
+        try
+        {
+            if (Fsync(fd) != 0) throw new MaildirException($"fsync of {dir} failed");
+        }
+        finally { Close(fd); }
+    }
+
+    private static void Chown(string path, uint uid, uint gid)
+    {
+        if (Geteuid() != 0) return;
+        if (ChownNative(path, uid, gid) != 0) throw new MaildirException($"cannot chown {path} to {uid}:{gid}");
+    }
+
+    [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int LinkFile(string oldPath, string newPath);
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "chown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int ChownNative(string path, uint uid, uint gid);
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    private static partial uint Geteuid();
+}

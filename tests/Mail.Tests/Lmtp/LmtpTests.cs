@@ -1,0 +1,283 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Mail.Lmtp;
+using Mail.Shared.Config;
+using Mail.Shared.Passwords;
+using Mail.Tests.Support;
+using Microsoft.AspNetCore.Builder;
+using MimeKit;
+
+namespace Mail.Tests.Lmtp;
+
+/// <summary>The LMTP agent over real sockets, with swaks (--protocol LMTP) and by hand, delivering through AuthD.</summary>
+public sealed class LmtpTests
+{
+    private AuthDServer _authd = null!;
+    private WebApplication _lmtp = null!;
+    private int _port;
+    private string Mail => _authd.Dir["mail"];
+
+    [SetUp]
+    public async Task Start()
+    {
+        _authd = await AuthDServer.StartAsync();
+        await _authd.AddUserAsync("bob@example.org", PasswordScheme.Hash("x", "SSHA"));
+        await _authd.AddUserAsync("ann@example.org", PasswordScheme.Hash("x", "SSHA"));
+        await _authd.AddUserAsync("small@example.org", PasswordScheme.Hash("x", "SSHA"), quota: 1500);
+        await _authd.AddUserAsync("off@example.org", PasswordScheme.Hash("x", "SSHA"), active: false);
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        _port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        File.WriteAllText(_authd.Dir["lmtpd.conf"], $"""
+            listen = 127.0.0.1:{_port}
+            socket = {_authd.Dir["run/lmtp"]}
+            authd_socket = {_authd.Socket}
+            hostname = mx.test
+            max_message_size = 100k
+            max_recipients = 5
+            """);
+        var config = MailConfig.Load("lmtpd", LmtpSettings.Settings, _authd.Dir["lmtpd.conf"], new System.Collections.Hashtable());
+        _lmtp = LmtpHost.Build(config);
+        await _lmtp.StartAsync();
+    }
+
+    [TearDown]
+    public async Task Stop()
+    {
+        await _lmtp.StopAsync();
+        await _lmtp.DisposeAsync();
+        await _authd.DisposeAsync();
+    }
+
+    private static MimeMessage Message(string body = "Hello Bob.\r\n.leading dot\r\n")
+    {
+        var m = new MimeMessage();
+        m.From.Add(MailboxAddress.Parse("alice@remote.test"));
+        m.To.Add(MailboxAddress.Parse("bob@example.org"));
+        m.Subject = "Test";
+        m.Body = new TextPart("plain") { Text = body };
+        return m;
+    }
+
+    /// <summary>Sends one message with swaks speaking LMTP; true if every recipient got 250.</summary>
+    private bool SendLmtp(MimeMessage message, params string[] to)
+    {
+        var file = _authd.Dir["msg-" + Guid.NewGuid().ToString("N") + ".eml"];
+        message.WriteTo(file);
+        var r = Run.Program(Peers.Require("swaks"), ["--protocol", "LMTP", "--server", $"127.0.0.1:{_port}", "--from", "alice@remote.test",
+            "--to", string.Join(",", to), "--data", file, "--timeout", "30"]);
+        return r.ExitCode == 0;
+    }
+
+    private string[] NewFiles(string user, string folder = "") =>
+        System.IO.Directory.Exists(Path.Combine(Mail, "example.org", user, folder, "new"))
+            ? System.IO.Directory.GetFiles(Path.Combine(Mail, "example.org", user, folder, "new")) : [];
+
+    [Test]
+    public void Swaks_delivers_into_maildir_with_dovecot_file_names()
+    {
+        Assert.That(SendLmtp(Message(), "bob@example.org"), Is.True);
+        var files = NewFiles("bob");
+        Assert.That(files, Has.Length.EqualTo(1));
+        var name = Path.GetFileName(files[0]);
+        var text = File.ReadAllText(files[0]);
+        Assert.That(name, Does.Match(@"^\d+\.M\d+P\d+Q\d+\.[^,/]+,S=\d+,W=\d+$"));
+        Assert.That(long.Parse(System.Text.RegularExpressions.Regex.Match(name, @",S=(\d+)").Groups[1].Value), Is.EqualTo(new FileInfo(files[0]).Length));
+        var lines = text.Count(c => c == '\n');
+        Assert.That(long.Parse(System.Text.RegularExpressions.Regex.Match(name, @",W=(\d+)").Groups[1].Value), Is.EqualTo(new FileInfo(files[0]).Length + lines));
+        Assert.That(text, Does.StartWith("Return-Path: <alice@remote.test>\nDelivered-To: bob@example.org\nReceived: from "));
+        Assert.That(text, Does.Contain("\n.leading dot\n"), "dot-stuffing removed");
+        Assert.That(text, Does.Not.Contain("\r"), "stored with LF line ends, as Dovecot stores them");
+        Assert.That(System.IO.Directory.GetFiles(Path.Combine(Mail, "example.org", "bob", "tmp")), Is.Empty);
+        Assert.That(File.GetUnixFileMode(Path.Combine(Mail, "example.org", "bob")) & (UnixFileMode)0x3F, Is.EqualTo(UnixFileMode.None), "Maildir is private to its owner");
+    }
+
+    [Test]
+    public async Task One_reply_per_recipient_and_one_file_linked_for_all()
+    {
+        using var c = await Raw.ConnectAsync(_port);
+        await c.Expect("220");
+        await c.Send("LHLO client.test\r\n");
+        await c.ExpectLast("250 CHUNKING");
+        await c.Send("MAIL FROM:<alice@remote.test>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<ann+lists@example.org>\r\nRCPT TO:<off@example.org>\r\nDATA\r\n");
+        await c.Expect("250 2.1.0");
+        await c.Expect("250 2.1.5");
+        await c.Expect("550 5.1.1");
+        await c.Expect("250 2.1.5");
+        await c.Expect("550 5.2.1");
+        await c.Expect("354");
+        await c.Send("Subject: hi\r\n\r\nbody\r\n.\r\n");
+        await c.Expect("250 2.0.0 <bob@example.org>");
+        await c.Expect("250 2.0.0 <ann+lists@example.org>");
+        var bob = NewFiles("bob").Single();
+        var ann = NewFiles("ann").Single(); // no .lists folder: INBOX
+        Assert.That(Inode(bob), Is.EqualTo(Inode(ann)), "one copy on disk, hard-linked");
+        Assert.That(File.ReadAllText(bob), Does.Not.Contain("Delivered-To"), "no Delivered-To when the copy is shared");
+    }
+
+    [Test]
+    public void Detail_goes_to_an_existing_folder()
+    {
+        foreach (var sub in new[] { "cur", "new", "tmp" })
+            System.IO.Directory.CreateDirectory(Path.Combine(Mail, "example.org", "bob", ".lists", sub));
+        Assert.That(SendLmtp(Message(), "bob+lists@example.org"), Is.True);
+        Assert.That(NewFiles("bob", ".lists"), Has.Length.EqualTo(1));
+        Assert.That(NewFiles("bob"), Is.Empty);
+        Assert.That(SendLmtp(Message(), "bob+../../x@example.org"), Is.True);
+        Assert.That(NewFiles("bob"), Has.Length.EqualTo(1), "a folder name from an address never leaves the Maildir");
+    }
+
+    [Test]
+    public async Task Over_quota_is_552_and_maildirsize_is_kept()
+    {
+        using var c = await Raw.ConnectAsync(_port);
+        await c.Expect("220");
+        await c.Send("LHLO x\r\n");
+        await c.ExpectLast("250 CHUNKING");
+        await c.Send("MAIL FROM:<a@remote.test>\r\nRCPT TO:<small@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        await c.Send("Subject: small\r\n\r\n" + new string('a', 500) + "\r\n.\r\n");
+        await c.Expect("250 2.0.0");
+        Assert.That(File.ReadAllText(Path.Combine(Mail, "example.org", "small", "maildirsize")), Does.StartWith("1500S\n"));
+        await c.Send("MAIL FROM:<a@remote.test>\r\nRCPT TO:<small@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        await c.Send("Subject: big\r\n\r\n" + new string('b', 1200) + "\r\n.\r\n");
+        await c.Expect("552 5.2.2");
+        Assert.That(NewFiles("small"), Has.Length.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Protocol_errors_get_the_right_codes_and_the_session_goes_on()
+    {
+        using var c = await Raw.ConnectAsync(_port);
+        await c.Expect("220");
+        await c.Send("MAIL FROM:<a@b.c>\r\n");
+        await c.Expect("503 5.5.1");
+        await c.Send("EHLO x\r\n");
+        await c.Expect("500 5.5.1");
+        await c.Send("LHLO x\r\n");
+        await c.ExpectLast("250 CHUNKING");
+        await c.Send("VRFY bob\r\n");
+        await c.Expect("502 5.5.1");
+        await c.Send("XYZZY\r\n");
+        await c.Expect("500 5.5.2");
+        await c.Send("DATA\r\n");
+        await c.Expect("503 5.5.1");
+        await c.Send("MAIL FROM:<a@b.c> SIZE=999999999\r\n");
+        await c.Expect("552 5.3.4");
+        await c.Send("RCPT TO:<bob@example.org>\r\n");
+        await c.Expect("503 5.5.1");
+        await c.Send("NOOP " + new string('x', 10_000) + "\r\n");
+        await c.Expect("500 5.5.2");
+        await c.Send("MAIL FROM:<a@b.c>\r\n");
+        await c.Expect("250");
+        for (int i = 0; i < 5; i++) { await c.Send("RCPT TO:<bob@example.org>\r\n"); await c.Expect("250"); }
+        await c.Send("RCPT TO:<bob@example.org>\r\n");
+        await c.Expect("452 4.5.3");
+        await c.Send("RSET\r\n");
+        await c.Expect("250");
+        // Over max_message_size: read to the end, stored nowhere, 552 5.3.4.
+        await c.Send("MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        var line = new string('z', 998) + "\r\n";
+        for (int i = 0; i < 200; i++) await c.Send(line);
+        await c.Send(".\r\n");
+        await c.Expect("552 5.3.4");
+        Assert.That(NewFiles("bob"), Is.Empty);
+        // A "." after a bare LF is content (unstuffed to an empty line), not the end (SMTP smuggling).
+        await c.Send("MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        await c.Send("Subject: x\r\n\r\none\n.\nMAIL FROM:<evil@x>\r\n.\r\n");
+        await c.Expect("250 2.0.0");
+        Assert.That(File.ReadAllText(NewFiles("bob").Single()), Does.Contain("one\n\nMAIL FROM:<evil@x>\n"));
+        await c.Send("QUIT\r\n");
+        await c.Expect("221");
+    }
+
+    [Test]
+    public async Task Bdat_chunks_make_one_message()
+    {
+        using var c = await Raw.ConnectAsync(_port);
+        await c.Expect("220");
+        await c.Send("LHLO x\r\n");
+        await c.ExpectLast("250 CHUNKING");
+        var part1 = "Subject: chunks\r\n\r\nfirst ";
+        var part2 = "second\r\n.not stuffed\r\n";
+        await c.Send($"MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nBDAT {part1.Length}\r\n{part1}BDAT {part2.Length} LAST\r\n{part2}");
+        await c.Expect("250"); await c.Expect("250");
+        await c.Expect($"250 2.0.0 {part1.Length} octets");
+        await c.Expect("250 2.0.0 <bob@example.org>");
+        Assert.That(File.ReadAllText(NewFiles("bob").Single()), Does.EndWith("Subject: chunks\n\nfirst second\n.not stuffed\n"));
+    }
+
+    [Test]
+    public async Task Authd_unreachable_is_451_never_550()
+    {
+        await _authd.App.StopAsync();
+        using var c = await Raw.ConnectAsync(_port);
+        await c.Expect("220");
+        await c.Send("LHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\n");
+        await c.ExpectLast("250 CHUNKING");
+        await c.Expect("250");
+        await c.Expect("451 4.3.0");
+    }
+
+    [Test]
+    public async Task Client_vanishing_mid_data_leaves_nothing_behind()
+    {
+        using (var c = await Raw.ConnectAsync(_port))
+        {
+            await c.Expect("220");
+            await c.Send("LHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+            await c.ExpectLast("250 CHUNKING");
+            await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+            await c.Send("Subject: half\r\n\r\nhalf a mess");
+        }
+        Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(Path.Combine(Mail, "example.org", "bob", "tmp")).Length == 0,
+            TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(NewFiles("bob"), Is.Empty);
+        // The daemon goes on.
+        Assert.That(SendLmtp(Message(), "bob@example.org"), Is.True);
+        Assert.That(NewFiles("bob"), Has.Length.EqualTo(1));
+    }
+
+    private static string Inode(string path) => Run.Program("stat", ["-c", "%i", path]).Stdout.Trim();
+
+    private sealed class Raw : IDisposable
+    {
+        private readonly TcpClient _tcp = new();
+        private NetworkStream _s = null!;
+        private StreamReader _r = null!;
+
+        public static async Task<Raw> ConnectAsync(int port)
+        {
+            var raw = new Raw();
+            await raw._tcp.ConnectAsync(IPAddress.Loopback, port);
+            raw._s = raw._tcp.GetStream();
+            raw._r = new StreamReader(raw._s, Encoding.ASCII);
+            return raw;
+        }
+
+        public Task Send(string text) => _s.WriteAsync(Encoding.ASCII.GetBytes(text)).AsTask();
+
+        public async Task<string> Expect(string prefix)
+        {
+            var line = await _r.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.That(line, Does.StartWith(prefix));
+            return line!;
+        }
+
+        /// <summary>Reads a multi-line reply to its last line.</summary>
+        public async Task ExpectLast(string last)
+        {
+            string? line;
+            do line = await _r.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            while (line != null && line.Length > 3 && line[3] == '-');
+            Assert.That(line, Is.EqualTo(last));
+        }
+
+        public void Dispose() => _tcp.Dispose();
+    }
+}
