@@ -244,6 +244,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.None,
             UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, BufferSize = 64 * 1024,
         });
+        MaildirDelivery.Chown(tmp, first.Uid, first.Gid);
         var headers = new StringBuilder();
         headers.Append("Return-Path: <").Append(_from).Append(">\n");
         if (_rcpts.Count == 1) headers.Append("Delivered-To: ").Append(_rcpts[0].Address).Append('\n');
@@ -395,7 +396,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             var folder = MaildirDelivery.FolderFor(u.Maildir, r.Detail);
             // Every recipient gets a hard link to the one written file (a copy
             // across file systems); the tmp/ name goes when all are done.
-            var path = MaildirDelivery.Publish(tmpPath, folder, size, vsize, link: true);
+            var path = MaildirDelivery.Publish(tmpPath, folder, size, vsize, link: true, u.Uid, u.Gid);
             MaildirQuota.Add(u.Maildir, size, 1);
             Log.Info($"{conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({Path.GetFileName(path)})");
             return $"250 2.0.0 <{r.Address}> Saved";

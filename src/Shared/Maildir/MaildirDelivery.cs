@@ -110,21 +110,24 @@ public static partial class MaildirDelivery
     /// <summary>
     /// Makes a written tmp/ file visible in <paramref name="folder"/>/new
     /// (rename, or a hard link when the file serves several recipients), and
-    /// fsyncs the directory. Returns the new path.
+    /// fsyncs the directory. A recipient whose mailbox belongs to another
+    /// uid/gid than the file gets a copy of its own. Returns the new path.
     /// </summary>
-    public static string Publish(string tmpPath, string folder, long size, long vsize, bool link)
+    public static string Publish(string tmpPath, string folder, long size, long vsize, bool link, uint uid, uint gid)
     {
         var name = Path.GetFileName(tmpPath);
         if (link) name = UniqueName();
         var target = Path.Combine(folder, "new", $"{name},S={size},W={vsize}");
         if (link)
         {
-            if (LinkFile(tmpPath, target) != 0)
+            bool sameOwner = Geteuid() != 0 || (Stat(tmpPath) is var (fu, fg) && fu == uid && fg == gid);
+            if (!sameOwner || LinkFile(tmpPath, target) != 0)
             {
                 // Another file system: copy through this folder's own tmp/.
                 var copy = Path.Combine(folder, "tmp", name);
                 File.Copy(tmpPath, copy);
                 using (var fs = new FileStream(copy, FileMode.Open, FileAccess.ReadWrite)) fs.Flush(flushToDisk: true);
+                Chown(copy, uid, gid);
                 File.Move(copy, target);
             }
         }
@@ -147,7 +150,28 @@ public static partial class MaildirDelivery
         finally { Close(fd); }
     }
 
-    private static void Chown(string path, uint uid, uint gid)
+    /// <summary>The owner of a file (stat(2): .NET does not expose it).</summary>
+    private static (uint Uid, uint Gid)? Stat(string path) =>
+        StatOwner(path, out var u, out var g) == 0 ? (u, g) : null;
+
+    private static int StatOwner(string path, out uint uid, out uint gid)
+    {
+        // struct stat on x86_64 Linux: st_uid at offset 28, st_gid at 32; 144 bytes in all.
+        Span<byte> buf = stackalloc byte[256];
+        int rc;
+        unsafe
+        {
+            fixed (byte* p = buf) rc = StatNative(path, p);
+        }
+        uid = BitConverter.ToUInt32(buf[28..]);
+        gid = BitConverter.ToUInt32(buf[32..]);
+        return rc;
+    }
+
+    [LibraryImport("libc", EntryPoint = "stat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static unsafe partial int StatNative(string path, byte* buf);
+
+    public static void Chown(string path, uint uid, uint gid)
     {
         if (Geteuid() != 0) return;
         if (ChownNative(path, uid, gid) != 0) throw new MaildirException($"cannot chown {path} to {uid}:{gid}");

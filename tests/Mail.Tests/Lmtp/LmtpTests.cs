@@ -1,11 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Mail.Lmtp;
-using Mail.Shared.Config;
 using Mail.Shared.Passwords;
 using Mail.Tests.Support;
-using Microsoft.AspNetCore.Builder;
 using MimeKit;
 
 namespace Mail.Tests.Lmtp;
@@ -14,8 +11,8 @@ namespace Mail.Tests.Lmtp;
 public sealed class LmtpTests
 {
     private AuthDServer _authd = null!;
-    private WebApplication _lmtp = null!;
-    private int _port;
+    private LmtpServer _lmtp = null!;
+    private int _port => _lmtp.Port;
     private string Mail => _authd.Dir["mail"];
 
     [SetUp]
@@ -26,27 +23,12 @@ public sealed class LmtpTests
         await _authd.AddUserAsync("ann@example.org", PasswordScheme.Hash("x", "SSHA"));
         await _authd.AddUserAsync("small@example.org", PasswordScheme.Hash("x", "SSHA"), quota: 1500);
         await _authd.AddUserAsync("off@example.org", PasswordScheme.Hash("x", "SSHA"), active: false);
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        _port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        File.WriteAllText(_authd.Dir["lmtpd.conf"], $"""
-            listen = 127.0.0.1:{_port}
-            socket = {_authd.Dir["run/lmtp"]}
-            authd_socket = {_authd.Socket}
-            hostname = mx.test
-            max_message_size = 100k
-            max_recipients = 5
-            """);
-        var config = MailConfig.Load("lmtpd", LmtpSettings.Settings, _authd.Dir["lmtpd.conf"], new System.Collections.Hashtable());
-        _lmtp = LmtpHost.Build(config);
-        await _lmtp.StartAsync();
+        _lmtp = await LmtpServer.StartAsync(_authd, "max_message_size = 100k\nmax_recipients = 5");
     }
 
     [TearDown]
     public async Task Stop()
     {
-        await _lmtp.StopAsync();
         await _lmtp.DisposeAsync();
         await _authd.DisposeAsync();
     }

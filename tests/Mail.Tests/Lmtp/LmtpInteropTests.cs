@@ -1,0 +1,134 @@
+using System.Text.RegularExpressions;
+using Mail.Shared.Passwords;
+using Mail.Tests.Support;
+
+namespace Mail.Tests.Lmtp;
+
+/// <summary>
+/// Our lmtpd between real peers: a private Postfix delivering to it as its
+/// virtual_transport, and Dovecot (doveadm) reading the Maildir it wrote.
+/// </summary>
+[NonParallelizable]
+public sealed class LmtpInteropTests
+{
+    private AuthDServer _authd = null!;
+    private LmtpServer _lmtp = null!;
+
+    [SetUp]
+    public async Task Start()
+    {
+        _authd = await AuthDServer.StartAsync();
+        await _authd.AddUserAsync("bob@example.org", PasswordScheme.Hash("x", "SSHA"));
+        _lmtp = await LmtpServer.StartAsync(_authd);
+    }
+
+    [TearDown]
+    public async Task Stop()
+    {
+        await _lmtp.DisposeAsync();
+        await _authd.DisposeAsync();
+    }
+
+    private string Maildir => Path.Combine(_authd.Dir["mail"], "example.org", "bob");
+
+    /// <summary>A Dovecot configuration that reads the same Maildir tree, as the mail user AuthD names (5000:5001).</summary>
+    private string DovecotConfig()
+    {
+        var conf = _authd.Dir["dovecot.conf"];
+        File.WriteAllText(conf, $$"""
+            base_dir = {{_authd.Dir["dovecot-run"]}}
+            instance_name = lmtptest
+            log_path = {{_authd.Dir["dovecot.log"]}}
+            ssl = no
+            protocols =
+            first_valid_uid = 1
+            mail_location = maildir:{{_authd.Dir["mail"]}}/%d/%n
+            passdb {
+              driver = static
+              args = nopassword=y
+            }
+            userdb {
+              driver = static
+              args = uid=5000 gid=5001 home={{_authd.Dir["mail"]}}/%d/%n
+            }
+            """);
+        return conf;
+    }
+
+    /// <summary>Runs doveadm against a private Dovecot instance started for the call and stopped by its process id.</summary>
+    private RunResult Doveadm(params string[] args)
+    {
+        var conf = DovecotConfig();
+        var psi = new System.Diagnostics.ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
+        using var dovecot = System.Diagnostics.Process.Start(psi)!;
+        try
+        {
+            Assert.That(Wait.UntilAsync(() => File.Exists(_authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True,
+                "dovecot did not start");
+            return Run.Program(Peers.Require("doveadm"), ["-c", conf, .. args]);
+        }
+        finally
+        {
+            dovecot.Kill();
+            dovecot.WaitForExit(10_000);
+        }
+    }
+
+    [Test]
+    public void Postfix_delivers_through_our_lmtp_into_the_maildir()
+    {
+        var map = $"socketmap:unix:{_authd.SocketmapSocket}:";
+        using var postfix = PostfixServer.Start(new Dictionary<string, string>
+        {
+            ["virtual_mailbox_domains"] = map + "domains",
+            ["virtual_mailbox_maps"] = map + "mailboxes",
+            ["virtual_alias_maps"] = map + "aliases",
+            ["virtual_transport"] = $"lmtp:unix:{_lmtp.Socket}",
+        });
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{postfix.Port}", "--from", "alice@remote.test",
+            "--to", "bob@example.org", "--header", "Subject: via postfix", "--body", "through Postfix and our LMTP", "--timeout", "30"]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        Assert.That(Wait.UntilAsync(() => postfix.Log().Contains("status=sent"), TimeSpan.FromSeconds(60)).Result, Is.True, postfix.Log());
+        Assert.That(postfix.Log(), Does.Match(@"to=<bob@example\.org>, relay=.*lmtp.*dsn=2\.0\.0, status=sent \(250 2\.0\.0 <bob@example\.org> Saved\)"));
+        var files = System.IO.Directory.GetFiles(Path.Combine(Maildir, "new"));
+        Assert.That(files, Has.Length.EqualTo(1));
+        var text = File.ReadAllText(files[0]);
+        Assert.That(text, Does.Contain("Subject: via postfix").And.Contain("through Postfix and our LMTP"));
+        Assert.That(text, Does.StartWith("Return-Path: <alice@remote.test>\nDelivered-To: bob@example.org\n"));
+    }
+
+    [Test]
+    public void Dovecot_reads_our_maildir_with_the_right_sizes_and_folders()
+    {
+        foreach (var sub in new[] { "cur", "new", "tmp" })
+            System.IO.Directory.CreateDirectory(Path.Combine(Maildir, ".Lists", sub));
+        Run.Program("chown", ["-R", "5000:5001", _authd.Dir["mail"]]);
+        string Send(string to, string subject)
+        {
+            var r = Run.Program(Peers.Require("swaks"), ["--protocol", "LMTP", "--server", $"127.0.0.1:{_lmtp.Port}", "--from", "a@remote.test",
+                "--to", to, "--header", "Subject: " + subject, "--body", "line one\nline two\n", "--timeout", "30"]);
+            Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+            return subject;
+        }
+        Send("bob@example.org", "first");
+        Send("bob@example.org", "second");
+        Send("bob+Lists@example.org", "to the folder");
+        var fetch = Doveadm("fetch", "-u", "bob@example.org", "mailbox size.physical size.virtual hdr.subject", "all");
+        Assert.That(fetch.ExitCode, Is.EqualTo(0), fetch.Stderr);
+        var records = fetch.Stdout.Split('\f', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.That(records, Has.Length.EqualTo(3), fetch.Stdout);
+        var files = System.IO.Directory.GetFiles(Path.Combine(Maildir, "new")).Concat(System.IO.Directory.GetFiles(Path.Combine(Maildir, "cur")))
+            .Concat(System.IO.Directory.GetFiles(Path.Combine(Maildir, ".Lists", "new"))).Concat(System.IO.Directory.GetFiles(Path.Combine(Maildir, ".Lists", "cur")))
+            .ToList();
+        foreach (var rec in records)
+        {
+            var physical = long.Parse(Regex.Match(rec, @"size\.physical: (\d+)").Groups[1].Value);
+            var virt = long.Parse(Regex.Match(rec, @"size\.virtual: (\d+)").Groups[1].Value);
+            var mailbox = Regex.Match(rec, @"mailbox: (\S+)").Groups[1].Value;
+            var subject = Regex.Match(rec, @"hdr\.subject: (.*)").Groups[1].Value.Trim();
+            Assert.That(mailbox, Is.EqualTo(subject == "to the folder" ? "Lists" : "INBOX"), rec);
+            Assert.That(files.Any(f => Path.GetFileName(f).Contains($",S={physical},W={virt}") && new FileInfo(f).Length == physical), Is.True,
+                $"a file named with Dovecot's own sizes S={physical} W={virt}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+// A private lmtpd for a test, in-process, on a free loopback port and a Unix
+// socket in the AuthD test folder, asking that AuthD about recipients.
+using System.Net;
+using System.Net.Sockets;
+using Mail.Lmtp;
+using Mail.Shared.Config;
+using Microsoft.AspNetCore.Builder;
+
+namespace Mail.Tests.Support;
+
+internal sealed class LmtpServer : IAsyncDisposable
+{
+    public required WebApplication App { get; init; }
+    public required int Port { get; init; }
+    public required string Socket { get; init; }
+
+    public static async Task<LmtpServer> StartAsync(AuthDServer authd, string extraConfig = "")
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        var port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        var socket = authd.Dir["run/lmtp"];
+        var conf = authd.Dir["lmtpd.conf"];
+        File.WriteAllText(conf, $"""
+            listen = 127.0.0.1:{port}
+            socket = {socket}
+            socket_mode = 0666
+            authd_socket = {authd.Socket}
+            hostname = mx.test
+            {extraConfig}
+            """);
+        var config = MailConfig.Load("lmtpd", LmtpSettings.Settings, conf, new System.Collections.Hashtable());
+        var app = LmtpHost.Build(config);
+        await app.StartAsync();
+        return new LmtpServer { App = app, Port = port, Socket = socket };
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+}
