@@ -6,6 +6,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
 using Mail.Shared.Passwords;
+using static Mail.Bench.BenchProcess;
 
 if (args.Length < 3) { Console.Error.WriteLine("usage: authbench AUTHD SECONDS CONNECTIONS"); return 64; }
 var authdPath = args[0];
@@ -67,8 +68,8 @@ try
     {
     var dovecotSocket = Path.Combine(dir, "dovecot", "auth-client");
     var authdSocket = Path.Combine(dir, "auth-client");
-    await WaitForSocket(dovecotSocket);
-    await WaitForSocket(authdSocket);
+    await WaitForFile(dovecotSocket);
+    await WaitForFile(authdSocket);
 
     Console.WriteLine($"bench/auth: {connections} connections, median of 3 alternating runs of {seconds} s, AUTH PLAIN over the Dovecot auth protocol, {users} users per scheme");
     Console.WriteLine($"{"scheme",-14}{"authd/s",10}{"dovecot/s",11}{"ratio",8}   peak memory (authd / dovecot auth)");
@@ -135,65 +136,3 @@ static async Task<double> Measure(string socket, string prefix, int users, int c
     var total = (await Task.WhenAll(tasks)).Sum();
     return total / stop.Elapsed.TotalSeconds;
 }
-
-static Process Start(string file, params string[] args)
-{
-    var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-    foreach (var a in args) psi.ArgumentList.Add(a);
-    var p = Process.Start(psi)!;
-    p.OutputDataReceived += (_, _) => { };
-    p.ErrorDataReceived += (_, e) => { if (e.Data != null) Console.Error.WriteLine(e.Data); };
-    p.BeginOutputReadLine();
-    p.BeginErrorReadLine();
-    return p;
-}
-
-static void Stop(Process p)
-{
-    if (p.HasExited) return;
-    Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
-    if (!p.WaitForExit(15_000)) p.Kill(entireProcessTree: true);
-}
-
-static async Task WaitForSocket(string path)
-{
-    var deadline = DateTime.UtcNow.AddSeconds(30);
-    while (!File.Exists(path))
-    {
-        if (DateTime.UtcNow > deadline) throw new TimeoutException($"{path} did not appear");
-        await Task.Delay(50);
-    }
-}
-
-static int? FindChild(int parent, string name)
-{
-    var deadline = DateTime.UtcNow.AddSeconds(10);
-    while (DateTime.UtcNow < deadline)
-    {
-        foreach (var d in Directory.GetDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(d), out var pid)) continue;
-            try
-            {
-                var stat = File.ReadAllText(Path.Combine(d, "stat"));
-                var comm = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
-                var ppid = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
-                if (ppid == parent && comm == name) return pid;
-            }
-            catch (IOException) { }
-        }
-        Thread.Sleep(100);
-    }
-    return null;
-}
-
-static long PeakKb(int pid)
-{
-    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
-    return 0;
-}
-
-static string? FindProgram(string name) =>
-    new[] { "/usr/sbin", "/usr/bin", "/sbin" }.Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);

@@ -1,0 +1,91 @@
+// What every benchmark needs: starting and stopping the programs it
+// compares, finding a peer's worker processes, and reading peak memory.
+using System.Diagnostics;
+
+namespace Mail.Bench;
+
+internal static class BenchProcess
+{
+    public static Process Start(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) Console.Error.WriteLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    public static void Stop(Process p)
+    {
+        if (p.HasExited) return;
+        Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
+        if (!p.WaitForExit(15_000)) p.Kill(entireProcessTree: true);
+    }
+
+    public static async Task WaitForFile(string path)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!File.Exists(path))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{path} did not appear");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Children of <paramref name="parent"/> whose command name is <paramref name="name"/>.</summary>
+    public static List<int> Children(int parent, string name)
+    {
+        var found = new List<int>();
+        foreach (var d in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(d), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(d, "stat"));
+                var comm = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+                var ppid = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+                if (ppid == parent && comm == name) found.Add(pid);
+            }
+            catch (Exception e) when (e is IOException or FormatException or ArgumentOutOfRangeException) { }
+        }
+        return found;
+    }
+
+    public static int? FindChild(int parent, string name)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (DateTime.UtcNow < deadline)
+        {
+            var c = Children(parent, name);
+            if (c.Count > 0) return c[0];
+            Thread.Sleep(100);
+        }
+        return null;
+    }
+
+    /// <summary>VmHWM of a process in KiB (0 when it is gone).</summary>
+    public static long PeakKb(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        }
+        catch (IOException) { }
+        return 0;
+    }
+
+    public static string? FindProgram(string name) =>
+        new[] { "/usr/sbin", "/usr/bin", "/sbin" }.Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+
+    public static int FreePort()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+    }
+}

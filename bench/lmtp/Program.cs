@@ -1,0 +1,166 @@
+// bench/lmtp: our lmtpd (with AuthD) against Dovecot's LMTP, each delivering
+// into its own Maildir tree on the same disk, for the same users, driven by
+// the same client. Each row: deliveries per second for both, the ratio, and
+// peak memory (lmtpd / the largest Dovecot lmtp process).
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Mail.Shared.Passwords;
+using static Mail.Bench.BenchProcess;
+
+if (args.Length < 2) { Console.Error.WriteLine("usage: lmtpbench BINDIR SECONDS"); return 64; }
+var bin = args[0];
+var seconds = int.Parse(args[1]);
+var dovecot = FindProgram("dovecot") ?? throw new InvalidOperationException("dovecot is not installed");
+var dir = Directory.CreateTempSubdirectory("lmtpbench-").FullName;
+File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
+const int users = 100;
+try
+{
+    var passwd = new StringBuilder();
+    for (int i = 0; i < users; i++) passwd.Append($"u{i}@bench.test:{PasswordScheme.Hash("pw", "SSHA256")}:5000:5001::::\n");
+    File.WriteAllText(Path.Combine(dir, "passwd"), passwd.ToString());
+    File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
+    foreach (var m in new[] { "mail-ours", "mail-dovecot" })
+    {
+        Directory.CreateDirectory(Path.Combine(dir, m));
+        Process.Start("chown", ["5000:5001", Path.Combine(dir, m)])!.WaitForExit();
+    }
+    var oursPort = FreePort();
+    var dovecotPort = FreePort();
+    File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
+        grpc_socket = {dir}/authd.sock
+        dovecot_auth_socket =
+        socketmap_socket =
+        passwd_file = {dir}/passwd
+        domains_file = {dir}/domains
+        aliases_file = {dir}/virtual
+        mail_root = {dir}/mail-ours
+        log_file = {dir}/authd.log
+        """);
+    File.WriteAllText(Path.Combine(dir, "lmtpd.conf"), $"""
+        listen = 127.0.0.1:{oursPort}
+        socket =
+        authd_socket = {dir}/authd.sock
+        max_message_size = 10M
+        log_file = {dir}/lmtpd.log
+        """);
+    Directory.CreateDirectory(Path.Combine(dir, "dovecot"));
+    File.WriteAllText(Path.Combine(dir, "dovecot.conf"), $$"""
+        base_dir = {{dir}}/dovecot
+        instance_name = lmtpbench
+        log_path = {{dir}}/dovecot.log
+        listen = 127.0.0.1
+        ssl = no
+        protocols = lmtp
+        first_valid_uid = 1
+        mail_location = maildir:{{dir}}/mail-dovecot/%d/%n
+        passdb {
+          driver = passwd-file
+          args = {{dir}}/passwd
+        }
+        userdb {
+          driver = passwd-file
+          args = {{dir}}/passwd
+          default_fields = home={{dir}}/mail-dovecot/%d/%n
+        }
+        service lmtp {
+          inet_listener lmtp {
+            address = 127.0.0.1
+            port = {{dovecotPort}}
+          }
+        }
+        """);
+    using var authd = Start(Path.Combine(bin, "authd"), "--config", Path.Combine(dir, "authd.conf"));
+    await WaitForFile(Path.Combine(dir, "authd.sock"));
+    using var lmtpd = Start(Path.Combine(bin, "lmtpd"), "--config", Path.Combine(dir, "lmtpd.conf"));
+    using var dove = Start(dovecot, "-F", "-c", Path.Combine(dir, "dovecot.conf"));
+    try
+    {
+        await WaitForPort(oursPort);
+        await WaitForPort(dovecotPort);
+        Console.WriteLine($"bench/lmtp: median of 3 alternating runs of {seconds} s; both fsync every message; Maildirs on {dir}");
+        Console.WriteLine($"{"size",-6}{"clients",8}{"boxes",7}{"lmtpd/s",10}{"dovecot/s",11}{"ratio",8}   peak memory (lmtpd / largest dovecot lmtp)");
+        foreach (var size in new[] { 4 * 1024, 100 * 1024 })
+            foreach (var clients in new[] { 1, 8 })
+                foreach (var boxes in new[] { 1, 100 })
+                {
+                    await Measure(oursPort, size, 1, boxes, 1);
+                    await Measure(dovecotPort, size, 1, boxes, 1);
+                    var ours = new List<double>();
+                    var theirs = new List<double>();
+                    for (int round = 0; round < 3; round++)
+                    {
+                        ours.Add(await Measure(oursPort, size, clients, boxes, seconds));
+                        theirs.Add(await Measure(dovecotPort, size, clients, boxes, seconds));
+                    }
+                    var (o, t) = (ours.Order().ElementAt(1), theirs.Order().ElementAt(1));
+                    var doveMem = Children(dove.Id, "lmtp").Select(PeakKb).DefaultIfEmpty(0).Max();
+                    Console.WriteLine($"{size / 1024 + "K",-6}{clients,8}{boxes,7}{o,10:0}{t,11:0}{o / t,8:0.00}   {PeakKb(lmtpd.Id) / 1024.0:0.0} MiB / {doveMem / 1024.0:0.0} MiB");
+                }
+    }
+    finally
+    {
+        Stop(lmtpd);
+        Stop(dove);
+        Stop(authd);
+    }
+}
+finally
+{
+    try { Directory.Delete(dir, true); } catch (IOException) { }
+}
+return 0;
+
+static async Task WaitForPort(int port)
+{
+    var deadline = DateTime.UtcNow.AddSeconds(30);
+    while (true)
+    {
+        try { using var t = new TcpClient(); await t.ConnectAsync(IPAddress.Loopback, port); return; }
+        catch (SocketException) when (DateTime.UtcNow < deadline) { await Task.Delay(100); }
+    }
+}
+
+// `clients` connections, each delivering messages of `size` bytes for the time given,
+// spreading them over `boxes` mailboxes. Returns deliveries per second.
+static async Task<double> Measure(int port, int size, int clients, int boxes, int seconds)
+{
+    var line = new string('b', 78) + "\r\n";
+    var body = new StringBuilder();
+    while (body.Length < size) body.Append(line);
+    var data = Encoding.ASCII.GetBytes($"Subject: bench\r\n\r\n{body}.\r\n");
+    var stop = Stopwatch.StartNew();
+    var limit = TimeSpan.FromSeconds(seconds);
+    var tasks = Enumerable.Range(0, clients).Select(async c =>
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, port);
+        tcp.NoDelay = true;
+        var s = tcp.GetStream();
+        var r = new StreamReader(s, Encoding.ASCII);
+        await r.ReadLineAsync();
+        await s.WriteAsync(Encoding.ASCII.GetBytes("LHLO bench\r\n"));
+        while ((await r.ReadLineAsync())![3] == '-') { }
+        int done = 0;
+        for (int i = 0; stop.Elapsed < limit; i++)
+        {
+            var box = boxes == 1 ? 0 : (c * 37 + i) % boxes;
+            await s.WriteAsync(Encoding.ASCII.GetBytes($"MAIL FROM:<a@remote.test>\r\nRCPT TO:<u{box}@bench.test>\r\nDATA\r\n"));
+            for (int k = 0; k < 3; k++)
+            {
+                var reply = await r.ReadLineAsync();
+                if (reply == null || reply[0] is '4' or '5') throw new InvalidOperationException($"port {port}: {reply}");
+            }
+            await s.WriteAsync(data);
+            var final = await r.ReadLineAsync();
+            if (final == null || !final.StartsWith("250")) throw new InvalidOperationException($"port {port}: {final}");
+            done++;
+        }
+        await s.WriteAsync(Encoding.ASCII.GetBytes("QUIT\r\n"));
+        return done;
+    }).ToList();
+    var total = (await Task.WhenAll(tasks)).Sum();
+    return total / stop.Elapsed.TotalSeconds;
+}
