@@ -32,15 +32,24 @@ public sealed class LmtpInteropTests
     private string Maildir => Path.Combine(_authd.Dir["mail"], "example.org", "bob");
 
     /// <summary>A Dovecot configuration that reads the same Maildir tree, as the mail user AuthD names (5000:5001).</summary>
-    private string DovecotConfig()
+    private string DovecotConfig(int lmtpPort = 0)
     {
         var conf = _authd.Dir["dovecot.conf"];
+        var lmtp = lmtpPort == 0 ? "protocols =" : $$"""
+            protocols = lmtp
+            service lmtp {
+              inet_listener lmtp {
+                address = 127.0.0.1
+                port = {{lmtpPort}}
+              }
+            }
+            """;
         File.WriteAllText(conf, $$"""
             base_dir = {{_authd.Dir["dovecot-run"]}}
             instance_name = lmtptest
             log_path = {{_authd.Dir["dovecot.log"]}}
             ssl = no
-            protocols =
+            {{lmtp}}
             first_valid_uid = 1
             mail_location = maildir:{{_authd.Dir["mail"]}}/%d/%n
             passdb {
@@ -55,23 +64,33 @@ public sealed class LmtpInteropTests
         return conf;
     }
 
-    /// <summary>Runs doveadm against a private Dovecot instance started for the call and stopped by its process id.</summary>
+    /// <summary>A private Dovecot on this test's folder, stopped by its process id when disposed.</summary>
+    private sealed class Dovecot(System.Diagnostics.Process process, string conf) : IDisposable
+    {
+        public RunResult Doveadm(params string[] args) => Run.Program(Peers.Require("doveadm"), ["-c", conf, .. args]);
+        public void Dispose()
+        {
+            process.Kill();
+            process.WaitForExit(10_000);
+            process.Dispose();
+        }
+    }
+
+    private Dovecot StartDovecot(int lmtpPort = 0)
+    {
+        var conf = DovecotConfig(lmtpPort);
+        var psi = new System.Diagnostics.ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
+        var process = System.Diagnostics.Process.Start(psi)!;
+        Assert.That(Wait.UntilAsync(() => File.Exists(_authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True,
+            "dovecot did not start");
+        return new Dovecot(process, conf);
+    }
+
+    /// <summary>Runs doveadm against a private Dovecot started for the call.</summary>
     private RunResult Doveadm(params string[] args)
     {
-        var conf = DovecotConfig();
-        var psi = new System.Diagnostics.ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
-        using var dovecot = System.Diagnostics.Process.Start(psi)!;
-        try
-        {
-            Assert.That(Wait.UntilAsync(() => File.Exists(_authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True,
-                "dovecot did not start");
-            return Run.Program(Peers.Require("doveadm"), ["-c", conf, .. args]);
-        }
-        finally
-        {
-            dovecot.Kill();
-            dovecot.WaitForExit(10_000);
-        }
+        using var dovecot = StartDovecot();
+        return dovecot.Doveadm(args);
     }
 
     [Test]
@@ -130,5 +149,42 @@ public sealed class LmtpInteropTests
             Assert.That(files.Any(f => Path.GetFileName(f).Contains($",S={physical},W={virt}") && new FileInfo(f).Length == physical), Is.True,
                 $"a file named with Dovecot's own sizes S={physical} W={virt}");
         }
+    }
+
+    [Test]
+    public void Dovecot_lmtp_and_ours_deliver_alternately_into_one_maildir()
+    {
+        var port = FreePort();
+        using var dovecot = StartDovecot(port);
+        Assert.That(Wait.UntilAsync(() => { try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, port); return true; } catch (System.Net.Sockets.SocketException) { return false; } },
+            TimeSpan.FromSeconds(30)).Result, Is.True);
+        var subjects = new List<string>();
+        for (int i = 0; i < 10; i++)
+        {
+            var target = i % 2 == 0 ? _lmtp.Port : port;
+            var subject = $"alternate-{i}-{(i % 2 == 0 ? "ours" : "dovecot")}";
+            var r = Run.Program(Peers.Require("swaks"), ["--protocol", "LMTP", "--server", $"127.0.0.1:{target}", "--from", "a@remote.test",
+                "--to", "bob@example.org", "--header", "Subject: " + subject, "--body", "body " + i, "--timeout", "30"]);
+            Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+            subjects.Add(subject);
+        }
+        var fetch = dovecot.Doveadm("fetch", "-u", "bob@example.org", "uid hdr.subject", "mailbox", "INBOX", "all");
+        Assert.That(fetch.ExitCode, Is.EqualTo(0), fetch.Stderr);
+        var dovecotSubjects = Regex.Matches(fetch.Stdout, @"hdr\.subject: (\S+)").Select(m => m.Groups[1].Value).ToList();
+        Assert.That(dovecotSubjects, Is.EquivalentTo(subjects), "Dovecot lists every message once");
+        var uids = Regex.Matches(fetch.Stdout, @"uid: (\d+)").Select(m => m.Groups[1].Value).ToList();
+        Assert.That(uids.Distinct().Count(), Is.EqualTo(10));
+        var ours = Mail.Shared.Maildir.MaildirReader.List(Maildir);
+        Assert.That(ours, Has.Count.EqualTo(10), "our Maildir library lists every message once");
+        var ourSubjects = ours.Select(m => Regex.Match(File.ReadAllText(m.Path), @"Subject: (\S+)").Groups[1].Value).ToList();
+        Assert.That(ourSubjects, Is.EquivalentTo(subjects));
+        Assert.That(File.Exists(Path.Combine(Maildir, "dovecot-uidlist")), Is.True);
+    }
+
+    private static int FreePort()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 }

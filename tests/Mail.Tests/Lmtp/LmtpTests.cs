@@ -225,6 +225,40 @@ public sealed class LmtpTests
         Assert.That(NewFiles("bob"), Has.Length.EqualTo(1));
     }
 
+    [Test]
+    public async Task Nul_bytes_are_refused_and_bare_cr_is_kept_as_content()
+    {
+        using var c = await Raw.ConnectAsync(_port);
+        await c.Expect("220");
+        await c.Send("LHLO x\r\n");
+        await c.ExpectLast("250 CHUNKING");
+        await c.Send("MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        await c.Send("Subject: nul\r\n\r\nbad\0byte\r\n.\r\n");
+        await c.Expect("554 5.6.0");
+        Assert.That(NewFiles("bob"), Is.Empty);
+        await c.Send("MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        await c.Send("Subject: cr\r\n\r\na\rb\r\n.\r\n");
+        await c.Expect("250 2.0.0");
+        Assert.That(File.ReadAllText(NewFiles("bob").Single()), Does.EndWith("\na\rb\n"));
+    }
+
+    [Test]
+    public async Task Stale_tmp_files_are_cleaned_and_fresh_ones_kept()
+    {
+        var tmp = Path.Combine(Mail, "example.org", "bob", "tmp");
+        System.IO.Directory.CreateDirectory(tmp);
+        foreach (var sub in new[] { "cur", "new" }) System.IO.Directory.CreateDirectory(Path.Combine(Mail, "example.org", "bob", sub));
+        File.WriteAllText(Path.Combine(tmp, "old.partial"), "interrupted");
+        File.SetLastWriteTimeUtc(Path.Combine(tmp, "old.partial"), DateTime.UtcNow.AddDays(-2));
+        File.WriteAllText(Path.Combine(tmp, "young.partial"), "in progress elsewhere");
+        Assert.That(SendLmtp(Message(), "bob@example.org"), Is.True);
+        Assert.That(File.Exists(Path.Combine(tmp, "old.partial")), Is.False);
+        Assert.That(File.Exists(Path.Combine(tmp, "young.partial")), Is.True);
+        await Task.CompletedTask;
+    }
+
     private static string Inode(string path) => Run.Program("stat", ["-c", "%i", path]).Stdout.Trim();
 
     private sealed class Raw : IDisposable
