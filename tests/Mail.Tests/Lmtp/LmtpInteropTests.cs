@@ -154,7 +154,7 @@ public sealed class LmtpInteropTests
     [Test]
     public void Dovecot_lmtp_and_ours_deliver_alternately_into_one_maildir()
     {
-        var port = FreePort();
+        var port = Ports.Free();
         using var dovecot = StartDovecot(port);
         Assert.That(Wait.UntilAsync(() => { try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, port); return true; } catch (System.Net.Sockets.SocketException) { return false; } },
             TimeSpan.FromSeconds(30)).Result, Is.True);
@@ -181,10 +181,4 @@ public sealed class LmtpInteropTests
         Assert.That(File.Exists(Path.Combine(Maildir, "dovecot-uidlist")), Is.True);
     }
 
-    private static int FreePort()
-    {
-        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
-    }
 }

@@ -30,10 +30,7 @@ public sealed class LmtpProcessTests
 
     private void StartLmtpd()
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        _port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
+        _port = Ports.Free();
         File.WriteAllText(_authd.Dir["lmtpd.conf"], $"""
             listen = 127.0.0.1:{_port}
             socket =

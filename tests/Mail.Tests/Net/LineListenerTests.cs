@@ -71,7 +71,7 @@ public sealed class LineListenerTests
 
     private async Task<Server> StartAsync(NetLimits limits, bool implicitTls = false, string? unixPath = null)
     {
-        var port = FreePort();
+        var port = Ports.Free();
         var gate = new ConnectionGate(limits);
         var address = unixPath != null ? ListenAddress.Parse("unix:" + unixPath) : ListenAddress.Parse($"127.0.0.1:{port}");
         var app = LineHost.Create((k, stopping) => k.ListenLines(new LineListenerOptions
@@ -86,12 +86,6 @@ public sealed class LineListenerTests
         return new Server { App = app, Port = port };
     }
 
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
 
     private static async Task<(TcpClient, Stream, StreamReader)> ConnectAsync(int port)
     {

@@ -16,10 +16,7 @@ internal sealed class LmtpServer : IAsyncDisposable
 
     public static async Task<LmtpServer> StartAsync(AuthDServer authd, string extraConfig = "")
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
+        var port = Ports.Free();
         var socket = authd.Dir["run/lmtp"];
         var conf = authd.Dir["lmtpd.conf"];
         File.WriteAllText(conf, $"""

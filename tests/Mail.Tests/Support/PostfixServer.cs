@@ -25,7 +25,7 @@ internal sealed class PostfixServer : IDisposable
     {
         var postfix = Peers.Require("postfix");
         var postconf = Peers.Require("postconf");
-        var s = new PostfixServer(FreePort(), postfix);
+        var s = new PostfixServer(Ports.Free(), postfix);
         File.SetUnixFileMode(s.Dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
         Directory.CreateDirectory(s.ConfigDir);
         File.WriteAllText(Path.Combine(s.ConfigDir, "master.cf"), RewriteMasterCf(File.ReadAllText("/etc/postfix/master.cf"), s.Port));
@@ -86,12 +86,6 @@ internal sealed class PostfixServer : IDisposable
 
     public string Log() => File.Exists(MailLog) ? File.ReadAllText(MailLog) : "";
 
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
 
     public void Dispose()
     {

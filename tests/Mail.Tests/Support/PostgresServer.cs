@@ -32,7 +32,7 @@ internal sealed class PostgresServer : IAsyncDisposable
             var msg = "PostgreSQL server is not installed (the test script installs it)";
             if (Peers.InCi) Assert.Fail(msg); else Assert.Ignore(msg);
         }
-        var s = new PostgresServer(bin!, FreePort());
+        var s = new PostgresServer(bin!, Ports.Free());
         File.SetUnixFileMode(s.Dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
         Run.Program("chown", ["postgres:postgres", s.Dir.Path]);
         var init = s.AsPostgres("initdb", "-D", s.DataDir, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8");
@@ -87,12 +87,6 @@ internal sealed class PostgresServer : IAsyncDisposable
             : Run.Program(path, args);
     }
 
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
 
     public async ValueTask DisposeAsync()
     {

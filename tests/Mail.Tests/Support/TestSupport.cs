@@ -34,6 +34,17 @@ internal static class Peers
     }
 }
 
+internal static class Ports
+{
+    /// <summary>A loopback port free at the moment of asking.</summary>
+    public static int Free()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+    }
+}
+
 internal sealed record RunResult(int ExitCode, string Stdout, string Stderr);
 
 internal static class Run
