@@ -131,6 +131,22 @@ public sealed class LmtpTests
     }
 
     [Test]
+    public async Task Over_quota_can_be_made_a_temporary_452()
+    {
+        await using var temporary = await LmtpServer.StartAsync(_authd, "quota_temporary = yes", name: "lmtp-temp");
+        File.WriteAllText(_authd.Dir["passwd"], File.ReadAllText(_authd.Dir["passwd"]).Replace("small@example.org:", "tiny@example.org:") +
+            "small@example.org:{PLAIN}x::::::userdb_quota_rule=*:bytes=100\n");
+        using var c = await Raw.ConnectAsync(temporary.Port);
+        await c.Expect("220");
+        await c.Send("LHLO x\r\n");
+        await c.ExpectLast("250 CHUNKING");
+        await c.Send("MAIL FROM:<a@remote.test>\r\nRCPT TO:<small@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        await c.Send("Subject: big\r\n\r\n" + new string('b', 300) + "\r\n.\r\n");
+        await c.Expect("452 4.2.2");
+    }
+
+    [Test]
     public async Task Protocol_errors_get_the_right_codes_and_the_session_goes_on()
     {
         using var c = await Raw.ConnectAsync(_port);

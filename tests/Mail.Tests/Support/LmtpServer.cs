@@ -14,11 +14,11 @@ internal sealed class LmtpServer : IAsyncDisposable
     public required int Port { get; init; }
     public required string Socket { get; init; }
 
-    public static async Task<LmtpServer> StartAsync(AuthDServer authd, string extraConfig = "")
+    public static async Task<LmtpServer> StartAsync(AuthDServer authd, string extraConfig = "", string name = "lmtp")
     {
         var port = Ports.Free();
-        var socket = authd.Dir["run/lmtp"];
-        var conf = authd.Dir["lmtpd.conf"];
+        var socket = authd.Dir["run/" + name];
+        var conf = authd.Dir[name + "d.conf"];
         File.WriteAllText(conf, $"""
             listen = 127.0.0.1:{port}
             socket = {socket}
