@@ -139,16 +139,7 @@ public static partial class MaildirDelivery
         return target;
     }
 
-    public static void FsyncDirectory(string dir)
-    {
-        int fd = Open(dir, 0 /* O_RDONLY */);
-        if (fd < 0) throw new MaildirException($"cannot open {dir} to fsync it");
-        try
-        {
-            if (Fsync(fd) != 0) throw new MaildirException($"fsync of {dir} failed");
-        }
-        finally { Close(fd); }
-    }
+    public static void FsyncDirectory(string dir) => Mail.Shared.IO.Disk.FsyncDirectory(dir);
 
     /// <summary>The owner of a file (stat(2): .NET does not expose it).</summary>
     private static (uint Uid, uint Gid)? Stat(string path) =>
@@ -180,14 +171,8 @@ public static partial class MaildirDelivery
     [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int LinkFile(string oldPath, string newPath);
 
-    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static partial int Open(string path, int flags);
 
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
 
-    [LibraryImport("libc", EntryPoint = "close")]
-    private static partial int Close(int fd);
 
     [LibraryImport("libc", EntryPoint = "chown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int ChownNative(string path, uint uid, uint gid);

@@ -1,0 +1,233 @@
+// The queue file: what the MTA promised to deliver. A run of typed,
+// length-prefixed records after a magic and version, closed by an END record
+// that carries a SHA-256 of everything before it. A file without a valid END
+// is incomplete, whatever else it holds; a file that fails any check is
+// corrupt. The reader trusts nothing: every length is checked against what
+// is left, and record counts and sizes are bounded.
+//
+//   "MQF" version(1 byte)
+//   record: type(1 byte) length(4 bytes, little-endian) payload
+//     T arrival time (8 bytes, Unix milliseconds)   S sender (UTF-8, may be empty)
+//     R recipient (UTF-8)                           A attribute "name=value"
+//     C content chunk (at most 64 KiB each)         E end: SHA-256 of all bytes before it
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Mail.Shared.Spool;
+
+public enum QueueFileStatus { Ok, Incomplete, Corrupt }
+
+public sealed record QueueEnvelope(
+    DateTimeOffset Arrival,
+    string Sender,
+    IReadOnlyList<string> Recipients,
+    IReadOnlyDictionary<string, string> Attributes);
+
+public static class QueueFileFormat
+{
+    public const byte Version = 1;
+    public static readonly byte[] Magic = "MQF"u8.ToArray();
+    public const int MaxChunk = 64 * 1024;
+    public const int MaxRecipients = 100_000;
+    public const int MaxEnvelopeField = 4096;
+    public const byte Time = (byte)'T', Sender = (byte)'S', Recipient = (byte)'R', Attribute = (byte)'A', Content = (byte)'C', End = (byte)'E';
+}
+
+/// <summary>Writes one queue file; nothing is promised until <see cref="CommitAsync"/> returns.</summary>
+public sealed class QueueFileWriter : IAsyncDisposable
+{
+    private readonly FileStream _file;
+    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly byte[] _chunk = new byte[QueueFileFormat.MaxChunk];
+    private int _chunkLength;
+    private bool _committed;
+
+    public string Path { get; }
+    public long ContentLength { get; private set; }
+
+    public QueueFileWriter(string path, QueueEnvelope envelope)
+    {
+        Path = path;
+        _file = new FileStream(path, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, BufferSize = 64 * 1024,
+        });
+        Write([.. QueueFileFormat.Magic, QueueFileFormat.Version]);
+        Span<byte> time = stackalloc byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(time, envelope.Arrival.ToUnixTimeMilliseconds());
+        Record(QueueFileFormat.Time, time);
+        Record(QueueFileFormat.Sender, Encoding.UTF8.GetBytes(envelope.Sender));
+        foreach (var (k, v) in envelope.Attributes) Record(QueueFileFormat.Attribute, Encoding.UTF8.GetBytes(k + "=" + v));
+        foreach (var r in envelope.Recipients) Record(QueueFileFormat.Recipient, Encoding.UTF8.GetBytes(r));
+    }
+
+    /// <summary>Appends message content (any amount, in any pieces).</summary>
+    public void WriteContent(ReadOnlySpan<byte> data)
+    {
+        while (data.Length > 0)
+        {
+            int n = Math.Min(data.Length, _chunk.Length - _chunkLength);
+            data[..n].CopyTo(_chunk.AsSpan(_chunkLength));
+            _chunkLength += n;
+            data = data[n..];
+            ContentLength += n;
+            if (_chunkLength == _chunk.Length) FlushChunk();
+        }
+    }
+
+    private void FlushChunk()
+    {
+        if (_chunkLength == 0) return;
+        Record(QueueFileFormat.Content, _chunk.AsSpan(0, _chunkLength));
+        _chunkLength = 0;
+    }
+
+    /// <summary>Writes END, fsyncs the file and its directory. After this the message is safe.</summary>
+    public async Task CommitAsync()
+    {
+        FlushChunk();
+        var digest = _hash.GetHashAndReset();
+        Span<byte> header = stackalloc byte[5];
+        header[0] = QueueFileFormat.End;
+        BinaryPrimitives.WriteInt32LittleEndian(header[1..], digest.Length);
+        _file.Write(header);
+        _file.Write(digest);
+        await _file.FlushAsync().ConfigureAwait(false);
+        _file.Flush(flushToDisk: true);
+        await _file.DisposeAsync().ConfigureAwait(false);
+        Spool.FsyncDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        _committed = true;
+    }
+
+    private void Record(byte type, ReadOnlySpan<byte> payload)
+    {
+        Span<byte> header = stackalloc byte[5];
+        header[0] = type;
+        BinaryPrimitives.WriteInt32LittleEndian(header[1..], payload.Length);
+        Write(header);
+        Write(payload);
+    }
+
+    private void Write(ReadOnlySpan<byte> bytes)
+    {
+        _hash.AppendData(bytes);
+        _file.Write(bytes);
+    }
+
+    /// <summary>An uncommitted file is removed: the client never got its "250".</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _hash.Dispose();
+        if (_committed) return;
+        await _file.DisposeAsync().ConfigureAwait(false);
+        try { File.Delete(Path); } catch (IOException) { }
+    }
+}
+
+/// <summary>Reads and checks a queue file.</summary>
+public static class QueueFileReader
+{
+    /// <summary>Checks the whole file; on Ok gives the envelope and where each content chunk lies.</summary>
+    public static QueueFileStatus Read(string path, out QueueEnvelope? envelope, out List<(long Offset, int Length)> chunks)
+    {
+        envelope = null;
+        chunks = [];
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
+            return Parse(fs, out envelope, chunks);
+        }
+        catch (FileNotFoundException) { return QueueFileStatus.Incomplete; }
+        catch (IOException) { return QueueFileStatus.Corrupt; }
+    }
+
+    private static QueueFileStatus Parse(Stream fs, out QueueEnvelope? envelope, List<(long, int)> chunks)
+    {
+        envelope = null;
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var head = new byte[4];
+        if (!ReadExactly(fs, head)) return QueueFileStatus.Incomplete;
+        if (!head.AsSpan(0, 3).SequenceEqual(QueueFileFormat.Magic)) return QueueFileStatus.Corrupt;
+        if (head[3] != QueueFileFormat.Version) return QueueFileStatus.Corrupt;
+        hash.AppendData(head);
+        long? time = null;
+        string? sender = null;
+        var recipients = new List<string>();
+        var attributes = new Dictionary<string, string>(StringComparer.Ordinal);
+        var buffer = new byte[QueueFileFormat.MaxChunk];
+        var header = new byte[5];
+        while (true)
+        {
+            if (!ReadExactly(fs, header)) return QueueFileStatus.Incomplete;
+            var type = header[0];
+            var length = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(1));
+            if (length < 0 || length > QueueFileFormat.MaxChunk || length > fs.Length - fs.Position)
+                return fs.Length - fs.Position < length && length <= QueueFileFormat.MaxChunk ? QueueFileStatus.Incomplete : QueueFileStatus.Corrupt;
+            if (type == QueueFileFormat.End)
+            {
+                var expected = hash.GetHashAndReset();
+                if (length != expected.Length || !ReadExactly(fs, buffer.AsSpan(0, length))) return QueueFileStatus.Incomplete;
+                if (!CryptographicOperations.FixedTimeEquals(expected, buffer.AsSpan(0, length))) return QueueFileStatus.Corrupt;
+                if (fs.Position != fs.Length || time == null || sender == null || recipients.Count == 0) return QueueFileStatus.Corrupt;
+                envelope = new QueueEnvelope(DateTimeOffset.FromUnixTimeMilliseconds(time.Value), sender, recipients, attributes);
+                return QueueFileStatus.Ok;
+            }
+            hash.AppendData(header);
+            var offset = fs.Position;
+            if (!ReadExactly(fs, buffer.AsSpan(0, length))) return QueueFileStatus.Incomplete;
+            var payload = buffer.AsSpan(0, length);
+            hash.AppendData(payload);
+            if (type != QueueFileFormat.Content && length > QueueFileFormat.MaxEnvelopeField) return QueueFileStatus.Corrupt;
+            switch (type)
+            {
+                case QueueFileFormat.Time when length == 8 && time == null:
+                    time = BinaryPrimitives.ReadInt64LittleEndian(payload);
+                    break;
+                case QueueFileFormat.Sender when sender == null:
+                    sender = Encoding.UTF8.GetString(payload);
+                    break;
+                case QueueFileFormat.Recipient when recipients.Count < QueueFileFormat.MaxRecipients:
+                    recipients.Add(Encoding.UTF8.GetString(payload));
+                    break;
+                case QueueFileFormat.Attribute:
+                    var kv = Encoding.UTF8.GetString(payload);
+                    int eq = kv.IndexOf('=');
+                    if (eq <= 0) return QueueFileStatus.Corrupt;
+                    attributes[kv[..eq]] = kv[(eq + 1)..];
+                    break;
+                case QueueFileFormat.Content:
+                    chunks.Add((offset, length));
+                    break;
+                default:
+                    return QueueFileStatus.Corrupt;
+            }
+        }
+    }
+
+    private static bool ReadExactly(Stream s, Span<byte> buffer)
+    {
+        int total = 0;
+        while (total < buffer.Length)
+        {
+            int n = s.Read(buffer[total..]);
+            if (n == 0) return false;
+            total += n;
+        }
+        return true;
+    }
+
+    /// <summary>Copies the message content of a checked file to <paramref name="output"/>.</summary>
+    public static void CopyContent(string path, IEnumerable<(long Offset, int Length)> chunks, Stream output)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
+        var buffer = new byte[QueueFileFormat.MaxChunk];
+        foreach (var (offset, length) in chunks)
+        {
+            fs.Position = offset;
+            fs.ReadExactly(buffer, 0, length);
+            output.Write(buffer, 0, length);
+        }
+    }
+}
