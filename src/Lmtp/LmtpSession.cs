@@ -13,6 +13,7 @@ using Mail.Shared.Auth;
 using Mail.Shared.Logging;
 using Mail.Shared.Maildir;
 using Mail.Shared.Net;
+using Mail.Shared.Smtp;
 using NLog;
 
 namespace Mail.Lmtp;

@@ -50,8 +50,13 @@ public sealed class AuthClient : IDisposable
     /// Runs one SASL exchange: <paramref name="respond"/> answers each challenge
     /// (null cancels). Returns the server's last message.
     /// </summary>
-    public async Task<SaslServerMessage> AuthenticateAsync(string mechanism, byte[]? initialResponse, ClientInfo client,
-        Func<byte[], byte[]?> respond, CancellationToken ct = default)
+    public Task<SaslServerMessage> AuthenticateAsync(string mechanism, byte[]? initialResponse, ClientInfo client,
+        Func<byte[], byte[]?> respond, CancellationToken ct = default) =>
+        AuthenticateInteractiveAsync(mechanism, initialResponse, client, c => Task.FromResult(respond(c)), ct);
+
+    /// <summary>As above, with a responder that waits (for a client on the network).</summary>
+    public async Task<SaslServerMessage> AuthenticateInteractiveAsync(string mechanism, byte[]? initialResponse, ClientInfo client,
+        Func<byte[], Task<byte[]?>> respond, CancellationToken ct = default)
     {
         using var call = Api.Authenticate(cancellationToken: ct);
         var start = new SaslStart { Mechanism = mechanism, Client = client };
@@ -69,7 +74,7 @@ public sealed class AuthClient : IDisposable
                 await call.RequestStream.CompleteAsync().ConfigureAwait(false);
                 return msg;
             }
-            var answer = respond(msg.Challenge.ToByteArray());
+            var answer = await respond(msg.Challenge.ToByteArray()).ConfigureAwait(false);
             var next = answer == null
                 ? new SaslClientMessage { Cancel = true }
                 : new SaslClientMessage { Response = Google.Protobuf.ByteString.CopyFrom(answer) };

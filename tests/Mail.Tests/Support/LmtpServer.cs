@@ -14,9 +14,9 @@ internal sealed class LmtpServer : IAsyncDisposable
     public required int Port { get; init; }
     public required string Socket { get; init; }
 
-    public static async Task<LmtpServer> StartAsync(AuthDServer authd, string extraConfig = "", string name = "lmtp")
+    public static async Task<LmtpServer> StartAsync(AuthDServer authd, string extraConfig = "", string name = "lmtp", int port = 0)
     {
-        var port = Ports.Free();
+        if (port == 0) port = Ports.Free();
         var socket = authd.Dir["run/" + name];
         var conf = authd.Dir[name + "d.conf"];
         File.WriteAllText(conf, $"""

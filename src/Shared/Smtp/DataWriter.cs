@@ -6,9 +6,9 @@
 // smuggling). Nothing is buffered beyond what one call is given.
 using System.Buffers;
 
-namespace Mail.Lmtp;
+namespace Mail.Shared.Smtp;
 
-internal sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
+public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
 {
     private bool _atLineStart = true;
     private bool _lastLineCrLf = true;
@@ -17,6 +17,7 @@ internal sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
     public bool TooBig => Received > maxSize;
     public bool HasNul { get; private set; }
     public bool HasBareLf { get; private set; }
+    public bool HasBareCr { get; private set; }
 
     /// <summary>Consumes from <paramref name="buffer"/>; true when the end of DATA was reached.</summary>
     public async ValueTask<bool> FeedAsync(ReadOnlySequence<byte> buffer, Action<SequencePosition> consumed)
@@ -44,6 +45,7 @@ internal sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
                 var store = rest.Slice(0, rest.Length - keep);
                 if (!store.IsEmpty)
                 {
+                    if (store.PositionOf((byte)'\r') != null) HasBareCr = true;
                     await WriteAsync(store).ConfigureAwait(false);
                     _atLineStart = false;
                 }
@@ -54,6 +56,7 @@ internal sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
             bool crlf = line.Length > 0 && LastByte(line) == '\r';
             if (!crlf) HasBareLf = true;
             var content = crlf ? line.Slice(0, line.Length - 1) : line;
+            if (content.PositionOf((byte)'\r') != null) HasBareCr = true;
             await WriteAsync(content).ConfigureAwait(false);
             await WriteAsync(new ReadOnlySequence<byte>(Lf)).ConfigureAwait(false);
             if (crlf) Received++;

@@ -1,0 +1,31 @@
+// The MTA's configuration parameters (mtad.conf).
+using Mail.Shared.Config;
+
+namespace Mail.Mta;
+
+internal static class MtaSettings
+{
+    public static readonly IReadOnlyList<Setting> Settings =
+    [
+        Setting.Text("mx_listen", "*:25", "SMTP for mail from the world (MX), comma-separated host:port; empty for none."),
+        Setting.Text("submission_listen", "*:587", "Submission (STARTTLS, AUTH required); empty for none."),
+        Setting.Text("submissions_listen", "*:465", "Submission over implicit TLS (AUTH required); empty for none."),
+        Setting.Path("tls_cert", "/etc/mail/tls/cert.pem", "TLS certificate (PEM)."),
+        Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
+        Setting.List("mynetworks", "127.0.0.0/8 ::1/128", "Clients that may relay without AUTH (as Postfix's mynetworks)."),
+        Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket."),
+        Setting.Path("spool_dir", "/var/spool/mail-suite", "The queue: incoming, active, deferred, hold, corrupt."),
+        Setting.Text("lmtp_destination", "unix:/run/mail/lmtp", "Where local mail goes: unix:PATH or host:port of an LMTP server (ours or Dovecot's)."),
+        Setting.Text("hostname", Environment.MachineName, "Name in the greeting, EHLO reply and Received headers."),
+        Setting.Size("max_message_size", "50M", "Largest message accepted (SIZE); larger ones get 552 5.3.4."),
+        Setting.Int("max_recipients", 1000, 1, 100000, "Recipients per message; more get 452 4.5.3."),
+        Setting.Duration("idle_timeout", "5m", "A silent client is disconnected after this long."),
+        Setting.Int("max_connections", 500, 1, 100000, "SMTP connections at once."),
+        Setting.Int("max_connections_per_ip", 50, 1, 100000, "SMTP connections at once from one client address."),
+        Setting.Duration("retry_min", "5m", "First retry delay of a deferred message; doubles up to retry_max (Postfix: minimal_backoff_time)."),
+        Setting.Duration("retry_max", "4000s", "Longest retry delay (Postfix: maximal_backoff_time)."),
+        Setting.Duration("queue_lifetime", "5d", "A message undeliverable this long is bounced (Postfix: maximal_queue_lifetime)."),
+        Setting.Path("log_file", "", "Log file; empty logs to standard error."),
+        Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+    ];
+}

@@ -1,0 +1,88 @@
+// mtad: the SMTP server (MX, submission, submissions), the queue and its
+// manager, delivering local mail by LMTP.
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Mail.Mta;
+using Mail.Shared.Auth;
+using Mail.Shared.Config;
+using Mail.Shared.Logging;
+using Mail.Shared.Net;
+using Mail.Shared.Spool;
+using Microsoft.Extensions.Hosting;
+
+var config = ProgramArgs.Load("mtad", MtaSettings.Settings, args, out var exit);
+if (config == null) return exit;
+MailLog.Configure("mtad", config.GetPath("log_file"), config.Get("log_level"));
+var log = MailLog.For("mtad");
+try
+{
+    var app = MtaHost.Build(config);
+    await app.StartAsync();
+    log.Info($"started: mx={config.Get("mx_listen")}, submission={config.Get("submission_listen")}, submissions={config.Get("submissions_listen")}, spool={config.GetPath("spool_dir")}");
+    await app.WaitForShutdownAsync();
+}
+catch (Exception e) when (e is ConfigException or FormatException)
+{
+    Console.Error.WriteLine(e.Message);
+    return 78;
+}
+log.Info("stopped");
+NLog.LogManager.Shutdown();
+return 0;
+
+namespace Mail.Mta
+{
+    internal static class MtaHost
+    {
+        public static Microsoft.AspNetCore.Builder.WebApplication Build(MailConfig config)
+        {
+            var limits = new NetLimits
+            {
+                MaxLineLength = 4096,
+                IdleTimeout = config.GetDuration("idle_timeout"),
+                MaxConnections = (int)config.GetInt("max_connections"),
+                MaxConnectionsPerIp = (int)config.GetInt("max_connections_per_ip"),
+            };
+            var networks = config.GetList("mynetworks").Select(n =>
+            {
+                var parts = n.Split('/');
+                if (!IPAddress.TryParse(parts[0], out var ip)) throw new ConfigException($"mtad: bad network '{n}' in 'mynetworks'");
+                var max = ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128;
+                int bits = max;
+                if (parts.Length == 2 && (!int.TryParse(parts[1], out bits) || bits < 0 || bits > max)) throw new ConfigException($"mtad: bad network '{n}' in 'mynetworks'");
+                return (ip, bits);
+            }).ToList();
+            var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks);
+            var auth = AuthClient.Connect(config.GetPath("authd_socket"));
+            var spool = new Spool(config.GetPath("spool_dir"));
+            var queue = new QueueManager(spool, auth, new QueueOptions(config.Get("lmtp_destination"), config.Get("hostname"),
+                config.GetDuration("retry_min"), config.GetDuration("retry_max"), config.GetDuration("queue_lifetime")));
+            X509Certificate2? cert = null;
+            var certPath = config.GetPath("tls_cert");
+            var keyPath = config.GetPath("tls_key");
+            if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
+            var gate = new ConnectionGate(limits);
+            var listeners = new List<(ListenAddress Address, SmtpPort Port)>();
+            foreach (var (key, port) in new[] { ("mx_listen", SmtpPort.Mx), ("submission_listen", SmtpPort.Submission), ("submissions_listen", SmtpPort.Submissions) })
+                foreach (var a in config.GetList(key))
+                    listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"mtad: bad value '{a}' in '{key}'"), port));
+            if (listeners.Any(l => l.Port == SmtpPort.Submissions) && cert == null)
+                throw new ConfigException($"mtad: submissions_listen needs tls_cert and tls_key ({certPath} not found)");
+            var app = LineHost.Create((k, stopping) =>
+            {
+                foreach (var (address, port) in listeners)
+                    k.ListenLines(new LineListenerOptions
+                    {
+                        Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
+                        BusyReply = "421 4.7.0 Too many connections, try later",
+                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, spool, queue, () => cert, options).RunAsync());
+            }, TimeSpan.FromSeconds(30));
+            var qmgrStop = new CancellationTokenSource();
+            Task? qmgr = null;
+            app.Lifetime.ApplicationStarted.Register(() => qmgr = Task.Run(() => queue.RunAsync(qmgrStop.Token)));
+            app.Lifetime.ApplicationStopping.Register(() => { qmgrStop.Cancel(); qmgr?.Wait(TimeSpan.FromSeconds(20)); });
+            app.Lifetime.ApplicationStopped.Register(auth.Dispose);
+            return app;
+        }
+    }
+}

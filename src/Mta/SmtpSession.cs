@@ -1,0 +1,375 @@
+// One SMTP session (RFC 5321) on the MX, submission or submissions port.
+// Relay control as Postfix's permit_mynetworks, permit_sasl_authenticated,
+// reject_unauth_destination; AUTH through AuthD, offered only under TLS or
+// on loopback; on submission the sender must belong to the logged-in user.
+// DATA ends only at CRLF.CRLF and a bare LF or CR is refused (SMTP
+// smuggling). "250 queued" is said after the queue file and its directory
+// are fsynced.
+using System.Buffers;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Grpc.Core;
+using Mail.Shared.Auth;
+using Mail.Shared.Logging;
+using Mail.Shared.Net;
+using Mail.Shared.Smtp;
+using Mail.Shared.Spool;
+using Mail.Shared.UserDirectory;
+using NLog;
+
+namespace Mail.Mta;
+
+internal enum SmtpPort { Mx, Submission, Submissions }
+
+internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks);
+
+internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, Spool spool, QueueManager queue,
+    Func<X509Certificate2?> certificate, SmtpOptions options)
+{
+    private static readonly Logger Log = MailLog.For("smtpd");
+    private string? _helo;
+    private string? _user;
+    private string? _from;
+    private readonly List<string> _rcpts = [];
+    private int _errors;
+    private int _messages;
+
+    private bool AuthOffered => port != SmtpPort.Mx && conn.IsSecure;
+    private bool Trusted => _user != null || InMyNetworks(conn.RemoteIp);
+
+    public async Task RunAsync()
+    {
+        Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription} port={port}");
+        await conn.WriteLineAsync($"220 {options.Hostname} ESMTP");
+        try
+        {
+            while (true)
+            {
+                var read = await conn.ReadLineAsync();
+                if (read.Status == LineStatus.Shutdown) { await conn.WriteLineAsync("421 4.3.2 Service shutting down"); return; }
+                if (read.Status == LineStatus.Timeout) { await conn.WriteLineAsync("421 4.4.2 Idle timeout, closing connection"); return; }
+                if (read.Status == LineStatus.Closed) return;
+                if (read.Status == LineStatus.TooLong) { if (!await Reply("500 5.5.2 Line too long")) return; continue; }
+                if (!await CommandAsync(read.Text)) return;
+            }
+        }
+        finally
+        {
+            Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription} helo={_helo != null} auth={_user != null} messages={_messages} errors={_errors}");
+        }
+    }
+
+    /// <summary>Sends a reply; false when the session must end (too many errors).</summary>
+    private async Task<bool> Reply(string line)
+    {
+        if (line[0] is '4' or '5' && ++_errors > 20)
+        {
+            await conn.WriteLineAsync("421 4.7.0 Too many errors, closing connection");
+            return false;
+        }
+        conn.BufferLine(line);
+        if (!conn.HasBufferedInput()) await conn.FlushAsync();
+        return true;
+    }
+
+    private async Task<bool> CommandAsync(string line)
+    {
+        int sp = line.IndexOf(' ');
+        var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
+        var arg = sp < 0 ? "" : line[(sp + 1)..].Trim();
+        switch (verb)
+        {
+            case "EHLO" or "HELO":
+                if (arg.Length == 0) return await Reply($"501 5.5.4 {verb} needs a host name");
+                _helo = arg;
+                Reset();
+                if (verb == "HELO") return await Reply($"250 {options.Hostname}");
+                conn.BufferLine($"250-{options.Hostname}");
+                conn.BufferLine("250-PIPELINING");
+                conn.BufferLine($"250-SIZE {options.MaxMessageSize}");
+                if (!conn.IsTls && certificate() != null) conn.BufferLine("250-STARTTLS");
+                if (AuthOffered) conn.BufferLine("250-AUTH PLAIN LOGIN");
+                conn.BufferLine("250-ENHANCEDSTATUSCODES");
+                conn.BufferLine("250-8BITMIME");
+                conn.BufferLine("250 SMTPUTF8");
+                await conn.FlushAsync();
+                return true;
+            case "STARTTLS":
+                var cert = certificate();
+                if (conn.IsTls || cert == null) return await Reply("502 5.5.1 STARTTLS not available");
+                if (arg.Length > 0) return await Reply("501 5.5.4 STARTTLS takes no argument");
+                if (!await conn.StartTlsAsync(cert, "220 2.0.0 Ready to start TLS")) return false;
+                _helo = null; // RFC 3207 4.2: forget what was said before TLS
+                Reset();
+                return true;
+            case "AUTH":
+                return await AuthAsync(arg);
+            case "MAIL":
+                return await MailAsync(arg);
+            case "RCPT":
+                return await RcptAsync(arg);
+            case "DATA":
+                return await DataAsync(arg);
+            case "RSET":
+                Reset();
+                return await Reply("250 2.0.0 Ok");
+            case "NOOP":
+                return await Reply("250 2.0.0 Ok");
+            case "VRFY":
+                return await Reply("502 5.5.1 VRFY command is disabled");
+            case "QUIT":
+                await conn.WriteLineAsync("221 2.0.0 Bye");
+                return false;
+            default:
+                Log.Info($"{conn.SessionId}: unknown command '{MailLog.Safe(verb, 20)}' from {conn.ClientDescription}");
+                return await Reply("502 5.5.2 Error: command not recognized");
+        }
+    }
+
+    private void Reset()
+    {
+        _from = null;
+        _rcpts.Clear();
+    }
+
+    private async Task<bool> AuthAsync(string arg)
+    {
+        if (!AuthOffered) return await Reply(port == SmtpPort.Mx ? "503 5.5.1 Error: authentication not enabled" : "538 5.7.11 Encryption required for requested authentication mechanism");
+        if (_helo == null) return await Reply("503 5.5.1 Error: send EHLO first");
+        if (_user != null) return await Reply("503 5.5.1 Error: already authenticated");
+        if (_from != null) return await Reply("503 5.5.1 Error: MAIL transaction in progress");
+        var parts = arg.Split(' ', 2);
+        var mech = parts[0].ToUpperInvariant();
+        byte[]? initial = null;
+        if (parts.Length == 2)
+        {
+            if (parts[1] == "=") initial = [];
+            else if (!TryBase64(parts[1], out initial)) return await Reply("501 5.5.2 Cannot decode response");
+        }
+        SaslServerMessage result;
+        try
+        {
+            var client = new ClientInfo { Service = "smtp", RemoteIp = conn.RemoteIp?.ToString() ?? "", Secured = conn.IsSecure, SessionId = conn.SessionId };
+            result = await auth.AuthenticateInteractiveAsync(mech, initial, client, Challenge);
+        }
+        catch (RpcException e)
+        {
+            Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
+            return await Reply("454 4.7.0 Temporary authentication failure");
+        }
+        switch (result.Status)
+        {
+            case SaslStatus.Success:
+                _user = result.User;
+                Log.Info($"{conn.SessionId}: client={conn.ClientDescription}, sasl_method={MailLog.Safe(mech, 20)}, sasl_username={MailLog.Safe(_user)}");
+                return await Reply("235 2.7.0 Authentication successful");
+            case SaslStatus.Tempfail: return await Reply("454 4.7.0 Temporary authentication failure");
+            case SaslStatus.BadMechanism: return await Reply("504 5.5.4 Unrecognized authentication type");
+            case SaslStatus.Aborted: return await Reply("501 5.7.0 Authentication aborted");
+            case SaslStatus.Malformed: return await Reply("501 5.5.2 Malformed authentication response");
+            default: return await Reply("535 5.7.8 Error: authentication failed");
+        }
+    }
+
+    /// <summary>Sends a 334 challenge and reads the client's answer; null cancels.</summary>
+    private async Task<byte[]?> Challenge(byte[] challenge)
+    {
+        await conn.WriteLineAsync("334 " + Convert.ToBase64String(challenge));
+        var line = await conn.ReadLineAsync();
+        if (!line.IsLine || line.Text == "*") return null;
+        return TryBase64(line.Text, out var bytes) ? bytes : null;
+    }
+
+    private static bool TryBase64(string s, out byte[] bytes)
+    {
+        bytes = new byte[s.Length];
+        if (!Convert.TryFromBase64String(s, bytes, out var n)) return false;
+        bytes = bytes[..n];
+        return true;
+    }
+
+    private async Task<bool> MailAsync(string arg)
+    {
+        if (_helo == null) return await Reply("503 5.5.1 Error: send HELO/EHLO first");
+        if (_from != null) return await Reply("503 5.5.1 Error: nested MAIL command");
+        if (port != SmtpPort.Mx && _user == null) return await Reply("530 5.7.0 Authentication required");
+        if (!arg.StartsWith("FROM:", StringComparison.OrdinalIgnoreCase)) return await Reply("501 5.5.4 Syntax: MAIL FROM:<address>");
+        var (path, rest) = SmtpPath.Parse(arg[5..]);
+        if (path == null || (path.Length > 0 && !MailAddress.TryParse(path, out _))) return await Reply("501 5.1.7 Bad sender address syntax");
+        foreach (var p in rest.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var eq = p.IndexOf('=');
+            var (k, v) = eq > 0 ? (p[..eq].ToUpperInvariant(), p[(eq + 1)..]) : (p.ToUpperInvariant(), "");
+            if (k == "SIZE") { if (!long.TryParse(v, out var size) || size < 0) return await Reply("501 5.5.4 Bad SIZE"); if (size > options.MaxMessageSize) return await Reply("552 5.3.4 Message size exceeds fixed limit"); }
+            else if (k == "BODY") { if (v.ToUpperInvariant() is not ("7BIT" or "8BITMIME")) return await Reply("501 5.5.4 Bad BODY"); }
+            else if (k is not ("SMTPUTF8" or "AUTH")) return await Reply("555 5.5.4 Unsupported option: " + MailLog.Safe(k, 20));
+        }
+        if (_user != null && port != SmtpPort.Mx && !await SenderBelongsToUserAsync(path))
+        {
+            Log.Warn($"{conn.SessionId}: reject MAIL from=<{MailLog.Safe(path)}>: not owned by user {MailLog.Safe(_user)}");
+            return await Reply($"553 5.7.1 <{path}>: Sender address rejected: not owned by user {_user}");
+        }
+        _from = path;
+        return await Reply("250 2.1.0 Ok");
+    }
+
+    /// <summary>As Postfix's reject_sender_login_mismatch: the sender is the login, or an address that delivers to it.</summary>
+    private async Task<bool> SenderBelongsToUserAsync(string sender)
+    {
+        if (!MailAddress.TryParse(sender, out var a)) return false;
+        if (a.ToString() == _user) return true;
+        try
+        {
+            var r = await auth.Api.ResolveRecipientAsync(new ResolveRecipientRequest { Address = a.ToString() });
+            return r.Status == RecipientStatus.Ok && r.Targets.Any(t => t.Local && t.Mailbox == _user);
+        }
+        catch (RpcException) { return false; }
+    }
+
+    private async Task<bool> RcptAsync(string arg)
+    {
+        if (_from == null) return await Reply("503 5.5.1 Error: need MAIL command");
+        if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) return await Reply("501 5.5.4 Syntax: RCPT TO:<address>");
+        var (path, _) = SmtpPath.Parse(arg[3..]);
+        if (string.IsNullOrEmpty(path) || !MailAddress.TryParse(path, out var address) || address.Local.Contains('"'))
+            return await Reply("501 5.1.3 Bad recipient address syntax");
+        if (_rcpts.Count >= options.MaxRecipients) return await Reply("452 4.5.3 Error: too many recipients");
+        ResolveRecipientReply r;
+        try
+        {
+            r = await auth.Api.ResolveRecipientAsync(new ResolveRecipientRequest { Address = address.ToString(),
+                Client = new ClientInfo { Service = "smtp", RemoteIp = conn.RemoteIp?.ToString() ?? "", SessionId = conn.SessionId } });
+        }
+        catch (RpcException e)
+        {
+            Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
+            return await Reply($"451 4.3.0 <{address}>: Temporary lookup failure");
+        }
+        string? refusal = r.Status switch
+        {
+            RecipientStatus.Ok => null,
+            RecipientStatus.NotOurDomain when Trusted => null,
+            RecipientStatus.NotOurDomain => $"554 5.7.1 <{address}>: Relay access denied",
+            RecipientStatus.Tempfail => $"451 4.3.0 <{address}>: Temporary lookup failure",
+            _ => $"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table",
+        };
+        if (refusal != null)
+        {
+            Log.Info($"{conn.SessionId}: reject: RCPT from {conn.ClientDescription}: {refusal}; from=<{MailLog.Safe(_from)}> to=<{MailLog.Safe(address.ToString())}>");
+            return await Reply(refusal);
+        }
+        _rcpts.Add(address.ToString());
+        return await Reply("250 2.1.5 Ok");
+    }
+
+    private async Task<bool> DataAsync(string arg)
+    {
+        if (arg.Length > 0) return await Reply("501 5.5.4 Syntax: DATA");
+        if (_from == null) return await Reply("503 5.5.1 Error: need MAIL command");
+        if (_rcpts.Count == 0) return await Reply("554 5.5.1 Error: no valid recipients");
+        var envelope = new QueueEnvelope(DateTimeOffset.UtcNow, _from, _rcpts.ToList(), new Dictionary<string, string>
+        {
+            ["client"] = conn.ClientDescription, ["helo"] = _helo ?? "", ["sasl_username"] = _user ?? "",
+            ["protocol"] = (conn.IsTls ? "ESMTPS" : "ESMTP") + (_user != null ? "A" : ""),
+        });
+        await using var file = spool.Create(envelope, out var id);
+        var received = $"Received: from {_helo} ({conn.ClientDescription})\n" +
+                       (_user != null ? "\t(authenticated sender)\n" : "") +
+                       $"\tby {options.Hostname} with {envelope.Attributes["protocol"]}{(conn.IsTls ? $" ({conn.TlsProtocol})" : "")} id {id}\n" +
+                       (_rcpts.Count == 1 ? $"\tfor <{_rcpts[0]}>" : "\t") +
+                       $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\n";
+        file.WriteContent(Encoding.UTF8.GetBytes(received));
+        await conn.WriteLineAsync("354 End data with <CR><LF>.<CR><LF>");
+        var sink = new ContentSink(file);
+        var writer = new DataWriter(sink, options.MaxMessageSize, dotStuffed: true);
+        while (true)
+        {
+            var read = await conn.ReadRawAsync();
+            if (read == null) throw new IOException("client went away during DATA");
+            var buffer = read.Value.Buffer;
+            SequencePosition used = buffer.Start;
+            var done = await writer.FeedAsync(buffer, p => used = p);
+            conn.Input.AdvanceTo(used, done ? used : buffer.End);
+            if (done) break;
+            if (read.Value.IsCompleted) throw new IOException("client went away during DATA");
+        }
+        if (writer.HasBareLf || writer.HasBareCr)
+        {
+            Log.Warn($"{conn.SessionId}: reject: bare <{(writer.HasBareLf ? "LF" : "CR")}> in DATA from {conn.ClientDescription}");
+            await conn.WriteLineAsync($"521 5.5.2 {options.Hostname} Error: bare <{(writer.HasBareLf ? "LF" : "CR")}> received");
+            return false;
+        }
+        if (writer.TooBig) { Reset(); return await Reply("552 5.3.4 Error: message file too big"); }
+        if (writer.HasNul) { Reset(); return await Reply("554 5.6.0 Error: message contains NUL characters"); }
+        await file.CommitAsync();
+        _messages++;
+        Log.Info($"{id}: client={conn.ClientDescription}{(_user != null ? ", sasl_username=" + MailLog.Safe(_user) : "")}");
+        Log.Info($"{id}: from=<{MailLog.Safe(_from)}>, size={file.ContentLength}, nrcpt={_rcpts.Count} (queue active)");
+        Reset();
+        queue.Wake();
+        return await Reply($"250 2.0.0 Ok: queued as {id}");
+    }
+
+    private bool InMyNetworks(IPAddress? ip)
+    {
+        if (ip == null) return true; // Unix socket: a local process
+        foreach (var (net, bits) in options.MyNetworks)
+            if (net.AddressFamily == ip.AddressFamily && Matches(ip, net, bits)) return true;
+        return false;
+    }
+
+    private static bool Matches(IPAddress ip, IPAddress net, int bits)
+    {
+        var a = ip.GetAddressBytes();
+        var b = net.GetAddressBytes();
+        for (int i = 0; i < a.Length && bits > 0; i++, bits -= 8)
+        {
+            int mask = bits >= 8 ? 0xFF : (0xFF << (8 - bits)) & 0xFF;
+            if ((a[i] & mask) != (b[i] & mask)) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Feeds DATA's stored form into the queue file.</summary>
+    private sealed class ContentSink(QueueFileWriter file) : Stream
+    {
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => file.ContentLength;
+        public override long Position { get => file.ContentLength; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => file.WriteContent(buffer.AsSpan(offset, count));
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+        {
+            file.WriteContent(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+    }
+}
+
+/// <summary>Reverse- and forward-path syntax (RFC 5321 4.1.2), strictly: a source route is dropped.</summary>
+internal static class SmtpPath
+{
+    public static (string? Path, string Params) Parse(string text)
+    {
+        text = text.TrimStart();
+        if (!text.StartsWith('<')) return (null, "");
+        int end = text.IndexOf('>');
+        if (end < 0) return (null, "");
+        var path = text[1..end];
+        if (path.StartsWith('@'))
+        {
+            int colon = path.IndexOf(':');
+            if (colon < 0) return (null, "");
+            path = path[(colon + 1)..];
+        }
+        foreach (var c in path) if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '\\') return (null, "");
+        return (path, text[(end + 1)..].Trim());
+    }
+}

@@ -1,0 +1,241 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Mail.Mta;
+using Mail.Shared.Config;
+using Mail.Shared.Net;
+using Mail.Shared.Passwords;
+using Mail.Tests.Support;
+using Microsoft.AspNetCore.Builder;
+
+namespace Mail.Tests.Mta;
+
+/// <summary>The MTA with AuthD and our lmtpd, driven by Python's smtplib, swaks and by hand.</summary>
+[NonParallelizable]
+public sealed class MtaTests
+{
+    private AuthDServer _authd = null!;
+    private LmtpServer? _lmtp;
+    private WebApplication _mta = null!;
+    private int _mx, _submission, _submissions, _lmtpPort;
+
+    [SetUp]
+    public async Task Start()
+    {
+        _authd = await AuthDServer.StartAsync();
+        await _authd.AddUserAsync("bob@example.org", PasswordScheme.Hash("bob pass", "SHA512-CRYPT"));
+        await _authd.AddUserAsync("ann@example.org", PasswordScheme.Hash("ann pass", "SHA512-CRYPT"));
+        File.AppendAllText(_authd.Dir["virtual"], "sales@example.org ann@example.org, bob@example.org\nbob.alias@example.org bob@example.org\n");
+        _lmtpPort = Ports.Free();
+        _lmtp = await LmtpServer.StartAsync(_authd, port: _lmtpPort);
+        Certificates.EnsureSelfSigned(_authd.Dir["cert.pem"], _authd.Dir["key.pem"], "localhost");
+        (_mx, _submission, _submissions) = (Ports.Free(), Ports.Free(), Ports.Free());
+        File.WriteAllText(_authd.Dir["mtad.conf"], $"""
+            mx_listen = 127.0.0.1:{_mx}
+            submission_listen = 127.0.0.1:{_submission}
+            submissions_listen = 127.0.0.1:{_submissions}
+            tls_cert = {_authd.Dir["cert.pem"]}
+            tls_key = {_authd.Dir["key.pem"]}
+            mynetworks = 192.0.2.0/24
+            authd_socket = {_authd.Socket}
+            spool_dir = {_authd.Dir["spool"]}
+            lmtp_destination = 127.0.0.1:{_lmtpPort}
+            hostname = mx.test
+            retry_min = 1s
+            retry_max = 2s
+            """);
+        var config = MailConfig.Load("mtad", MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable());
+        _mta = MtaHost.Build(config);
+        await _mta.StartAsync();
+    }
+
+    [TearDown]
+    public async Task Stop()
+    {
+        await _mta.StopAsync();
+        await _mta.DisposeAsync();
+        if (_lmtp != null) await _lmtp.DisposeAsync();
+        await _authd.DisposeAsync();
+    }
+
+    private string[] Inbox(string user)
+    {
+        var dir = Path.Combine(_authd.Dir["mail"], "example.org", user, "new");
+        return System.IO.Directory.Exists(dir) ? System.IO.Directory.GetFiles(dir) : [];
+    }
+
+    private RunResult Python(string script)
+    {
+        var file = _authd.Dir["client-" + Guid.NewGuid().ToString("N") + ".py"];
+        File.WriteAllText(file, script);
+        return Run.Program(Peers.Require("python3"), [file]);
+    }
+
+    [Test]
+    public async Task Smtplib_sends_through_submission_with_starttls_and_auth_into_the_maildir()
+    {
+        var r = Python($$"""
+            import smtplib, ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = smtplib.SMTP("127.0.0.1", {{_submission}}, timeout=30)
+            s.ehlo("client.test")
+            s.starttls(context=ctx)
+            s.ehlo("client.test")
+            s.login("bob@example.org", "bob pass")
+            s.sendmail("bob@example.org", ["ann@example.org"], "Subject: via submission\r\n\r\nHello Ann.\r\n")
+            s.quit()
+            print("sent")
+            """);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout + r.Stderr);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        var text = File.ReadAllText(Inbox("ann")[0]);
+        Assert.That(text, Does.Contain("Subject: via submission").And.Contain("Hello Ann."));
+        Assert.That(text, Does.Contain("with ESMTPSA"));
+        Assert.That(text, Does.StartWith("Return-Path: <bob@example.org>"));
+    }
+
+    [Test]
+    public async Task Submissions_speaks_tls_from_the_first_byte()
+    {
+        var r = Python($$"""
+            import smtplib, ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = smtplib.SMTP_SSL("127.0.0.1", {{_submissions}}, context=ctx, timeout=30)
+            s.login("bob@example.org", "bob pass")
+            s.sendmail("bob.alias@example.org", ["sales@example.org"], "Subject: 465\r\n\r\nto the team\r\n")
+            s.quit()
+            """);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout + r.Stderr);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True,
+            "the alias expands to both mailboxes");
+    }
+
+    [Test]
+    public void Submission_requires_auth_and_a_sender_of_ones_own()
+    {
+        var noAuth = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_submission}", "--from", "bob@example.org", "--to", "ann@example.org", "--quit-after", "MAIL"]);
+        Assert.That(noAuth.Stdout, Does.Contain("530 5.7.0"));
+        var spoof = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_submission}", "--tls", "--auth", "PLAIN", "--auth-user", "bob@example.org",
+            "--auth-password", "bob pass", "--from", "ann@example.org", "--to", "ann@example.org", "--quit-after", "MAIL"]);
+        Assert.That(spoof.Stdout, Does.Contain("553 5.7.1"), spoof.Stdout);
+        var bad = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_submission}", "--tls", "--auth", "PLAIN", "--auth-user", "bob@example.org",
+            "--auth-password", "wrong", "--quit-after", "AUTH"]);
+        Assert.That(bad.Stdout, Does.Contain("535 5.7.8"));
+    }
+
+    [TestCase("someone@remote.test")]
+    [TestCase("user%remote.test@example.org")]
+    [TestCase("remote.test!user@example.org")]
+    [TestCase("\"user@remote.test\"@example.org")]
+    [TestCase("@example.org:user@remote.test")]
+    [TestCase("user@remote.test.")]
+    [TestCase("user@[192.0.2.1]")]
+    [TestCase("USER@REMOTE.TEST")]
+    [TestCase("user@remote.test@example.org")]
+    [TestCase("user@example.org.remote.test")]
+    public async Task Open_relay_battery_is_refused_on_the_mx(string rcpt)
+    {
+        using var c = await Raw.ConnectAsync(_mx);
+        await c.Expect("220");
+        await c.Send("EHLO attacker.test\r\n");
+        await c.ExpectLast("250 SMTPUTF8");
+        await c.Send("MAIL FROM:<x@remote.test>\r\n");
+        await c.Expect("250");
+        await c.Send($"RCPT TO:<{rcpt}>\r\n");
+        var reply = await c.Read();
+        Assert.That(reply, Does.Match(@"^5\d\d "), $"{rcpt} -> {reply}");
+    }
+
+    [Test]
+    public async Task Mx_accepts_local_mail_refuses_unknown_users_and_relaying()
+    {
+        using var c = await Raw.ConnectAsync(_mx);
+        await c.Expect("220");
+        await c.Send("EHLO sender.test\r\n");
+        await c.ExpectLast("250 SMTPUTF8");
+        await c.Send("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwBib2IgcGFzcw==\r\n");
+        await c.Expect("503 5.5.1"); // no AUTH on the MX port
+        await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<someone@remote.test>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+        await c.Expect("250 2.1.0");
+        await c.Expect("554 5.7.1 <someone@remote.test>: Relay access denied");
+        await c.Expect("550 5.1.1");
+        await c.Expect("250 2.1.5");
+        await c.Expect("354");
+        await c.Send("Subject: from the world\r\n\r\nhi\r\n.\r\n");
+        var queued = await c.Expect("250 2.0.0 Ok: queued as ");
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.Contain("id " + queued[^12..]));
+    }
+
+    [Test]
+    public async Task Smuggling_bare_lf_dot_does_not_end_data_and_bare_lf_is_refused()
+    {
+        using var c = await Raw.ConnectAsync(_mx);
+        await c.Expect("220");
+        await c.Send("EHLO sender.test\r\n");
+        await c.ExpectLast("250 SMTPUTF8");
+        await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        await c.Send("Subject: smuggle\r\n\r\nhi\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\nsmuggled\r\n.\r\n");
+        await c.Expect("521 5.5.2");
+        Assert.That(await c.Read(), Is.Null, "the session ends");
+        await Task.Delay(0);
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty, "nothing queued");
+        Assert.That(Inbox("ann"), Is.Empty);
+    }
+
+    [Test]
+    public async Task Mail_waits_in_the_queue_while_lmtp_is_down_and_is_delivered_when_it_is_back()
+    {
+        await _lmtp!.DisposeAsync();
+        _lmtp = null;
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "bob@example.org", "--body", "patience"]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]).Length == 1, TimeSpan.FromSeconds(30)), Is.True,
+            "deferred while LMTP is down");
+        Assert.That(Inbox("bob"), Is.Empty);
+        _lmtp = await LmtpServer.StartAsync(_authd, port: _lmtpPort);
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True, "delivered after LMTP is back");
+        Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]).Length == 0, TimeSpan.FromSeconds(10)), Is.True);
+    }
+
+    private sealed class Raw : IDisposable
+    {
+        private readonly TcpClient _tcp = new();
+        private NetworkStream _s = null!;
+        private StreamReader _r = null!;
+
+        public static async Task<Raw> ConnectAsync(int port)
+        {
+            var raw = new Raw();
+            await raw._tcp.ConnectAsync(IPAddress.Loopback, port);
+            raw._s = raw._tcp.GetStream();
+            raw._r = new StreamReader(raw._s, Encoding.ASCII);
+            return raw;
+        }
+
+        public Task Send(string text) => _s.WriteAsync(Encoding.ASCII.GetBytes(text)).AsTask();
+        public async Task<string?> Read() => await _r.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        public async Task<string> Expect(string prefix)
+        {
+            var line = await Read();
+            Assert.That(line, Does.StartWith(prefix));
+            return line!;
+        }
+
+        public async Task ExpectLast(string last)
+        {
+            string? line;
+            do line = await Read();
+            while (line != null && line.Length > 3 && line[3] == '-');
+            Assert.That(line, Is.EqualTo(last));
+        }
+
+        public void Dispose() => _tcp.Dispose();
+    }
+}
