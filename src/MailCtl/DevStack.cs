@@ -55,6 +55,23 @@ internal static class DevStack
             """,
             r => [$"LMTP          127.0.0.1:2424 and unix:{r}/run/lmtp.sock   (Postfix: virtual_transport = lmtp:unix:{r}/run/lmtp.sock)"],
             (_, ct) => GreetsAsync(2424, "220", ct)),
+        new("mtad",
+            $"""
+            # The MTA on the dev stack; see `mtad --print-reference` for every parameter.
+            mx_listen = 127.0.0.1:2525
+            submission_listen = 127.0.0.1:2587
+            submissions_listen = 127.0.0.1:2465
+            tls_cert = {root}/tls/cert.pem
+            tls_key = {root}/tls/key.pem
+            mynetworks =
+            authd_socket = {root}/run/authd.sock
+            spool_dir = {root}/spool
+            lmtp_destination = unix:{root}/run/lmtp.sock
+            hostname = localhost
+            log_file = {root}/log/mtad.log
+            """,
+            r => ["SMTP (MX)     127.0.0.1:2525", "submission    127.0.0.1:2587   (STARTTLS, AUTH)", "submissions   127.0.0.1:2465   (implicit TLS, AUTH)"],
+            (_, ct) => GreetsAsync(2525, "220", ct)),
     ];
 
     /// <summary>True once a TCP service answers with its greeting.</summary>

@@ -43,6 +43,7 @@ namespace Mail.Mta
                 MaxConnections = (int)config.GetInt("max_connections"),
                 MaxConnectionsPerIp = (int)config.GetInt("max_connections_per_ip"),
             };
+            // Empty mynetworks: nobody relays without AUTH, not even loopback.
             var networks = config.GetList("mynetworks").Select(n =>
             {
                 var parts = n.Split('/');

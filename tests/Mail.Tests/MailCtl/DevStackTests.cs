@@ -70,6 +70,15 @@ public sealed class DevStackTests
             Assert.That(delivered, Has.Length.EqualTo(1));
             Assert.That(File.ReadAllText(delivered[0]), Does.Contain("hello from the dev stack"));
 
+            // And through the stack's MTA: submission with STARTTLS and AUTH, then LMTP to the Maildir.
+            var submit = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", "bob@example.org",
+                "--auth-password", "s3cret pass", "--from", "bob@example.org", "--to", "info@example.org", "--body", "through the MTA", "--timeout", "30"]);
+            Assert.That(submit.ExitCode, Is.EqualTo(0), submit.Stdout);
+            Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(Path.Combine(root, "mail", "example.org", "bob", "new")).Length == 2,
+                TimeSpan.FromSeconds(30)), Is.True, "delivered through the queue");
+            var relay = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2525", "--from", "x@remote.test", "--to", "y@remote.test", "--quit-after", "RCPT"]);
+            Assert.That(relay.Stdout, Does.Contain("554 5.7.1"));
+
             var alias = Ctl(conf, null, "lookup", "info@example.org");
             Assert.That(alias.ExitCode, Is.EqualTo(0));
             Assert.That(alias.Stdout, Does.Contain("-> bob@example.org  mailbox=bob@example.org"));
