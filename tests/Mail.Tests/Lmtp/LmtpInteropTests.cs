@@ -31,65 +31,9 @@ public sealed class LmtpInteropTests
 
     private string Maildir => Path.Combine(_authd.Dir["mail"], "example.org", "bob");
 
-    /// <summary>A Dovecot configuration that reads the same Maildir tree, as the mail user AuthD names (5000:5001).</summary>
-    private string DovecotConfig(int lmtpPort = 0)
-    {
-        var conf = _authd.Dir["dovecot.conf"];
-        var lmtp = lmtpPort == 0 ? "protocols =" : $$"""
-            protocols = lmtp
-            service lmtp {
-              inet_listener lmtp {
-                address = 127.0.0.1
-                port = {{lmtpPort}}
-              }
-            }
-            """;
-        File.WriteAllText(conf, $$"""
-            base_dir = {{_authd.Dir["dovecot-run"]}}
-            instance_name = lmtptest
-            log_path = {{_authd.Dir["dovecot.log"]}}
-            ssl = no
-            {{lmtp}}
-            first_valid_uid = 1
-            mail_location = maildir:{{_authd.Dir["mail"]}}/%d/%n
-            passdb {
-              driver = static
-              args = nopassword=y
-            }
-            userdb {
-              driver = static
-              args = uid=5000 gid=5001 home={{_authd.Dir["mail"]}}/%d/%n
-            }
-            """);
-        return conf;
-    }
-
-    /// <summary>A private Dovecot on this test's folder, stopped by its process id when disposed.</summary>
-    private sealed class Dovecot(System.Diagnostics.Process process, string conf) : IDisposable
-    {
-        public RunResult Doveadm(params string[] args) => Run.Program(Peers.Require("doveadm"), ["-c", conf, .. args]);
-        public void Dispose()
-        {
-            process.Kill();
-            process.WaitForExit(10_000);
-            process.Dispose();
-        }
-    }
-
-    private Dovecot StartDovecot(int lmtpPort = 0)
-    {
-        var conf = DovecotConfig(lmtpPort);
-        var psi = new System.Diagnostics.ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
-        var process = System.Diagnostics.Process.Start(psi)!;
-        Assert.That(Wait.UntilAsync(() => File.Exists(_authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True,
-            "dovecot did not start");
-        return new Dovecot(process, conf);
-    }
-
-    /// <summary>Runs doveadm against a private Dovecot started for the call.</summary>
     private RunResult Doveadm(params string[] args)
     {
-        using var dovecot = StartDovecot();
+        using var dovecot = DovecotServer.Start(_authd);
         return dovecot.Doveadm(args);
     }
 
@@ -154,10 +98,8 @@ public sealed class LmtpInteropTests
     [Test]
     public void Dovecot_lmtp_and_ours_deliver_alternately_into_one_maildir()
     {
-        var port = Ports.Free();
-        using var dovecot = StartDovecot(port);
-        Assert.That(Wait.UntilAsync(() => { try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, port); return true; } catch (System.Net.Sockets.SocketException) { return false; } },
-            TimeSpan.FromSeconds(30)).Result, Is.True);
+        using var dovecot = DovecotServer.Start(_authd, lmtp: true);
+        var port = dovecot.LmtpPort;
         var subjects = new List<string>();
         for (int i = 0; i < 10; i++)
         {

@@ -189,6 +189,25 @@ public sealed class MtaTests
     }
 
     [Test]
+    public async Task Local_delivery_can_go_to_dovecots_lmtp()
+    {
+        System.IO.Directory.CreateDirectory(_authd.Dir["mail"]);
+        Run.Program("chown", ["5000:5001", _authd.Dir["mail"]]);
+        using var dovecot = DovecotServer.Start(_authd, lmtp: true);
+        await _mta.StopAsync();
+        File.WriteAllText(_authd.Dir["mtad.conf"], File.ReadAllText(_authd.Dir["mtad.conf"]).Replace($"127.0.0.1:{_lmtpPort}", $"127.0.0.1:{dovecot.LmtpPort}"));
+        _mta = MtaHost.Build(MailConfig.Load("mtad", MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable()));
+        await _mta.StartAsync();
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "sales@example.org",
+            "--header", "Subject: for dovecot", "--body", "via Dovecot's LMTP"]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True,
+            File.Exists(_authd.Dir["dovecot.log"]) ? File.ReadAllText(_authd.Dir["dovecot.log"]) : "");
+        var fetch = dovecot.Doveadm("fetch", "-u", "ann@example.org", "hdr.subject", "all");
+        Assert.That(fetch.Stdout, Does.Contain("for dovecot"));
+    }
+
+    [Test]
     public async Task Mail_waits_in_the_queue_while_lmtp_is_down_and_is_delivered_when_it_is_back()
     {
         await _lmtp!.DisposeAsync();

@@ -1,0 +1,71 @@
+// A private Dovecot for a test: reads and (with an LMTP port) delivers into
+// the AuthD test folder's Maildir tree as the mail user 5000:5001; stopped by
+// its process id.
+using System.Diagnostics;
+
+namespace Mail.Tests.Support;
+
+internal sealed class DovecotServer : IDisposable
+{
+    private readonly Process _process;
+    public string Config { get; }
+    public int LmtpPort { get; }
+
+    private DovecotServer(Process process, string config, int lmtpPort)
+    {
+        _process = process;
+        Config = config;
+        LmtpPort = lmtpPort;
+    }
+
+    public static DovecotServer Start(AuthDServer authd, bool lmtp = false)
+    {
+        var port = lmtp ? Ports.Free() : 0;
+        var conf = authd.Dir["dovecot.conf"];
+        var protocols = port == 0 ? "protocols =" : $$"""
+            protocols = lmtp
+            service lmtp {
+              inet_listener lmtp {
+                address = 127.0.0.1
+                port = {{port}}
+              }
+            }
+            """;
+        File.WriteAllText(conf, $$"""
+            base_dir = {{authd.Dir["dovecot-run"]}}
+            instance_name = mailtest
+            log_path = {{authd.Dir["dovecot.log"]}}
+            ssl = no
+            {{protocols}}
+            first_valid_uid = 1
+            mail_location = maildir:{{authd.Dir["mail"]}}/%d/%n
+            passdb {
+              driver = static
+              args = nopassword=y
+            }
+            userdb {
+              driver = static
+              args = uid=5000 gid=5001 home={{authd.Dir["mail"]}}/%d/%n
+            }
+            """);
+        var psi = new ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
+        var server = new DovecotServer(Process.Start(psi)!, conf, port);
+        Assert.That(Wait.UntilAsync(() => File.Exists(authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot did not start");
+        if (port != 0)
+            Assert.That(Wait.UntilAsync(() =>
+            {
+                try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, port); return true; }
+                catch (System.Net.Sockets.SocketException) { return false; }
+            }, TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot lmtp did not start");
+        return server;
+    }
+
+    public RunResult Doveadm(params string[] args) => Run.Program(Peers.Require("doveadm"), ["-c", Config, .. args]);
+
+    public void Dispose()
+    {
+        _process.Kill();
+        _process.WaitForExit(10_000);
+        _process.Dispose();
+    }
+}
