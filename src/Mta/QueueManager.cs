@@ -94,6 +94,7 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         }
         var started = Stopwatch.StartNew();
         var deferred = new List<(string Rcpt, string Why)>();
+        var failed = new List<FailedRecipient>();
         var local = new Dictionary<string, List<string>>(StringComparer.Ordinal); // LMTP target -> envelope recipients
         foreach (var rcpt in remaining)
         {
@@ -117,6 +118,7 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
                     break;
                 default:
                     LogResult(id, envelope, rcpt, rcpt, "none", started, "5.1.1", "bounced", "user unknown");
+                    failed.Add(new FailedRecipient(rcpt, "5.1.1", "550 5.1.1 User unknown"));
                     break;
             }
         }
@@ -131,7 +133,11 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
                     {
                         var dsn = res.Reply.Length > 8 && char.IsAsciiDigit(res.Reply[4]) ? res.Reply.Split(' ')[1] : res.Reply[..1] + ".0.0";
                         if (res.Ok) LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "sent", res.Reply);
-                        else if (res.Permanent) LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "bounced", res.Reply);
+                        else if (res.Permanent)
+                        {
+                            LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "bounced", res.Reply);
+                            failed.Add(new FailedRecipient(rcpt, dsn, res.Reply));
+                        }
                         else deferred.Add((rcpt, res.Reply));
                     }
             }
@@ -141,6 +147,14 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
             }
         }
         var still = deferred.Select(d => d.Rcpt).Distinct().ToList();
+        var age = DateTimeOffset.UtcNow - envelope.Arrival;
+        if (still.Count > 0 && age > options.Lifetime)
+        {
+            foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.4.7", "expired", why);
+            failed.AddRange(still.Select(r => new FailedRecipient(r, "4.4.7", "message expired: " + deferred.First(d => d.Rcpt == r).Why)));
+            still.Clear();
+        }
+        if (failed.Count > 0 && await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, failed) != null) Wake();
         if (still.Count == 0)
         {
             File.Delete(path);
@@ -150,14 +164,6 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
             return;
         }
         attempts++;
-        var age = DateTimeOffset.UtcNow - envelope.Arrival;
-        if (age > options.Lifetime)
-        {
-            foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.4.7", "expired", why);
-            File.Delete(path);
-            File.Delete(statePath);
-            return;
-        }
         var delay = TimeSpan.FromTicks(Math.Min(options.RetryMax.Ticks, options.RetryMin.Ticks * (1L << Math.Min(attempts - 1, 20))));
         foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.0.0", "deferred", why);
         var tmp = statePath + ".tmp";

@@ -189,6 +189,30 @@ public sealed class MtaTests
     }
 
     [Test]
+    public async Task A_recipient_refused_at_delivery_bounces_to_the_sender_and_never_to_the_null_sender()
+    {
+        await _authd.AddUserAsync("tiny@example.org", "{PLAIN}x", quota: 100);
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "bob@example.org", "--to", "tiny@example.org,ann@example.org",
+            "--header", "Subject: too big for tiny", "--body", new string('z', 500)]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True, "the bounce reaches the sender");
+        Assert.That(Inbox("ann"), Has.Length.EqualTo(1), "the other recipient got the message");
+        var dsn = File.ReadAllText(Inbox("bob")[0]);
+        Assert.That(dsn, Does.StartWith("Return-Path: <>"));
+        Assert.That(dsn, Does.Contain("multipart/report").And.Contain("report-type=delivery-status"));
+        Assert.That(dsn, Does.Contain("Final-Recipient: rfc822; tiny@example.org"));
+        Assert.That(dsn, Does.Contain("Action: failed").And.Contain("Status: 5.2.2"));
+        Assert.That(dsn, Does.Contain("Subject: too big for tiny"), "the original headers come back");
+        Assert.That(dsn, Does.Not.Contain("ann@example.org>:"), "only the failed recipient is reported");
+
+        // A message from the null sender that fails makes no bounce.
+        var fromNull = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "<>", "--to", "tiny@example.org", "--body", new string('z', 500)]);
+        Assert.That(fromNull.ExitCode, Is.EqualTo(0), fromNull.Stdout);
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("no bounce: the sender is the null sender"), TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(Inbox("bob"), Has.Length.EqualTo(1));
+    }
+
+    [Test]
     public async Task Local_delivery_can_go_to_dovecots_lmtp()
     {
         System.IO.Directory.CreateDirectory(_authd.Dir["mail"]);
