@@ -44,7 +44,9 @@ public sealed class PgsqlFaultTests
         // All well: bob logs in (through both daemons) and gets mail.
         Assert.That(await Login(authd, "bob@example.org", "bob pass"), Is.EqualTo(SaslStatus.Success));
         Assert.That(await Login(noCache, "bob@example.org", "bob pass"), Is.EqualTo(SaslStatus.Success));
-        Assert.That(Swaks("--from", "x@remote.test", "--to", "bob@example.org", "--quit-after", "RCPT").Stdout, Does.Match(@"<-\s+250 2\.1\.5"));
+        var first = "";
+        Assert.That(await Wait.UntilAsync(() => (first = Swaks("--from", "x@remote.test", "--to", "bob@example.org", "--quit-after", "RCPT").Stdout)
+            .Contains("250 2.1.5"), TimeSpan.FromSeconds(30)), Is.True, first + authd.Log() + postfix.Log());
 
         pg.Stop();
 

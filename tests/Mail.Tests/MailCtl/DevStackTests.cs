@@ -39,7 +39,7 @@ public sealed class DevStackTests
         try
         {
             string Out() { lock (output) return output.ToString(); }
-            Assert.That(await Wait.UntilAsync(() => Out().Contains("dev stack up") || up.HasExited, TimeSpan.FromSeconds(60)), Is.True);
+            Assert.That(await Wait.UntilAsync(() => Out().Contains("Ctrl-C stops the stack") || up.HasExited, TimeSpan.FromSeconds(60)), Is.True);
             Assert.That(up.HasExited, Is.False, Out());
             Assert.That(Out(), Does.Contain($"authd    gRPC          unix:{root}/run/authd.sock"));
             Assert.That(Out(), Does.Contain($"lmtpd    LMTP          127.0.0.1:2424 and unix:{root}/run/lmtp.sock"));
