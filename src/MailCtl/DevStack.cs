@@ -67,10 +67,12 @@ internal static class DevStack
             authd_socket = {root}/run/authd.sock
             spool_dir = {root}/spool
             lmtp_destination = unix:{root}/run/lmtp.sock
+            pickup_socket = {root}/run/pickup
             hostname = localhost
             log_file = {root}/log/mtad.log
             """,
-            r => ["SMTP (MX)     127.0.0.1:2525", "submission    127.0.0.1:2587   (STARTTLS, AUTH)", "submissions   127.0.0.1:2465   (implicit TLS, AUTH)"],
+            r => ["SMTP (MX)     127.0.0.1:2525", "submission    127.0.0.1:2587   (STARTTLS, AUTH)", "submissions   127.0.0.1:2465   (implicit TLS, AUTH)",
+                  $"pickup        unix:{r}/run/pickup   (sendmail: MAIL_PICKUP_SOCKET={r}/run/pickup)"],
             (_, ct) => GreetsAsync(2525, "220", ct)),
     ];
 

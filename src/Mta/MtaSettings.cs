@@ -10,6 +10,7 @@ internal static class MtaSettings
         Setting.Text("mx_listen", "*:25", "SMTP for mail from the world (MX), comma-separated host:port; empty for none."),
         Setting.Text("submission_listen", "*:587", "Submission (STARTTLS, AUTH required); empty for none."),
         Setting.Text("submissions_listen", "*:465", "Submission over implicit TLS (AUTH required); empty for none."),
+        Setting.Path("pickup_socket", "/run/mail/pickup", "Unix socket where the sendmail command hands over local mail (mode 0666: any local user may send, as with Postfix's maildrop); empty for none."),
         Setting.Path("tls_cert", "/etc/mail/tls/cert.pem", "TLS certificate (PEM)."),
         Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
         Setting.List("mynetworks", "127.0.0.0/8 ::1/128", "Clients that may relay without AUTH (as Postfix's mynetworks)."),

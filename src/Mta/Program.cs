@@ -67,6 +67,9 @@ namespace Mail.Mta
             foreach (var (key, port) in new[] { ("mx_listen", SmtpPort.Mx), ("submission_listen", SmtpPort.Submission), ("submissions_listen", SmtpPort.Submissions) })
                 foreach (var a in config.GetList(key))
                     listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"mtad: bad value '{a}' in '{key}'"), port));
+            // The pickup socket speaks the MX dialect; a local process is trusted to relay.
+            var pickup = config.GetPath("pickup_socket");
+            if (pickup.Length > 0) listeners.Add((ListenAddress.Parse("unix:" + pickup), SmtpPort.Mx));
             if (listeners.Any(l => l.Port == SmtpPort.Submissions) && cert == null)
                 throw new ConfigException($"mtad: submissions_listen needs tls_cert and tls_key ({certPath} not found)");
             var app = LineHost.Create((k, stopping) =>
@@ -82,6 +85,7 @@ namespace Mail.Mta
             Task? qmgr = null;
             app.Lifetime.ApplicationStarted.Register(() => qmgr = Task.Run(() => queue.RunAsync(qmgrStop.Token)));
             app.Lifetime.ApplicationStopping.Register(() => { qmgrStop.Cancel(); qmgr?.Wait(TimeSpan.FromSeconds(20)); });
+            app.Lifetime.ApplicationStarted.Register(() => { if (pickup.Length > 0) LineListener.SetSocketMode(pickup, (UnixFileMode)Convert.ToInt32("666", 8)); });
             app.Lifetime.ApplicationStopped.Register(auth.Dispose);
             return app;
         }

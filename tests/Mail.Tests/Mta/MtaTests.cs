@@ -41,6 +41,7 @@ public sealed class MtaTests
             spool_dir = {_authd.Dir["spool"]}
             lmtp_destination = 127.0.0.1:{_lmtpPort}
             hostname = mx.test
+            pickup_socket = {_authd.Dir["run/pickup"]}
             retry_min = 1s
             retry_max = 2s
             """);
@@ -210,6 +211,25 @@ public sealed class MtaTests
         Assert.That(fromNull.ExitCode, Is.EqualTo(0), fromNull.Stdout);
         Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("no bounce: the sender is the null sender"), TimeSpan.FromSeconds(30)), Is.True);
         Assert.That(Inbox("bob"), Has.Length.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Sendmail_hands_local_mail_to_the_queue_as_cron_and_php_call_it()
+    {
+        var env = new Dictionary<string, string> { ["MAIL_PICKUP_SOCKET"] = _authd.Dir["run/pickup"], ["MAIL_HOSTNAME"] = "host.test" };
+        var t = Run.Program(Repo.Program("sendmail"), ["-t", "-i"], "To: ann@example.org\nBcc: bob@example.org\nSubject: from cron\n\n.leading dot\nbody\n", env: env);
+        Assert.That(t.ExitCode, Is.EqualTo(0), t.Stderr);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        var text = File.ReadAllText(Inbox("ann")[0]);
+        Assert.That(text, Does.Contain("Subject: from cron").And.Contain("\n.leading dot\n").And.Contain("Message-Id:").And.Contain("Date:"));
+        Assert.That(text, Does.Not.Contain("Bcc:"), "Bcc is removed with -t");
+        var f = Run.Program(Repo.Program("sendmail"), ["-f", "bob@example.org", "-F", "Bob Cron", "ann@example.org"], "Subject: second\n\nline\n.\nafter the dot\n", env: env);
+        Assert.That(f.ExitCode, Is.EqualTo(0), f.Stderr);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 2, TimeSpan.FromSeconds(30)), Is.True);
+        var second = Inbox("ann").Select(File.ReadAllText).Single(x => x.Contains("Subject: second"));
+        Assert.That(second, Does.StartWith("Return-Path: <bob@example.org>"));
+        Assert.That(second, Does.Contain("From: Bob Cron <bob@example.org>"));
+        Assert.That(second, Does.Not.Contain("after the dot"), "without -i a lone dot ends the message");
     }
 
     [Test]
