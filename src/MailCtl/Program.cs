@@ -10,6 +10,7 @@ root.Subcommands.Add(LookupCommand.Build());
 root.Subcommands.Add(DirectoryCommands.BuildDomain());
 root.Subcommands.Add(DirectoryCommands.BuildUser());
 root.Subcommands.Add(DirectoryCommands.BuildAlias());
+root.Subcommands.Add(QueueCommands.Build());
 root.Subcommands.Add(DevStack.Build());
 // "@domain" is a catch-all address here, not a response file.
 return await root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null }).InvokeAsync();

@@ -7,6 +7,7 @@ using Mail.Shared.Auth;
 using Mail.Shared.Config;
 using Mail.Shared.Logging;
 using Mail.Shared.Net;
+using Mail.Shared.Smtp;
 using Mail.Shared.Spool;
 using Microsoft.Extensions.Hosting;
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Mail.Mta;
+using Mail.Shared.Smtp;
 using Mail.Shared.Config;
 using Mail.Shared.Net;
 using Mail.Shared.Passwords;
@@ -261,7 +262,19 @@ public sealed class MtaTests
         Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]).Length == 1, TimeSpan.FromSeconds(30)), Is.True,
             "deferred while LMTP is down");
         Assert.That(Inbox("bob"), Is.Empty);
+        // The queue tools see it, as postqueue -p and postcat -q would.
+        var list = Run.Program(Repo.Program("mailctl"), ["queue", "list", "--mta-config", _authd.Dir["mtad.conf"]]);
+        Assert.That(list.ExitCode, Is.EqualTo(0), list.Stderr);
+        var id = Path.GetFileName(System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]).Single());
+        Assert.That(list.Stdout, Does.Contain(id).And.Contain("x@remote.test").And.Contain("bob@example.org").And.Contain("in 1 Request."));
+        var show = Run.Program(Repo.Program("mailctl"), ["queue", "show", id, "--mta-config", _authd.Dir["mtad.conf"]]);
+        Assert.That(show.Stdout, Does.Contain("sender: x@remote.test").And.Contain("patience"));
+        // Hold keeps it back; release and flush send it on.
+        Assert.That(Run.Program(Repo.Program("mailctl"), ["queue", "hold", id, "--mta-config", _authd.Dir["mtad.conf"]]).ExitCode, Is.EqualTo(0));
+        Assert.That(Run.Program(Repo.Program("mailctl"), ["queue", "list", "--mta-config", _authd.Dir["mtad.conf"]]).Stdout, Does.Contain(id + "!"));
         _lmtp = await LmtpServer.StartAsync(_authd, port: _lmtpPort);
+        Assert.That(Run.Program(Repo.Program("mailctl"), ["queue", "release", id, "--mta-config", _authd.Dir["mtad.conf"]]).ExitCode, Is.EqualTo(0));
+        Assert.That(Run.Program(Repo.Program("mailctl"), ["queue", "flush", "--mta-config", _authd.Dir["mtad.conf"]]).ExitCode, Is.EqualTo(0));
         Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True, "delivered after LMTP is back");
         Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]).Length == 0, TimeSpan.FromSeconds(10)), Is.True);
     }

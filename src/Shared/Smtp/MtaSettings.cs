@@ -1,9 +1,9 @@
-// The MTA's configuration parameters (mtad.conf).
+// The MTA's configuration parameters (mtad.conf); mailctl reads the same file for the queue tools.
 using Mail.Shared.Config;
 
-namespace Mail.Mta;
+namespace Mail.Shared.Smtp;
 
-internal static class MtaSettings
+public static class MtaSettings
 {
     public static readonly IReadOnlyList<Setting> Settings =
     [
