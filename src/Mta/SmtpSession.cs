@@ -282,8 +282,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
                        $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\n";
         file.WriteContent(Encoding.UTF8.GetBytes(received));
         await conn.WriteLineAsync("354 End data with <CR><LF>.<CR><LF>");
-        var sink = new ContentSink(file);
-        var writer = new DataWriter(sink, options.MaxMessageSize, dotStuffed: true);
+        var cleanup = new HeaderCleanup(new ContentSink(file), options.Hostname, port != SmtpPort.Mx, id);
+        var writer = new DataWriter(cleanup, options.MaxMessageSize, dotStuffed: true);
         while (true)
         {
             var read = await conn.ReadRawAsync();
@@ -301,7 +301,15 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             await conn.WriteLineAsync($"521 5.5.2 {options.Hostname} Error: bare <{(writer.HasBareLf ? "LF" : "CR")}> received");
             return false;
         }
+        cleanup.Complete();
         if (writer.TooBig) { Reset(); return await Reply("552 5.3.4 Error: message file too big"); }
+        if (cleanup.HeaderTooBig) { Reset(); return await Reply("552 5.3.4 Error: message header size exceeds limit"); }
+        if (cleanup.Received > HeaderCleanup.HopLimit)
+        {
+            Log.Warn($"{id}: reject: too many hops ({cleanup.Received} Received headers) from {conn.ClientDescription}");
+            Reset();
+            return await Reply("554 5.4.0 Error: too many hops");
+        }
         if (writer.HasNul) { Reset(); return await Reply("554 5.6.0 Error: message contains NUL characters"); }
         await file.CommitAsync();
         _messages++;

@@ -95,6 +95,7 @@ public sealed class MtaTests
         var text = File.ReadAllText(Inbox("ann")[0]);
         Assert.That(text, Does.Contain("Subject: via submission").And.Contain("Hello Ann."));
         Assert.That(text, Does.Contain("with ESMTPSA"));
+        Assert.That(text, Does.Contain("\nMessage-ID: <").And.Contain("\nDate: "), "submitted mail gets the Message-ID and Date it lacked");
         Assert.That(text, Does.StartWith("Return-Path: <bob@example.org>"));
     }
 
@@ -171,6 +172,23 @@ public sealed class MtaTests
         var queued = await c.Expect("250 2.0.0 Ok: queued as ");
         Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
         Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.Contain("id " + queued[^12..]));
+    }
+
+    [Test]
+    public async Task Mail_looping_through_too_many_hops_is_refused()
+    {
+        using var c = await Raw.ConnectAsync(_mx);
+        await c.Expect("220");
+        await c.Send("EHLO sender.test\r\n");
+        await c.ExpectLast("250 SMTPUTF8");
+        await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+        var hops = string.Concat(Enumerable.Range(0, 51).Select(i => $"Received: from hop{i}.test by hop{i + 1}.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n"));
+        await c.Send(hops + "Subject: loop\r\n\r\nround and round\r\n.\r\n");
+        await c.Expect("554 5.4.0");
+        await c.Send("NOOP\r\n");
+        await c.Expect("250");
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty);
     }
 
     [Test]

@@ -1,0 +1,73 @@
+// Cleanup of a message's header section as it streams into the queue file
+// (Postfix's cleanup(8), in part): the header is held until its end (at most
+// MaxHeaderSize), counted for loop detection (Received headers, as Postfix's
+// hopcount_limit), and for submitted mail a missing Message-ID or Date is
+// added. The body passes straight through.
+using System.Globalization;
+using System.Text;
+
+namespace Mail.Mta;
+
+internal sealed class HeaderCleanup(Stream inner, string hostname, bool submission, string queueId) : Stream
+{
+    public const int MaxHeaderSize = 1 << 20;
+    public const int HopLimit = 50;
+    private readonly MemoryStream _header = new();
+    private bool _inBody;
+
+    public bool HeaderTooBig { get; private set; }
+    public int Received { get; private set; }
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        if (_inBody) { inner.Write(buffer); return; }
+        if (HeaderTooBig) return;
+        _header.Write(buffer);
+        var bytes = _header.GetBuffer().AsSpan(0, (int)_header.Length);
+        // Stored lines end in LF: the header ends at the first empty line.
+        if (bytes.Length > 0 && bytes[0] == '\n') { EmitHeader(0); return; } // no header at all
+        int end = bytes.IndexOf("\n\n"u8);
+        if (end >= 0) { EmitHeader(end + 1); return; }
+        if (_header.Length > MaxHeaderSize) HeaderTooBig = true;
+    }
+
+    /// <summary>The message ended inside its header (no body): emit what there is.</summary>
+    public void Complete()
+    {
+        if (!_inBody && !HeaderTooBig) EmitHeader((int)_header.Length);
+    }
+
+    private void EmitHeader(int headerLength)
+    {
+        var all = _header.ToArray();
+        var header = Encoding.UTF8.GetString(all, 0, headerLength);
+        var names = header.Split('\n').Where(l => l.Length > 0 && !char.IsWhiteSpace(l[0]) && l.Contains(':'))
+            .Select(l => l[..l.IndexOf(':')].Trim().ToLowerInvariant()).ToList();
+        Received = names.Count(n => n == "received");
+        var added = new StringBuilder();
+        if (submission && !names.Contains("message-id")) added.Append($"Message-ID: <{queueId}.{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}@{hostname}>\n");
+        if (submission && !names.Contains("date"))
+            added.Append("Date: ").Append(DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)).Append('\n');
+        inner.Write(all.AsSpan(0, headerLength));
+        inner.Write(Encoding.UTF8.GetBytes(added.ToString()));
+        inner.Write(all.AsSpan(headerLength));
+        _inBody = true;
+        _header.SetLength(0);
+    }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+    {
+        Write(buffer.Span);
+        return ValueTask.CompletedTask;
+    }
+    public override bool CanRead => false;
+    public override bool CanSeek => false;
+    public override bool CanWrite => true;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+}
