@@ -13,28 +13,8 @@ using Mail.Shared.UserDirectory;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using NLog.Extensions.Logging;
 
-var config = ProgramArgs.Load("authd", AuthDSettings.Settings, args, out var exit);
-if (config == null) return exit;
-MailLog.Configure("authd", config.GetPath("log_file"), config.Get("log_level"));
-var log = MailLog.For("authd");
-
-WebApplication app;
-try
-{
-    app = AuthDHost.Build(config);
-    await app.StartAsync();
-}
-catch (ConfigException e)
-{
-    Console.Error.WriteLine(e.Message);
-    return 78;
-}
-log.Info($"started: directory={config.Get("directory_driver")}, grpc=unix:{config.GetPath("grpc_socket")}, " +
-         $"dovecot-auth=unix:{config.GetPath("dovecot_auth_socket")}, socketmap=unix:{config.GetPath("socketmap_socket")}");
-await app.WaitForShutdownAsync();
-log.Info("stopped");
-NLog.LogManager.Shutdown();
-return 0;
+return await Daemon.RunAsync("authd", AuthDSettings.Settings, args, AuthDHost.Build,
+    config => $"directory={config.Get("directory_driver")}, grpc=unix:{config.GetPath("grpc_socket")}, dovecot-auth=unix:{config.GetPath("dovecot_auth_socket")}, socketmap=unix:{config.GetPath("socketmap_socket")}");
 
 namespace Mail.AuthD
 {

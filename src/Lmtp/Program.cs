@@ -7,25 +7,8 @@ using Mail.Shared.Config;
 using Mail.Shared.Logging;
 using Mail.Shared.Net;
 
-var config = ProgramArgs.Load("lmtpd", LmtpSettings.Settings, args, out var exit);
-if (config == null) return exit;
-MailLog.Configure("lmtpd", config.GetPath("log_file"), config.Get("log_level"));
-var log = MailLog.For("lmtp");
-try
-{
-    var app = LmtpHost.Build(config);
-    await app.StartAsync();
-    log.Info($"started: listen={config.Get("listen")}, socket={config.GetPath("socket")}, authd=unix:{config.GetPath("authd_socket")}");
-    await app.WaitForShutdownAsync();
-}
-catch (Exception e) when (e is ConfigException or FormatException)
-{
-    Console.Error.WriteLine(e.Message);
-    return 78;
-}
-log.Info("stopped");
-NLog.LogManager.Shutdown();
-return 0;
+return await Daemon.RunAsync("lmtpd", LmtpSettings.Settings, args, LmtpHost.Build,
+    config => $"listen={config.Get("listen")}, socket={config.GetPath("socket")}, authd=unix:{config.GetPath("authd_socket")}");
 
 namespace Mail.Lmtp
 {

@@ -11,25 +11,8 @@ using Mail.Shared.Smtp;
 using Mail.Shared.Spool;
 using Microsoft.Extensions.Hosting;
 
-var config = ProgramArgs.Load("mtad", MtaSettings.Settings, args, out var exit);
-if (config == null) return exit;
-MailLog.Configure("mtad", config.GetPath("log_file"), config.Get("log_level"));
-var log = MailLog.For("mtad");
-try
-{
-    var app = MtaHost.Build(config);
-    await app.StartAsync();
-    log.Info($"started: mx={config.Get("mx_listen")}, submission={config.Get("submission_listen")}, submissions={config.Get("submissions_listen")}, spool={config.GetPath("spool_dir")}");
-    await app.WaitForShutdownAsync();
-}
-catch (Exception e) when (e is ConfigException or FormatException)
-{
-    Console.Error.WriteLine(e.Message);
-    return 78;
-}
-log.Info("stopped");
-NLog.LogManager.Shutdown();
-return 0;
+return await Daemon.RunAsync("mtad", MtaSettings.Settings, args, MtaHost.Build,
+    config => $"mx={config.Get("mx_listen")}, submission={config.Get("submission_listen")}, submissions={config.Get("submissions_listen")}, spool={config.GetPath("spool_dir")}");
 
 namespace Mail.Mta
 {

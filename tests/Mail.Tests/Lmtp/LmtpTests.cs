@@ -276,40 +276,4 @@ public sealed class LmtpTests
     }
 
     private static string Inode(string path) => Run.Program("stat", ["-c", "%i", path]).Stdout.Trim();
-
-    private sealed class Raw : IDisposable
-    {
-        private readonly TcpClient _tcp = new();
-        private NetworkStream _s = null!;
-        private StreamReader _r = null!;
-
-        public static async Task<Raw> ConnectAsync(int port)
-        {
-            var raw = new Raw();
-            await raw._tcp.ConnectAsync(IPAddress.Loopback, port);
-            raw._s = raw._tcp.GetStream();
-            raw._r = new StreamReader(raw._s, Encoding.ASCII);
-            return raw;
-        }
-
-        public Task Send(string text) => _s.WriteAsync(Encoding.ASCII.GetBytes(text)).AsTask();
-
-        public async Task<string> Expect(string prefix)
-        {
-            var line = await _r.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
-            Assert.That(line, Does.StartWith(prefix));
-            return line!;
-        }
-
-        /// <summary>Reads a multi-line reply to its last line.</summary>
-        public async Task ExpectLast(string last)
-        {
-            string? line;
-            do line = await _r.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
-            while (line != null && line.Length > 3 && line[3] == '-');
-            Assert.That(line, Is.EqualTo(last));
-        }
-
-        public void Dispose() => _tcp.Dispose();
-    }
 }

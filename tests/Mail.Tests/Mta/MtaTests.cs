@@ -296,40 +296,4 @@ public sealed class MtaTests
         Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True, "delivered after LMTP is back");
         Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]).Length == 0, TimeSpan.FromSeconds(10)), Is.True);
     }
-
-    private sealed class Raw : IDisposable
-    {
-        private readonly TcpClient _tcp = new();
-        private NetworkStream _s = null!;
-        private StreamReader _r = null!;
-
-        public static async Task<Raw> ConnectAsync(int port)
-        {
-            var raw = new Raw();
-            await raw._tcp.ConnectAsync(IPAddress.Loopback, port);
-            raw._s = raw._tcp.GetStream();
-            raw._r = new StreamReader(raw._s, Encoding.ASCII);
-            return raw;
-        }
-
-        public Task Send(string text) => _s.WriteAsync(Encoding.ASCII.GetBytes(text)).AsTask();
-        public async Task<string?> Read() => await _r.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
-
-        public async Task<string> Expect(string prefix)
-        {
-            var line = await Read();
-            Assert.That(line, Does.StartWith(prefix));
-            return line!;
-        }
-
-        public async Task ExpectLast(string last)
-        {
-            string? line;
-            do line = await Read();
-            while (line != null && line.Length > 3 && line[3] == '-');
-            Assert.That(line, Is.EqualTo(last));
-        }
-
-        public void Dispose() => _tcp.Dispose();
-    }
 }
