@@ -217,6 +217,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         public required string TmpPath;
         public required FileStream File;
         public required DataWriter Writer;
+        public required long HeaderLines;
         public void Dispose()
         {
             File.Dispose();
@@ -255,7 +256,11 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             .Append(DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
         var headerBytes = Encoding.UTF8.GetBytes(headers.ToString());
         await fs.WriteAsync(headerBytes);
-        return new Pending { TmpPath = tmp, File = fs, Writer = new DataWriter(fs, options.MaxMessageSize, dotStuffed) };
+        return new Pending
+        {
+            TmpPath = tmp, File = fs, Writer = new DataWriter(fs, options.MaxMessageSize, dotStuffed),
+            HeaderLines = headerBytes.AsSpan().Count((byte)'\n'),
+        };
     }
 
     private async Task DataAsync()
@@ -341,7 +346,8 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 await pending.File.FlushAsync();
                 pending.File.Flush(flushToDisk: true);
                 var size = pending.File.Length;
-                var vsize = size + CountLines(pending);
+                // Every stored line gains a CR in the virtual (RFC 822) size.
+                var vsize = size + pending.HeaderLines + writer.Lines;
                 pending.File.Dispose();
                 foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize));
             }
@@ -360,21 +366,6 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         }
         await conn.FlushAsync();
         Reset();
-    }
-
-    private long CountLines(Pending p)
-    {
-        // Header lines we added plus the body's lines: every stored line gains a CR in the virtual size.
-        p.File.Position = 0;
-        long n = 0;
-        var buf = ArrayPool<byte>.Shared.Rent(64 * 1024);
-        try
-        {
-            int got;
-            while ((got = p.File.Read(buf, 0, buf.Length)) > 0) n += buf.AsSpan(0, got).Count((byte)'\n');
-        }
-        finally { ArrayPool<byte>.Shared.Return(buf); }
-        return n;
     }
 
     private string Deliver(Recipient r, string tmpPath, long size, long vsize)

@@ -8,7 +8,7 @@ using System.Text;
 
 namespace Mail.Mta;
 
-internal sealed class HeaderCleanup(Stream inner, string hostname, bool submission, string queueId) : Stream
+internal sealed class HeaderCleanup(Stream inner, string hostname, bool submission, string queueId) : Mail.Shared.IO.WriteOnlyStream
 {
     public const int MaxHeaderSize = 1 << 20;
     public const int HopLimit = 50;
@@ -55,19 +55,4 @@ internal sealed class HeaderCleanup(Stream inner, string hostname, bool submissi
         _header.SetLength(0);
     }
 
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
-    {
-        Write(buffer.Span);
-        return ValueTask.CompletedTask;
-    }
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }

@@ -69,14 +69,14 @@ internal static class LmtpClient
     }
 
     /// <summary>LF lines in, CRLF lines out with leading dots doubled, then the final ".".</summary>
-    private sealed class DotStuffingStream(Stream inner) : Stream
+    private sealed class DotStuffingStream(Stream inner) : Mail.Shared.IO.WriteOnlyStream
     {
         private bool _atLineStart = true;
         private readonly MemoryStream _buffer = new();
 
-        public override void Write(byte[] buffer, int offset, int count)
+        public override void Write(ReadOnlySpan<byte> buffer)
         {
-            foreach (var b in buffer.AsSpan(offset, count))
+            foreach (var b in buffer)
             {
                 if (_atLineStart && b == '.') _buffer.WriteByte((byte)'.');
                 if (b == '\n') { _buffer.WriteByte((byte)'\r'); _buffer.WriteByte((byte)'\n'); _atLineStart = true; }
@@ -98,14 +98,5 @@ internal static class LmtpClient
             Drain();
         }
 
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

@@ -47,13 +47,6 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         }
     }
 
-    /// <summary>Flushes the deferred queue: every message is due now (mailctl queue flush).</summary>
-    public void Flush()
-    {
-        foreach (var f in Directory.EnumerateFiles(StateDir)) File.SetLastWriteTimeUtc(f, DateTime.UtcNow.AddSeconds(-1));
-        Wake();
-    }
-
     private async Task ScanAsync(CancellationToken ct)
     {
         foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Incoming)).ToList())

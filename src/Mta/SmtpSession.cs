@@ -341,23 +341,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     }
 
     /// <summary>Feeds DATA's stored form into the queue file.</summary>
-    private sealed class ContentSink(QueueFileWriter file) : Stream
+    private sealed class ContentSink(QueueFileWriter file) : Mail.Shared.IO.WriteOnlyStream
     {
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => file.ContentLength;
-        public override long Position { get => file.ContentLength; set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => file.WriteContent(buffer.AsSpan(offset, count));
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
-        {
-            file.WriteContent(buffer.Span);
-            return ValueTask.CompletedTask;
-        }
+        public override void Write(ReadOnlySpan<byte> buffer) => file.WriteContent(buffer);
     }
 }
 

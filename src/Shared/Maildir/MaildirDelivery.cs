@@ -78,36 +78,6 @@ public static partial class MaildirDelivery
     }
 
     /// <summary>
-    /// Writes a message into tmp/ of <paramref name="maildir"/> and fsyncs it;
-    /// <paramref name="write"/> fills the file. Returns the tmp path and the
-    /// file's size and virtual (CRLF) size. Nothing is visible in new/ yet.
-    /// </summary>
-    public static async Task<(string TmpPath, long Size, long VirtualSize)> WriteTmpAsync(string maildir, uint uid, uint gid,
-        Func<Stream, Task<long>> write)
-    {
-        var tmp = Path.Combine(maildir, "tmp", UniqueName());
-        var options = new FileStreamOptions
-        {
-            Mode = FileMode.CreateNew,
-            Access = FileAccess.Write,
-            Share = FileShare.None,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            BufferSize = 64 * 1024,
-            Options = FileOptions.Asynchronous,
-        };
-        long size, lines;
-        await using (var fs = new FileStream(tmp, options))
-        {
-            lines = await write(fs).ConfigureAwait(false);
-            await fs.FlushAsync().ConfigureAwait(false);
-            size = fs.Length;
-            fs.Flush(flushToDisk: true);
-        }
-        Chown(tmp, uid, gid);
-        return (tmp, size, size + lines);
-    }
-
-    /// <summary>
     /// Makes a written tmp/ file visible in <paramref name="folder"/>/new
     /// (rename, or a hard link when the file serves several recipients), and
     /// fsyncs the directory. A recipient whose mailbox belongs to another

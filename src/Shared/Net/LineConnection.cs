@@ -158,9 +158,6 @@ public sealed class LineConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>True when the last read ended because the server is stopping.</summary>
-    public bool ShuttingDown => _shuttingDown;
-
     private void CheckIdle()
     {
         var since = Volatile.Read(ref _readSince);
