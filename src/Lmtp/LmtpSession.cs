@@ -270,18 +270,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         var pending = await BeginMessageAsync(dotStuffed: true);
         await conn.WriteLineAsync("354 Start mail input; end with <CRLF>.<CRLF>");
         var writer = pending?.Writer ?? new DataWriter(Stream.Null, options.MaxMessageSize, dotStuffed: true);
-        while (true)
-        {
-            var read = await conn.ReadRawAsync();
-            if (read == null) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
-            var buffer = read.Value.Buffer;
-            SequencePosition used = buffer.Start;
-            var done = await writer.FeedAsync(buffer, p => used = p);
-            // Once the end is found, what follows (a pipelined command) is not yet examined.
-            conn.Input.AdvanceTo(used, done ? used : buffer.End);
-            if (done) break;
-            if (read.Value.IsCompleted) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
-        }
+        if (!await writer.ReadDataAsync(conn)) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
         await FinishMessageAsync(pending, writer);
     }
 
@@ -304,27 +293,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         }
         // Read the chunk whatever happens, so the session stays in step.
         var writer = fail == null ? _bdat!.Writer : new DataWriter(Stream.Null, long.MaxValue, dotStuffed: false);
-        long remaining = size;
-        while (remaining > 0)
-        {
-            var read = await conn.ReadRawAsync();
-            if (read == null) { Reset(); throw new IOException("client went away during BDAT"); }
-            var buffer = read.Value.Buffer;
-            var take = buffer.Slice(0, Math.Min(buffer.Length, remaining));
-            SequencePosition used = take.Start;
-            await writer.FeedAsync(take, p => used = p);
-            var usedLength = take.Slice(0, used).Length;
-            // A trailing CR held back at a chunk's end is part of the content if no LF follows.
-            if (usedLength < take.Length && take.Length == remaining)
-            {
-                await writer.FinishAsync(take.Slice(used));
-                usedLength = take.Length;
-                used = take.End;
-            }
-            remaining -= usedLength;
-            conn.Input.AdvanceTo(used, remaining == 0 ? used : buffer.End);
-            if (usedLength == 0 && read.Value.IsCompleted) { Reset(); throw new IOException("client went away during BDAT"); }
-        }
+        if (!await writer.ReadChunkAsync(conn, size, last)) { Reset(); throw new IOException("client went away during BDAT"); }
         if (fail != null) { await Reply(fail); return true; }
         if (!last) { await Reply($"250 2.0.0 {size} octets received"); return true; }
         var pending = _bdat!;

@@ -1,9 +1,11 @@
-// Delivery status notifications (RFC 3464) for recipients that failed for
-// good: a multipart/report with a human-readable part, the
-// message/delivery-status part and the original message's headers, queued
-// to the envelope sender. Never to the null sender: a bounce of a bounce
-// would loop. Built with MimeKit.
-using System.Globalization;
+// Delivery status notifications (RFC 3464), as Postfix sends them: a
+// multipart/report with a human-readable part, the message/delivery-status
+// part and the original message (whole, up to bounce_size_limit, for a
+// failure unless RET=HDRS; else its headers). Three kinds: failed (a
+// bounce), delayed (a warning, once, after delay_warning_time) and delivered
+// (only on NOTIFY=SUCCESS). Each recipient's NOTIFY decides whether it is
+// reported; nothing is ever sent to the null sender, so a notice of a notice
+// cannot loop. Built with MimeKit.
 using System.Text;
 using Mail.Shared.Logging;
 using Mail.Shared.Spool;
@@ -12,83 +14,125 @@ using NLog;
 
 namespace Mail.Mta;
 
-internal sealed record FailedRecipient(string Recipient, string Status, string Diagnostic);
+internal enum NoticeKind { Failed, Delayed, Delivered }
+
+internal sealed record RecipientNotice(string Recipient, string Status, string Diagnostic);
 
 internal static class Bounces
 {
     private static readonly Logger Log = MailLog.For("bounce");
+    /// <summary>Largest original message returned whole (Postfix: bounce_size_limit).</summary>
+    public const int SizeLimit = 50_000;
 
-    /// <summary>Queues a DSN for <paramref name="failed"/>; returns its queue id, or null when none is due.</summary>
+    /// <summary>Queues a notice of <paramref name="kind"/>; returns its queue id, or null when none is due.</summary>
     public static async Task<string?> QueueAsync(Spool spool, string hostname, string id, QueueEnvelope envelope, string queuePath,
-        IReadOnlyList<(long Offset, int Length)> chunks, IReadOnlyList<FailedRecipient> failed)
+        IReadOnlyList<(long Offset, int Length)> chunks, NoticeKind kind, IReadOnlyList<RecipientNotice> recipients, DateTimeOffset retryUntil = default)
     {
-        if (failed.Count == 0) return null;
+        var wanted = kind switch { NoticeKind.Failed => DsnNotify.Failure, NoticeKind.Delayed => DsnNotify.Delay, _ => DsnNotify.Success };
+        var reported = recipients.Where(r => (Dsn.NotifyOf(envelope.Attributes, r.Recipient) & wanted) != 0).ToList();
+        if (reported.Count == 0) return null;
         if (envelope.Sender.Length == 0)
         {
-            Log.Info($"{id}: no bounce: the sender is the null sender");
+            Log.Info($"{id}: no {Describe(kind)}: the sender is the null sender");
             return null;
         }
-        var dsn = Build(hostname, id, envelope, queuePath, chunks, failed);
-        var bounceEnvelope = new QueueEnvelope(DateTimeOffset.UtcNow, "", [envelope.Sender],
-            new Dictionary<string, string> { ["origin"] = "bounce of " + id });
-        await using var file = spool.Create(bounceEnvelope, out var bounceId);
+        var notice = Build(hostname, id, envelope, queuePath, chunks, kind, reported, retryUntil);
+        var noticeEnvelope = new QueueEnvelope(DateTimeOffset.UtcNow, "", [envelope.Sender],
+            new Dictionary<string, string> { ["origin"] = $"{Describe(kind)} of {id}" });
+        await using var file = spool.Create(noticeEnvelope, out var noticeId);
         using (var ms = new MemoryStream())
         {
-            dsn.WriteTo(FormatOptions.Default, ms);
+            notice.WriteTo(FormatOptions.Default, ms);
             file.WriteContent(Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(ms.ToArray()).Replace("\r\n", "\n")));
         }
         await file.CommitAsync();
-        Log.Info($"{id}: sender non-delivery notification: {bounceId}");
-        return bounceId;
+        Log.Info($"{id}: sender {Describe(kind)}: {noticeId}");
+        return noticeId;
     }
 
-    private static MimeMessage Build(string hostname, string id, QueueEnvelope envelope, string queuePath,
-        IReadOnlyList<(long Offset, int Length)> chunks, IReadOnlyList<FailedRecipient> failed)
+    private static string Describe(NoticeKind kind) => kind switch
     {
-        var original = new MemoryStream();
-        QueueFileReader.CopyContent(queuePath, chunks, original);
-        original.Position = 0;
-        HeaderList headers;
-        try { headers = HeaderList.Load(original); }
-        catch (FormatException) { headers = []; }
+        NoticeKind.Failed => "non-delivery notification", NoticeKind.Delayed => "delay notification", _ => "delivery status notification",
+    };
+
+    private static MimeMessage Build(string hostname, string id, QueueEnvelope envelope, string queuePath,
+        IReadOnlyList<(long Offset, int Length)> chunks, NoticeKind kind, IReadOnlyList<RecipientNotice> recipients, DateTimeOffset retryUntil)
+    {
+        long size = chunks.Sum(c => (long)c.Length);
+        bool whole = kind == NoticeKind.Failed && size <= SizeLimit &&
+                     !(envelope.Attributes.TryGetValue("ret", out var ret) && ret == "HDRS");
+        var original = QueueFileReader.ReadContentPrefix(queuePath, chunks, whole ? SizeLimit : HeaderCleanup.MaxHeaderSize);
 
         var message = new MimeMessage();
         message.From.Add(new MailboxAddress("Mail Delivery System", "MAILER-DAEMON@" + hostname));
         message.To.Add(MailboxAddress.Parse(envelope.Sender));
-        message.Subject = "Undelivered Mail Returned to Sender";
+        message.Subject = kind switch
+        {
+            NoticeKind.Failed => "Undelivered Mail Returned to Sender",
+            NoticeKind.Delayed => "Delayed Mail (still being retried)",
+            _ => "Successful Mail Delivery Report",
+        };
         message.Date = DateTimeOffset.UtcNow;
         message.MessageId = MimeKit.Utils.MimeUtils.GenerateMessageId(hostname);
         message.Headers.Add("Auto-Submitted", "auto-replied");
 
         var report = new MultipartReport("delivery-status");
-        var text = new StringBuilder();
-        text.Append("This is the mail system at host ").Append(hostname).Append(".\n\n")
-            .Append("I'm sorry to have to inform you that your message could not\nbe delivered to one or more recipients.\n\n");
-        foreach (var f in failed) text.Append('<').Append(f.Recipient).Append(">: ").Append(f.Diagnostic).Append('\n');
+        var text = new StringBuilder($"This is the mail system at host {hostname}.\n\n");
+        switch (kind)
+        {
+            case NoticeKind.Failed:
+                text.Append("I'm sorry to have to inform you that your message could not\nbe delivered to one or more recipients.\n\n");
+                break;
+            case NoticeKind.Delayed:
+                text.Append("####################################################################\n")
+                    .Append("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n")
+                    .Append("####################################################################\n\n")
+                    .Append($"Your message could not be delivered for {(DateTimeOffset.UtcNow - envelope.Arrival).TotalHours:0.#} hour(s).\n")
+                    .Append($"It will be retried until {MimeKit.Utils.DateUtils.FormatDate(retryUntil)}.\n\n");
+                break;
+            default:
+                text.Append("Your message was successfully delivered to the destination(s)\nlisted below.\n\n");
+                break;
+        }
+        foreach (var r in recipients) text.Append('<').Append(r.Recipient).Append(">: ").Append(r.Diagnostic).Append('\n');
         report.Add(new TextPart("plain") { Text = text.ToString() });
 
         var status = new MessageDeliveryStatus();
-        var perMessage = new HeaderList
-        {
-            { "Reporting-MTA", "dns; " + hostname },
-            { "X-Postfix-Queue-ID", id },
-            { "Arrival-Date", MimeKit.Utils.DateUtils.FormatDate(envelope.Arrival) },
-        };
+        var perMessage = new HeaderList { { "Reporting-MTA", "dns; " + hostname } };
+        if (envelope.Attributes.TryGetValue("envid", out var envid)) perMessage.Add("Original-Envelope-Id", envid);
+        perMessage.Add("X-Postfix-Queue-ID", id);
+        perMessage.Add("Arrival-Date", MimeKit.Utils.DateUtils.FormatDate(envelope.Arrival));
         status.StatusGroups.Add(perMessage);
-        foreach (var f in failed)
-            status.StatusGroups.Add(new HeaderList
-            {
-                { "Final-Recipient", "rfc822; " + f.Recipient },
-                { "Action", "failed" },
-                { "Status", f.Status },
-                { "Diagnostic-Code", "smtp; " + f.Diagnostic },
-            });
+        foreach (var r in recipients)
+        {
+            var group = new HeaderList { { "Final-Recipient", "rfc822; " + r.Recipient } };
+            if (envelope.Attributes.TryGetValue(Dsn.OrcptKey(r.Recipient), out var orcpt))
+                group.Add("Original-Recipient", orcpt);
+            group.Add("Action", kind switch { NoticeKind.Failed => "failed", NoticeKind.Delayed => "delayed", _ => "delivered" });
+            group.Add("Status", r.Status);
+            group.Add("Diagnostic-Code", "smtp; " + r.Diagnostic);
+            if (kind == NoticeKind.Delayed) group.Add("Will-Retry-Until", MimeKit.Utils.DateUtils.FormatDate(retryUntil));
+            status.StatusGroups.Add(group);
+        }
         report.Add(status);
 
+        if (whole)
+        {
+            try { report.Add(new MessagePart { Message = MimeMessage.Load(new MemoryStream(original)) }); return message.WithBody(report); }
+            catch (FormatException) { } // not MIME enough to return whole: its headers then
+        }
+        HeaderList headers;
+        try { headers = HeaderList.Load(new MemoryStream(original)); }
+        catch (FormatException) { headers = []; }
         var headerText = new StringBuilder();
         foreach (var h in headers) headerText.Append(h.ToString()).Append('\n');
         report.Add(new TextPart("rfc822-headers") { Text = headerText.ToString() });
-        message.Body = report;
+        return message.WithBody(report);
+    }
+
+    private static MimeMessage WithBody(this MimeMessage message, MimeEntity body)
+    {
+        message.Body = body;
         return message;
     }
 }

@@ -41,7 +41,8 @@ namespace Mail.Mta
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var spool = new Spool(config.GetPath("spool_dir"));
             var queue = new QueueManager(spool, auth, new QueueOptions(config.Get("lmtp_destination"), config.Get("hostname"),
-                config.GetDuration("retry_min"), config.GetDuration("retry_max"), config.GetDuration("queue_lifetime")));
+                config.GetDuration("retry_min"), config.GetDuration("retry_max"), config.GetDuration("queue_lifetime"),
+                config.GetDuration("delay_warning_time"), (int)config.GetInt("max_deliveries"), (int)config.GetInt("destination_concurrency")));
             X509Certificate2? cert = null;
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");

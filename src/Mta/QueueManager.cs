@@ -1,11 +1,17 @@
 // The queue manager: takes committed messages from incoming/, delivers them,
 // and keeps what could not be delivered in deferred/ for a retry with
-// exponential back-off, up to the queue lifetime. Per-recipient results are
-// honoured: only recipients that got a 4xx are tried again. Local recipients
-// (after AuthD's alias expansion) go by LMTP to lmtp_destination. What is
-// still to do for a message is kept in state/ID beside the queue file.
-using System.Globalization;
+// exponential back-off, up to the queue lifetime. Up to max_deliveries
+// messages are in delivery at once, and at most destination_concurrency of
+// them talk to one destination (Postfix's default_destination_concurrency_limit).
+// Per-recipient results are honoured: only recipients that got a 4xx are
+// tried again. Local recipients (after AuthD's alias expansion) go by LMTP to
+// lmtp_destination. What is still to do for a message is kept in state/ID
+// beside the queue file: "ATTEMPTS[ warned]" then the remaining recipients,
+// its mtime being the next attempt.
+using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
+using System.Text;
 using Grpc.Core;
 using Mail.Shared.Auth;
 using Mail.Shared.Logging;
@@ -14,12 +20,16 @@ using NLog;
 
 namespace Mail.Mta;
 
-internal sealed record QueueOptions(string LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime);
+internal sealed record QueueOptions(string LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime,
+    TimeSpan DelayWarning, int MaxDeliveries = 100, int DestinationConcurrency = 20);
 
 internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions options)
 {
     private static readonly Logger Log = MailLog.For("qmgr");
     private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly SemaphoreSlim _slots = new(options.MaxDeliveries);
+    private readonly ConcurrentDictionary<string, Task> _inFlight = new();
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _destinations = new();
     private string StateDir => Path.Combine(spool.Root, "state");
 
     public void Wake()
@@ -38,33 +48,69 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
             {
                 await ScanAsync(ct);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
+            catch (Exception e)
             {
                 Log.Error(e, "queue scan failed");
             }
             try { await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct); }
-            catch (OperationCanceledException) { return; }
+            catch (OperationCanceledException) { break; }
         }
+        // Deliveries under way finish or are cut off by the token; what they
+        // left in active/ is requeued at the next start.
+        await Task.WhenAll(_inFlight.Values);
     }
 
     private async Task ScanAsync(CancellationToken ct)
     {
-        foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Incoming)).ToList())
+        foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Incoming)))
         {
             var id = Path.GetFileName(path);
-            if (QueueFileReader.Read(path, out _, out _) != QueueFileStatus.Ok) continue; // still being received
-            spool.Move(id, QueueDir.Incoming, QueueDir.Active);
-            await DeliverAsync(id, ct);
+            if (spool.IsOpen(id) || _inFlight.ContainsKey(id)) continue; // still being received, or already taken
+            await StartAsync(id, QueueDir.Incoming, ct);
         }
-        foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Deferred)).ToList())
+        foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Deferred)))
         {
             var id = Path.GetFileName(path);
+            if (_inFlight.ContainsKey(id)) continue;
             var state = Path.Combine(StateDir, id);
             if (File.Exists(state) && File.GetLastWriteTimeUtc(state) > DateTime.UtcNow) continue; // not due yet
-            spool.Move(id, QueueDir.Deferred, QueueDir.Active);
-            await DeliverAsync(id, ct);
+            await StartAsync(id, QueueDir.Deferred, ct);
         }
     }
+
+    /// <summary>Waits for a delivery slot, moves the message to active/ and delivers it in the background.</summary>
+    private async Task StartAsync(string id, QueueDir from, CancellationToken ct)
+    {
+        await _slots.WaitAsync(ct);
+        try
+        {
+            spool.Move(id, from, QueueDir.Active);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _slots.Release(); // moved away meanwhile (mailctl queue hold/delete)
+            Log.Debug($"{id}: not scheduled: {e.Message}");
+            return;
+        }
+        var gate = new TaskCompletionSource();
+        _inFlight[id] = gate.Task;
+        _ = Task.Run(async () =>
+        {
+            try { await DeliverAsync(id, ct); }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+            catch (Exception e) { Log.Error(e, $"{id}: delivery failed unexpectedly; the message stays in active/ until the next start"); }
+            finally
+            {
+                _inFlight.TryRemove(id, out _);
+                _slots.Release();
+                gate.SetResult();
+                Wake();
+            }
+        }, CancellationToken.None);
+    }
+
+    private SemaphoreSlim Destination(string name) => _destinations.GetOrAdd(name, _ => new SemaphoreSlim(options.DestinationConcurrency));
 
     private async Task DeliverAsync(string id, CancellationToken ct)
     {
@@ -78,28 +124,41 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         }
         var statePath = Path.Combine(StateDir, id);
         int attempts = 0;
+        bool warned = false;
         var remaining = envelope!.Recipients.ToList();
         if (File.Exists(statePath))
         {
             var lines = File.ReadAllLines(statePath);
-            if (lines.Length >= 1 && int.TryParse(lines[0], out var a)) attempts = a;
+            var head = lines.Length >= 1 ? lines[0].Split(' ') : [];
+            if (head.Length >= 1 && int.TryParse(head[0], out var a)) attempts = a;
+            warned = head.Contains("warned");
             remaining = lines.Skip(1).Where(l => envelope.Recipients.Contains(l)).ToList();
         }
         var started = Stopwatch.StartNew();
         var deferred = new List<(string Rcpt, string Why)>();
-        var failed = new List<FailedRecipient>();
+        var failed = new List<RecipientNotice>();
+        var delivered = new List<RecipientNotice>();
         var local = new Dictionary<string, List<string>>(StringComparer.Ordinal); // LMTP target -> envelope recipients
+        HashSet<string>? deliveredTo = null;
         foreach (var rcpt in remaining)
         {
             ResolveRecipientReply r;
             try { r = await auth.Api.ResolveRecipientAsync(new ResolveRecipientRequest { Address = rcpt }, cancellationToken: ct); }
-            catch (RpcException e) { deferred.Add((rcpt, "authd unreachable: " + e.Status.Detail)); continue; }
+            catch (RpcException e) when (!ct.IsCancellationRequested) { deferred.Add((rcpt, "authd unreachable: " + e.Status.Detail)); continue; }
             switch (r.Status)
             {
                 case RecipientStatus.Ok:
                     foreach (var t in r.Targets)
                     {
                         if (!t.Local) { deferred.Add((rcpt, $"delivery to remote address <{t.Address}> is not available yet")); continue; }
+                        // As Postfix's local(8): a message that already went to this mailbox has come back round a forwarding loop.
+                        deliveredTo ??= DeliveredTo(path, chunks);
+                        if (deliveredTo.Contains(t.Address))
+                        {
+                            LogResult(id, envelope, t.Address, rcpt, "none", started, "5.4.6", "bounced", "mail forwarding loop for " + t.Address);
+                            failed.Add(new RecipientNotice(rcpt, "5.4.6", "554 5.4.6 mail forwarding loop for " + t.Address));
+                            continue;
+                        }
                         (local.TryGetValue(t.Address, out var list) ? list : local[t.Address] = []).Add(rcpt);
                     }
                     break;
@@ -111,12 +170,14 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
                     break;
                 default:
                     LogResult(id, envelope, rcpt, rcpt, "none", started, "5.1.1", "bounced", "user unknown");
-                    failed.Add(new FailedRecipient(rcpt, "5.1.1", "550 5.1.1 User unknown"));
+                    failed.Add(new RecipientNotice(rcpt, "5.1.1", "550 5.1.1 User unknown"));
                     break;
             }
         }
         if (local.Count > 0)
         {
+            var destination = Destination(options.LmtpDestination);
+            await destination.WaitAsync(ct);
             try
             {
                 var results = await LmtpClient.DeliverAsync(options.LmtpDestination, options.Hostname, envelope.Sender, local.Keys.ToList(),
@@ -125,11 +186,15 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
                     foreach (var rcpt in local[res.Recipient])
                     {
                         var dsn = res.Reply.Length > 8 && char.IsAsciiDigit(res.Reply[4]) ? res.Reply.Split(' ')[1] : res.Reply[..1] + ".0.0";
-                        if (res.Ok) LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "sent", res.Reply);
+                        if (res.Ok)
+                        {
+                            LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "sent", res.Reply);
+                            delivered.Add(new RecipientNotice(rcpt, dsn, res.Reply));
+                        }
                         else if (res.Permanent)
                         {
                             LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "bounced", res.Reply);
-                            failed.Add(new FailedRecipient(rcpt, dsn, res.Reply));
+                            failed.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else deferred.Add((rcpt, res.Reply));
                     }
@@ -138,16 +203,27 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
             {
                 foreach (var rcpt in local.Values.SelectMany(v => v)) deferred.Add((rcpt, "LMTP: " + e.Message));
             }
+            finally { destination.Release(); }
         }
         var still = deferred.Select(d => d.Rcpt).Distinct().ToList();
         var age = DateTimeOffset.UtcNow - envelope.Arrival;
         if (still.Count > 0 && age > options.Lifetime)
         {
             foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.4.7", "expired", why);
-            failed.AddRange(still.Select(r => new FailedRecipient(r, "4.4.7", "message expired: " + deferred.First(d => d.Rcpt == r).Why)));
+            failed.AddRange(still.Select(r => new RecipientNotice(r, "4.4.7", "message expired: " + deferred.First(d => d.Rcpt == r).Why)));
             still.Clear();
         }
-        if (failed.Count > 0 && await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, failed) != null) Wake();
+        bool queued = false;
+        if (failed.Count > 0) queued |= await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, NoticeKind.Failed, failed) != null;
+        if (delivered.Count > 0) queued |= await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, NoticeKind.Delivered, delivered) != null;
+        if (still.Count > 0 && !warned && options.DelayWarning > TimeSpan.Zero && age >= options.DelayWarning)
+        {
+            var delayed = still.Select(r => new RecipientNotice(r, "4.0.0", deferred.First(d => d.Rcpt == r).Why)).ToList();
+            queued |= await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, NoticeKind.Delayed, delayed,
+                envelope.Arrival + options.Lifetime) != null;
+            warned = true;
+        }
+        if (queued) Wake();
         if (still.Count == 0)
         {
             File.Delete(path);
@@ -160,11 +236,24 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         var delay = TimeSpan.FromTicks(Math.Min(options.RetryMax.Ticks, options.RetryMin.Ticks * (1L << Math.Min(attempts - 1, 20))));
         foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.0.0", "deferred", why);
         var tmp = statePath + ".tmp";
-        File.WriteAllLines(tmp, [attempts.ToString(CultureInfo.InvariantCulture), .. still]);
+        File.WriteAllLines(tmp, [attempts.ToString(CultureInfo.InvariantCulture) + (warned ? " warned" : ""), .. still]);
         File.SetLastWriteTimeUtc(tmp, DateTime.UtcNow + delay);
         File.Move(tmp, statePath, overwrite: true);
         Spool.FsyncDirectory(StateDir);
         spool.Move(id, QueueDir.Active, QueueDir.Deferred);
+    }
+
+    /// <summary>The addresses of the message's Delivered-To headers, lower-cased.</summary>
+    private static HashSet<string> DeliveredTo(string path, IReadOnlyList<(long Offset, int Length)> chunks)
+    {
+        var set = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var text = Encoding.UTF8.GetString(QueueFileReader.ReadContentPrefix(path, chunks, HeaderCleanup.MaxHeaderSize));
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.Length == 0) break; // end of the header section
+            if (line.StartsWith("Delivered-To:", StringComparison.OrdinalIgnoreCase)) set.Add(line["Delivered-To:".Length..].Trim().Trim('<', '>'));
+        }
+        return set;
     }
 
     private static void LogResult(string id, QueueEnvelope env, string to, string origTo, string relay, Stopwatch started, string dsn, string status, string text)
@@ -174,5 +263,4 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
                    $"delays={started.Elapsed.TotalSeconds:0.###}, dsn={dsn}, status={status} ({MailLog.Safe(text)})";
         if (status == "sent") Log.Info(line); else Log.Warn(line);
     }
-
 }

@@ -33,6 +33,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     private string? _user;
     private string? _from;
     private readonly List<string> _rcpts = [];
+    private readonly Dictionary<string, string> _dsn = new(StringComparer.Ordinal); // RET, ENVID, NOTIFY, ORCPT as queue attributes
+    private Incoming? _bdat;
+    private bool _bdatFailed;
     private int _errors;
     private int _messages;
 
@@ -57,6 +60,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         }
         finally
         {
+            _bdat?.Dispose();
             Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription} helo={_helo != null} auth={_user != null} messages={_messages} errors={_errors}");
         }
     }
@@ -93,6 +97,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
                 if (AuthOffered) conn.BufferLine("250-AUTH PLAIN LOGIN");
                 conn.BufferLine("250-ENHANCEDSTATUSCODES");
                 conn.BufferLine("250-8BITMIME");
+                conn.BufferLine("250-DSN");
+                conn.BufferLine("250-CHUNKING");
                 conn.BufferLine("250 SMTPUTF8");
                 await conn.FlushAsync();
                 return true;
@@ -112,6 +118,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
                 return await RcptAsync(arg);
             case "DATA":
                 return await DataAsync(arg);
+            case "BDAT":
+                return await BdatAsync(arg);
             case "RSET":
                 Reset();
                 return await Reply("250 2.0.0 Ok");
@@ -132,6 +140,10 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     {
         _from = null;
         _rcpts.Clear();
+        _dsn.Clear();
+        _bdat?.Dispose();
+        _bdat = null;
+        _bdatFailed = false;
     }
 
     private async Task<bool> AuthAsync(string arg)
@@ -198,12 +210,24 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         if (!arg.StartsWith("FROM:", StringComparison.OrdinalIgnoreCase)) return await Reply("501 5.5.4 Syntax: MAIL FROM:<address>");
         var (path, rest) = SmtpPath.Parse(arg[5..]);
         if (path == null || (path.Length > 0 && !MailAddress.TryParse(path, out _))) return await Reply("501 5.1.7 Bad sender address syntax");
+        var dsn = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var p in rest.Split(' ', StringSplitOptions.RemoveEmptyEntries))
         {
             var eq = p.IndexOf('=');
             var (k, v) = eq > 0 ? (p[..eq].ToUpperInvariant(), p[(eq + 1)..]) : (p.ToUpperInvariant(), "");
             if (k == "SIZE") { if (!long.TryParse(v, out var size) || size < 0) return await Reply("501 5.5.4 Bad SIZE"); if (size > options.MaxMessageSize) return await Reply("552 5.3.4 Message size exceeds fixed limit"); }
             else if (k == "BODY") { if (v.ToUpperInvariant() is not ("7BIT" or "8BITMIME")) return await Reply("501 5.5.4 Bad BODY"); }
+            else if (k == "RET")
+            {
+                v = v.ToUpperInvariant();
+                if (v is not ("FULL" or "HDRS") || dsn.ContainsKey("ret")) return await Reply("501 5.5.4 Bad RET parameter");
+                dsn["ret"] = v;
+            }
+            else if (k == "ENVID")
+            {
+                if (!Dsn.IsValidEnvId(v) || dsn.ContainsKey("envid")) return await Reply("501 5.5.4 Bad ENVID parameter");
+                dsn["envid"] = v;
+            }
             else if (k is not ("SMTPUTF8" or "AUTH")) return await Reply("555 5.5.4 Unsupported option: " + MailLog.Safe(k, 20));
         }
         if (_user != null && port != SmtpPort.Mx && !await SenderBelongsToUserAsync(path))
@@ -212,6 +236,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             return await Reply($"553 5.7.1 <{path}>: Sender address rejected: not owned by user {_user}");
         }
         _from = path;
+        foreach (var (k, v) in dsn) _dsn[k] = v;
         return await Reply("250 2.1.0 Ok");
     }
 
@@ -232,9 +257,20 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     {
         if (_from == null) return await Reply("503 5.5.1 Error: need MAIL command");
         if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) return await Reply("501 5.5.4 Syntax: RCPT TO:<address>");
-        var (path, _) = SmtpPath.Parse(arg[3..]);
+        var (path, rest) = SmtpPath.Parse(arg[3..]);
         if (string.IsNullOrEmpty(path) || !MailAddress.TryParse(path, out var address) || address.Local.Contains('"'))
             return await Reply("501 5.1.3 Bad recipient address syntax");
+        DsnNotify? notify = null;
+        string? orcpt = null;
+        foreach (var p in rest.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var eq = p.IndexOf('=');
+            var (k, v) = eq > 0 ? (p[..eq].ToUpperInvariant(), p[(eq + 1)..]) : (p.ToUpperInvariant(), "");
+            if (k == "NOTIFY" && notify == null && Dsn.TryParseNotify(v, out var n)) notify = n;
+            else if (k == "ORCPT" && orcpt == null && Dsn.IsValidOrcpt(v)) orcpt = v;
+            else if (k is "NOTIFY" or "ORCPT") return await Reply($"501 5.5.4 Bad {k} parameter");
+            else return await Reply("555 5.5.4 Unsupported option: " + MailLog.Safe(k, 20));
+        }
         if (_rcpts.Count >= options.MaxRecipients) return await Reply("452 4.5.3 Error: too many recipients");
         ResolveRecipientReply r;
         try
@@ -260,47 +296,102 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             Log.Info($"{conn.SessionId}: reject: RCPT from {conn.ClientDescription}: {refusal}; from=<{MailLog.Safe(_from)}> to=<{MailLog.Safe(address.ToString())}>");
             return await Reply(refusal);
         }
-        _rcpts.Add(address.ToString());
+        var rcpt = address.ToString();
+        if (!_rcpts.Contains(rcpt)) _rcpts.Add(rcpt); // a duplicate gets one copy, as Postfix's cleanup does
+        if (notify != null) _dsn[Dsn.NotifyKey(rcpt)] = Dsn.FormatNotify(notify.Value);
+        if (orcpt != null) _dsn[Dsn.OrcptKey(rcpt)] = orcpt;
         return await Reply("250 2.1.5 Ok");
+    }
+
+    /// <summary>A message being received: its queue file and the filters that feed it.</summary>
+    private sealed class Incoming(QueueFileWriter file, string id, HeaderCleanup cleanup, DataWriter writer) : IDisposable
+    {
+        public QueueFileWriter File { get; } = file;
+        public string Id { get; } = id;
+        public HeaderCleanup Cleanup { get; } = cleanup;
+        public DataWriter Writer { get; } = writer;
+        public void Dispose() => File.Dispose();
+    }
+
+    private Incoming BeginMessage(bool dotStuffed)
+    {
+        var attributes = new Dictionary<string, string>(_dsn)
+        {
+            ["client"] = conn.ClientDescription, ["helo"] = _helo ?? "", ["sasl_username"] = _user ?? "",
+            ["protocol"] = (conn.IsTls ? "ESMTPS" : "ESMTP") + (_user != null ? "A" : ""),
+        };
+        var envelope = new QueueEnvelope(DateTimeOffset.UtcNow, _from!, _rcpts.ToList(), attributes);
+        var file = spool.Create(envelope, out var id);
+        var received = $"Received: from {_helo} ({conn.ClientDescription})\n" +
+                       (_user != null ? "\t(authenticated sender)\n" : "") +
+                       $"\tby {options.Hostname} with {attributes["protocol"]}{(conn.IsTls ? $" ({conn.TlsProtocol})" : "")} id {id}\n" +
+                       (_rcpts.Count == 1 ? $"\tfor <{_rcpts[0]}>" : "\t") +
+                       $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\n";
+        file.WriteContent(Encoding.UTF8.GetBytes(received));
+        var cleanup = new HeaderCleanup(new ContentSink(file), options.Hostname, port != SmtpPort.Mx, id);
+        return new Incoming(file, id, cleanup, new DataWriter(cleanup, options.MaxMessageSize, dotStuffed));
     }
 
     private async Task<bool> DataAsync(string arg)
     {
+        if (_bdat != null) return await Reply("503 5.5.1 Error: BDAT transaction in progress");
         if (arg.Length > 0) return await Reply("501 5.5.4 Syntax: DATA");
         if (_from == null) return await Reply("503 5.5.1 Error: need MAIL command");
         if (_rcpts.Count == 0) return await Reply("554 5.5.1 Error: no valid recipients");
-        var envelope = new QueueEnvelope(DateTimeOffset.UtcNow, _from, _rcpts.ToList(), new Dictionary<string, string>
-        {
-            ["client"] = conn.ClientDescription, ["helo"] = _helo ?? "", ["sasl_username"] = _user ?? "",
-            ["protocol"] = (conn.IsTls ? "ESMTPS" : "ESMTP") + (_user != null ? "A" : ""),
-        });
-        await using var file = spool.Create(envelope, out var id);
-        var received = $"Received: from {_helo} ({conn.ClientDescription})\n" +
-                       (_user != null ? "\t(authenticated sender)\n" : "") +
-                       $"\tby {options.Hostname} with {envelope.Attributes["protocol"]}{(conn.IsTls ? $" ({conn.TlsProtocol})" : "")} id {id}\n" +
-                       (_rcpts.Count == 1 ? $"\tfor <{_rcpts[0]}>" : "\t") +
-                       $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\n";
-        file.WriteContent(Encoding.UTF8.GetBytes(received));
+        using var message = BeginMessage(dotStuffed: true);
         await conn.WriteLineAsync("354 End data with <CR><LF>.<CR><LF>");
-        var cleanup = new HeaderCleanup(new ContentSink(file), options.Hostname, port != SmtpPort.Mx, id);
-        var writer = new DataWriter(cleanup, options.MaxMessageSize, dotStuffed: true);
-        while (true)
+        if (!await message.Writer.ReadDataAsync(conn)) throw new IOException("client went away during DATA");
+        if (message.Writer.HasBareLf || message.Writer.HasBareCr)
         {
-            var read = await conn.ReadRawAsync();
-            if (read == null) throw new IOException("client went away during DATA");
-            var buffer = read.Value.Buffer;
-            SequencePosition used = buffer.Start;
-            var done = await writer.FeedAsync(buffer, p => used = p);
-            conn.Input.AdvanceTo(used, done ? used : buffer.End);
-            if (done) break;
-            if (read.Value.IsCompleted) throw new IOException("client went away during DATA");
-        }
-        if (writer.HasBareLf || writer.HasBareCr)
-        {
-            Log.Warn($"{conn.SessionId}: reject: bare <{(writer.HasBareLf ? "LF" : "CR")}> in DATA from {conn.ClientDescription}");
-            await conn.WriteLineAsync($"521 5.5.2 {options.Hostname} Error: bare <{(writer.HasBareLf ? "LF" : "CR")}> received");
+            var what = message.Writer.HasBareLf ? "LF" : "CR";
+            Log.Warn($"{conn.SessionId}: reject: bare <{what}> in DATA from {conn.ClientDescription}");
+            await conn.WriteLineAsync($"521 5.5.2 {options.Hostname} Error: bare <{what}> received");
             return false;
         }
+        return await FinishMessageAsync(message);
+    }
+
+    /// <summary>
+    /// BDAT (RFC 3030): the chunk is read whatever happens, so the session stays in
+    /// step; a length that cannot be parsed ends the session, as nothing can follow.
+    /// Chunks are length-framed, so a bare LF is only a line end; a bare CR is refused.
+    /// </summary>
+    private async Task<bool> BdatAsync(string arg)
+    {
+        var parts = arg.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length is < 1 or > 2 || parts[0].Length > 18 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var size) ||
+            (parts.Length == 2 && !parts[1].Equals("LAST", StringComparison.OrdinalIgnoreCase)))
+        {
+            await conn.WriteLineAsync("501 5.5.4 Syntax: BDAT count [LAST]");
+            return false;
+        }
+        bool last = parts.Length == 2;
+        string? fail = _helo == null ? "503 5.5.1 Error: send HELO/EHLO first"
+            : _from == null ? "503 5.5.1 Error: need MAIL command"
+            : _rcpts.Count == 0 ? "554 5.5.1 Error: no valid recipients"
+            : _bdatFailed ? "503 5.5.1 Error: earlier BDAT failed; send RSET"
+            : null;
+        if (fail == null) _bdat ??= BeginMessage(dotStuffed: false);
+        var writer = fail == null ? _bdat!.Writer : new DataWriter(Stream.Null, long.MaxValue, dotStuffed: false);
+        if (!await writer.ReadChunkAsync(conn, size, last)) throw new IOException("client went away during BDAT");
+        if (fail != null) return await Reply(fail);
+        if (writer.HasBareCr)
+        {
+            Log.Warn($"{conn.SessionId}: reject: bare <CR> in BDAT from {conn.ClientDescription}");
+            _bdatFailed = true;
+            _bdat!.Dispose();
+            _bdat = null;
+            return await Reply("554 5.6.0 Error: bare <CR> received");
+        }
+        if (!last) return await Reply($"250 2.0.0 {size} octets received");
+        using var message = _bdat!;
+        _bdat = null;
+        return await FinishMessageAsync(message);
+    }
+
+    private async Task<bool> FinishMessageAsync(Incoming message)
+    {
+        var (id, writer, cleanup, file) = (message.Id, message.Writer, message.Cleanup, message.File);
         cleanup.Complete();
         if (writer.TooBig) { Reset(); return await Reply("552 5.3.4 Error: message file too big"); }
         if (cleanup.HeaderTooBig) { Reset(); return await Reply("552 5.3.4 Error: message header size exceeds limit"); }

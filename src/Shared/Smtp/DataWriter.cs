@@ -12,6 +12,7 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
 {
     private bool _atLineStart = true;
     private bool _lastLineCrLf = true;
+    private bool _carriedCr;
     public long Received { get; private set; }
     public long Lines { get; private set; }
     public bool TooBig => Received > maxSize;
@@ -23,6 +24,26 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
     public async ValueTask<bool> FeedAsync(ReadOnlySequence<byte> buffer, Action<SequencePosition> consumed)
     {
         var rest = buffer;
+        if (_carriedCr && !rest.IsEmpty)
+        {
+            // The CR that ended the previous BDAT chunk: a line end if an LF follows.
+            _carriedCr = false;
+            if (rest.FirstSpan[0] == '\n')
+            {
+                await WriteAsync(new ReadOnlySequence<byte>(Lf)).ConfigureAwait(false);
+                Received++;
+                Lines++;
+                rest = rest.Slice(1);
+                _atLineStart = true;
+                _lastLineCrLf = true;
+            }
+            else
+            {
+                HasBareCr = true;
+                await WriteAsync(new ReadOnlySequence<byte>(Cr)).ConfigureAwait(false);
+                _atLineStart = false;
+            }
+        }
         while (!rest.IsEmpty)
         {
             if (dotStuffed && _atLineStart && rest.FirstSpan[0] == '.')
@@ -69,13 +90,68 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
         return false;
     }
 
-    /// <summary>At the end of a BDAT LAST: a final CR without LF is stored as it came.</summary>
-    public async ValueTask FinishAsync(ReadOnlySequence<byte> rest)
+    /// <summary>
+    /// A BDAT chunk ended and <see cref="FeedAsync"/> held back its final CR: the caller
+    /// consumes it and the CR is judged with the next chunk's first byte.
+    /// </summary>
+    public void CarryCr() => _carriedCr = true;
+
+    /// <summary>At the end of BDAT LAST: a CR still carried was a bare CR, stored as it came.</summary>
+    public async ValueTask FinishAsync()
     {
-        if (rest.Length > 0) await WriteAsync(rest).ConfigureAwait(false);
+        if (!_carriedCr) return;
+        _carriedCr = false;
+        HasBareCr = true;
+        await WriteAsync(new ReadOnlySequence<byte>(Cr)).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads DATA from <paramref name="conn"/> to its end; false if the client went away first.</summary>
+    public async Task<bool> ReadDataAsync(Mail.Shared.Net.LineConnection conn)
+    {
+        while (true)
+        {
+            var read = await conn.ReadRawAsync().ConfigureAwait(false);
+            if (read == null) return false;
+            var buffer = read.Value.Buffer;
+            SequencePosition used = buffer.Start;
+            var done = await FeedAsync(buffer, p => used = p).ConfigureAwait(false);
+            // Once the end is found, what follows (a pipelined command) is not yet examined.
+            conn.Input.AdvanceTo(used, done ? used : buffer.End);
+            if (done) return true;
+            if (read.Value.IsCompleted) return false;
+        }
+    }
+
+    /// <summary>Reads one BDAT chunk of exactly <paramref name="size"/> bytes; false if the client went away first.</summary>
+    public async Task<bool> ReadChunkAsync(Mail.Shared.Net.LineConnection conn, long size, bool last)
+    {
+        long remaining = size;
+        while (remaining > 0)
+        {
+            var read = await conn.ReadRawAsync().ConfigureAwait(false);
+            if (read == null) return false;
+            var buffer = read.Value.Buffer;
+            var take = buffer.Slice(0, Math.Min(buffer.Length, remaining));
+            SequencePosition used = take.Start;
+            await FeedAsync(take, p => used = p).ConfigureAwait(false);
+            var usedLength = take.Slice(0, used).Length;
+            // A CR held back at the chunk's end is judged with the next chunk's first byte.
+            if (usedLength < take.Length && take.Length == remaining)
+            {
+                CarryCr();
+                usedLength = take.Length;
+                used = take.End;
+            }
+            remaining -= usedLength;
+            conn.Input.AdvanceTo(used, remaining == 0 ? used : buffer.End);
+            if (usedLength == 0 && read.Value.IsCompleted) return false;
+        }
+        if (last) await FinishAsync().ConfigureAwait(false);
+        return true;
     }
 
     private static readonly byte[] Lf = [(byte)'\n'];
+    private static readonly byte[] Cr = [(byte)'\r'];
 
     private static byte LastByte(ReadOnlySequence<byte> s) => s.Slice(s.Length - 1).FirstSpan[0];
 

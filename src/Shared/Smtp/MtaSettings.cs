@@ -26,6 +26,9 @@ public static class MtaSettings
         Setting.Duration("retry_min", "5m", "First retry delay of a deferred message; doubles up to retry_max (Postfix: minimal_backoff_time)."),
         Setting.Duration("retry_max", "4000s", "Longest retry delay (Postfix: maximal_backoff_time)."),
         Setting.Duration("queue_lifetime", "5d", "A message undeliverable this long is bounced (Postfix: maximal_queue_lifetime)."),
+        Setting.Duration("delay_warning_time", "4h", "A sender whose message is still queued after this long is told once (RFC 3464 \"delayed\"); 0 for never (Postfix's default is 0)."),
+        Setting.Int("max_deliveries", 100, 1, 10000, "Messages in delivery at once (Postfix: default_process_limit)."),
+        Setting.Int("destination_concurrency", 20, 1, 1000, "Deliveries at once to one destination (Postfix: default_destination_concurrency_limit)."),
         Setting.Path("log_file", "", "Log file; empty logs to standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
     ];

@@ -35,20 +35,22 @@ public static class QueueFileFormat
 }
 
 /// <summary>Writes one queue file; nothing is promised until <see cref="CommitAsync"/> returns.</summary>
-public sealed class QueueFileWriter : IAsyncDisposable
+public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
 {
     private readonly FileStream _file;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private readonly byte[] _chunk = new byte[QueueFileFormat.MaxChunk];
     private int _chunkLength;
-    private bool _committed;
+    private bool _committed, _disposed;
+    private readonly Action? _closed;
 
     public string Path { get; }
     public long ContentLength { get; private set; }
 
-    public QueueFileWriter(string path, QueueEnvelope envelope)
+    public QueueFileWriter(string path, QueueEnvelope envelope, Action? closed = null)
     {
         Path = path;
+        _closed = closed;
         _file = new FileStream(path, new FileStreamOptions
         {
             Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None,
@@ -99,6 +101,7 @@ public sealed class QueueFileWriter : IAsyncDisposable
         await _file.DisposeAsync().ConfigureAwait(false);
         Spool.FsyncDirectory(System.IO.Path.GetDirectoryName(Path)!);
         _committed = true;
+        _closed?.Invoke();
     }
 
     private void Record(byte type, ReadOnlySpan<byte> payload)
@@ -117,12 +120,20 @@ public sealed class QueueFileWriter : IAsyncDisposable
     }
 
     /// <summary>An uncommitted file is removed: the client never got its "250".</summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    public void Dispose()
     {
         _hash.Dispose();
-        if (_committed) return;
-        await _file.DisposeAsync().ConfigureAwait(false);
+        if (_committed || _disposed) return;
+        _disposed = true;
+        _file.Dispose();
         try { File.Delete(Path); } catch (IOException) { }
+        _closed?.Invoke();
     }
 }
 
@@ -229,5 +240,22 @@ public static class QueueFileReader
             fs.ReadExactly(buffer, 0, length);
             output.Write(buffer, 0, length);
         }
+    }
+
+    /// <summary>The first <paramref name="max"/> bytes of the content at most (enough for the header section).</summary>
+    public static byte[] ReadContentPrefix(string path, IEnumerable<(long Offset, int Length)> chunks, int max)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
+        var result = new MemoryStream();
+        var buffer = new byte[QueueFileFormat.MaxChunk];
+        foreach (var (offset, length) in chunks)
+        {
+            int n = (int)Math.Min(length, max - result.Length);
+            if (n <= 0) break;
+            fs.Position = offset;
+            fs.ReadExactly(buffer, 0, n);
+            result.Write(buffer, 0, n);
+        }
+        return result.ToArray();
     }
 }

@@ -14,6 +14,7 @@ public enum QueueDir { Incoming, Active, Deferred, Hold, Corrupt }
 public sealed class Spool
 {
     private static readonly Logger Log = MailLog.For("spool");
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _open = new();
     public string Root { get; }
 
     public Spool(string root)
@@ -38,16 +39,22 @@ public sealed class Spool
 
     public static bool IsValidId(string id) => id.Length == 12 && id.All(char.IsAsciiHexDigitUpper);
 
-    /// <summary>Starts a new queue file in incoming/.</summary>
+    /// <summary>Starts a new queue file in incoming/; it counts as open (see <see cref="IsOpen"/>) until committed or dropped.</summary>
     public QueueFileWriter Create(QueueEnvelope envelope, out string id)
     {
         while (true)
         {
             id = NewId();
-            try { return new QueueFileWriter(FilePath(QueueDir.Incoming, id), envelope); }
-            catch (IOException) when (File.Exists(FilePath(QueueDir.Incoming, id))) { }
+            if (!_open.TryAdd(id, 0)) continue;
+            var key = id;
+            try { return new QueueFileWriter(FilePath(QueueDir.Incoming, id), envelope, () => _open.TryRemove(key, out _)); }
+            catch (IOException) when (File.Exists(FilePath(QueueDir.Incoming, id))) { _open.TryRemove(id, out _); }
+            catch { _open.TryRemove(id, out _); throw; }
         }
     }
+
+    /// <summary>True while this process is still writing the incoming file <paramref name="id"/>.</summary>
+    public bool IsOpen(string id) => _open.ContainsKey(id);
 
     public void Move(string id, QueueDir from, QueueDir to)
     {

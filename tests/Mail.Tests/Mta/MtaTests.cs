@@ -13,7 +13,7 @@ namespace Mail.Tests.Mta;
 
 /// <summary>The MTA with AuthD and our lmtpd, driven by Python's smtplib, swaks and by hand.</summary>
 [NonParallelizable]
-public sealed class MtaTests
+public sealed partial class MtaTests
 {
     private AuthDServer _authd = null!;
     private LmtpServer? _lmtp;
@@ -58,6 +58,16 @@ public sealed class MtaTests
         await _mta.DisposeAsync();
         if (_lmtp != null) await _lmtp.DisposeAsync();
         await _authd.DisposeAsync();
+    }
+
+    /// <summary>Restarts mtad with <paramref name="extraConfig"/> lines added to its configuration.</summary>
+    private async Task RestartMtaAsync(string extraConfig)
+    {
+        await _mta.StopAsync();
+        await _mta.DisposeAsync();
+        File.AppendAllText(_authd.Dir["mtad.conf"], "\n" + extraConfig + "\n");
+        _mta = MtaHost.Build(MailConfig.Load("mtad", MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable()));
+        await _mta.StartAsync();
     }
 
     private string[] Inbox(string user)
@@ -228,7 +238,7 @@ public sealed class MtaTests
         // A message from the null sender that fails makes no bounce.
         var fromNull = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "<>", "--to", "tiny@example.org", "--body", new string('z', 500)]);
         Assert.That(fromNull.ExitCode, Is.EqualTo(0), fromNull.Stdout);
-        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("no bounce: the sender is the null sender"), TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("no non-delivery notification: the sender is the null sender"), TimeSpan.FromSeconds(30)), Is.True);
         Assert.That(Inbox("bob"), Has.Length.EqualTo(1));
     }
 

@@ -1,0 +1,204 @@
+using System.Net;
+using System.Net.Sockets;
+using MailKit;
+using MailKit.Net.Smtp;
+using MailKit.Security;
+using MimeKit;
+using Mail.Mta;
+using Mail.Tests.Support;
+
+namespace Mail.Tests.Mta;
+
+/// <summary>CHUNKING, DSN, delay warnings, forwarding loops and delivery concurrency.</summary>
+public sealed partial class MtaTests
+{
+    /// <summary>MailKit's client with BDAT preferred and DSN requests of the test's choosing.</summary>
+    private sealed class DsnClient(MailKit.IProtocolLogger? logger = null) : SmtpClient(logger ?? new MailKit.NullProtocolLogger())
+    {
+        public DeliveryStatusNotification? Notify { get; init; }
+        public string? EnvelopeId { get; init; }
+        protected override bool PreferSendAsBinaryData => true;
+        protected override DeliveryStatusNotification? GetDeliveryStatusNotifications(MimeMessage message, MailboxAddress mailbox) => Notify;
+        protected override string? GetEnvelopeId(MimeMessage message) => EnvelopeId;
+    }
+
+    private static MimeMessage Message(string from, string to, string subject, string body) => new()
+    {
+        From = { MailboxAddress.Parse(from) }, To = { MailboxAddress.Parse(to) }, Subject = subject, Body = new TextPart("plain") { Text = body },
+    };
+
+    private async Task SendAsync(DsnClient client, MimeMessage message, bool submission = true)
+    {
+        using var log = new MemoryStream();
+        client.ServerCertificateValidationCallback = (_, _, _, _) => true;
+        if (submission)
+        {
+            await client.ConnectAsync("127.0.0.1", _submission, SecureSocketOptions.StartTls);
+            await client.AuthenticateAsync("bob@example.org", "bob pass");
+        }
+        else await client.ConnectAsync("127.0.0.1", _mx, SecureSocketOptions.None);
+        Assert.That(client.Capabilities.HasFlag(SmtpCapabilities.Chunking) && client.Capabilities.HasFlag(SmtpCapabilities.Dsn), Is.True);
+        await client.SendAsync(message);
+        await client.DisconnectAsync(true);
+    }
+
+    [Test]
+    public async Task Mailkit_sends_with_bdat_and_the_message_arrives_whole()
+    {
+        var body = string.Join("\n", Enumerable.Range(0, 2000).Select(i => $"line {i} " + new string('x', i % 90))) + "\n.\n..dots stay\n";
+        var protocol = new MemoryStream();
+        using (var client = new DsnClient(new MailKit.ProtocolLogger(protocol, leaveOpen: true)))
+            await SendAsync(client, Message("bob@example.org", "ann@example.org", "by chunks", body), submission: false);
+        Assert.That(System.Text.Encoding.UTF8.GetString(protocol.ToArray()), Does.Contain("BDAT ").And.Not.Contain("C: DATA"), "the message went by BDAT");
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        var stored = MimeMessage.Load(Inbox("ann")[0]);
+        Assert.That(stored.Subject, Is.EqualTo("by chunks"));
+        Assert.That(stored.TextBody.Replace("\r\n", "\n"), Is.EqualTo(body));
+        Assert.That(_authd.Log(), Does.Contain("nrcpt=1"));
+    }
+
+    [Test]
+    public async Task Bdat_by_hand_keeps_crlf_split_across_chunks_refuses_bare_cr_and_stays_in_step()
+    {
+        using var c = await Raw.ConnectAsync(_mx);
+        await c.Expect("220");
+        await c.Send("EHLO sender.test\r\n");
+        await c.ExpectLast("250 SMTPUTF8");
+        // BDAT before MAIL: refused, and its bytes are read so the session stays in step.
+        await c.Send("BDAT 5\r\nRCPT NOOP\r\n");
+        await c.Expect("503 5.5.1");
+        await c.Expect("250 2.0.0"); // the NOOP after the 5 bytes
+        await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\n");
+        await c.Expect("250"); await c.Expect("250");
+        var first = "Subject: chunked\r\n\r\nfirst line\r";
+        var second = "\nsecond line\r\n";
+        await c.Send($"BDAT {first.Length}\r\n{first}");
+        await c.Expect($"250 2.0.0 {first.Length} octets received");
+        await c.Send($"BDAT {second.Length} LAST\r\n{second}");
+        var queued = await c.Expect("250 2.0.0 Ok: queued as ");
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.EndWith("\n\nfirst line\nsecond line\n").And.Contain(queued[^12..]));
+
+        // A bare CR cannot be stored or passed on safely: refused, the session goes on.
+        await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\n");
+        await c.Expect("250"); await c.Expect("250");
+        var bad = "Subject: cr\r\n\r\nbare\rcr\r\n";
+        await c.Send($"BDAT {bad.Length} LAST\r\n{bad}");
+        await c.Expect("554 5.6.0");
+        await c.Send("RSET\r\nQUIT\r\n");
+        await c.Expect("250"); await c.Expect("221");
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty, "nothing left of the refused message");
+    }
+
+    [Test]
+    public async Task Notify_success_brings_a_delivery_report_with_envid_and_orcpt()
+    {
+        using (var client = new DsnClient { Notify = DeliveryStatusNotification.Success | DeliveryStatusNotification.Failure, EnvelopeId = "ENV+42" })
+            await SendAsync(client, Message("bob@example.org", "ann@example.org", "please confirm", "hello"));
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        var report = File.ReadAllText(Inbox("bob")[0]);
+        Assert.That(report, Does.StartWith("Return-Path: <>"));
+        Assert.That(report, Does.Contain("Subject: Successful Mail Delivery Report"));
+        Assert.That(report, Does.Contain("Original-Envelope-Id: ENV+2B42"), "ENVID as it came, in xtext");
+        Assert.That(report, Does.Contain("Final-Recipient: rfc822; ann@example.org").And.Contain("Action: delivered").And.Contain("Status: 2.0.0"));
+        Assert.That(report, Does.Contain("Original-Recipient: rfc822;ann@example.org"), "MailKit sends ORCPT with NOTIFY");
+        Assert.That(report, Does.Contain("Subject: please confirm"), "the original headers come back");
+    }
+
+    [Test]
+    public async Task Notify_never_sends_no_bounce_and_ret_hdrs_returns_only_the_headers()
+    {
+        await _authd.AddUserAsync("tiny@example.org", "{PLAIN}x", quota: 100);
+        using (var client = new DsnClient { Notify = DeliveryStatusNotification.Never })
+            await SendAsync(client, Message("bob@example.org", "tiny@example.org", "never tell", new string('z', 500)));
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("to=<tiny@example.org>") && _authd.Log().Contains("status=bounced"), TimeSpan.FromSeconds(30)), Is.True);
+
+        // RET=HDRS: the failure notice carries the headers, not the body.
+        using (var client = new DsnClient())
+        {
+            client.DeliveryStatusNotificationType = DeliveryStatusNotificationType.HeadersOnly;
+            await SendAsync(client, Message("bob@example.org", "tiny@example.org", "headers only", "SECRET-BODY " + new string('z', 500)));
+        }
+        // Default RET: the whole message comes back.
+        using (var client = new DsnClient())
+            await SendAsync(client, Message("bob@example.org", "tiny@example.org", "whole message", "FULL-BODY " + new string('z', 500)));
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 2, TimeSpan.FromSeconds(30)), Is.True);
+        var notices = Inbox("bob").Select(File.ReadAllText).ToList();
+        Assert.That(notices, Has.None.Contains("never tell"), "NOTIFY=NEVER: no notice");
+        var hdrs = notices.Single(n => n.Contains("Subject: headers only"));
+        Assert.That(hdrs, Does.Contain("text/rfc822-headers").And.Not.Contain("SECRET-BODY"));
+        var full = notices.Single(n => n.Contains("Subject: whole message"));
+        Assert.That(full, Does.Contain("message/rfc822").And.Contain("FULL-BODY"));
+    }
+
+    [Test]
+    public async Task A_message_stuck_in_the_queue_brings_one_delay_warning()
+    {
+        await RestartMtaAsync("delay_warning_time = 1s");
+        await _lmtp!.DisposeAsync();
+        _lmtp = null;
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "bob@example.org", "--to", "ann@example.org",
+            "--header", "Subject: slow one", "--body", "waiting"]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("sender delay notification: "), TimeSpan.FromSeconds(30)), Is.True);
+        _lmtp = await LmtpServer.StartAsync(_authd, port: _lmtpPort);
+        Assert.That(Run.Program(Repo.Program("mailctl"), ["queue", "flush", "--mta-config", _authd.Dir["mtad.conf"]]).ExitCode, Is.EqualTo(0));
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        var warning = File.ReadAllText(Inbox("bob")[0]);
+        Assert.That(warning, Does.Contain("Subject: Delayed Mail (still being retried)"));
+        Assert.That(warning, Does.Contain("Action: delayed").And.Contain("Will-Retry-Until: ").And.Contain("THIS IS A WARNING ONLY"));
+        Assert.That(warning, Does.Contain("Subject: slow one"));
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(_authd.Log(), "sender delay notification").Count, Is.EqualTo(1), "warned once");
+    }
+
+    [Test]
+    public async Task Mail_that_was_already_delivered_to_a_mailbox_bounces_as_a_forwarding_loop()
+    {
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "bob@example.org", "--to", "sales@example.org",
+            "--header", "Delivered-To: ann@example.org", "--header", "Subject: came back", "--body", "round trip"]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        // Bob gets it (once through the alias) and the bounce for Ann's copy.
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 2, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(Inbox("ann"), Is.Empty);
+        var bounce = Inbox("bob").Select(File.ReadAllText).Single(t => t.Contains("Undelivered Mail"));
+        Assert.That(bounce, Does.Contain("Status: 5.4.6").And.Contain("mail forwarding loop for ann@example.org"));
+    }
+
+    [Test]
+    public async Task Deliveries_run_in_parallel_up_to_the_destination_limit()
+    {
+        // An LMTP server that accepts connections and never answers: every delivery hangs in it.
+        using var stalled = new TcpListener(IPAddress.Loopback, 0);
+        stalled.Start();
+        var port = ((IPEndPoint)stalled.LocalEndpoint).Port;
+        await _mta.StopAsync();
+        await _mta.DisposeAsync();
+        File.WriteAllText(_authd.Dir["mtad.conf"], File.ReadAllText(_authd.Dir["mtad.conf"]).Replace($"127.0.0.1:{_lmtpPort}", $"127.0.0.1:{port}") +
+                                                   "\ndestination_concurrency = 3\nmax_deliveries = 10\n");
+        _mta = MtaHost.Build(Mail.Shared.Config.MailConfig.Load("mtad", Mail.Shared.Smtp.MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable()));
+        await _mta.StartAsync();
+        using var c = await Raw.ConnectAsync(_mx);
+        await c.Expect("220");
+        await c.Send("EHLO sender.test\r\n");
+        await c.ExpectLast("250 SMTPUTF8");
+        for (int i = 0; i < 8; i++)
+        {
+            await c.Send($"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: {i}\r\n\r\nbody\r\n.\r\n");
+            await c.Expect("250"); await c.Expect("250"); await c.Expect("354"); await c.Expect("250 2.0.0 Ok: queued");
+        }
+        var held = new List<TcpClient>();
+        using var window = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            while (held.Count < 3) held.Add(await stalled.AcceptTcpClientAsync(window.Token));
+            // Five messages wait their turn: no fourth connection while three hang.
+            Assert.That(await Wait.UntilAsync(() => stalled.Pending(), TimeSpan.FromSeconds(3)), Is.False, "at most 3 connections to one destination");
+            Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/active"]).Length == 8, TimeSpan.FromSeconds(10)), Is.True,
+                "all eight taken into delivery, five of them waiting for the destination");
+        }
+        finally
+        {
+            foreach (var h in held) h.Dispose();
+        }
+    }
+}
