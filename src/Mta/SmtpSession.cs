@@ -37,6 +37,10 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     private Incoming? _bdat;
     private bool _bdatFailed;
     private int _errors;
+    private int _junk;
+    /// <summary>NOOP, RSET, VRFY and HELO/EHLO beyond this count as errors (Postfix: smtpd_junk_command_limit).</summary>
+    private const int JunkLimit = 100;
+    private const int ErrorLimit = 20;
     private int _messages;
 
     private bool AuthOffered => port != SmtpPort.Mx && conn.IsSecure;
@@ -68,8 +72,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     /// <summary>Sends a reply; false when the session must end (too many errors).</summary>
     private async Task<bool> Reply(string line)
     {
-        if (line[0] is '4' or '5' && ++_errors > 20)
+        if (line[0] is '4' or '5' && ++_errors > ErrorLimit)
         {
+            Log.Warn($"{conn.SessionId}: too many errors from {conn.ClientDescription}; last reply: {line}");
             await conn.WriteLineAsync("421 4.7.0 Too many errors, closing connection");
             return false;
         }
@@ -83,6 +88,12 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         int sp = line.IndexOf(' ');
         var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
         var arg = sp < 0 ? "" : line[(sp + 1)..].Trim();
+        if (verb is "NOOP" or "RSET" or "VRFY" or "HELO" or "EHLO" && ++_junk > JunkLimit && ++_errors > ErrorLimit)
+        {
+            Log.Warn($"{conn.SessionId}: too many junk commands from {conn.ClientDescription}");
+            await conn.WriteLineAsync("421 4.7.0 Too many junk commands, closing connection");
+            return false;
+        }
         switch (verb)
         {
             case "EHLO" or "HELO":

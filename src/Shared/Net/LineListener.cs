@@ -104,7 +104,7 @@ public static class LineListener
                     }
                     catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
                     {
-                        Log.Info($"{conn.SessionId}: {options.Name}: lost connection with {conn.ClientDescription}");
+                        Log.Info($"{conn.SessionId}: {options.Name}: lost connection with {conn.ClientDescription}: {e.Message}");
                     }
                     catch (Exception e)
                     {

@@ -1,0 +1,171 @@
+using Mail.Tests.Support;
+
+namespace Mail.Tests.Mta;
+
+/// <summary>Every protocol error path of smtpd answers with its code, and bad input harms nothing else.</summary>
+public sealed partial class MtaTests
+{
+    private async Task<Raw> GreetedAsync(bool ehlo = true)
+    {
+        var c = await Raw.ConnectAsync(_mx);
+        await c.Expect("220");
+        if (ehlo)
+        {
+            await c.Send("EHLO client.test\r\n");
+            await c.ExpectLast("250 SMTPUTF8");
+        }
+        return c;
+    }
+
+    [TestCase(false, "", "MAIL FROM:<x@remote.test>", "503 5.5.1")]
+    [TestCase(false, "", "HELO", "501 5.5.4")]
+    [TestCase(true, "", "MAIL TO:<x@remote.test>", "501 5.5.4")]
+    [TestCase(true, "", "MAIL FROM:<not an address>", "501 5.1.7")]
+    [TestCase(true, "", "MAIL FROM:x@remote.test", "501 5.1.7")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> SIZE=999999999999", "552 5.3.4")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> SIZE=-1", "501 5.5.4")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> BODY=BINARYMIME", "501 5.5.4")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> XFOO=1", "555 5.5.4")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> RET=ALL", "501 5.5.4")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> RET=FULL RET=HDRS", "501 5.5.4")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> ENVID=a=b", "501 5.5.4")]
+    [TestCase(true, "", "MAIL FROM:<x@remote.test> ENVID=+zz", "501 5.5.4")]
+    [TestCase(true, "", "RCPT TO:<bob@example.org>", "503 5.5.1")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "MAIL FROM:<y@remote.test>", "503 5.5.1")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<>", "501 5.1.3")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT FROM:<bob@example.org>", "501 5.5.4")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> NOTIFY=SOMETIMES", "501 5.5.4")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> NOTIFY=NEVER,SUCCESS", "501 5.5.4")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> ORCPT=bob@example.org", "501 5.5.4")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> XFOO", "555 5.5.4")]
+    [TestCase(true, "", "DATA", "503 5.5.1")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "DATA", "554 5.5.1")]
+    [TestCase(true, "MAIL FROM:<x@remote.test>", "DATA now", "501 5.5.4")]
+    [TestCase(true, "", "BDAT 5 LAST\r\nabc", "503 5.5.1")] // the CRLF the test appends completes the five bytes
+    [TestCase(true, "", "VRFY bob@example.org", "502 5.5.1")]
+    [TestCase(true, "", "EXPN staff", "502 5.5.2")]
+    [TestCase(true, "", "STARTTLS now", "501 5.5.4")]
+    [TestCase(true, "", "AUTH PLAIN", "503 5.5.1")]
+    [TestCase(true, "", "\u00ff\u00fe garbage", "502 5.5.2")]
+    public async Task Each_error_path_has_its_reply_code_and_the_session_goes_on(bool ehlo, string before, string command, string expected)
+    {
+        using var c = await GreetedAsync(ehlo);
+        if (before.Length > 0)
+        {
+            await c.Send(before + "\r\n");
+            await c.Expect("250");
+        }
+        await c.Send(command + "\r\n");
+        await c.Expect(expected);
+        await c.Send("NOOP\r\n");
+        await c.Expect("250");
+    }
+
+    [Test]
+    public async Task An_unparsable_bdat_count_ends_the_session()
+    {
+        using var c = await GreetedAsync();
+        await c.Send("BDAT lots\r\n");
+        await c.Expect("501 5.5.4");
+        Assert.That(await c.Read(), Is.Null, "nothing after it could be read in step");
+    }
+
+    [Test]
+    public async Task Lines_recipients_errors_and_junk_commands_are_limited()
+    {
+        await RestartMtaAsync("max_recipients = 3");
+        using (var c = await GreetedAsync())
+        {
+            await c.Send(new string('A', 5000) + "\r\nNOOP\r\n");
+            await c.Expect("500 5.5.2");
+            await c.Expect("250");
+            await c.Send("MAIL FROM:<x@remote.test>\r\n");
+            await c.Expect("250");
+            foreach (var u in new[] { "bob", "ann", "sales" })
+            {
+                await c.Send($"RCPT TO:<{u}@example.org>\r\n");
+                await c.Expect("250");
+            }
+            await c.Send("RCPT TO:<bob.alias@example.org>\r\n");
+            await c.Expect("452 4.5.3");
+        }
+        using (var c = await GreetedAsync())
+        {
+            string? line;
+            int errors = 0;
+            do
+            {
+                await c.Send("BOGUS\r\n");
+                line = await c.Read();
+                errors++;
+            } while (line != null && line.StartsWith("502") && errors < 100);
+            Assert.That(line, Does.StartWith("421 4.7.0"));
+            Assert.That(errors, Is.EqualTo(21));
+            Assert.That(await c.Read(), Is.Null, "closed after too many errors");
+        }
+        using (var c = await GreetedAsync())
+        {
+            string? line;
+            int n = 0;
+            do
+            {
+                await c.Send("NOOP\r\n");
+                line = await c.Read();
+                n++;
+            } while (line != null && line.StartsWith("250") && n < 1000);
+            Assert.That(line, Does.StartWith("421 4.7.0"));
+            Assert.That(n, Is.EqualTo(120), "100 junk commands free (the EHLO among them), then each counts as an error; the 21st error closes");
+        }
+        Assert.That(_authd.Log(), Does.Contain("too many errors from").And.Contain("too many junk commands from"));
+    }
+
+    [Test]
+    public async Task A_silent_client_is_disconnected_at_the_idle_timeout()
+    {
+        await RestartMtaAsync("idle_timeout = 1s");
+        using var c = await GreetedAsync();
+        await c.Send("MAIL FROM:<x@remote.test>\r\n");
+        await c.Expect("250");
+        await c.Expect("421 4.4.2");
+        Assert.That(await c.Read(), Is.Null);
+    }
+
+    [Test]
+    public async Task A_client_that_drops_mid_data_leaves_nothing_in_the_queue()
+    {
+        foreach (var bdat in new[] { false, true })
+        {
+            var c = await GreetedAsync();
+            await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\n");
+            await c.Expect("250"); await c.Expect("250");
+            if (bdat) await c.Send("BDAT 100000 LAST\r\nSubject: cut\r\n\r\npart of it\r\n");
+            else
+            {
+                await c.Send("DATA\r\n");
+                await c.Expect("354");
+                await c.Send("Subject: cut\r\n\r\npart of it\r\n");
+            }
+            Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]).Length == 1, TimeSpan.FromSeconds(10)), Is.True,
+                "the queue file is being written");
+            c.Dispose();
+            Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]).Length == 0, TimeSpan.FromSeconds(10)), Is.True,
+                "the unfinished file is removed when the client goes");
+            Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains($"client went away during {(bdat ? "BDAT" : "DATA")}"), TimeSpan.FromSeconds(10)), Is.True);
+        }
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/active"]), Is.Empty);
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]), Is.Empty);
+        Assert.That(Inbox("bob"), Is.Empty);
+    }
+
+    [Test]
+    public async Task A_corrupt_queue_file_goes_to_corrupt_and_the_queue_goes_on()
+    {
+        const string id = "0123456789AB";
+        File.WriteAllBytes(Path.Combine(_authd.Dir["spool/deferred"], id), "MQF\u0001garbage that is no queue file"u8.ToArray());
+        Assert.That(await Wait.UntilAsync(() => File.Exists(Path.Combine(_authd.Dir["spool/corrupt"], id)), TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(_authd.Log(), Does.Contain($"{id}: queue file is corrupt; moved to corrupt/"));
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "bob@example.org", "--body", "still working"]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+    }
+}
