@@ -54,6 +54,31 @@ internal static class BenchProcess
         return found;
     }
 
+    /// <summary>Every process below <paramref name="root"/>, at any depth.</summary>
+    public static List<int> Descendants(int root)
+    {
+        var parentOf = new Dictionary<int, int>();
+        foreach (var d in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(d), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(d, "stat"));
+                parentOf[pid] = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+            }
+            catch (Exception e) when (e is IOException or FormatException or ArgumentOutOfRangeException) { }
+        }
+        var found = new List<int>();
+        var frontier = new Queue<int>([root]);
+        while (frontier.Count > 0)
+        {
+            var p = frontier.Dequeue();
+            foreach (var (child, parent) in parentOf)
+                if (parent == p) { found.Add(child); frontier.Enqueue(child); }
+        }
+        return found;
+    }
+
     public static int? FindChild(int parent, string name)
     {
         var deadline = DateTime.UtcNow.AddSeconds(10);

@@ -1,6 +1,10 @@
-// The MTA's LMTP client (RFC 2033): one transaction, one reply per accepted
-// recipient after the data. The stored message (LF lines) is sent with CRLF
-// and dot-stuffing. Replies are read with bounded line lengths.
+// The MTA's LMTP client (RFC 2033): one reply per accepted recipient after
+// the data. The stored message (LF lines) is sent with CRLF and
+// dot-stuffing. Replies are read with bounded line lengths. Connections are
+// kept for reuse (RSET between transactions) for a few seconds, as Postfix's
+// LMTP connection cache does; a cached connection that turns out to be dead
+// before the transaction began is replaced by a fresh one.
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -13,59 +17,157 @@ internal sealed record LmtpResult(string Recipient, string Reply)
     public bool Permanent => Reply.StartsWith('5');
 }
 
-internal static class LmtpClient
+internal sealed class LmtpClient(string destination, string hostname) : IDisposable
 {
-    public static async Task<List<LmtpResult>> DeliverAsync(string destination, string hostname, string sender,
-        IReadOnlyList<string> recipients, Action<Stream> writeContent, CancellationToken ct)
+    private static readonly TimeSpan IdleLimit = TimeSpan.FromSeconds(5);
+    private readonly ConcurrentBag<Connection> _idle = [];
+
+    public async Task<List<LmtpResult>> DeliverAsync(string sender, IReadOnlyList<string> recipients, Action<Stream> writeContent, CancellationToken ct)
     {
-        using var socket = destination.StartsWith("unix:", StringComparison.Ordinal)
-            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-            : new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        EndPoint ep = destination.StartsWith("unix:", StringComparison.Ordinal)
-            ? new UnixDomainSocketEndPoint(destination[5..])
-            : IPEndPoint.Parse(destination);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(TimeSpan.FromMinutes(10));
-        await socket.ConnectAsync(ep, timeout.Token);
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        async Task<string> ReadReply()
+        while (_idle.TryTake(out var cached))
+        {
+            if (DateTime.UtcNow - cached.LastUsed > IdleLimit) { cached.Dispose(); continue; }
+            List<LmtpResult>? results;
+            try { results = await cached.TransactAsync(sender, recipients, writeContent, timeout.Token); }
+            catch (Exception e) when (e is IOException or SocketException && !cached.Started)
+            {
+                cached.Dispose(); // it went away while idle: nothing was said to it
+                continue;
+            }
+            catch { cached.Dispose(); throw; }
+            Keep(cached);
+            return results;
+        }
+        var fresh = await Connection.OpenAsync(destination, hostname, timeout.Token);
+        try
+        {
+            var results = await fresh.TransactAsync(sender, recipients, writeContent, timeout.Token);
+            Keep(fresh);
+            return results;
+        }
+        catch { fresh.Dispose(); throw; }
+    }
+
+    private void Keep(Connection c)
+    {
+        if (c.Usable) _idle.Add(c);
+        else c.Dispose();
+    }
+
+    public void Dispose()
+    {
+        while (_idle.TryTake(out var c)) c.Dispose();
+    }
+
+    private sealed class Connection : IDisposable
+    {
+        private readonly Socket _socket;
+        private readonly NetworkStream _stream;
+        private readonly StreamReader _reader;
+        public DateTime LastUsed { get; private set; } = DateTime.UtcNow;
+        /// <summary>The current transaction got past its first command: a failure now is the server's answer, not a stale connection.</summary>
+        public bool Started { get; private set; }
+        public bool Usable { get; private set; } = true;
+
+        private Connection(Socket socket)
+        {
+            _socket = socket;
+            _stream = new NetworkStream(socket, ownsSocket: true);
+            _reader = new StreamReader(_stream, Encoding.UTF8, false, 4096);
+        }
+
+        public static async Task<Connection> OpenAsync(string destination, string hostname, CancellationToken ct)
+        {
+            var unix = destination.StartsWith("unix:", StringComparison.Ordinal);
+            var socket = unix ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                : new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(unix ? new UnixDomainSocketEndPoint(destination[5..]) : IPEndPoint.Parse(destination), ct);
+            }
+            catch { socket.Dispose(); throw; }
+            var c = new Connection(socket);
+            try
+            {
+                var greeting = await c.ReadReplyAsync(ct);
+                if (!greeting.StartsWith("220")) throw new IOException("LMTP greeting: " + greeting);
+                await c.SendAsync($"LHLO {hostname}\r\n", ct);
+                var lhlo = await c.ReadReplyAsync(ct);
+                if (!lhlo.StartsWith("250")) throw new IOException("LHLO refused: " + lhlo);
+                return c;
+            }
+            catch { c.Dispose(); throw; }
+        }
+
+        private async Task<string> ReadReplyAsync(CancellationToken ct)
         {
             while (true)
             {
-                var line = await reader.ReadLineAsync(timeout.Token) ?? throw new IOException("LMTP server closed the connection");
+                var line = await _reader.ReadLineAsync(ct) ?? throw new IOException("LMTP server closed the connection");
                 if (line.Length > 2048) throw new IOException("LMTP reply too long");
                 if (line.Length < 4 || line[3] != '-') return line;
             }
         }
-        async Task Send(string text) => await stream.WriteAsync(Encoding.UTF8.GetBytes(text), timeout.Token);
-        var greeting = await ReadReply();
-        if (!greeting.StartsWith("220")) throw new IOException("LMTP greeting: " + greeting);
-        await Send($"LHLO {hostname}\r\n");
-        if (!(await ReadReply()).StartsWith("250")) throw new IOException("LHLO refused");
-        await Send($"MAIL FROM:<{sender}>\r\n");
-        var mail = await ReadReply();
-        if (!mail.StartsWith("250")) return recipients.Select(r => new LmtpResult(r, mail)).ToList();
-        var results = new List<LmtpResult>();
-        var accepted = new List<string>();
-        foreach (var r in recipients)
+
+        private async Task SendAsync(string text, CancellationToken ct) => await _stream.WriteAsync(Encoding.UTF8.GetBytes(text), ct);
+
+        public async Task<List<LmtpResult>> TransactAsync(string sender, IReadOnlyList<string> recipients, Action<Stream> writeContent, CancellationToken ct)
         {
-            await Send($"RCPT TO:<{r}>\r\n");
-            var reply = await ReadReply();
-            if (reply.StartsWith("250")) accepted.Add(r);
-            else results.Add(new LmtpResult(r, reply));
+            Started = false;
+            await SendAsync($"MAIL FROM:<{sender}>\r\n", ct);
+            var mail = await ReadReplyAsync(ct);
+            Started = true;
+            LastUsed = DateTime.UtcNow;
+            if (!mail.StartsWith("250"))
+            {
+                Usable = false;
+                return recipients.Select(r => new LmtpResult(r, mail)).ToList();
+            }
+            var results = new List<LmtpResult>();
+            var accepted = new List<string>();
+            foreach (var r in recipients)
+            {
+                await SendAsync($"RCPT TO:<{r}>\r\n", ct);
+                var reply = await ReadReplyAsync(ct);
+                if (reply.StartsWith("250")) accepted.Add(r);
+                else results.Add(new LmtpResult(r, reply));
+            }
+            if (accepted.Count == 0) return await ResetAsync(results, ct);
+            await SendAsync("DATA\r\n", ct);
+            var data = await ReadReplyAsync(ct);
+            if (!data.StartsWith("354"))
+            {
+                results.AddRange(accepted.Select(r => new LmtpResult(r, data)));
+                return await ResetAsync(results, ct);
+            }
+            var dots = new DotStuffingStream(_stream);
+            writeContent(dots);
+            dots.Finish();
+            await _stream.FlushAsync(ct);
+            foreach (var r in accepted) results.Add(new LmtpResult(r, await ReadReplyAsync(ct)));
+            LastUsed = DateTime.UtcNow;
+            return results;
         }
-        if (accepted.Count == 0) { await Send("QUIT\r\n"); return results; }
-        await Send("DATA\r\n");
-        var data = await ReadReply();
-        if (!data.StartsWith("354")) { results.AddRange(accepted.Select(r => new LmtpResult(r, data))); return results; }
-        var dots = new DotStuffingStream(stream);
-        writeContent(dots);
-        dots.Finish();
-        await stream.FlushAsync(timeout.Token);
-        foreach (var r in accepted) results.Add(new LmtpResult(r, await ReadReply()));
-        await Send("QUIT\r\n");
-        return results;
+
+        private async Task<List<LmtpResult>> ResetAsync(List<LmtpResult> results, CancellationToken ct)
+        {
+            await SendAsync("RSET\r\n", ct);
+            if (!(await ReadReplyAsync(ct)).StartsWith("250")) Usable = false;
+            return results;
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                if (Usable && _socket.Connected) _socket.Send("QUIT\r\n"u8, SocketFlags.None);
+            }
+            catch (SocketException) { }
+            _reader.Dispose();
+            _stream.Dispose();
+        }
     }
 
     /// <summary>LF lines in, CRLF lines out with leading dots doubled, then the final ".".</summary>
@@ -97,6 +199,5 @@ internal static class LmtpClient
             _buffer.Write(".\r\n"u8);
             Drain();
         }
-
     }
 }

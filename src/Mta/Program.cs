@@ -40,7 +40,8 @@ namespace Mail.Mta
             var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks);
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var spool = new Spool(config.GetPath("spool_dir"));
-            var queue = new QueueManager(spool, auth, new QueueOptions(config.Get("lmtp_destination"), config.Get("hostname"),
+            var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"));
+            var queue = new QueueManager(spool, recipients, new QueueOptions(config.Get("lmtp_destination"), config.Get("hostname"),
                 config.GetDuration("retry_min"), config.GetDuration("retry_max"), config.GetDuration("queue_lifetime"),
                 config.GetDuration("delay_warning_time"), (int)config.GetInt("max_deliveries"), (int)config.GetInt("destination_concurrency")));
             X509Certificate2? cert = null;
@@ -64,7 +65,7 @@ namespace Mail.Mta
                     {
                         Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
                         BusyReply = "421 4.7.0 Too many connections, try later",
-                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, spool, queue, () => cert, options).RunAsync());
+                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options).RunAsync());
             }, TimeSpan.FromSeconds(30));
             var qmgrStop = new CancellationTokenSource();
             Task? qmgr = null;

@@ -23,13 +23,14 @@ namespace Mail.Mta;
 internal sealed record QueueOptions(string LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime,
     TimeSpan DelayWarning, int MaxDeliveries = 100, int DestinationConcurrency = 20);
 
-internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions options)
+internal sealed class QueueManager(Spool spool, RecipientCache recipients, QueueOptions options)
 {
     private static readonly Logger Log = MailLog.For("qmgr");
     private readonly SemaphoreSlim _wake = new(0, 1);
     private readonly SemaphoreSlim _slots = new(options.MaxDeliveries);
     private readonly ConcurrentDictionary<string, Task> _inFlight = new();
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _destinations = new();
+    private readonly LmtpClient _lmtp = new(options.LmtpDestination, options.Hostname);
     private string StateDir => Path.Combine(spool.Root, "state");
 
     public void Wake()
@@ -41,6 +42,12 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
     {
         Directory.CreateDirectory(StateDir);
         var (removed, requeued, corrupt) = spool.Recover();
+        foreach (var state in Directory.EnumerateFiles(StateDir))
+        {
+            // A state file whose message is gone (its removal outran the state's in a crash).
+            var id = Path.GetFileName(state);
+            if (id.EndsWith(".tmp", StringComparison.Ordinal) || !Enum.GetValues<QueueDir>().Any(d => File.Exists(spool.FilePath(d, id)))) File.Delete(state);
+        }
         Log.Info($"queue manager started: {removed} unfinished removed, {requeued} requeued, {corrupt} corrupt");
         while (!ct.IsCancellationRequested)
         {
@@ -59,6 +66,7 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         // Deliveries under way finish or are cut off by the token; what they
         // left in active/ is requeued at the next start.
         await Task.WhenAll(_inFlight.Values);
+        _lmtp.Dispose();
     }
 
     private async Task ScanAsync(CancellationToken ct)
@@ -85,7 +93,7 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         await _slots.WaitAsync(ct);
         try
         {
-            spool.Move(id, from, QueueDir.Active);
+            spool.Move(id, from, QueueDir.Active, durable: false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -143,7 +151,7 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         foreach (var rcpt in remaining)
         {
             ResolveRecipientReply r;
-            try { r = await auth.Api.ResolveRecipientAsync(new ResolveRecipientRequest { Address = rcpt }, cancellationToken: ct); }
+            try { r = await recipients.ResolveAsync(rcpt, null, ct); }
             catch (RpcException e) when (!ct.IsCancellationRequested) { deferred.Add((rcpt, "authd unreachable: " + e.Status.Detail)); continue; }
             switch (r.Status)
             {
@@ -180,8 +188,7 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
             await destination.WaitAsync(ct);
             try
             {
-                var results = await LmtpClient.DeliverAsync(options.LmtpDestination, options.Hostname, envelope.Sender, local.Keys.ToList(),
-                    s => QueueFileReader.CopyContent(path, chunks, s), ct);
+                var results = await _lmtp.DeliverAsync(envelope.Sender, local.Keys.ToList(), s => QueueFileReader.CopyContent(path, chunks, s), ct);
                 foreach (var res in results)
                     foreach (var rcpt in local[res.Recipient])
                     {
@@ -226,9 +233,10 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         if (queued) Wake();
         if (still.Count == 0)
         {
+            // Not fsynced: should the removal be lost in a crash, the message is
+            // delivered again (a duplicate, never a loss), as with Postfix.
             File.Delete(path);
             File.Delete(statePath);
-            Spool.FsyncDirectory(spool.DirPath(QueueDir.Active));
             Log.Info($"{id}: removed");
             return;
         }
@@ -240,7 +248,7 @@ internal sealed class QueueManager(Spool spool, AuthClient auth, QueueOptions op
         File.SetLastWriteTimeUtc(tmp, DateTime.UtcNow + delay);
         File.Move(tmp, statePath, overwrite: true);
         Spool.FsyncDirectory(StateDir);
-        spool.Move(id, QueueDir.Active, QueueDir.Deferred);
+        spool.Move(id, QueueDir.Active, QueueDir.Deferred, durable: false);
     }
 
     /// <summary>The addresses of the message's Delivered-To headers, lower-cased.</summary>

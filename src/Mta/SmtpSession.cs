@@ -25,7 +25,7 @@ internal enum SmtpPort { Mx, Submission, Submissions }
 
 internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks);
 
-internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, Spool spool, QueueManager queue,
+internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
     Func<X509Certificate2?> certificate, SmtpOptions options)
 {
     private static readonly Logger Log = MailLog.For("smtpd");
@@ -258,7 +258,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         if (a.ToString() == _user) return true;
         try
         {
-            var r = await auth.Api.ResolveRecipientAsync(new ResolveRecipientRequest { Address = a.ToString() });
+            var r = await recipients.ResolveAsync(a.ToString(), null);
             return r.Status == RecipientStatus.Ok && r.Targets.Any(t => t.Local && t.Mailbox == _user);
         }
         catch (RpcException) { return false; }
@@ -286,8 +286,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         ResolveRecipientReply r;
         try
         {
-            r = await auth.Api.ResolveRecipientAsync(new ResolveRecipientRequest { Address = address.ToString(),
-                Client = new ClientInfo { Service = "smtp", RemoteIp = conn.RemoteIp?.ToString() ?? "", SessionId = conn.SessionId } });
+            r = await recipients.ResolveAsync(address.ToString(), new ClientInfo { Service = "smtp", RemoteIp = conn.RemoteIp?.ToString() ?? "", SessionId = conn.SessionId });
         }
         catch (RpcException e)
         {

@@ -56,9 +56,16 @@ public sealed class Spool
     /// <summary>True while this process is still writing the incoming file <paramref name="id"/>.</summary>
     public bool IsOpen(string id) => _open.ContainsKey(id);
 
-    public void Move(string id, QueueDir from, QueueDir to)
+    /// <summary>
+    /// Renames a queue file between directories. A rename is atomic: after a crash the
+    /// file is under one name or the other, and recovery finds it in either, so the
+    /// queue manager's own moves need no fsync (<paramref name="durable"/> false); an
+    /// administrator's hold or release is made durable.
+    /// </summary>
+    public void Move(string id, QueueDir from, QueueDir to, bool durable = true)
     {
         File.Move(FilePath(from, id), FilePath(to, id));
+        if (!durable) return;
         FsyncDirectory(DirPath(to));
         FsyncDirectory(DirPath(from));
     }

@@ -1,0 +1,182 @@
+// bench/smtp: our mtad against a private Postfix, both driven by Postfix's
+// smtp-source and both delivering by LMTP to the same lmtpd (with AuthD),
+// each to its own mailbox. Each row: messages per second accepted (until
+// smtp-source has its last "250") and end to end (until the last one is in
+// the Maildir), the ratios, and peak memory (mtad / all Postfix processes).
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using Mail.Shared.Passwords;
+using static Mail.Bench.BenchProcess;
+
+if (args.Length < 2) { Console.Error.WriteLine("usage: smtpbench BINDIR SCALE"); return 64; }
+var bin = args[0];
+var scale = double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture);
+var smtpSource = FindProgram("smtp-source") ?? throw new InvalidOperationException("smtp-source (package postfix) is not installed");
+var postfix = FindProgram("postfix") ?? throw new InvalidOperationException("postfix is not installed");
+var postconf = FindProgram("postconf")!;
+var postmap = FindProgram("postmap")!;
+var dir = Directory.CreateTempSubdirectory("smtpbench-").FullName;
+File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
+Process? authd = null, lmtpd = null, mtad = null;
+bool postfixStarted = false;
+try
+{
+    File.WriteAllText(Path.Combine(dir, "passwd"),
+        $"ours@bench.test:{PasswordScheme.Hash("pw", "SSHA256")}:5000:5001::::\npostfix@bench.test:{PasswordScheme.Hash("pw", "SSHA256")}:5000:5001::::\n");
+    File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
+    Directory.CreateDirectory(Path.Combine(dir, "mail"));
+    Run("chown", "5000:5001", Path.Combine(dir, "mail"));
+    var (lmtpPort, oursPort, postfixPort) = (FreePort(), FreePort(), FreePort());
+    File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
+        grpc_socket = {dir}/authd.sock
+        dovecot_auth_socket =
+        socketmap_socket =
+        passwd_file = {dir}/passwd
+        domains_file = {dir}/domains
+        aliases_file = {dir}/virtual
+        mail_root = {dir}/mail
+        log_file = {dir}/authd.log
+        """);
+    File.WriteAllText(Path.Combine(dir, "lmtpd.conf"), $"""
+        listen = 127.0.0.1:{lmtpPort}
+        socket =
+        authd_socket = {dir}/authd.sock
+        max_message_size = 10M
+        max_connections = 1000
+        log_file = {dir}/lmtpd.log
+        """);
+    File.WriteAllText(Path.Combine(dir, "mtad.conf"), $"""
+        mx_listen = 127.0.0.1:{oursPort}
+        submission_listen =
+        submissions_listen =
+        pickup_socket =
+        authd_socket = {dir}/authd.sock
+        spool_dir = {dir}/spool
+        lmtp_destination = 127.0.0.1:{lmtpPort}
+        hostname = mx.bench.test
+        log_file = {dir}/mtad.log
+        """);
+    StartPostfix(dir, postfixPort, lmtpPort);
+    postfixStarted = true;
+    authd = Start(Path.Combine(bin, "authd"), "--config", Path.Combine(dir, "authd.conf"));
+    await WaitForFile(Path.Combine(dir, "authd.sock"));
+    lmtpd = Start(Path.Combine(bin, "lmtpd"), "--config", Path.Combine(dir, "lmtpd.conf"));
+    mtad = Start(Path.Combine(bin, "mtad"), "--config", Path.Combine(dir, "mtad.conf"));
+    foreach (var p in new[] { lmtpPort, oursPort, postfixPort }) await WaitForPort(p);
+
+    Console.WriteLine($"bench/smtp: smtp-source (one message per connection) into mtad and Postfix, both by LMTP into one lmtpd; spools and Maildir on {dir}");
+    Console.WriteLine($"{"size",-6}{"sessions",9}{"msgs",6}{"accept mtad/s",15}{"postfix/s",11}{"ratio",7}{"e2e mtad/s",12}{"postfix/s",11}{"ratio",7}   peak memory (mtad / all Postfix processes)");
+    // Warm-up: JIT compilation for ours, process start-up and caches for Postfix.
+    await Measure(smtpSource, oursPort, Path.Combine(dir, "mail/bench.test/ours/new"), "ours@bench.test", 4096, 4, 1500);
+    await Measure(smtpSource, postfixPort, Path.Combine(dir, "mail/bench.test/postfix/new"), "postfix@bench.test", 4096, 4, 1500);
+    var master = int.Parse(File.ReadAllText(Path.Combine(dir, "postfix/queue/pid/master.pid")).Trim());
+    foreach (var (size, sessions, count) in new[] { (4096, 1, 400), (4096, 20, 2000), (102400, 1, 200), (102400, 20, 600) })
+    {
+        int n = Math.Max(20, (int)(count * scale));
+        // Postfix first in one row, ours first in the next: neither always gets a warm disk.
+        var order = sessions == 1 ? new[] { false, true } : [true, false];
+        var results = new Dictionary<bool, (double Accept, double EndToEnd)>();
+        foreach (var ours in order)
+            results[ours] = await Measure(smtpSource, ours ? oursPort : postfixPort, Path.Combine(dir, "mail/bench.test", ours ? "ours" : "postfix", "new"),
+                ours ? "ours@bench.test" : "postfix@bench.test", size, sessions, n);
+        var (o, p) = (results[true], results[false]);
+        var postfixKb = Descendants(master).Append(master).Sum(PeakKb);
+        Console.WriteLine($"{size / 1024 + "K",-6}{sessions,9}{n,6}{o.Accept,15:0}{p.Accept,11:0}{o.Accept / p.Accept,7:0.00}{o.EndToEnd,12:0}{p.EndToEnd,11:0}{o.EndToEnd / p.EndToEnd,7:0.00}   " +
+                          $"{PeakKb(mtad.Id) / 1024.0:0.0} MiB / {postfixKb / 1024.0:0.0} MiB");
+    }
+}
+finally
+{
+    if (mtad != null) Stop(mtad);
+    if (postfixStarted) Run(postfix, "-c", Path.Combine(dir, "postfix/etc"), "stop");
+    if (lmtpd != null) Stop(lmtpd);
+    if (authd != null) Stop(authd);
+    try { Directory.Delete(dir, true); } catch (IOException) { }
+}
+return 0;
+
+void StartPostfix(string root, int port, int lmtpPort)
+{
+    var etc = Path.Combine(root, "postfix/etc");
+    Directory.CreateDirectory(etc);
+    var lines = new List<string>();
+    foreach (var line in File.ReadAllText("/etc/postfix/master.cf").Split('\n'))
+    {
+        var f = Regex.Split(line.Trim(), @"\s+");
+        if (line.Length == 0 || line[0] == '#' || char.IsWhiteSpace(line[0]) || f.Length < 8) { lines.Add(line); continue; }
+        if (f[0] == "smtp" && f[1] == "inet") f[0] = $"127.0.0.1:{port}";
+        else if (f[1] == "inet") continue;
+        f[4] = "n"; // no chroot
+        lines.Add(string.Join(' ', f));
+    }
+    File.WriteAllText(Path.Combine(etc, "master.cf"), string.Join('\n', lines));
+    File.WriteAllText(Path.Combine(etc, "main.cf"), "");
+    File.WriteAllText(Path.Combine(etc, "vmailbox"), "postfix@bench.test x\n");
+    var settings = new Dictionary<string, string>
+    {
+        ["compatibility_level"] = "3.6", ["queue_directory"] = Path.Combine(root, "postfix/queue"), ["data_directory"] = Path.Combine(root, "postfix/data"),
+        ["inet_interfaces"] = "127.0.0.1", ["inet_protocols"] = "ipv4", ["mydestination"] = "", ["myhostname"] = "mx.postfix.test",
+        ["mynetworks"] = "127.0.0.0/8", ["maillog_file"] = Path.Combine(root, "postfix/maillog"), ["maillog_file_prefixes"] = root,
+        ["relayhost"] = "", ["default_transport"] = "discard:", ["smtputf8_enable"] = "no",
+        ["virtual_mailbox_domains"] = "bench.test", ["virtual_mailbox_maps"] = $"hash:{etc}/vmailbox",
+        ["virtual_transport"] = $"lmtp:inet:127.0.0.1:{lmtpPort}",
+    };
+    Run(postconf, ["-c", etc, "-e", .. settings.Select(kv => $"{kv.Key}={kv.Value}")]);
+    Run(postmap, Path.Combine(etc, "vmailbox"));
+    Directory.CreateDirectory(Path.Combine(root, "postfix/queue"));
+    Directory.CreateDirectory(Path.Combine(root, "postfix/data"));
+    foreach (var step in new[] { "set-permissions", "check", "start" }) Run(postfix, "-c", etc, step);
+}
+
+static void Run(string file, params string[] args)
+{
+    var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in args) psi.ArgumentList.Add(a);
+    using var p = Process.Start(psi)!;
+    var err = p.StandardError.ReadToEndAsync();
+    p.StandardOutput.ReadToEnd();
+    p.WaitForExit();
+    if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {err.Result}");
+}
+
+static async Task WaitForPort(int port)
+{
+    var deadline = DateTime.UtcNow.AddSeconds(30);
+    while (true)
+    {
+        try { using var t = new TcpClient(); await t.ConnectAsync(IPAddress.Loopback, port); return; }
+        catch (SocketException) when (DateTime.UtcNow < deadline) { await Task.Delay(100); }
+    }
+}
+
+static int Count(string dir) => Directory.Exists(dir) ? Directory.EnumerateFiles(dir).Count() : 0;
+
+// smtp-source sends `n` messages with `size` bytes of body over `sessions` parallel
+// connections; returns messages per second accepted and delivered into `maildirNew`.
+static async Task<(double, double)> Measure(string smtpSource, int port, string maildirNew, string rcpt, int size, int sessions, int n)
+{
+    var before = Count(maildirNew);
+    var clock = Stopwatch.StartNew();
+    var psi = new ProcessStartInfo(smtpSource) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in new[] { "-4", "-s", sessions.ToString(), "-m", n.ToString(), "-l", size.ToString(), "-f", "sender@remote.test", "-t", rcpt,
+                 "-M", "client.test", "-S", "bench", $"127.0.0.1:{port}" })
+        psi.ArgumentList.Add(a);
+    using (var p = Process.Start(psi)!)
+    {
+        var err = p.StandardError.ReadToEndAsync();
+        await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"smtp-source to port {port}: {await err}");
+    }
+    var accepted = clock.Elapsed.TotalSeconds;
+    var deadline = DateTime.UtcNow.AddMinutes(5);
+    while (Count(maildirNew) < before + n)
+    {
+        if (DateTime.UtcNow > deadline) throw new TimeoutException($"port {port}: {Count(maildirNew) - before} of {n} delivered after 5 minutes");
+        await Task.Delay(20);
+    }
+    return (n / accepted, n / clock.Elapsed.TotalSeconds);
+}
