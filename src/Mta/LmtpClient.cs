@@ -174,29 +174,50 @@ internal sealed class LmtpClient(string destination, string hostname) : IDisposa
     private sealed class DotStuffingStream(Stream inner) : Mail.Shared.IO.WriteOnlyStream
     {
         private bool _atLineStart = true;
-        private readonly MemoryStream _buffer = new();
+        private readonly byte[] _buffer = new byte[64 * 1024];
+        private int _length;
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
-            foreach (var b in buffer)
+            while (buffer.Length > 0)
             {
-                if (_atLineStart && b == '.') _buffer.WriteByte((byte)'.');
-                if (b == '\n') { _buffer.WriteByte((byte)'\r'); _buffer.WriteByte((byte)'\n'); _atLineStart = true; }
-                else { _buffer.WriteByte(b); _atLineStart = false; }
-                if (_buffer.Length >= 64 * 1024) Drain();
+                if (_atLineStart && buffer[0] == '.') Put("."u8);
+                int lf = buffer.IndexOf((byte)'\n');
+                if (lf < 0)
+                {
+                    Put(buffer);
+                    _atLineStart = false;
+                    return;
+                }
+                Put(buffer[..lf]);
+                Put("\r\n"u8);
+                _atLineStart = true;
+                buffer = buffer[(lf + 1)..];
+            }
+        }
+
+        private void Put(ReadOnlySpan<byte> bytes)
+        {
+            while (bytes.Length > 0)
+            {
+                if (_length == _buffer.Length) Drain();
+                int n = Math.Min(bytes.Length, _buffer.Length - _length);
+                bytes[..n].CopyTo(_buffer.AsSpan(_length));
+                _length += n;
+                bytes = bytes[n..];
             }
         }
 
         private void Drain()
         {
-            inner.Write(_buffer.GetBuffer(), 0, (int)_buffer.Length);
-            _buffer.SetLength(0);
+            inner.Write(_buffer, 0, _length);
+            _length = 0;
         }
 
         public void Finish()
         {
-            if (!_atLineStart) { _buffer.WriteByte((byte)'\r'); _buffer.WriteByte((byte)'\n'); }
-            _buffer.Write(".\r\n"u8);
+            if (!_atLineStart) Put("\r\n"u8);
+            Put(".\r\n"u8);
             Drain();
         }
     }

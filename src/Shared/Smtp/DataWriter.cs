@@ -3,7 +3,8 @@
 // fed whatever the socket delivered and says how much it used; a trailing CR
 // or an undecided "." at a line start waits for the next bytes. The end of
 // DATA is CRLF "." CRLF only: a "." line after a bare LF is content (SMTP
-// smuggling). Nothing is buffered beyond what one call is given.
+// smuggling). What one call produces is staged in a small buffer and
+// written to the output before the call returns.
 using System.Buffers;
 
 namespace Mail.Shared.Smtp;
@@ -13,6 +14,8 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
     private bool _atLineStart = true;
     private bool _lastLineCrLf = true;
     private bool _carriedCr;
+    private readonly byte[] _stage = new byte[16 * 1024];
+    private int _staged;
     public long Received { get; private set; }
     public long Lines { get; private set; }
     public bool TooBig => Received > maxSize;
@@ -22,6 +25,13 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
 
     /// <summary>Consumes from <paramref name="buffer"/>; true when the end of DATA was reached.</summary>
     public async ValueTask<bool> FeedAsync(ReadOnlySequence<byte> buffer, Action<SequencePosition> consumed)
+    {
+        var done = await FeedCoreAsync(buffer, consumed).ConfigureAwait(false);
+        await FlushStageAsync().ConfigureAwait(false);
+        return done;
+    }
+
+    private async ValueTask<bool> FeedCoreAsync(ReadOnlySequence<byte> buffer, Action<SequencePosition> consumed)
     {
         var rest = buffer;
         if (_carriedCr && !rest.IsEmpty)
@@ -103,6 +113,7 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
         _carriedCr = false;
         HasBareCr = true;
         await WriteAsync(new ReadOnlySequence<byte>(Cr)).ConfigureAwait(false);
+        await FlushStageAsync().ConfigureAwait(false);
     }
 
     /// <summary>Reads DATA from <paramref name="conn"/> to its end; false if the client went away first.</summary>
@@ -155,14 +166,36 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
 
     private static byte LastByte(ReadOnlySequence<byte> s) => s.Slice(s.Length - 1).FirstSpan[0];
 
-    private async ValueTask WriteAsync(ReadOnlySequence<byte> bytes)
+    /// <summary>Stores bytes: staged when they fit (no await), else written through.</summary>
+    private ValueTask WriteAsync(ReadOnlySequence<byte> bytes)
     {
         Received += bytes.Length;
-        if (TooBig) return; // keep reading to the end, store no more
+        if (TooBig) return default; // keep reading to the end, store no more
+        if (bytes.Length > _stage.Length - _staged) return WriteSlowAsync(bytes);
+        foreach (var seg in bytes)
+        {
+            if (seg.Span.IndexOf((byte)0) >= 0) HasNul = true;
+            seg.Span.CopyTo(_stage.AsSpan(_staged));
+            _staged += seg.Length;
+        }
+        return default;
+    }
+
+    private async ValueTask WriteSlowAsync(ReadOnlySequence<byte> bytes)
+    {
+        await FlushStageAsync().ConfigureAwait(false);
         foreach (var seg in bytes)
         {
             if (seg.Span.IndexOf((byte)0) >= 0) HasNul = true;
             await output.WriteAsync(seg).ConfigureAwait(false);
         }
+    }
+
+    private async ValueTask FlushStageAsync()
+    {
+        if (_staged == 0) return;
+        var n = _staged;
+        _staged = 0;
+        await output.WriteAsync(_stage.AsMemory(0, n)).ConfigureAwait(false);
     }
 }
