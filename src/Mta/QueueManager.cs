@@ -255,7 +255,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     private static HashSet<string> DeliveredTo(string path, IReadOnlyList<(long Offset, int Length)> chunks)
     {
         var set = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-        var text = Encoding.UTF8.GetString(QueueFileReader.ReadContentPrefix(path, chunks, HeaderCleanup.MaxHeaderSize));
+        var text = Encoding.UTF8.GetString(QueueFileReader.ReadHeader(path, chunks, HeaderCleanup.MaxHeaderSize));
         foreach (var line in text.Split('\n'))
         {
             if (line.Length == 0) break; // end of the header section

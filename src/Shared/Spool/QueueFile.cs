@@ -39,7 +39,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
 {
     private readonly FileStream _file;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-    private readonly byte[] _chunk = new byte[QueueFileFormat.MaxChunk];
+    private byte[] _chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(QueueFileFormat.MaxChunk);
     private int _chunkLength;
     private bool _committed, _disposed;
     private readonly Action? _closed;
@@ -70,12 +70,12 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
     {
         while (data.Length > 0)
         {
-            int n = Math.Min(data.Length, _chunk.Length - _chunkLength);
+            int n = Math.Min(data.Length, QueueFileFormat.MaxChunk - _chunkLength);
             data[..n].CopyTo(_chunk.AsSpan(_chunkLength));
             _chunkLength += n;
             data = data[n..];
             ContentLength += n;
-            if (_chunkLength == _chunk.Length) FlushChunk();
+            if (_chunkLength == QueueFileFormat.MaxChunk) FlushChunk();
         }
     }
 
@@ -101,6 +101,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         await _file.DisposeAsync().ConfigureAwait(false);
         Spool.FsyncDirectory(System.IO.Path.GetDirectoryName(Path)!);
         _committed = true;
+        ReturnChunk();
         _closed?.Invoke();
     }
 
@@ -126,10 +127,18 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         return ValueTask.CompletedTask;
     }
 
+    private void ReturnChunk()
+    {
+        if (_chunk.Length == 0) return;
+        System.Buffers.ArrayPool<byte>.Shared.Return(_chunk);
+        _chunk = [];
+    }
+
     public void Dispose()
     {
         _hash.Dispose();
         if (_committed || _disposed) return;
+        ReturnChunk();
         _disposed = true;
         _file.Dispose();
         try { File.Delete(Path); } catch (IOException) { }
@@ -148,13 +157,15 @@ public static class QueueFileReader
         try
         {
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
-            return Parse(fs, out envelope, chunks);
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(QueueFileFormat.MaxChunk);
+            try { return Parse(fs, buffer, out envelope, chunks); }
+            finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
         }
         catch (FileNotFoundException) { return QueueFileStatus.Incomplete; }
         catch (IOException) { return QueueFileStatus.Corrupt; }
     }
 
-    private static QueueFileStatus Parse(Stream fs, out QueueEnvelope? envelope, List<(long, int)> chunks)
+    private static QueueFileStatus Parse(Stream fs, byte[] buffer, out QueueEnvelope? envelope, List<(long, int)> chunks)
     {
         envelope = null;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -167,7 +178,6 @@ public static class QueueFileReader
         string? sender = null;
         var recipients = new List<string>();
         var attributes = new Dictionary<string, string>(StringComparer.Ordinal);
-        var buffer = new byte[QueueFileFormat.MaxChunk];
         var header = new byte[5];
         while (true)
         {
@@ -232,30 +242,48 @@ public static class QueueFileReader
     /// <summary>Copies the message content of a checked file to <paramref name="output"/>.</summary>
     public static void CopyContent(string path, IEnumerable<(long Offset, int Length)> chunks, Stream output)
     {
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
-        var buffer = new byte[QueueFileFormat.MaxChunk];
-        foreach (var (offset, length) in chunks)
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(QueueFileFormat.MaxChunk);
+        try
         {
-            fs.Position = offset;
-            fs.ReadExactly(buffer, 0, length);
-            output.Write(buffer, 0, length);
+            foreach (var (offset, length) in chunks)
+            {
+                fs.Position = offset;
+                fs.ReadExactly(buffer, 0, length);
+                output.Write(buffer, 0, length);
+            }
         }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 
-    /// <summary>The first <paramref name="max"/> bytes of the content at most (enough for the header section).</summary>
-    public static byte[] ReadContentPrefix(string path, IEnumerable<(long Offset, int Length)> chunks, int max)
+    /// <summary>The content's header section (up to and including its empty line), at most <paramref name="max"/> bytes.</summary>
+    public static byte[] ReadHeader(string path, IEnumerable<(long Offset, int Length)> chunks, int max) => ReadPrefix(path, chunks, max, headerOnly: true);
+
+    /// <summary>The first <paramref name="max"/> bytes of the content at most.</summary>
+    public static byte[] ReadContentPrefix(string path, IEnumerable<(long Offset, int Length)> chunks, int max) => ReadPrefix(path, chunks, max, headerOnly: false);
+
+    private static byte[] ReadPrefix(string path, IEnumerable<(long Offset, int Length)> chunks, int max, bool headerOnly)
     {
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
         var result = new MemoryStream();
-        var buffer = new byte[QueueFileFormat.MaxChunk];
-        foreach (var (offset, length) in chunks)
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(QueueFileFormat.MaxChunk);
+        try
         {
-            int n = (int)Math.Min(length, max - result.Length);
-            if (n <= 0) break;
-            fs.Position = offset;
-            fs.ReadExactly(buffer, 0, n);
-            result.Write(buffer, 0, n);
+            foreach (var (offset, length) in chunks)
+            {
+                int n = (int)Math.Min(length, max - result.Length);
+                if (n <= 0) break;
+                fs.Position = offset;
+                fs.ReadExactly(buffer, 0, n);
+                result.Write(buffer, 0, n);
+                if (!headerOnly) continue;
+                var all = result.GetBuffer().AsSpan(0, (int)result.Length);
+                if (all.Length > 0 && all[0] == '\n') return all[..1].ToArray();
+                int end = all.IndexOf("\n\n"u8);
+                if (end >= 0) return all[..(end + 2)].ToArray();
+            }
+            return result.ToArray();
         }
-        return result.ToArray();
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 }
