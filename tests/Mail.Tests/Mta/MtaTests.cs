@@ -201,8 +201,15 @@ public sealed partial class MtaTests
         Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty);
     }
 
-    [Test]
-    public async Task Smuggling_bare_lf_dot_does_not_end_data_and_bare_lf_is_refused()
+    // The end-of-data variants published with the SMTP smuggling research: none ends DATA.
+    [TestCase("\n.\n")]
+    [TestCase("\n.\r\n")]
+    [TestCase("\r.\n")]
+    [TestCase("\r.\r\n")]
+    [TestCase("\r\n.\n")]
+    [TestCase("\r\n.\r")]
+    [TestCase("\r\n\r\n.\r")]
+    public async Task Smuggled_end_of_data_variants_do_not_end_data_and_are_refused(string end)
     {
         using var c = await Raw.ConnectAsync(_mx);
         await c.Expect("220");
@@ -210,11 +217,11 @@ public sealed partial class MtaTests
         await c.ExpectLast("250 SMTPUTF8");
         await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
         await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
-        await c.Send("Subject: smuggle\r\n\r\nhi\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\nsmuggled\r\n.\r\n");
+        await c.Send($"Subject: smuggle\r\n\r\nhi{end}MAIL FROM:<evil@x>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\nsmuggled\r\n.\r\n");
         await c.Expect("521 5.5.2");
         Assert.That(await c.Read(), Is.Null, "the session ends");
-        await Task.Delay(0);
         Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty, "nothing queued");
+        Assert.That(_authd.Log(), Does.Not.Contain("from=<evil@x>"), "no smuggled transaction");
         Assert.That(Inbox("ann"), Is.Empty);
     }
 
