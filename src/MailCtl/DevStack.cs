@@ -2,7 +2,8 @@
 // ./var/dev) on first start: configuration, a passwd-file directory, the
 // Maildir store, run/ sockets, logs and a self-signed certificate. Then starts
 // every program of the suite on 127.0.0.1, prints where each listens, and
-// stops them all on Ctrl-C or SIGTERM (or when one of them dies).
+// stops them all on Ctrl-C or SIGTERM (or when one of them dies). With
+// --only it starts some of them, so that one can be stopped and started alone.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -20,8 +21,14 @@ internal static class DevStack
     public static Command Build()
     {
         var dir = new Option<string>("--dir", "-d") { Description = "Data folder of the dev stack", DefaultValueFactory = _ => Path.Combine("var", "dev") };
-        var cmd = new Command("up", "Run every program of the suite on the dev defaults until Ctrl-C") { dir };
-        cmd.SetAction((parse, ct) => CtlContext.RunAsync(() => UpAsync(Path.GetFullPath(parse.GetValue(dir)!))));
+        var only = new Option<string[]>("--only")
+        {
+            Description = "Start only these programs (authd, lmtpd, mtad), e.g. to stop and start one of them while the rest run in another `mailctl up --only`",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var cmd = new Command("up", "Run every program of the suite on the dev defaults until Ctrl-C") { dir, only };
+        cmd.SetAction((parse, ct) => CtlContext.RunAsync(() => UpAsync(Path.GetFullPath(parse.GetValue(dir)!),
+            parse.GetValue(only)?.SelectMany(o => o.Split(',', StringSplitOptions.RemoveEmptyEntries)).ToHashSet())));
         return cmd;
     }
 
@@ -93,8 +100,14 @@ internal static class DevStack
         }
     }
 
-    private static async Task<int> UpAsync(string root)
+    private static async Task<int> UpAsync(string root, HashSet<string>? only)
     {
+        var unknown = only?.Where(o => Services(root).All(s => s.Program != o)).ToList();
+        if (unknown is { Count: > 0 })
+        {
+            Console.Error.WriteLine($"mailctl: --only: no program named {string.Join(", ", unknown)} (authd, lmtpd, mtad)");
+            return CtlContext.ExitUsage;
+        }
         foreach (var sub in new[] { "etc", "data", "mail", "run", "log", "tls" })
             Directory.CreateDirectory(Path.Combine(root, sub));
         foreach (var file in new[] { "passwd", "virtual", "domains" })
@@ -122,7 +135,7 @@ internal static class DevStack
         int exit = 0;
         try
         {
-            foreach (var s in services)
+            foreach (var s in services.Where(s => only == null || only.Count == 0 || only.Contains(s.Program)))
             {
                 var process = Start(s.Program, Path.Combine(root, "etc", s.Program + ".conf"));
                 running.Add((s, process));
@@ -144,7 +157,7 @@ internal static class DevStack
                     await Task.Delay(100, CancellationToken.None);
                 }
             }
-            Console.WriteLine($"dev stack up in {root}");
+            Console.WriteLine($"dev stack up in {root}{(only is { Count: > 0 } ? " (" + string.Join(", ", running.Select(r => r.Service.Program)) + " only)" : "")}");
             foreach (var (s, p) in running)
                 foreach (var line in s.Listens(root))
                     Console.WriteLine($"  {s.Program,-8} {line}   (pid {p.Id})");

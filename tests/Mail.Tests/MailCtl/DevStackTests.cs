@@ -111,6 +111,82 @@ public sealed class DevStackTests
         Assert.That(File.Exists(Path.Combine(root, "run", "authd.sock")), Is.False, "authd stopped and removed its socket");
     }
 
+    /// <summary>A running `mailctl up`, stopped by SIGTERM on dispose.</summary>
+    private sealed class Stack : IDisposable
+    {
+        private readonly Process _up;
+        private readonly System.Text.StringBuilder _output = new();
+        public string Output { get { lock (_output) return _output.ToString(); } }
+
+        private Stack(Process up) => _up = up;
+
+        public static async Task<Stack> UpAsync(string root, params string[] args)
+        {
+            var psi = new ProcessStartInfo(Repo.Program("mailctl")) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in (string[])["up", "--dir", root, .. args]) psi.ArgumentList.Add(a);
+            var stack = new Stack(Process.Start(psi)!);
+            stack._up.OutputDataReceived += (_, e) => { lock (stack._output) stack._output.AppendLine(e.Data); };
+            stack._up.ErrorDataReceived += (_, e) => { lock (stack._output) stack._output.AppendLine(e.Data); };
+            stack._up.BeginOutputReadLine();
+            stack._up.BeginErrorReadLine();
+            Assert.That(await Wait.UntilAsync(() => stack.Output.Contains("Ctrl-C stops the stack") || stack._up.HasExited, TimeSpan.FromSeconds(60)), Is.True);
+            Assert.That(stack._up.HasExited, Is.False, stack.Output);
+            return stack;
+        }
+
+        public void Dispose()
+        {
+            if (!_up.HasExited) Kill(_up.Id, 15);
+            if (!_up.WaitForExit(30_000)) _up.Kill(entireProcessTree: true);
+            _up.Dispose();
+        }
+    }
+
+    [Test]
+    public async Task Mail_waits_in_the_queue_while_lmtpd_is_down_and_arrives_once_it_is_up()
+    {
+        using var dir = new TempDir();
+        var root = dir["dev"];
+        var conf = Path.Combine(root, "etc", "authd.conf");
+        var mtaConf = Path.Combine(root, "etc", "mtad.conf");
+        using (var stack = await Stack.UpAsync(root, "--only", "authd,mtad"))
+        {
+            Assert.That(stack.Output, Does.Contain("(authd, mtad only)"));
+            Assert.That(Ctl(conf, null, "domain", "add", "example.org").ExitCode, Is.EqualTo(0));
+            Assert.That(Ctl(conf, "bob pass\n", "user", "add", "bob@example.org").ExitCode, Is.EqualTo(0));
+            Assert.That(Ctl(conf, "ann pass\n", "user", "add", "ann@example.org").ExitCode, Is.EqualTo(0));
+            var script = dir["send.py"];
+            File.WriteAllText(script, """
+                import smtplib, ssl
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                s = smtplib.SMTP("127.0.0.1", 2587, timeout=30)
+                s.starttls(context=ctx)
+                s.login("bob@example.org", "bob pass")
+                s.sendmail("bob@example.org", ["ann@example.org"], "Subject: while lmtpd is down\r\n\r\nI will wait.\r\n")
+                s.quit()
+                """);
+            var sent = Run.Program(Peers.Require("python3"), [script]);
+            Assert.That(sent.ExitCode, Is.EqualTo(0), sent.Stderr);
+            Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(Path.Combine(root, "spool", "deferred")).Length == 1, TimeSpan.FromSeconds(30)),
+                Is.True, "deferred while no LMTP server listens");
+            var list = Run.Program(Repo.Program("mailctl"), ["queue", "list", "--mta-config", mtaConf]);
+            Assert.That(list.Stdout, Does.Contain("bob@example.org").And.Contain("ann@example.org").And.Contain("in 1 Request."), list.Stdout + list.Stderr);
+
+            using (var lmtp = await Stack.UpAsync(root, "--only", "lmtpd"))
+            {
+                Assert.That(Run.Program(Repo.Program("mailctl"), ["queue", "flush", "--mta-config", mtaConf]).ExitCode, Is.EqualTo(0));
+                var inbox = Path.Combine(root, "mail", "example.org", "ann", "new");
+                Assert.That(await Wait.UntilAsync(() => System.IO.Directory.Exists(inbox) && System.IO.Directory.GetFiles(inbox).Length == 1, TimeSpan.FromSeconds(30)),
+                    Is.True, "delivered once lmtpd is up");
+                Assert.That(File.ReadAllText(System.IO.Directory.GetFiles(inbox)[0]), Does.Contain("I will wait."));
+                var empty = Run.Program(Repo.Program("mailctl"), ["queue", "list", "--mta-config", mtaConf]);
+                Assert.That(empty.Stdout, Does.Contain("Mail queue is empty"));
+            }
+        }
+    }
+
     [Test]
     public void Password_is_never_taken_from_the_command_line_of_user_add()
     {
