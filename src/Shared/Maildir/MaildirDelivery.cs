@@ -141,8 +141,8 @@ public static partial class MaildirDelivery
     [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int LinkFile(string oldPath, string newPath);
 
-
-
+    /// <summary>A hard link (link(2)); true on success.</summary>
+    public static bool TryLink(string from, string to) => LinkFile(from, to) == 0;
 
     [LibraryImport("libc", EntryPoint = "chown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int ChownNative(string path, uint uid, uint gid);

@@ -1,0 +1,462 @@
+// The message commands of an IMAP session: APPEND, FETCH, STORE, SEARCH,
+// COPY, MOVE, EXPUNGE (and their UID forms) and IDLE.
+using System.Globalization;
+using System.Text;
+using Mail.Shared.Logging;
+using Mail.Shared.Maildir;
+
+namespace Mail.ImapPop.Imap;
+
+internal sealed partial class ImapSession
+{
+    private static readonly string[] Months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+    private static string InternalDate(DateTimeOffset d) =>
+        $"\"{d.Day,2}-{Months[d.Month - 1]}-{d.Year:D4} {d:HH:mm:ss} {(d.Offset < TimeSpan.Zero ? '-' : '+')}{Math.Abs(d.Offset.Hours):D2}{Math.Abs(d.Offset.Minutes):D2}\"";
+
+    private static DateTimeOffset ReceivedDate(string path)
+    {
+        try { return new DateTimeOffset(File.GetLastWriteTimeUtc(path), TimeSpan.Zero); }
+        catch (IOException) { return DateTimeOffset.UnixEpoch; }
+    }
+
+    /// <summary>Flag names to Maildir letters; keywords get letters from dovecot-keywords.</summary>
+    private string? Letters(MaildirFolder folder, IEnumerable<string> flags, out string? error)
+    {
+        error = null;
+        var sb = new StringBuilder();
+        foreach (var f in flags)
+        {
+            switch (f.ToUpperInvariant())
+            {
+                case "\\SEEN": sb.Append('S'); break;
+                case "\\ANSWERED": sb.Append('R'); break;
+                case "\\FLAGGED": sb.Append('F'); break;
+                case "\\DELETED": sb.Append('T'); break;
+                case "\\DRAFT": sb.Append('D'); break;
+                case "\\RECENT": break;
+                default:
+                    if (f.StartsWith('\\')) { error = "Invalid system flag " + f; return null; }
+                    var letter = folder.KeywordLetter(f);
+                    if (letter == null) { error = "[LIMIT] Too many keywords"; return null; }
+                    sb.Append(letter.Value);
+                    break;
+            }
+        }
+        return sb.ToString();
+    }
+
+    private static List<string> FlagListArg(Args args)
+    {
+        var flags = new List<string>();
+        if (args.TryChar('('))
+        {
+            while (!args.TryChar(')'))
+            {
+                if (flags.Count > 0) args.Space();
+                if (flags.Count > 100) throw new ImapSyntaxException("Too many flags");
+                flags.Add(args.TryChar('\\') ? "\\" + args.Atom() : args.Atom());
+            }
+        }
+        else
+        {
+            flags.Add(args.TryChar('\\') ? "\\" + args.Atom() : args.Atom());
+            while (args.TryChar(' ')) flags.Add(args.TryChar('\\') ? "\\" + args.Atom() : args.Atom());
+        }
+        return flags;
+    }
+
+    private async Task<bool> AppendAsync(string tag, Args args)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.Space();
+        var flags = new List<string>();
+        if (args.Peek() == '(') { flags = FlagListArg(args); args.Space(); }
+        DateTimeOffset? date = null;
+        if (args.Peek() == '"')
+        {
+            var text = args.Quoted();
+            if (!DateTimeOffset.TryParseExact(text.Trim(), ["d-MMM-yyyy HH:mm:ss zzz", "dd-MMM-yyyy HH:mm:ss zzz"], CultureInfo.InvariantCulture, DateTimeStyles.None, out var d))
+            {
+                // "zzz" wants +hh:mm; IMAP writes +hhmm.
+                var fixedText = text.Trim();
+                if (fixedText.Length > 5) fixedText = fixedText[..^2] + ":" + fixedText[^2..];
+                if (!DateTimeOffset.TryParseExact(fixedText, ["d-MMM-yyyy HH:mm:ss zzz", "dd-MMM-yyyy HH:mm:ss zzz"], CultureInfo.InvariantCulture, DateTimeStyles.None, out d))
+                    throw new ImapSyntaxException("Invalid date-time");
+            }
+            date = d;
+            args.Space();
+        }
+        var literal = args.Literal();
+        args.End();
+        if (error != null) return await No(tag, "[CANNOT] " + error);
+        var folder = FolderOf(name);
+        if (!folder.Exists) return await No(tag, "[TRYCREATE] Mailbox doesn't exist: " + name);
+        var letters = Letters(folder, flags, out var flagError);
+        if (letters == null) return await No(tag, flagError!);
+        // Stored as lmtpd stores: LF line ends, fsynced in tmp/, then renamed into cur/.
+        var tmpName = MaildirDelivery.UniqueName();
+        var tmp = Path.Combine(folder.Path, "tmp", tmpName);
+        long size = 0, lines = 0;
+        using (var input = literal.Open())
+        await using (var output = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024))
+        {
+            var buffer = new byte[64 * 1024];
+            int n;
+            bool cr = false;
+            while ((n = input.Read(buffer)) > 0)
+            {
+                var outBuf = new byte[n + 1];
+                int o = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    var b = buffer[i];
+                    if (cr && b != '\n') outBuf[o++] = (byte)'\r';
+                    cr = b == '\r';
+                    if (cr) continue;
+                    if (b == '\n') lines++;
+                    outBuf[o++] = b;
+                }
+                output.Write(outBuf, 0, o);
+                size += o;
+            }
+            if (cr) { output.WriteByte((byte)'\r'); size++; }
+            output.Flush(flushToDisk: true);
+        }
+        if (literal.Spilled != null) await literal.Spilled.DisposeAsync();
+        MaildirDelivery.Chown(tmp, _user!.Uid, _user.Gid);
+        File.SetLastWriteTimeUtc(tmp, (date ?? DateTimeOffset.UtcNow).UtcDateTime);
+        var baseName = $"{tmpName},S={size},W={size + lines}";
+        var final = Path.Combine(folder.Path, "cur", baseName + ":2," + new string(letters.Distinct().Order().ToArray()));
+        File.Move(tmp, final);
+        MaildirDelivery.FsyncDirectory(Path.Combine(folder.Path, "cur"));
+        var state = folder.Sync(takeNew: false);
+        var uid = state.Messages.FirstOrDefault(m => m.BaseName == baseName)?.Uid ?? 0;
+        Log.Info($"{conn.SessionId}: append user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\" uid={uid} size={size}");
+        if (_selected?.Name == name) await SendUpdatesAsync(allowExpunge: false);
+        return await Ok(tag, $"[APPENDUID {state.UidValidity} {uid}] Append completed.");
+    }
+
+    // ---- FETCH ----
+
+    private sealed record FetchItem(string Name, Section? Section = null, long? Start = null, long? Count = null, bool Peek = false);
+
+    private static List<FetchItem> FetchItems(Args args)
+    {
+        var items = new List<FetchItem>();
+        if (args.TryChar('('))
+        {
+            while (!args.TryChar(')'))
+            {
+                if (items.Count > 0) args.Space();
+                if (items.Count > 50) throw new ImapSyntaxException("Too many fetch items");
+                items.Add(FetchItemArg(args));
+            }
+            return items;
+        }
+        var first = FetchItemArg(args);
+        switch (first.Name)
+        {
+            case "ALL": return [new("FLAGS"), new("INTERNALDATE"), new("RFC822.SIZE"), new("ENVELOPE")];
+            case "FAST": return [new("FLAGS"), new("INTERNALDATE"), new("RFC822.SIZE")];
+            case "FULL": return [new("FLAGS"), new("INTERNALDATE"), new("RFC822.SIZE"), new("ENVELOPE"), new("BODY")];
+            default: return [first];
+        }
+    }
+
+    private static FetchItem FetchItemArg(Args args)
+    {
+        var atom = args.Word().ToUpperInvariant();
+        // "BODY[" and "BODY.PEEK[" are read as atoms up to "[".
+        if (atom is "BODY" or "BODY.PEEK" or "BINARY" or "BINARY.PEEK" && args.Peek() == '[')
+        {
+            args.Expect('[');
+            var section = SectionArg(args);
+            args.Expect(']');
+            long? start = null, count = null;
+            if (args.TryChar('<'))
+            {
+                start = (long)args.Number64();
+                args.Expect('.');
+                count = (long)args.Number64();
+                args.Expect('>');
+            }
+            return new FetchItem(atom.StartsWith("BINARY") ? "BINARY" : "BODY", section, start, count, atom.EndsWith(".PEEK"));
+        }
+        if (atom is not ("ALL" or "FAST" or "FULL" or "FLAGS" or "UID" or "INTERNALDATE" or "RFC822.SIZE" or "ENVELOPE" or "BODYSTRUCTURE" or "BODY"
+            or "RFC822" or "RFC822.HEADER" or "RFC822.TEXT"))
+            throw new ImapSyntaxException("Unknown fetch attribute " + MailLog.Safe(atom, 30));
+        return new FetchItem(atom);
+    }
+
+    private static Section SectionArg(Args args)
+    {
+        var part = new List<int>();
+        string text = "";
+        var fields = new List<string>();
+        while (char.IsAsciiDigit(args.Peek()))
+        {
+            var n = args.NzNumber();
+            if (part.Count >= 20) throw new ImapSyntaxException("Section nested too deep");
+            part.Add((int)Math.Min(n, int.MaxValue));
+            if (!args.TryChar('.')) return new Section(part, "", fields);
+        }
+        if (args.Peek() != ']')
+        {
+            text = args.Word().ToUpperInvariant();
+            if (text is not ("HEADER" or "TEXT" or "MIME" or "HEADER.FIELDS" or "HEADER.FIELDS.NOT")) throw new ImapSyntaxException("Invalid section");
+            if (text == "MIME" && part.Count == 0) throw new ImapSyntaxException("MIME needs a part number");
+            if (text.StartsWith("HEADER.FIELDS"))
+            {
+                args.Space();
+                args.Expect('(');
+                while (!args.TryChar(')')) { if (fields.Count > 0) args.Space(); if (fields.Count > 100) throw new ImapSyntaxException("Too many fields"); fields.Add(args.AString()); }
+            }
+        }
+        return new Section(part, text, fields);
+    }
+
+    private async Task<bool> FetchAsync(string tag, Args args, bool uid)
+    {
+        args.Space();
+        var set = args.SequenceSet();
+        args.Space();
+        var items = FetchItems(args);
+        args.End();
+        var s = _selected!;
+        if (uid && !items.Any(i => i.Name == "UID")) items.Insert(0, new FetchItem("UID"));
+        bool setsSeen = !s.ReadOnly && items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null && !i.Peek) || i.Name is "RFC822" or "RFC822.TEXT");
+        var needView = items.Any(i => i.Name is "ENVELOPE" or "BODYSTRUCTURE" or "BODY" or "BINARY" or "RFC822" or "RFC822.HEADER" or "RFC822.TEXT");
+        foreach (var seq in s.Resolve(set, uid))
+        {
+            var m = s.Messages[seq - 1];
+            if (setsSeen && !m.File.Flags.Contains('S'))
+            {
+                var path = s.Folder.SetFlags(m.File, m.File.Flags + "S");
+                if (path != null) m.File = m.File with { Path = path, Flags = new string((m.File.Flags + "S").Distinct().Order().ToArray()) };
+                if (!items.Any(i => i.Name == "FLAGS")) items.Add(new FetchItem("FLAGS"));
+            }
+            MessageView? view = null;
+            if (needView)
+            {
+                try { view = MessageView.Load(m.File.Path); }
+                catch (FileNotFoundException) { continue; } // expunged meanwhile: reported at the next sync
+            }
+            conn.BufferText($"* {seq} FETCH (");
+            bool firstItem = true;
+            foreach (var item in items)
+            {
+                if (!firstItem) conn.BufferText(" ");
+                firstItem = false;
+                switch (item.Name)
+                {
+                    case "UID": conn.BufferText($"UID {m.Uid}"); break;
+                    case "FLAGS": conn.BufferText($"FLAGS ({FlagList(m)})"); break;
+                    case "INTERNALDATE": conn.BufferText("INTERNALDATE " + InternalDate(ReceivedDate(m.File.Path))); break;
+                    case "RFC822.SIZE": conn.BufferText("RFC822.SIZE " + VirtualSize(m.File)); break;
+                    case "ENVELOPE": conn.BufferText("ENVELOPE " + view!.Envelope()); break;
+                    case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + view!.BodyStructure(extensible: true)); break;
+                    case "BODY" when item.Section == null: conn.BufferText("BODY " + view!.BodyStructure(extensible: false)); break;
+                    case "RFC822": Literal("RFC822", view!.Bytes); break;
+                    case "RFC822.HEADER": Literal("RFC822.HEADER", view!.Section(new Section([], "HEADER", [])) ?? []); break;
+                    case "RFC822.TEXT": Literal("RFC822.TEXT", view!.Section(new Section([], "TEXT", [])) ?? []); break;
+                    default:
+                        var bytes = view!.Section(item.Section!) ?? [];
+                        var label = $"{item.Name}[{item.Section}]";
+                        if (item.Start != null)
+                        {
+                            var start = (int)Math.Min(item.Start.Value, bytes.Length);
+                            var count = (int)Math.Min(item.Count!.Value, bytes.Length - start);
+                            bytes = bytes.AsSpan(start, count).ToArray();
+                            label += $"<{item.Start}>";
+                        }
+                        Literal(label, bytes);
+                        break;
+                }
+            }
+            conn.BufferText(")\r\n");
+            await conn.FlushAsync();
+        }
+        return await Ok(tag, uid ? "UID Fetch completed." : "Fetch completed.");
+    }
+
+    private void Literal(string label, byte[] bytes)
+    {
+        conn.BufferText($"{label} {{{bytes.Length}}}\r\n");
+        conn.BufferBytes(bytes);
+    }
+
+    private static long VirtualSize(FolderMessage m)
+    {
+        var name = m.FileName;
+        int w = name.IndexOf(",W=", StringComparison.Ordinal);
+        if (w >= 0)
+        {
+            int end = w + 3;
+            while (end < name.Length && char.IsAsciiDigit(name[end])) end++;
+            if (long.TryParse(name.AsSpan(w + 3, end - w - 3), out var v)) return v;
+        }
+        try { return MessageView.ToCrLf(File.ReadAllBytes(m.Path)).Length; }
+        catch (IOException) { return 0; }
+    }
+
+    // ---- STORE ----
+
+    private async Task<bool> StoreAsync(string tag, Args args, bool uid)
+    {
+        args.Space();
+        var set = args.SequenceSet();
+        args.Space();
+        var op = args.Atom().ToUpperInvariant();
+        bool silent = op.EndsWith(".SILENT");
+        if (silent) op = op[..^7];
+        if (op is not ("FLAGS" or "+FLAGS" or "-FLAGS")) throw new ImapSyntaxException("Invalid STORE operation");
+        args.Space();
+        var flags = FlagListArg(args);
+        args.End();
+        var s = _selected!;
+        if (s.ReadOnly) return await No(tag, "Mailbox is read-only.");
+        var letters = Letters(s.Folder, flags, out var error);
+        if (letters == null) return await No(tag, error!);
+        s.Keywords.Clear();
+        s.Keywords.AddRange(s.Folder.Keywords());
+        foreach (var seq in s.Resolve(set, uid))
+        {
+            var m = s.Messages[seq - 1];
+            var current = m.File.Flags;
+            var updated = op switch
+            {
+                "FLAGS" => letters + new string(current.Where(c => !"DFRST".Contains(c) && c is not (>= 'a' and <= 'z')).ToArray()),
+                "+FLAGS" => current + letters,
+                _ => new string(current.Where(c => !letters.Contains(c)).ToArray()),
+            };
+            updated = new string(updated.Distinct().Order().ToArray());
+            if (updated != current)
+            {
+                var path = s.Folder.SetFlags(m.File, updated);
+                if (path != null) m.File = m.File with { Path = path, Flags = updated };
+            }
+            if (!silent)
+                conn.BufferLine($"* {seq} FETCH ({(uid ? $"UID {m.Uid} " : "")}FLAGS ({FlagList(m)}))");
+        }
+        return await Ok(tag, "Store completed.");
+    }
+
+    // ---- COPY, MOVE, EXPUNGE ----
+
+    private async Task<bool> CopyAsync(string tag, Args args, bool uid, bool move)
+    {
+        args.Space();
+        var set = args.SequenceSet();
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.End();
+        var s = _selected!;
+        if (error != null) return await No(tag, "[CANNOT] " + error);
+        var target = FolderOf(name);
+        if (!target.Exists) return await No(tag, "[TRYCREATE] Mailbox doesn't exist: " + name);
+        if (move && s.ReadOnly) return await No(tag, "Mailbox is read-only.");
+        var seqs = s.Resolve(set, uid);
+        var targetKeywords = target.Keywords();
+        var copied = new List<(uint SourceUid, string BaseName)>();
+        foreach (var seq in seqs)
+        {
+            var m = s.Messages[seq - 1].File;
+            // Keyword letters are per folder: translate them.
+            var flags = new StringBuilder();
+            foreach (var c in m.Flags)
+            {
+                if (c is >= 'a' and <= 'z')
+                {
+                    var k = c - 'a' < s.Keywords.Count ? s.Keywords[c - 'a'] : "";
+                    if (k.Length > 0 && target.KeywordLetter(k) is { } l) flags.Append(l);
+                }
+                else flags.Append(c);
+            }
+            var baseName = target.Path == s.Folder.Path ? MaildirDelivery.UniqueName() + SizeSuffix(m.BaseName) : m.BaseName;
+            if (File.Exists(Path.Combine(target.Path, "cur", baseName + ":2," + flags)) || Directory.EnumerateFiles(Path.Combine(target.Path, "cur"), baseName + ":2,*").Any())
+                baseName = MaildirDelivery.UniqueName() + SizeSuffix(m.BaseName);
+            var dest = Path.Combine(target.Path, "cur", baseName + ":2," + new string(flags.ToString().Distinct().Order().ToArray()));
+            Link(m.Path, dest);
+            copied.Add((m.Uid, baseName));
+        }
+        MaildirDelivery.FsyncDirectory(Path.Combine(target.Path, "cur"));
+        var state = target.Sync(takeNew: false);
+        var byName = state.Messages.ToDictionary(m => m.BaseName, m => m.Uid);
+        var pairs = copied.Where(c => byName.ContainsKey(c.BaseName)).Select(c => (c.SourceUid, Dest: byName[c.BaseName])).ToList();
+        var copyUid = pairs.Count == 0 ? "" : $"[COPYUID {state.UidValidity} {string.Join(',', pairs.Select(p => p.SourceUid))} {string.Join(',', pairs.Select(p => p.Dest))}] ";
+        if (!move) return await Ok(tag, copyUid + "Copy completed.");
+        if (copyUid.Length > 0) conn.BufferLine($"* OK {copyUid}Moved UIDs.");
+        var uids = seqs.Select(q => s.Messages[q - 1].Uid).ToHashSet();
+        ExpungeWhere(m => uids.Contains(m.Uid));
+        return await Ok(tag, "Move completed.");
+    }
+
+    private static string SizeSuffix(string baseName)
+    {
+        int i = baseName.IndexOf(",S=", StringComparison.Ordinal);
+        return i < 0 ? "" : baseName[i..];
+    }
+
+    private static void Link(string from, string to)
+    {
+        if (!MaildirDelivery.TryLink(from, to)) File.Copy(from, to);
+    }
+
+    private void ExpungeDeleted(SequenceSet? uidSet) =>
+        ExpungeWhere(m => m.Deleted && (uidSet == null || uidSet.Contains(m.Uid, _selected!.Max(uid: true))));
+
+    /// <summary>Removes the files of matching messages and tells the client, highest sequence number first.</summary>
+    private void ExpungeWhere(Func<SelectedMessage, bool> which)
+    {
+        var s = _selected!;
+        for (int i = s.Messages.Count - 1; i >= 0; i--)
+        {
+            var m = s.Messages[i];
+            if (!which(m)) continue;
+            try { File.Delete(m.File.Path); } catch (IOException) { }
+            s.Messages.RemoveAt(i);
+            conn.BufferLine($"* {i + 1} EXPUNGE");
+        }
+        s.Folder.Sync(takeNew: false); // drops the UIDs from dovecot-uidlist
+    }
+
+    private async Task<bool> ExpungeAsync(string tag, Args args, bool uid)
+    {
+        SequenceSet? set = null;
+        if (uid) { set = args.SequenceSet(); }
+        args.End();
+        if (_selected!.ReadOnly) return await No(tag, "Mailbox is read-only.");
+        await SendUpdatesAsync(allowExpunge: true);
+        ExpungeDeleted(set);
+        return await Ok(tag, "Expunge completed.");
+    }
+
+    // ---- IDLE ----
+
+    private async Task<bool> IdleAsync(string tag)
+    {
+        await conn.WriteLineAsync("+ idling");
+        using var signal = new SemaphoreSlim(0);
+        using var subscription = _selected != null ? options.Hub.Subscribe(_selected.Folder.Path, () => { try { signal.Release(); } catch (ObjectDisposedException) { } }) : null;
+        var read = conn.ReadLineAsync().AsTask();
+        while (true)
+        {
+            var wake = signal.WaitAsync();
+            var done = await Task.WhenAny(read, wake);
+            if (done == read)
+            {
+                var line = await read;
+                if (!line.IsLine) return false;
+                if (!line.Text.Equals("DONE", StringComparison.OrdinalIgnoreCase)) return await Bad(tag, "Expected DONE.");
+                return await Ok(tag, "Idle completed.");
+            }
+            // Let a burst of changes settle into one report.
+            await Task.Delay(20);
+            while (signal.CurrentCount > 0) await signal.WaitAsync();
+            await SendUpdatesAsync(allowExpunge: true);
+            await conn.FlushAsync();
+        }
+    }
+}

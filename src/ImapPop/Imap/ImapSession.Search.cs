@@ -1,0 +1,207 @@
+// SEARCH (RFC 9051 6.4.4): the search keys compiled into one predicate per
+// message. Keys on flags, sizes, dates and UIDs need no message text; header
+// and text keys read the message (MimeKit decodes headers and bodies, so a
+// search matches what the user sees, case-insensitively).
+using System.Globalization;
+using MimeKit;
+
+namespace Mail.ImapPop.Imap;
+
+internal sealed partial class ImapSession
+{
+    private sealed class SearchContext(ImapSession session, SelectedMessage message, int seq)
+    {
+        public SelectedMessage Message { get; } = message;
+        public int Seq { get; } = seq;
+        private MessageView? _view;
+        public MessageView View => _view ??= MessageView.Load(Message.File.Path);
+        public ImapSession Session { get; } = session;
+    }
+
+    private delegate bool SearchKey(SearchContext c);
+
+    private async Task<bool> SearchAsync(string tag, Args args, bool uid)
+    {
+        args.Space();
+        var returnOpts = new List<string>();
+        bool esearch = false;
+        string? word = char.IsAsciiLetter(args.Peek()) ? args.Atom().ToUpperInvariant() : null;
+        if (word == "RETURN")
+        {
+            esearch = true;
+            args.Space();
+            args.Expect('(');
+            while (!args.TryChar(')')) { if (returnOpts.Count > 0) args.Space(); returnOpts.Add(args.Atom().ToUpperInvariant()); }
+            args.Space();
+            word = char.IsAsciiLetter(args.Peek()) ? args.Atom().ToUpperInvariant() : null;
+        }
+        if (word == "CHARSET")
+        {
+            args.Space();
+            var charset = args.AString().ToUpperInvariant();
+            if (charset is not ("UTF-8" or "US-ASCII")) return await No(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+            args.Space();
+            word = null;
+        }
+        var key = word != null ? KeyFromAtom(word, args) : SearchKey1(args);
+        return await RunSearch(tag, args, uid, key, esearch, returnOpts);
+    }
+
+    private async Task<bool> RunSearch(string tag, Args args, bool uid, SearchKey key, bool esearch, List<string> returnOpts)
+    {
+        while (!args.AtEnd)
+        {
+            args.Space();
+            var next = SearchKey1(args);
+            var prev = key;
+            key = c => prev(c) && next(c);
+        }
+        var s = _selected!;
+        var hits = new List<uint>();
+        for (int i = 0; i < s.Messages.Count; i++)
+        {
+            bool match;
+            try { match = key(new SearchContext(this, s.Messages[i], i + 1)); }
+            catch (FileNotFoundException) { match = false; }
+            if (match) hits.Add(uid ? s.Messages[i].Uid : (uint)(i + 1));
+        }
+        if (esearch)
+        {
+            var parts = new List<string>();
+            if (returnOpts.Count == 0) returnOpts.Add("ALL");
+            if (returnOpts.Contains("MIN") && hits.Count > 0) parts.Add($"MIN {hits.Min()}");
+            if (returnOpts.Contains("MAX") && hits.Count > 0) parts.Add($"MAX {hits.Max()}");
+            if (returnOpts.Contains("ALL") && hits.Count > 0) parts.Add($"ALL {SequenceSet.Compact(hits)}");
+            if (returnOpts.Contains("COUNT")) parts.Add($"COUNT {hits.Count}");
+            conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}{string.Concat(parts.Select(p => " " + p))}");
+        }
+        else conn.BufferLine("* SEARCH" + string.Concat(hits.Select(h => " " + h.ToString(CultureInfo.InvariantCulture))));
+        return await Ok(tag, uid ? "UID Search completed." : "Search completed.");
+    }
+
+    private int _searchDepth;
+
+    private SearchKey SearchKey1(Args args)
+    {
+        if (++_searchDepth > 50) throw new ImapSyntaxException("Search nested too deep");
+        try
+        {
+            if (args.TryChar('('))
+            {
+                var keys = new List<SearchKey> { SearchKey1(args) };
+                while (!args.TryChar(')')) { args.Space(); keys.Add(SearchKey1(args)); }
+                return c => keys.All(k => k(c));
+            }
+            if (char.IsAsciiDigit(args.Peek()) || args.Peek() is '*' or '$')
+            {
+                var set = args.SequenceSet();
+                return c => set.Contains((uint)c.Seq, (uint)_selected!.Count);
+            }
+            var atom = args.Atom().ToUpperInvariant();
+            return KeyFromAtom(atom, args);
+        }
+        finally { _searchDepth--; }
+    }
+
+    private static DateTime DateArg(Args args)
+    {
+        var text = args.AString();
+        return DateTime.TryParseExact(text, ["d-MMM-yyyy", "dd-MMM-yyyy"], CultureInfo.InvariantCulture, DateTimeStyles.None, out var d)
+            ? d.Date : throw new ImapSyntaxException("Invalid date");
+    }
+
+    private static bool HasFlag(SearchContext c, char f) => c.Message.File.Flags.Contains(f);
+
+    private static bool Contains(string? haystack, string needle) =>
+        haystack != null && haystack.Contains(needle, StringComparison.OrdinalIgnoreCase);
+
+    private static string? Header(SearchContext c, string name)
+    {
+        var values = c.View.Message.Headers.Where(h => h.Field.Equals(name, StringComparison.OrdinalIgnoreCase)).Select(h => h.Value).ToList();
+        return values.Count == 0 ? null : string.Join("\n", values);
+    }
+
+    private static string BodyText(SearchContext c)
+    {
+        var sb = new System.Text.StringBuilder();
+        foreach (var part in c.View.Message.BodyParts.OfType<MimeKit.TextPart>())
+        {
+            try { sb.Append(part.Text).Append('\n'); }
+            catch (Exception e) when (e is FormatException or NotSupportedException or ArgumentException) { }
+        }
+        return sb.ToString();
+    }
+
+    private SearchKey KeyFromAtom(string atom, Args args)
+    {
+        switch (atom)
+        {
+            case "ALL": return _ => true;
+            case "ANSWERED": return c => HasFlag(c, 'R');
+            case "UNANSWERED": return c => !HasFlag(c, 'R');
+            case "DELETED": return c => HasFlag(c, 'T');
+            case "UNDELETED": return c => !HasFlag(c, 'T');
+            case "DRAFT": return c => HasFlag(c, 'D');
+            case "UNDRAFT": return c => !HasFlag(c, 'D');
+            case "FLAGGED": return c => HasFlag(c, 'F');
+            case "UNFLAGGED": return c => !HasFlag(c, 'F');
+            case "SEEN": return c => HasFlag(c, 'S');
+            case "UNSEEN": return c => !HasFlag(c, 'S');
+            case "RECENT": return c => c.Message.Recent;
+            case "OLD": return c => !c.Message.Recent;
+            case "NEW": return c => c.Message.Recent && !HasFlag(c, 'S');
+            case "KEYWORD" or "UNKEYWORD":
+            {
+                args.Space();
+                var word = args.Atom();
+                bool want = atom == "KEYWORD";
+                return c =>
+                {
+                    var i = _selected!.Keywords.FindIndex(k => k.Equals(word, StringComparison.OrdinalIgnoreCase));
+                    return (i >= 0 && HasFlag(c, (char)('a' + i))) == want;
+                };
+            }
+            case "NOT": { args.Space(); var k = SearchKey1(args); return c => !k(c); }
+            case "OR":
+            {
+                args.Space();
+                var a = SearchKey1(args);
+                args.Space();
+                var b = SearchKey1(args);
+                return c => a(c) || b(c);
+            }
+            case "UID": { args.Space(); var set = args.SequenceSet(); return c => set.Contains(c.Message.Uid, _selected!.Max(uid: true)); }
+            case "LARGER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) > n; }
+            case "SMALLER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) < n; }
+            case "BEFORE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date < d; }
+            case "ON": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date == d; }
+            case "SINCE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date >= d; }
+            case "SENTBEFORE": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date < d; }
+            case "SENTON": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date == d; }
+            case "SENTSINCE": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date >= d; }
+            case "FROM" or "TO" or "CC" or "BCC" or "SUBJECT":
+            {
+                args.Space();
+                var text = args.AString();
+                var field = atom[0] + atom[1..].ToLowerInvariant();
+                return c => Contains(Header(c, field), text);
+            }
+            case "HEADER":
+            {
+                args.Space();
+                var field = args.AString();
+                args.Space();
+                var text = args.AString();
+                return c => Header(c, field) is { } v && (text.Length == 0 || Contains(v, text));
+            }
+            case "BODY": { args.Space(); var text = args.AString(); return c => Contains(BodyText(c), text); }
+            case "TEXT":
+            {
+                args.Space();
+                var text = args.AString();
+                return c => c.View.Message.Headers.Any(h => Contains(h.Value, text)) || Contains(BodyText(c), text);
+            }
+            default: throw new ImapSyntaxException("Unknown search key " + Mail.Shared.Logging.MailLog.Safe(atom, 30));
+        }
+    }
+}

@@ -1,0 +1,678 @@
+// One IMAP session (RFC 9051 and RFC 3501): the states not authenticated,
+// authenticated, selected and logout; LOGIN and AUTHENTICATE through AuthD
+// (no plaintext before TLS except from loopback: LOGINDISABLED); the
+// mailbox commands over the user's Maildir++ tree; FETCH, STORE, SEARCH,
+// COPY, MOVE, EXPUNGE and their UID forms on the selected mailbox; IDLE.
+using System.Globalization;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Grpc.Core;
+using Mail.Shared.Auth;
+using Mail.Shared.Logging;
+using Mail.Shared.Maildir;
+using Mail.Shared.Net;
+using NLog;
+
+namespace Mail.ImapPop.Imap;
+
+internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub);
+
+internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, Func<X509Certificate2?> certificate, ImapOptions options, bool implicitTls)
+{
+    private static readonly Logger Log = MailLog.For("imap");
+    public static readonly string[] SpecialUse = ["Drafts", "Sent", "Trash", "Junk", "Archive"];
+    private MailUser? _user;
+    private Selected? _selected;
+    private CommandReader _reader = null!;
+    private int _badCommands;
+    private bool _utf8;
+
+    private string Capabilities()
+    {
+        var caps = new List<string> { "IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
+            "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS" };
+        if (_user == null)
+        {
+            if (!conn.IsTls && certificate() != null) caps.Add("STARTTLS");
+            if (conn.IsSecure) { caps.Add("AUTH=PLAIN"); caps.Add("AUTH=LOGIN"); }
+            else caps.Add("LOGINDISABLED");
+        }
+        return string.Join(' ', caps);
+    }
+
+    public async Task RunAsync()
+    {
+        _reader = new CommandReader(new ReaderLimits { MaxAppendLiteral = options.MaxMessageSize }, SpillLiteral);
+        Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription}{(implicitTls ? " (TLS)" : "")}");
+        await conn.WriteLineAsync($"* OK [CAPABILITY {Capabilities()}] {options.Hostname} IMAP ready.");
+        try
+        {
+            while (true)
+            {
+                var (kind, parts, message) = await ReadCommandAsync();
+                if (kind == ReadKind.NeedMore) // the connection ended
+                {
+                    if (conn.Stopping.IsCancellationRequested) await TryWrite("* BYE Server shutting down.");
+                    else if (!conn.Stopping.IsCancellationRequested && parts == null && message == "timeout") await TryWrite("* BYE Disconnected for inactivity.");
+                    return;
+                }
+                if (kind == ReadKind.Fatal) { await conn.WriteLineAsync("* BYE " + message); return; }
+                if (kind == ReadKind.Bad)
+                {
+                    if (++_badCommands > 20) { await conn.WriteLineAsync("* BYE Too many invalid commands."); return; }
+                    await conn.WriteLineAsync("* BAD " + message);
+                    continue;
+                }
+                if (!await ExecuteAsync(parts!)) return;
+            }
+        }
+        finally
+        {
+            _reader.Reset();
+            if (_selected != null) options.Hub.Leave(_selected.Folder.Path, this);
+            Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}");
+        }
+    }
+
+    private async Task TryWrite(string line)
+    {
+        try { await conn.WriteLineAsync(line); } catch (IOException) { }
+    }
+
+    /// <summary>An APPEND literal too big to keep in memory goes to a file in the user's Maildir tmp/.</summary>
+    private Stream SpillLiteral(long length)
+    {
+        var dir = _user != null ? Path.Combine(_user.Maildir, "tmp") : Path.GetTempPath();
+        Directory.CreateDirectory(dir);
+        var path = Path.Combine(dir, MaildirDelivery.UniqueName() + ".append");
+        return new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 64 * 1024, FileOptions.DeleteOnClose);
+    }
+
+    /// <summary>Reads one whole command; NeedMore with Message "timeout"/"closed" when the connection ends.</summary>
+    private async Task<ReadResult> ReadCommandAsync()
+    {
+        while (true)
+        {
+            var read = await conn.ReadRawAsync();
+            if (read == null) return new ReadResult(ReadKind.NeedMore, Message: conn.Stopping.IsCancellationRequested ? "stopping" : "timeout");
+            var buffer = read.Value.Buffer;
+            var result = _reader.Feed(buffer, out var consumed);
+            conn.Input.AdvanceTo(consumed, result.Kind == ReadKind.NeedMore ? buffer.End : consumed);
+            switch (result.Kind)
+            {
+                case ReadKind.NeedMore:
+                    if (read.Value.IsCompleted) return new ReadResult(ReadKind.NeedMore, Message: "closed");
+                    continue;
+                case ReadKind.Continue:
+                    await conn.WriteLineAsync("+ Ready for literal data");
+                    continue;
+                default:
+                    return result;
+            }
+        }
+    }
+
+    private async Task<bool> ExecuteAsync(IReadOnlyList<CommandPart> parts)
+    {
+        var first = ((LinePart)parts[0]).Text;
+        int sp = first.IndexOf(' ');
+        var tag = sp < 0 ? first : first[..sp];
+        if (tag.Length == 0 || tag.Length > 64 || tag.Any(c => c <= ' ' || c > '~' || c is '(' or ')' or '{' or '%' or '*' or '"' or '\\' or '+'))
+        {
+            await conn.WriteLineAsync("* BAD Invalid tag");
+            return ++_badCommands <= 20;
+        }
+        if (sp < 0) { await conn.WriteLineAsync($"{tag} BAD Missing command"); return true; }
+        int sp2 = first.IndexOf(' ', sp + 1);
+        var name = (sp2 < 0 ? first[(sp + 1)..] : first[(sp + 1)..sp2]).ToUpperInvariant();
+        var args = new Args(parts, 0, sp2 < 0 ? first.Length : sp2); // handlers read their leading space
+        bool uid = false;
+        if (name == "UID")
+        {
+            uid = true;
+            try { args.Space(); name = args.Atom().ToUpperInvariant(); }
+            catch (ImapSyntaxException) { await conn.WriteLineAsync($"{tag} BAD Missing UID command"); return true; }
+            if (name is not ("FETCH" or "STORE" or "SEARCH" or "COPY" or "MOVE" or "EXPUNGE"))
+            {
+                await conn.WriteLineAsync($"{tag} BAD Unknown UID command");
+                return true;
+            }
+        }
+        try
+        {
+            return await DispatchAsync(tag, name, args, uid);
+        }
+        catch (ImapSyntaxException e)
+        {
+            if (++_badCommands > 20) { await conn.WriteLineAsync("* BYE Too many invalid commands."); return false; }
+            await conn.WriteLineAsync($"{tag} BAD Error in IMAP command {name}: {e.Message}");
+            return true;
+        }
+        catch (RpcException e)
+        {
+            Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
+            await conn.WriteLineAsync($"{tag} NO [UNAVAILABLE] Temporary authentication failure");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+        {
+            if (e is IOException && conn.Stopping.IsCancellationRequested) throw;
+            Log.Error($"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")}: {MailLog.Safe(e.Message)}");
+            await conn.WriteLineAsync($"{tag} NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException && !conn.Stopping.IsCancellationRequested)
+        {
+            // A bug must cost this command, not the session.
+            Log.Error(e, $"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")}");
+            await conn.WriteLineAsync($"{tag} NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
+            return true;
+        }
+    }
+
+    private async Task<bool> DispatchAsync(string tag, string name, Args args, bool uid)
+    {
+        switch (name)
+        {
+            case "CAPABILITY": args.End(); await Untagged($"CAPABILITY {Capabilities()}"); return await Ok(tag, "Capability completed.");
+            case "NOOP": args.End(); await SendUpdatesAsync(allowExpunge: true); return await Ok(tag, "NOOP completed.");
+            case "LOGOUT":
+                args.End();
+                conn.BufferLine("* BYE Logging out");
+                await Ok(tag, "Logout completed.");
+                return false;
+            case "ID": return await IdAsync(tag, args);
+        }
+        if (_user == null)
+        {
+            switch (name)
+            {
+                case "STARTTLS": return await StartTlsAsync(tag, args);
+                case "LOGIN": return await LoginAsync(tag, args);
+                case "AUTHENTICATE": return await AuthenticateAsync(tag, args);
+                case "SELECT" or "EXAMINE" or "CREATE" or "DELETE" or "RENAME" or "SUBSCRIBE" or "UNSUBSCRIBE" or "LIST" or "LSUB" or "STATUS" or "APPEND"
+                    or "ENABLE" or "NAMESPACE" or "CHECK" or "CLOSE" or "UNSELECT" or "EXPUNGE" or "SEARCH" or "FETCH" or "STORE" or "COPY" or "MOVE" or "IDLE":
+                    return await Bad(tag, "Not authenticated.");
+                default: return await Bad(tag, "Unknown command.");
+            }
+        }
+        switch (name)
+        {
+            case "STARTTLS" or "LOGIN" or "AUTHENTICATE": return await Bad(tag, "Already authenticated.");
+            case "ENABLE": return await EnableAsync(tag, args);
+            case "NAMESPACE": args.End(); await Untagged("NAMESPACE ((\"\" \"/\")) NIL NIL"); return await Ok(tag, "Namespace completed.");
+            case "SELECT" or "EXAMINE": return await SelectAsync(tag, args, readOnly: name == "EXAMINE");
+            case "CREATE": return await CreateAsync(tag, args);
+            case "DELETE": return await DeleteAsync(tag, args);
+            case "RENAME": return await RenameAsync(tag, args);
+            case "SUBSCRIBE" or "UNSUBSCRIBE": return await SubscribeAsync(tag, args, name == "SUBSCRIBE");
+            case "LIST": return await ListAsync(tag, args, lsub: false);
+            case "LSUB": return await ListAsync(tag, args, lsub: true);
+            case "STATUS": return await StatusAsync(tag, args);
+            case "APPEND": return await AppendAsync(tag, args);
+            case "IDLE": args.End(); return await IdleAsync(tag);
+        }
+        if (_selected == null)
+            return name is "CHECK" or "CLOSE" or "UNSELECT" or "EXPUNGE" or "SEARCH" or "FETCH" or "STORE" or "COPY" or "MOVE"
+                ? await Bad(tag, "No mailbox selected.") : await Bad(tag, "Unknown command.");
+        switch (name)
+        {
+            case "CHECK": args.End(); await SendUpdatesAsync(allowExpunge: true); return await Ok(tag, "Check completed.");
+            case "CLOSE" or "UNSELECT":
+                args.End();
+                if (name == "CLOSE" && !_selected.ReadOnly) ExpungeDeleted(null);
+                Unselect();
+                return await Ok(tag, $"{name[0]}{name[1..].ToLowerInvariant()} completed.");
+            case "EXPUNGE": return await ExpungeAsync(tag, args, uid);
+            case "FETCH": return await FetchAsync(tag, args, uid);
+            case "STORE": return await StoreAsync(tag, args, uid);
+            case "SEARCH": return await SearchAsync(tag, args, uid);
+            case "COPY" or "MOVE": return await CopyAsync(tag, args, uid, move: name == "MOVE");
+        }
+        return await Bad(tag, "Unknown command.");
+    }
+
+    private async Task<bool> Ok(string tag, string text)
+    {
+        conn.BufferLine($"{tag} OK {text}");
+        await conn.FlushAsync();
+        return true;
+    }
+
+    private async Task<bool> No(string tag, string text)
+    {
+        conn.BufferLine($"{tag} NO {text}");
+        await conn.FlushAsync();
+        return true;
+    }
+
+    private async Task<bool> Bad(string tag, string text)
+    {
+        conn.BufferLine($"{tag} BAD {text}");
+        await conn.FlushAsync();
+        return ++_badCommands <= 20 || await Bye();
+    }
+
+    private async Task<bool> Bye()
+    {
+        await conn.WriteLineAsync("* BYE Too many invalid commands.");
+        return false;
+    }
+
+    private Task Untagged(string text)
+    {
+        conn.BufferLine("* " + text);
+        return Task.CompletedTask;
+    }
+
+    private async Task<bool> IdAsync(string tag, Args args)
+    {
+        // ID ( "name" "value" ... ) or NIL: logged, answered with our name.
+        if (args.TryChar('('))
+        {
+            var pairs = new List<string>();
+            while (!args.TryChar(')'))
+            {
+                if (pairs.Count > 60) throw new ImapSyntaxException("Too many ID fields");
+                if (pairs.Count > 0) args.Space();
+                pairs.Add(args.String());
+                args.Space();
+                pairs.Add(args.NString() ?? "NIL");
+            }
+            Log.Info($"{conn.SessionId}: ID {MailLog.Safe(string.Join(' ', pairs), 300)}");
+        }
+        else if (!args.Atom().Equals("NIL", StringComparison.OrdinalIgnoreCase)) throw new ImapSyntaxException("Expected a list or NIL");
+        args.End();
+        await Untagged("ID (\"name\" \"Mail suite\")");
+        return await Ok(tag, "ID completed.");
+    }
+
+    private async Task<bool> EnableAsync(string tag, Args args)
+    {
+        var enabled = new List<string>();
+        while (!args.AtEnd)
+        {
+            args.Space();
+            var cap = args.Atom().ToUpperInvariant();
+            if (cap is "UTF8=ACCEPT" or "IMAP4REV2" && !enabled.Contains(cap)) { enabled.Add(cap); _utf8 = true; }
+        }
+        await Untagged("ENABLED" + string.Concat(enabled.Select(e => " " + e)));
+        return await Ok(tag, "Enabled.");
+    }
+
+    private async Task<bool> StartTlsAsync(string tag, Args args)
+    {
+        args.End();
+        var cert = certificate();
+        if (conn.IsTls || cert == null) return await Bad(tag, "TLS not available.");
+        if (!await conn.StartTlsAsync(cert, $"{tag} OK Begin TLS negotiation now.")) return false;
+        _reader.Reset();
+        return true;
+    }
+
+    private ClientInfo Client() => new()
+    {
+        Service = "imap", RemoteIp = conn.RemoteIp?.ToString() ?? "", LocalIp = conn.LocalIp?.ToString() ?? "", Secured = conn.IsSecure, SessionId = conn.SessionId,
+    };
+
+    private async Task<bool> LoginAsync(string tag, Args args)
+    {
+        args.Space();
+        var user = args.AString();
+        args.Space();
+        var password = args.AString();
+        args.End();
+        if (!conn.IsSecure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+        var result = await auth.AuthenticatePlainAsync(user, password, Client());
+        return await FinishAuthAsync(tag, result, "LOGIN");
+    }
+
+    private async Task<bool> AuthenticateAsync(string tag, Args args)
+    {
+        args.Space();
+        var mech = args.Atom().ToUpperInvariant();
+        byte[]? initial = null;
+        if (!args.AtEnd)
+        {
+            args.Space();
+            var ir = args.Atom("=");
+            if (ir == "=") initial = [];
+            else
+            {
+                initial = new byte[ir.Length];
+                if (!Convert.TryFromBase64String(ir, initial, out var n)) return await Bad(tag, "Invalid base64 data in initial response");
+                initial = initial[..n];
+            }
+        }
+        args.End();
+        if (!conn.IsSecure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+        if (mech is not ("PLAIN" or "LOGIN")) return await No(tag, "Unsupported authentication mechanism.");
+        var cancelled = false;
+        var result = await auth.AuthenticateInteractiveAsync(mech, initial, Client(), async challenge =>
+        {
+            await conn.WriteLineAsync("+ " + Convert.ToBase64String(challenge));
+            var line = await conn.ReadLineAsync();
+            if (!line.IsLine || line.Text == "*") { cancelled = true; return null; }
+            var bytes = new byte[line.Text.Length];
+            if (!Convert.TryFromBase64String(line.Text, bytes, out var n)) return null;
+            return bytes[..n];
+        });
+        if (cancelled) return await Bad(tag, "Authentication aborted by client.");
+        return await FinishAuthAsync(tag, result, mech);
+    }
+
+    private async Task<bool> FinishAuthAsync(string tag, SaslServerMessage result, string mech)
+    {
+        switch (result.Status)
+        {
+            case SaslStatus.Success:
+                var lookup = await auth.Api.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
+                if (lookup.Status != LookupStatus.Ok) return await No(tag, "[UNAVAILABLE] Temporary user lookup failure.");
+                _user = lookup.User;
+                PrepareMaildir();
+                Log.Info($"{conn.SessionId}: login: user=<{MailLog.Safe(_user.User)}>, method={mech}, rip={conn.RemoteIp}{(conn.IsTls ? ", TLS" : "")}");
+                return await Ok(tag, $"[CAPABILITY {Capabilities()}] Logged in");
+            case SaslStatus.Tempfail: return await No(tag, "[UNAVAILABLE] Temporary authentication failure.");
+            case SaslStatus.BadMechanism: return await No(tag, "Unsupported authentication mechanism.");
+            case SaslStatus.Malformed: return await Bad(tag, "Invalid authentication data.");
+            default: return await No(tag, "[AUTHENTICATIONFAILED] Authentication failed.");
+        }
+    }
+
+    /// <summary>First login: the Maildir and the special-use folders exist, subscribed.</summary>
+    private void PrepareMaildir()
+    {
+        var u = _user!;
+        MaildirDelivery.Ensure(u.Maildir, u.Uid, u.Gid);
+        var subs = Subscriptions.Read(u.Maildir);
+        bool changed = false;
+        foreach (var special in SpecialUse)
+        {
+            var folder = new MaildirFolder(MailboxName.Directory(u.Maildir, special), u.Uid, u.Gid);
+            if (folder.Exists) continue;
+            folder.Create();
+            if (!subs.Contains(special)) { subs.Add(special); changed = true; }
+        }
+        if (changed) Subscriptions.Write(u.Maildir, subs, u.Uid, u.Gid);
+    }
+
+    private MaildirFolder FolderOf(string name) => new(MailboxName.Directory(_user!.Maildir, name), _user.Uid, _user.Gid);
+
+    /// <summary>A mailbox argument: decoded from modified UTF-7 (or UTF-8 once enabled), normalised, and checked.</summary>
+    private string MailboxArg(Args args, out string? error)
+    {
+        var raw = args.AString();
+        var name = _utf8 ? raw : MailboxName.Decode(raw) ?? raw;
+        name = MailboxName.Normalize(name);
+        error = name == "INBOX" ? null : MailboxName.Validate(name);
+        return name;
+    }
+
+    private string Wire(string name) => MessageView.Quote(_utf8 ? name : MailboxName.Encode(name));
+
+    private void Unselect()
+    {
+        if (_selected != null) options.Hub.Leave(_selected.Folder.Path, this);
+        _selected = null;
+    }
+
+    private string FlagList(SelectedMessage m)
+    {
+        var flags = new List<string>();
+        var f = m.File.Flags;
+        if (f.Contains('S')) flags.Add("\\Seen");
+        if (f.Contains('R')) flags.Add("\\Answered");
+        if (f.Contains('F')) flags.Add("\\Flagged");
+        if (f.Contains('T')) flags.Add("\\Deleted");
+        if (f.Contains('D')) flags.Add("\\Draft");
+        var keywords = _selected?.Keywords ?? [];
+        foreach (var c in f)
+            if (c is >= 'a' and <= 'z' && c - 'a' < keywords.Count && keywords[c - 'a'].Length > 0) flags.Add(keywords[c - 'a']);
+        if (m.Recent) flags.Add("\\Recent");
+        return string.Join(' ', flags);
+    }
+
+    private string PermanentKeywords() => string.Join("", (_selected?.Keywords ?? []).Where(k => k.Length > 0).Select(k => " " + k));
+
+    private async Task<bool> SelectAsync(string tag, Args args, bool readOnly)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.End();
+        Unselect();
+        if (error != null) return await No(tag, error);
+        var folder = FolderOf(name);
+        if (!folder.Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        var state = folder.Sync(takeNew: !readOnly);
+        _selected = new Selected(name, folder, readOnly, state, folder.Keywords());
+        options.Hub.Join(folder.Path, this);
+        var s = _selected;
+        await Untagged($"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()})");
+        await Untagged($"OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()} \\*)] Flags permitted.");
+        await Untagged($"{s.Count} EXISTS");
+        await Untagged($"{s.Messages.Count(m => m.Recent)} RECENT");
+        var firstUnseen = s.Messages.FindIndex(m => !m.File.Flags.Contains('S'));
+        if (firstUnseen >= 0) await Untagged($"OK [UNSEEN {firstUnseen + 1}] First unseen.");
+        await Untagged($"OK [UIDVALIDITY {s.UidValidity}] UIDs valid");
+        await Untagged($"OK [UIDNEXT {s.UidNext}] Predicted next UID");
+        Log.Info($"{conn.SessionId}: {(readOnly ? "examine" : "select")} user=<{MailLog.Safe(_user!.User)}> mailbox=\"{MailLog.Safe(name)}\" messages={s.Count}");
+        return await Ok(tag, readOnly ? "[READ-ONLY] Examine completed." : "[READ-WRITE] Select completed.");
+    }
+
+    /// <summary>Untagged news of the selected mailbox (other sessions, deliveries).</summary>
+    private async Task SendUpdatesAsync(bool allowExpunge)
+    {
+        if (_selected == null) return;
+        foreach (var u in _selected.Refresh(allowExpunge, FlagList)) conn.BufferLine(u);
+        await Task.CompletedTask;
+    }
+
+    private async Task<bool> CreateAsync(string tag, Args args)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.End();
+        if (name == "INBOX") return await No(tag, "[ALREADYEXISTS] Mailbox already exists");
+        if (error != null) return await No(tag, "[CANNOT] " + error);
+        var folder = FolderOf(name);
+        if (folder.Exists) return await No(tag, "[ALREADYEXISTS] Mailbox already exists");
+        folder.Create();
+        Log.Info($"{conn.SessionId}: create user=<{MailLog.Safe(_user!.User)}> mailbox=\"{MailLog.Safe(name)}\"");
+        return await Ok(tag, "Create completed.");
+    }
+
+    private async Task<bool> DeleteAsync(string tag, Args args)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.End();
+        if (name == "INBOX") return await No(tag, "[CANNOT] INBOX can't be deleted.");
+        if (error != null) return await No(tag, "[CANNOT] " + error);
+        var folder = FolderOf(name);
+        if (!folder.Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        if (_selected?.Name == name) Unselect();
+        // As Dovecot: the folder's directory goes (renamed aside first, so no reader sees it half-deleted).
+        var trash = Path.Combine(_user!.Maildir, "tmp", ".deleted." + Guid.NewGuid().ToString("N"));
+        Directory.Move(folder.Path, trash);
+        Directory.Delete(trash, recursive: true);
+        Log.Info($"{conn.SessionId}: delete user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\"");
+        return await Ok(tag, "Delete completed.");
+    }
+
+    private async Task<bool> RenameAsync(string tag, Args args)
+    {
+        args.Space();
+        var from = MailboxArg(args, out var e1);
+        args.Space();
+        var to = MailboxArg(args, out var e2);
+        args.End();
+        if (e1 != null || e2 != null) return await No(tag, "[CANNOT] " + (e1 ?? e2));
+        if (to == "INBOX") return await No(tag, "[ALREADYEXISTS] Target mailbox already exists");
+        var source = FolderOf(from);
+        var target = FolderOf(to);
+        if (!source.Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + from);
+        if (target.Exists) return await No(tag, "[ALREADYEXISTS] Target mailbox already exists");
+        if (from == "INBOX")
+        {
+            // RFC 9051 6.3.6: INBOX's messages move to the new mailbox; INBOX stays, empty.
+            target.Create();
+            foreach (var m in source.Sync(takeNew: true).Messages)
+                File.Move(m.Path, Path.Combine(target.Path, "cur", m.FileName));
+        }
+        else
+        {
+            if (_selected?.Name == from) Unselect();
+            // Children move with their parent.
+            var prefix = Path.GetFileName(source.Path) + ".";
+            var children = Directory.EnumerateDirectories(_user!.Maildir, prefix + "*")
+                .Where(c => Path.GetFileName(c).Length > prefix.Length && Path.GetFileName(c).StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            Directory.Move(source.Path, target.Path);
+            var targetPrefix = Path.GetFileName(target.Path) + ".";
+            foreach (var child in children)
+                Directory.Move(child, Path.Combine(_user.Maildir, targetPrefix + Path.GetFileName(child)[prefix.Length..]));
+        }
+        return await Ok(tag, "Rename completed.");
+    }
+
+    private async Task<bool> SubscribeAsync(string tag, Args args, bool subscribe)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.End();
+        if (error != null) return await No(tag, "[CANNOT] " + error);
+        var subs = Subscriptions.Read(_user!.Maildir);
+        if (subscribe ? subs.Add(name) : subs.Remove(name)) Subscriptions.Write(_user.Maildir, subs, _user.Uid, _user.Gid);
+        return await Ok(tag, subscribe ? "Subscribe completed." : "Unsubscribe completed.");
+    }
+
+    /// <summary>Every folder of the user, INBOX first.</summary>
+    private List<string> AllFolders()
+    {
+        var list = new List<string> { "INBOX" };
+        foreach (var dir in Directory.EnumerateDirectories(_user!.Maildir, ".*"))
+        {
+            var name = MailboxName.FromDirectory(Path.GetFileName(dir));
+            if (name != null && Directory.Exists(Path.Combine(dir, "cur"))) list.Add(name);
+        }
+        list.Sort((a, b) => a == "INBOX" ? -1 : b == "INBOX" ? 1 : string.CompareOrdinal(a, b));
+        return list;
+    }
+
+    /// <summary>IMAP's list wildcards: "*" matches anything, "%" anything but the separator.</summary>
+    private static bool Matches(string name, string pattern)
+    {
+        var rx = "^" + string.Concat(pattern.Select(c => c switch
+        {
+            '*' => ".*", '%' => "[^/]*", _ => System.Text.RegularExpressions.Regex.Escape(c.ToString()),
+        })) + "$";
+        return System.Text.RegularExpressions.Regex.IsMatch(name, rx, System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
+    }
+
+    private async Task<bool> ListAsync(string tag, Args args, bool lsub)
+    {
+        args.Space();
+        var selectOpts = new List<string>();
+        if (!lsub && args.TryChar('('))
+        {
+            while (!args.TryChar(')')) { if (selectOpts.Count > 0) args.Space(); selectOpts.Add(args.Atom().ToUpperInvariant()); }
+            args.Space();
+        }
+        var reference = args.AString();
+        args.Space();
+        var patterns = new List<string>();
+        if (!lsub && args.TryChar('('))
+        {
+            while (!args.TryChar(')')) { if (patterns.Count > 0) args.Space(); patterns.Add(args.ListMailbox()); }
+        }
+        else patterns.Add(args.ListMailbox());
+        var returnOpts = new List<string>();
+        string[] statusItems = [];
+        if (!lsub && !args.AtEnd)
+        {
+            args.Space();
+            if (!args.Atom().Equals("RETURN", StringComparison.OrdinalIgnoreCase)) throw new ImapSyntaxException("Expected RETURN");
+            args.Space();
+            args.Expect('(');
+            while (!args.TryChar(')'))
+            {
+                if (returnOpts.Count > 0) args.Space();
+                var opt = args.Atom().ToUpperInvariant();
+                returnOpts.Add(opt);
+                if (opt == "STATUS")
+                {
+                    args.Space();
+                    args.Expect('(');
+                    var items = new List<string>();
+                    while (!args.TryChar(')')) { if (items.Count > 0) args.Space(); items.Add(args.Atom().ToUpperInvariant()); }
+                    statusItems = [.. items];
+                }
+            }
+        }
+        args.End();
+        if (patterns.Count == 1 && patterns[0].Length == 0 && !lsub)
+        {
+            await Untagged("LIST (\\Noselect) \"/\" \"\"");
+            return await Ok(tag, "List completed.");
+        }
+        var folders = AllFolders();
+        var subs = Subscriptions.Read(_user!.Maildir);
+        bool subscribedOnly = lsub || selectOpts.Contains("SUBSCRIBED");
+        bool specialOnly = selectOpts.Contains("SPECIAL-USE");
+        foreach (var name in folders)
+        {
+            var decodedRef = _utf8 ? reference : MailboxName.Decode(reference) ?? reference;
+            if (!patterns.Any(p => Matches(name, decodedRef + (_utf8 ? p : MailboxName.Decode(p) ?? p)) ||
+                                   (name == "INBOX" && Matches("INBOX", (decodedRef + p).ToUpperInvariant())))) continue;
+            if (subscribedOnly && !subs.Contains(name)) continue;
+            var attrs = new List<string>();
+            bool hasChildren = folders.Any(f => f.StartsWith(name + "/", StringComparison.Ordinal));
+            attrs.Add(hasChildren ? "\\HasChildren" : "\\HasNoChildren");
+            var special = SpecialUse.FirstOrDefault(s => s == name);
+            if (special != null) attrs.Add("\\" + special);
+            if (specialOnly && special == null) continue;
+            if (selectOpts.Contains("SUBSCRIBED") && subs.Contains(name)) attrs.Add("\\Subscribed");
+            if (lsub) attrs.RemoveAll(a => a is "\\HasChildren" or "\\HasNoChildren");
+            await Untagged($"{(lsub ? "LSUB" : "LIST")} ({string.Join(' ', attrs)}) \"/\" {Wire(name)}");
+            if (statusItems.Length > 0) await Untagged(StatusLine(name, statusItems));
+        }
+        return await Ok(tag, lsub ? "Lsub completed." : "List completed.");
+    }
+
+    private string StatusLine(string name, string[] items)
+    {
+        var folder = FolderOf(name);
+        var state = _selected?.Name == name ? null : folder.Sync(takeNew: false);
+        var messages = state?.Messages ?? _selected!.Messages.Select(m => m.File).ToList();
+        var parts = new List<string>();
+        foreach (var item in items)
+        {
+            parts.Add(item switch
+            {
+                "MESSAGES" => $"MESSAGES {messages.Count}",
+                "RECENT" => $"RECENT {messages.Count(m => m.Recent)}",
+                "UIDNEXT" => $"UIDNEXT {state?.NextUid ?? _selected!.UidNext}",
+                "UIDVALIDITY" => $"UIDVALIDITY {state?.UidValidity ?? _selected!.UidValidity}",
+                "UNSEEN" => $"UNSEEN {messages.Count(m => !m.Flags.Contains('S'))}",
+                "DELETED" => $"DELETED {messages.Count(m => m.Flags.Contains('T'))}",
+                "SIZE" => $"SIZE {messages.Sum(m => MaildirQuota.SizeFromName(m.Path) ?? 0)}",
+                _ => throw new ImapSyntaxException("Unknown STATUS item " + item),
+            });
+        }
+        return $"STATUS {Wire(name)} ({string.Join(' ', parts)})";
+    }
+
+    private async Task<bool> StatusAsync(string tag, Args args)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.Space();
+        args.Expect('(');
+        var items = new List<string>();
+        while (!args.TryChar(')')) { if (items.Count > 0) args.Space(); items.Add(args.Atom().ToUpperInvariant()); }
+        args.End();
+        if (error != null) return await No(tag, error);
+        if (!FolderOf(name).Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        await Untagged(StatusLine(name, [.. items]));
+        return await Ok(tag, "Status completed.");
+    }
+}

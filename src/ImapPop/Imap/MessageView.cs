@@ -1,0 +1,262 @@
+// A stored message as IMAP serves it: the file's LF lines become CRLF, MimeKit
+// parses it once, and every MIME entity's byte range (header, body) is known
+// so that BODY[section] returns exactly the bytes of the message. ENVELOPE
+// and BODYSTRUCTURE (RFC 9051 7.5.2) are built from the parse.
+using System.Globalization;
+using System.Text;
+using MimeKit;
+
+namespace Mail.ImapPop.Imap;
+
+internal sealed class MessageView
+{
+    public byte[] Bytes { get; }
+    public MimeMessage Message { get; }
+    private readonly Dictionary<MimeEntity, (long Begin, long HeadersEnd, long End, int Lines)> _ranges = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<MimeMessage, (long Begin, long HeadersEnd, long End)> _messages = new(ReferenceEqualityComparer.Instance);
+
+    private MessageView(byte[] bytes)
+    {
+        Bytes = bytes;
+        var parser = new MimeParser(new MemoryStream(bytes, writable: false), MimeFormat.Entity);
+        parser.MimeEntityEnd += (_, e) => _ranges[e.Entity] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset, e.Lines);
+        parser.MimeMessageEnd += (_, e) => _messages[e.Message] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset);
+        Message = parser.ParseMessage();
+    }
+
+    public static MessageView Load(string path) => new(ToCrLf(File.ReadAllBytes(path)));
+
+    /// <summary>LF line ends become CRLF; CRLF stays.</summary>
+    public static byte[] ToCrLf(byte[] data)
+    {
+        int lfs = 0;
+        for (int i = 0; i < data.Length; i++) if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) lfs++;
+        if (lfs == 0) return data;
+        var result = new byte[data.Length + lfs];
+        int j = 0;
+        for (int i = 0; i < data.Length; i++)
+        {
+            if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) result[j++] = (byte)'\r';
+            result[j++] = data[i];
+        }
+        return result;
+    }
+
+    /// <summary>The bytes of a section (RFC 9051 6.4.5 BODY[section]); null if there is no such part.</summary>
+    public byte[]? Section(Section section)
+    {
+        // Find the entity (or message) the part numbers name.
+        MimeEntity? entity = null;
+        MimeMessage message = Message;
+        foreach (var n in section.Part)
+        {
+            if (entity is MessagePart { Message: null }) return null;
+            var body = entity is MessagePart mp ? mp.Message!.Body : entity == null ? message.Body : entity;
+            if (entity is MessagePart mp2) message = mp2.Message!;
+            if (body is Multipart multi)
+            {
+                if (n < 1 || n > multi.Count) return null;
+                entity = multi[n - 1];
+            }
+            else if (n == 1 && (entity == null || entity is MessagePart)) entity = body;
+            else return null;
+        }
+        var text = section.Text;
+        if (entity == null)
+        {
+            var (begin, headersEnd, end) = MessageRange(message);
+            return text switch
+            {
+                "" => Slice(begin, end),
+                "HEADER" => Slice(begin, headersEnd),
+                "TEXT" => Slice(headersEnd, end),
+                "HEADER.FIELDS" or "HEADER.FIELDS.NOT" => Fields(Slice(begin, headersEnd), section.Fields, text == "HEADER.FIELDS.NOT"),
+                _ => null,
+            };
+        }
+        if (!_ranges.TryGetValue(entity, out var r)) return null;
+        if (text is "HEADER" or "TEXT" or "HEADER.FIELDS" or "HEADER.FIELDS.NOT")
+        {
+            if (entity is not MessagePart { Message: not null } inner) return null;
+            var (begin, headersEnd, end) = MessageRange(inner.Message);
+            return text switch
+            {
+                "HEADER" => Slice(begin, headersEnd),
+                "TEXT" => Slice(headersEnd, end),
+                _ => Fields(Slice(begin, headersEnd), section.Fields, text == "HEADER.FIELDS.NOT"),
+            };
+        }
+        return text switch
+        {
+            "MIME" => Slice(r.Begin, r.HeadersEnd),
+            "" => Slice(r.HeadersEnd, r.End),
+            _ => null,
+        };
+    }
+
+    private (long Begin, long HeadersEnd, long End) MessageRange(MimeMessage m) =>
+        _messages.TryGetValue(m, out var r) ? r : (0, 0, Bytes.Length);
+
+    private byte[] Slice(long from, long to)
+    {
+        from = Math.Clamp(from, 0, Bytes.Length);
+        to = Math.Clamp(to, from, Bytes.Length);
+        return Bytes.AsSpan((int)from, (int)(to - from)).ToArray();
+    }
+
+    /// <summary>The header lines named (or not named) in <paramref name="fields"/>, then the empty line.</summary>
+    private static byte[] Fields(byte[] header, IReadOnlyList<string> fields, bool not)
+    {
+        var text = Encoding.Latin1.GetString(header);
+        var lines = text.Split("\r\n");
+        var sb = new StringBuilder();
+        bool keep = false;
+        foreach (var line in lines)
+        {
+            if (line.Length == 0) continue;
+            if (line[0] is ' ' or '\t') { if (keep) sb.Append(line).Append("\r\n"); continue; }
+            int colon = line.IndexOf(':');
+            var name = colon > 0 ? line[..colon].TrimEnd() : line;
+            keep = fields.Any(f => f.Equals(name, StringComparison.OrdinalIgnoreCase)) != not;
+            if (keep) sb.Append(line).Append("\r\n");
+        }
+        sb.Append("\r\n");
+        return Encoding.Latin1.GetBytes(sb.ToString());
+    }
+
+    // ---- ENVELOPE and BODYSTRUCTURE ----
+
+    public string Envelope() => EnvelopeOf(Message);
+
+    private static string EnvelopeOf(MimeMessage m)
+    {
+        var h = m.Headers;
+        string Addr(string field)
+        {
+            var value = h[field];
+            if (value == null) return "NIL";
+            InternetAddressList list;
+            try { list = InternetAddressList.Parse(ParserOptions.Default, value); }
+            catch (ParseException) { return "NIL"; }
+            var sb = new StringBuilder();
+            foreach (var a in list) AppendAddress(sb, a);
+            return sb.Length == 0 ? "NIL" : "(" + sb + ")";
+        }
+        var from = Addr("From");
+        var sender = h["Sender"] != null ? Addr("Sender") : from;
+        var replyTo = h["Reply-To"] != null ? Addr("Reply-To") : from;
+        return "(" + NString(h["Date"]) + " " + NString(h["Subject"]) + " " + from + " " + sender + " " + replyTo + " " +
+               Addr("To") + " " + Addr("Cc") + " " + Addr("Bcc") + " " + NString(h["In-Reply-To"]) + " " + NString(h["Message-ID"]) + ")";
+    }
+
+    private static void AppendAddress(StringBuilder sb, InternetAddress a)
+    {
+        if (a is MailboxAddress mb)
+        {
+            var at = mb.Address.LastIndexOf('@');
+            var local = at < 0 ? mb.Address : mb.Address[..at];
+            var domain = at < 0 ? null : mb.Address[(at + 1)..];
+            sb.Append('(').Append(NString(string.IsNullOrEmpty(mb.Name) ? null : mb.Name)).Append(" NIL ")
+              .Append(NString(local)).Append(' ').Append(NString(domain)).Append(')');
+        }
+        else if (a is GroupAddress g)
+        {
+            sb.Append("(NIL NIL ").Append(NString(g.Name)).Append(" NIL)");
+            foreach (var m in g.Members) AppendAddress(sb, m);
+            sb.Append("(NIL NIL NIL NIL)");
+        }
+    }
+
+    public string BodyStructure(bool extensible) => Structure(Message.Body, extensible);
+
+    private string Structure(MimeEntity? entity, bool ext)
+    {
+        if (entity == null) return "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)";
+        if (entity is Multipart multi)
+        {
+            var sb = new StringBuilder("(");
+            foreach (var child in multi) sb.Append(Structure(child, ext));
+            if (multi.Count == 0) sb.Append("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+            sb.Append(' ').Append(Quote(multi.ContentType.MediaSubtype.ToLowerInvariant()));
+            if (ext)
+                sb.Append(' ').Append(Params(multi.ContentType.Parameters)).Append(' ').Append(Disposition(multi)).Append(' ')
+                  .Append(Language(multi)).Append(' ').Append(NString(multi.Headers[HeaderId.ContentLocation]));
+            return sb.Append(')').ToString();
+        }
+        var ct = entity.ContentType;
+        _ranges.TryGetValue(entity, out var r);
+        long size = Math.Max(0, r.End - r.HeadersEnd);
+        var s = new StringBuilder("(");
+        s.Append(Quote(ct.MediaType.ToLowerInvariant())).Append(' ').Append(Quote(ct.MediaSubtype.ToLowerInvariant())).Append(' ')
+         .Append(Params(ct.Parameters)).Append(' ')
+         .Append(NString(entity.Headers[HeaderId.ContentId])).Append(' ')
+         .Append(NString(entity.Headers[HeaderId.ContentDescription])).Append(' ')
+         .Append(Quote((entity.Headers[HeaderId.ContentTransferEncoding] ?? "7bit").Trim().ToLowerInvariant())).Append(' ')
+         .Append(size.ToString(CultureInfo.InvariantCulture));
+        if (entity is MessagePart { Message: not null } mp && ct.IsMimeType("message", "rfc822"))
+        {
+            s.Append(' ').Append(EnvelopeOf(mp.Message)).Append(' ').Append(Structure(mp.Message.Body, ext)).Append(' ').Append(LinesOf(entity, r));
+        }
+        else if (ct.MediaType.Equals("text", StringComparison.OrdinalIgnoreCase))
+        {
+            s.Append(' ').Append(LinesOf(entity, r));
+        }
+        if (ext)
+            s.Append(' ').Append(NString(entity.Headers[HeaderId.ContentMd5])).Append(' ').Append(Disposition(entity)).Append(' ')
+             .Append(Language(entity)).Append(' ').Append(NString(entity.Headers[HeaderId.ContentLocation]));
+        return s.Append(')').ToString();
+    }
+
+    /// <summary>Lines of the body: counted from its bytes (MimeKit's count includes the header).</summary>
+    private int LinesOf(MimeEntity entity, (long Begin, long HeadersEnd, long End, int Lines) r)
+    {
+        int lines = 0;
+        for (long i = r.HeadersEnd; i < r.End && i < Bytes.Length; i++) if (Bytes[i] == '\n') lines++;
+        return lines;
+    }
+
+    private static string Params(ParameterList list)
+    {
+        if (list.Count == 0) return "NIL";
+        return "(" + string.Join(' ', list.Select(p => Quote(p.Name.ToLowerInvariant()) + " " + Quote(p.Value))) + ")";
+    }
+
+    private static string Disposition(MimeEntity e)
+    {
+        var d = e.ContentDisposition;
+        return d == null ? "NIL" : "(" + Quote(d.Disposition.ToLowerInvariant()) + " " + Params(d.Parameters) + ")";
+    }
+
+    private static string Language(MimeEntity e)
+    {
+        var l = e.Headers[HeaderId.ContentLanguage];
+        return l == null ? "NIL" : "(" + string.Join(' ', l.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Quote)) + ")";
+    }
+
+    public static string NString(string? s) => s == null ? "NIL" : Quote(s);
+
+    /// <summary>A quoted string, or a literal when the text cannot be quoted.</summary>
+    public static string Quote(string s)
+    {
+        s = s.Trim();
+        if (s.Any(c => c is '\r' or '\n' or '\0') || s.Length > 1000)
+        {
+            var clean = s.Replace("\r", "").Replace("\n", "").Replace("\0", "");
+            var n = Encoding.UTF8.GetByteCount(clean);
+            return "{" + n.ToString(CultureInfo.InvariantCulture) + "}\r\n" + clean;
+        }
+        return "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+    }
+}
+
+/// <summary>A BODY[section] specifier (RFC 9051 6.4.5).</summary>
+internal sealed record Section(IReadOnlyList<int> Part, string Text, IReadOnlyList<string> Fields)
+{
+    public override string ToString()
+    {
+        var sb = new StringBuilder(string.Join('.', Part));
+        if (Text.Length > 0) { if (sb.Length > 0) sb.Append('.'); sb.Append(Text); }
+        if (Fields.Count > 0) sb.Append(" (").Append(string.Join(' ', Fields.Select(f => f.ToUpperInvariant()))).Append(')');
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,23 @@
+// The IMAP and POP3 server's configuration parameters (imappopd.conf).
+using Mail.Shared.Config;
+
+namespace Mail.ImapPop;
+
+internal static class ImapSettings
+{
+    public static readonly IReadOnlyList<Setting> Settings =
+    [
+        Setting.Text("imap_listen", "*:143", "IMAP (STARTTLS offered), comma-separated host:port; empty for none."),
+        Setting.Text("imaps_listen", "*:993", "IMAP over implicit TLS; empty for none."),
+        Setting.Path("tls_cert", "/etc/mail/tls/cert.pem", "TLS certificate (PEM)."),
+        Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
+        Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket."),
+        Setting.Text("hostname", Environment.MachineName, "Name in the greeting."),
+        Setting.Size("max_message_size", "50M", "Largest APPEND accepted ([TOOBIG] beyond)."),
+        Setting.Duration("idle_timeout", "30m", "A silent client is logged out after this long (RFC 9051: at least 30 minutes)."),
+        Setting.Int("max_connections", 5000, 1, 1000000, "IMAP connections at once."),
+        Setting.Int("max_connections_per_ip", 50, 1, 100000, "IMAP connections at once from one client address."),
+        Setting.Path("log_file", "", "Log file; empty logs to standard error."),
+        Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+    ];
+}

@@ -1,0 +1,52 @@
+// imappopd: the IMAP server over the Maildir store that lmtpd writes; logins
+// and user look-ups through AuthD.
+using Mail.ImapPop;
+using Mail.ImapPop.Imap;
+using Mail.Shared.Auth;
+using Mail.Shared.Config;
+using Mail.Shared.Net;
+
+return await Daemon.RunAsync("imappopd", ImapSettings.Settings, args, ImapHost.Build,
+    config => $"imap={config.Get("imap_listen")}, imaps={config.Get("imaps_listen")}, authd=unix:{config.GetPath("authd_socket")}");
+
+namespace Mail.ImapPop
+{
+    internal static class ImapHost
+    {
+        public static Microsoft.AspNetCore.Builder.WebApplication Build(MailConfig config)
+        {
+            var limits = new NetLimits
+            {
+                MaxLineLength = 65536,
+                IdleTimeout = config.GetDuration("idle_timeout"),
+                MaxConnections = (int)config.GetInt("max_connections"),
+                MaxConnectionsPerIp = (int)config.GetInt("max_connections_per_ip"),
+            };
+            var auth = AuthClient.Connect(config.GetPath("authd_socket"));
+            var hub = new MailboxHub();
+            var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub);
+            System.Security.Cryptography.X509Certificates.X509Certificate2? cert = null;
+            var certPath = config.GetPath("tls_cert");
+            var keyPath = config.GetPath("tls_key");
+            if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
+            var listeners = new List<(ListenAddress Address, bool Tls)>();
+            foreach (var (key, tls) in new[] { ("imap_listen", false), ("imaps_listen", true) })
+                foreach (var a in config.GetList(key))
+                    listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"imappopd: bad value '{a}' in '{key}'"), tls));
+            if (listeners.Any(l => l.Tls) && cert == null)
+                throw new ConfigException($"imappopd: imaps_listen needs tls_cert and tls_key ({certPath} not found)");
+            var gate = new ConnectionGate(limits);
+            var app = LineHost.Create((k, stopping) =>
+            {
+                foreach (var (address, tls) in listeners)
+                    k.ListenLines(new LineListenerOptions
+                    {
+                        Name = tls ? "imaps" : "imap", Address = address, Limits = limits, ImplicitTls = tls,
+                        BusyReply = "* BYE Too many connections, try later.",
+                    }, gate, () => cert, stopping, c => new ImapSession(c, auth, () => cert, options, tls).RunAsync());
+            }, TimeSpan.FromSeconds(10));
+            app.Lifetime.ApplicationStopped.Register(() => { hub.Dispose(); auth.Dispose(); });
+            return app;
+        }
+    }
+}

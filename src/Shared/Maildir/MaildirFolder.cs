@@ -1,0 +1,235 @@
+// One Maildir++ folder as IMAP sees it, kept compatible with Dovecot:
+// UIDVALIDITY and the UID of every message in dovecot-uidlist (format 3:
+// "3 V<uidvalidity> N<next uid> G<guid>", then "<uid> :<base name>"),
+// changed only under dovecot-uidlist.lock (created exclusively, written and
+// renamed over the list, as Dovecot's dotlock does); flags in the file name
+// after ":2," (D F R S T, then keywords a-z indexed by dovecot-keywords).
+using System.Globalization;
+using System.Text;
+
+namespace Mail.Shared.Maildir;
+
+public sealed record FolderMessage(uint Uid, string BaseName, string Path, string Flags, bool Recent)
+{
+    public string FileName => System.IO.Path.GetFileName(Path);
+}
+
+public sealed record FolderState(uint UidValidity, uint NextUid, IReadOnlyList<FolderMessage> Messages);
+
+public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
+{
+    public string Path { get; } = path;
+    private string UidListPath => System.IO.Path.Combine(Path, "dovecot-uidlist");
+    private string LockPath => System.IO.Path.Combine(Path, "dovecot-uidlist.lock");
+    public static readonly TimeSpan StaleLock = TimeSpan.FromMinutes(2);
+
+    public bool Exists => Directory.Exists(System.IO.Path.Combine(Path, "cur"));
+
+    public void Create()
+    {
+        foreach (var sub in new[] { "", "cur", "new", "tmp" })
+        {
+            var dir = System.IO.Path.Combine(Path, sub);
+            if (Directory.Exists(dir)) continue;
+            Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            MaildirDelivery.Chown(dir, ownerUid, ownerGid);
+        }
+        // Dovecot marks a Maildir++ subfolder with an empty maildirfolder file.
+        if (System.IO.Path.GetFileName(Path).StartsWith('.'))
+        {
+            var marker = System.IO.Path.Combine(Path, "maildirfolder");
+            if (!File.Exists(marker)) { File.WriteAllBytes(marker, []); MaildirDelivery.Chown(marker, ownerUid, ownerGid); }
+        }
+    }
+
+    private sealed record UidList(uint UidValidity, uint NextUid, string Guid, Dictionary<string, uint> Uids);
+
+    private UidList? ReadUidList()
+    {
+        string[] lines;
+        try { lines = File.ReadAllLines(UidListPath); }
+        catch (FileNotFoundException) { return null; }
+        catch (DirectoryNotFoundException) { return null; }
+        if (lines.Length == 0) return null;
+        var head = lines[0].Split(' ');
+        if (head[0] != "3") return null; // another version: rebuilt (UIDVALIDITY changes, as Dovecot does)
+        uint validity = 0, next = 1;
+        string guid = "";
+        foreach (var f in head.Skip(1))
+        {
+            if (f.Length < 2) continue;
+            if (f[0] == 'V') uint.TryParse(f.AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture, out validity);
+            else if (f[0] == 'N') uint.TryParse(f.AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture, out next);
+            else if (f[0] == 'G') guid = f[1..];
+        }
+        if (validity == 0) return null;
+        var uids = new Dictionary<string, uint>(StringComparer.Ordinal);
+        foreach (var line in lines.Skip(1))
+        {
+            int sp = line.IndexOf(' ');
+            int colon = line.IndexOf(" :", StringComparison.Ordinal);
+            if (sp <= 0 || colon < 0) continue;
+            if (!uint.TryParse(line.AsSpan(0, sp), NumberStyles.None, CultureInfo.InvariantCulture, out var uid) || uid == 0) continue;
+            uids[line[(colon + 2)..]] = uid;
+            if (uid >= next) next = uid + 1;
+        }
+        return new UidList(validity, next, guid, uids);
+    }
+
+    /// <summary>Runs <paramref name="change"/> holding dovecot-uidlist.lock.</summary>
+    private T Locked<T>(Func<T> change)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            try
+            {
+                using (new FileStream(LockPath, FileMode.CreateNew, FileAccess.Write)) { }
+                break;
+            }
+            catch (IOException) when (File.Exists(LockPath))
+            {
+                if (DateTime.UtcNow - File.GetLastWriteTimeUtc(LockPath) > StaleLock) { try { File.Delete(LockPath); } catch (IOException) { } continue; }
+                if (DateTime.UtcNow > deadline) throw new MaildirException("dovecot-uidlist is locked by another process");
+                Thread.Sleep(20);
+            }
+        }
+        try { return change(); }
+        finally { try { File.Delete(LockPath); } catch (IOException) { } }
+    }
+
+    private void WriteUidList(UidList list)
+    {
+        var sb = new StringBuilder();
+        sb.Append("3 V").Append(list.UidValidity).Append(" N").Append(list.NextUid).Append(" G").Append(list.Guid).Append('\n');
+        foreach (var (name, uid) in list.Uids.OrderBy(kv => kv.Value)) sb.Append(uid).Append(" :").Append(name).Append('\n');
+        var tmp = UidListPath + ".tmp" + Environment.ProcessId;
+        File.WriteAllText(tmp, sb.ToString());
+        MaildirDelivery.Chown(tmp, ownerUid, ownerGid);
+        File.Move(tmp, UidListPath, overwrite: true);
+    }
+
+    /// <summary>
+    /// Brings dovecot-uidlist up to date with the folder's files: new files get the next UIDs
+    /// (in delivery order: file time, then name), vanished ones are dropped. With
+    /// <paramref name="takeNew"/> the messages in new/ move to cur/ and are reported Recent.
+    /// </summary>
+    public FolderState Sync(bool takeNew)
+    {
+        var files = Scan();
+        var list = ReadUidList();
+        if (list == null || files.Keys.Any(k => !list.Uids.ContainsKey(k)) || list.Uids.Keys.Any(k => !files.ContainsKey(k)))
+        {
+            list = Locked(() =>
+            {
+                var current = ReadUidList() ?? new UidList((uint)DateTimeOffset.UtcNow.ToUnixTimeSeconds(), 1, Guid.NewGuid().ToString("N"), new(StringComparer.Ordinal));
+                files = Scan(); // again, under the lock
+                var next = current.NextUid;
+                var uids = new Dictionary<string, uint>(StringComparer.Ordinal);
+                foreach (var (name, uid) in current.Uids) if (files.ContainsKey(name)) uids[name] = uid;
+                // New messages in delivery order: by the file's time, then its name.
+                foreach (var name in files.Keys.Where(k => !current.Uids.ContainsKey(k))
+                             .OrderBy(k => File.GetLastWriteTimeUtc(files[k].Path)).ThenBy(k => k, StringComparer.Ordinal))
+                    uids[name] = next++;
+                var updated = current with { NextUid = next, Uids = uids };
+                WriteUidList(updated);
+                return updated;
+            });
+        }
+        var messages = new List<FolderMessage>();
+        foreach (var (name, (filePath, flags, inNew)) in files)
+        {
+            if (!list.Uids.TryGetValue(name, out var uid)) continue;
+            var p = filePath;
+            if (inNew && takeNew)
+            {
+                var target = System.IO.Path.Combine(Path, "cur", name + ":2," + flags);
+                try { File.Move(filePath, target); p = target; }
+                catch (FileNotFoundException) { continue; } // taken by another reader: seen at the next sync
+            }
+            messages.Add(new FolderMessage(uid, name, p, flags, inNew));
+        }
+        messages.Sort((a, b) => a.Uid.CompareTo(b.Uid));
+        return new FolderState(list.UidValidity, list.NextUid, messages);
+    }
+
+    /// <summary>Base name → (path, flags, in new/) of every message file.</summary>
+    private Dictionary<string, (string Path, string Flags, bool InNew)> Scan()
+    {
+        var found = new Dictionary<string, (string, string, bool)>(StringComparer.Ordinal);
+        foreach (var (sub, inNew) in new[] { ("new", true), ("cur", false) })
+        {
+            var dir = System.IO.Path.Combine(Path, sub);
+            if (!Directory.Exists(dir)) continue;
+            foreach (var file in Directory.EnumerateFiles(dir))
+            {
+                var name = System.IO.Path.GetFileName(file);
+                if (name.StartsWith('.')) continue;
+                int colon = name.IndexOf(":2,", StringComparison.Ordinal);
+                var baseName = colon < 0 ? name : name[..colon];
+                var flags = colon < 0 ? "" : name[(colon + 3)..];
+                found[baseName] = (file, flags, inNew); // cur/, scanned last, wins: it is where the message went
+            }
+        }
+        return found;
+    }
+
+    /// <summary>Gives a message new flags (a rename within cur/); returns its new path, or null if it is gone.</summary>
+    public string? SetFlags(FolderMessage message, string flags)
+    {
+        var sorted = new string(flags.Distinct().Order().ToArray());
+        var target = System.IO.Path.Combine(Path, "cur", message.BaseName + ":2," + sorted);
+        if (target == message.Path) return target;
+        try
+        {
+            File.Move(message.Path, target);
+            return target;
+        }
+        catch (FileNotFoundException)
+        {
+            // Renamed by another session meanwhile: find it by its base name.
+            var cur = System.IO.Path.Combine(Path, "cur");
+            var now = Directory.EnumerateFiles(cur, message.BaseName + ":2,*").FirstOrDefault() ??
+                      Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
+            if (now == null) return null;
+            try { File.Move(now, target); return target; }
+            catch (FileNotFoundException) { return null; }
+        }
+    }
+
+    /// <summary>The keywords of dovecot-keywords, by index (flag letter 'a' + index).</summary>
+    public List<string> Keywords()
+    {
+        var list = new List<string>();
+        var p = System.IO.Path.Combine(Path, "dovecot-keywords");
+        if (!File.Exists(p)) return list;
+        foreach (var line in File.ReadAllLines(p))
+        {
+            int sp = line.IndexOf(' ');
+            if (sp <= 0 || !int.TryParse(line.AsSpan(0, sp), out var i) || i is < 0 or > 25) continue;
+            while (list.Count <= i) list.Add("");
+            list[i] = line[(sp + 1)..];
+        }
+        return list;
+    }
+
+    /// <summary>The flag letter of <paramref name="keyword"/>, added to dovecot-keywords if new; null when all 26 are taken.</summary>
+    public char? KeywordLetter(string keyword)
+    {
+        return Locked<char?>(() =>
+        {
+            var list = Keywords();
+            int i = list.FindIndex(k => k.Equals(keyword, StringComparison.OrdinalIgnoreCase));
+            if (i >= 0) return (char)('a' + i);
+            i = list.FindIndex(k => k.Length == 0);
+            if (i < 0) { if (list.Count >= 26) return null; i = list.Count; list.Add(""); }
+            list[i] = keyword;
+            var p = System.IO.Path.Combine(Path, "dovecot-keywords");
+            var tmp = p + ".tmp" + Environment.ProcessId;
+            File.WriteAllText(tmp, string.Concat(list.Select((k, n) => k.Length > 0 ? $"{n} {k}\n" : "")));
+            MaildirDelivery.Chown(tmp, ownerUid, ownerGid);
+            File.Move(tmp, p, overwrite: true);
+            return (char)('a' + i);
+        });
+    }
+}
