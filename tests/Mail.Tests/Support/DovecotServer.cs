@@ -10,27 +10,74 @@ internal sealed class DovecotServer : IDisposable
     private readonly Process _process;
     public string Config { get; }
     public int LmtpPort { get; }
+    public int ImapPort { get; }
 
-    private DovecotServer(Process process, string config, int lmtpPort)
+    private DovecotServer(Process process, string config, int lmtpPort, int imapPort)
     {
         _process = process;
         Config = config;
         LmtpPort = lmtpPort;
+        ImapPort = imapPort;
     }
 
-    public static DovecotServer Start(AuthDServer authd, bool lmtp = false)
+    /// <summary>With <paramref name="imap"/>: IMAP on a loopback port, any password accepted, "/" as separator as ours.</summary>
+    public static DovecotServer Start(AuthDServer authd, bool lmtp = false, bool imap = false)
     {
         var port = lmtp ? Ports.Free() : 0;
+        var imapPort = imap ? Ports.Free() : 0;
         var conf = authd.Dir["dovecot.conf"];
-        var protocols = port == 0 ? "protocols =" : $$"""
-            protocols = lmtp
-            service lmtp {
-              inet_listener lmtp {
-                address = 127.0.0.1
-                port = {{port}}
-              }
-            }
-            """;
+        var names = new List<string>();
+        var services = new System.Text.StringBuilder();
+        if (lmtp)
+        {
+            names.Add("lmtp");
+            services.Append($$"""
+                service lmtp {
+                  inet_listener lmtp {
+                    address = 127.0.0.1
+                    port = {{port}}
+                  }
+                }
+
+                """);
+        }
+        if (imap)
+        {
+            names.Add("imap");
+            services.Append($$"""
+                service imap-login {
+                  inet_listener imap {
+                    address = 127.0.0.1
+                    port = {{imapPort}}
+                  }
+                  inet_listener imaps {
+                    port = 0
+                  }
+                }
+                disable_plaintext_auth = no
+                namespace inbox {
+                  inbox = yes
+                  separator = /
+                  mailbox Drafts {
+                    special_use = \Drafts
+                  }
+                  mailbox Sent {
+                    special_use = \Sent
+                  }
+                  mailbox Trash {
+                    special_use = \Trash
+                  }
+                  mailbox Junk {
+                    special_use = \Junk
+                  }
+                  mailbox Archive {
+                    special_use = \Archive
+                  }
+                }
+
+                """);
+        }
+        var protocols = "protocols = " + string.Join(' ', names) + "\n" + services;
         File.WriteAllText(conf, $$"""
             base_dir = {{authd.Dir["dovecot-run"]}}
             instance_name = mailtest
@@ -49,14 +96,14 @@ internal sealed class DovecotServer : IDisposable
             }
             """);
         var psi = new ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
-        var server = new DovecotServer(Process.Start(psi)!, conf, port);
+        var server = new DovecotServer(Process.Start(psi)!, conf, port, imapPort);
         Assert.That(Wait.UntilAsync(() => File.Exists(authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot did not start");
-        if (port != 0)
+        foreach (var p in new[] { port, imapPort }.Where(p => p != 0))
             Assert.That(Wait.UntilAsync(() =>
             {
-                try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, port); return true; }
+                try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, p); return true; }
                 catch (System.Net.Sockets.SocketException) { return false; }
-            }, TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot lmtp did not start");
+            }, TimeSpan.FromSeconds(30)).Result, Is.True, $"dovecot did not start listening on {p}");
         return server;
     }
 
