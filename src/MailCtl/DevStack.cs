@@ -23,7 +23,7 @@ internal static class DevStack
         var dir = new Option<string>("--dir", "-d") { Description = "Data folder of the dev stack", DefaultValueFactory = _ => Path.Combine("var", "dev") };
         var only = new Option<string[]>("--only")
         {
-            Description = "Start only these programs (authd, lmtpd, mtad), e.g. to stop and start one of them while the rest run in another `mailctl up --only`",
+            Description = "Start only these programs (authd, lmtpd, mtad, imappopd), e.g. to stop and start one of them while the rest run in another `mailctl up --only`",
             AllowMultipleArgumentsPerToken = true,
         };
         var cmd = new Command("up", "Run every program of the suite on the dev defaults until Ctrl-C") { dir, only };
@@ -81,6 +81,19 @@ internal static class DevStack
             r => ["SMTP (MX)     127.0.0.1:2525", "submission    127.0.0.1:2587   (STARTTLS, AUTH)", "submissions   127.0.0.1:2465   (implicit TLS, AUTH)",
                   $"pickup        unix:{r}/run/pickup   (sendmail: MAIL_PICKUP_SOCKET={r}/run/pickup)"],
             (_, ct) => GreetsAsync(2525, "220", ct)),
+        new("imappopd",
+            $"""
+            # IMAP on the dev stack; see `imappopd --print-reference` for every parameter.
+            imap_listen = 127.0.0.1:2143
+            imaps_listen = 127.0.0.1:2993
+            tls_cert = {root}/tls/cert.pem
+            tls_key = {root}/tls/key.pem
+            authd_socket = {root}/run/authd.sock
+            hostname = localhost
+            log_file = {root}/log/imappopd.log
+            """,
+            _ => ["IMAP          127.0.0.1:2143   (STARTTLS)", "IMAPS         127.0.0.1:2993"],
+            (_, ct) => GreetsAsync(2143, "* OK", ct)),
     ];
 
     /// <summary>True once a TCP service answers with its greeting.</summary>
@@ -105,7 +118,7 @@ internal static class DevStack
         var unknown = only?.Where(o => Services(root).All(s => s.Program != o)).ToList();
         if (unknown is { Count: > 0 })
         {
-            Console.Error.WriteLine($"mailctl: --only: no program named {string.Join(", ", unknown)} (authd, lmtpd, mtad)");
+            Console.Error.WriteLine($"mailctl: --only: no program named {string.Join(", ", unknown)} (authd, lmtpd, mtad, imappopd)");
             return CtlContext.ExitUsage;
         }
         foreach (var sub in new[] { "etc", "data", "mail", "run", "log", "tls" })

@@ -188,6 +188,56 @@ public sealed class DevStackTests
     }
 
     [Test]
+    public async Task Imaplib_reads_mail_sent_through_the_mta_and_moves_it_to_archive()
+    {
+        using var dir = new TempDir();
+        var root = dir["dev"];
+        var conf = Path.Combine(root, "etc", "authd.conf");
+        using var stack = await Stack.UpAsync(root);
+        Assert.That(stack.Output, Does.Contain("imappopd IMAP          127.0.0.1:2143"));
+        Assert.That(Ctl(conf, null, "domain", "add", "example.org").ExitCode, Is.EqualTo(0));
+        Assert.That(Ctl(conf, "bob pass\n", "user", "add", "bob@example.org").ExitCode, Is.EqualTo(0));
+        var script = dir["imap.py"];
+        File.WriteAllText(script, """
+            import imaplib, smtplib, ssl, time
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = smtplib.SMTP("127.0.0.1", 2587, timeout=30)
+            s.starttls(context=ctx)
+            s.login("bob@example.org", "bob pass")
+            s.sendmail("bob@example.org", ["bob@example.org"], "Subject: to myself\r\n\r\nnote to self\r\n")
+            s.quit()
+            m = imaplib.IMAP4("127.0.0.1", 2143)
+            m.starttls(ssl_context=ctx)
+            m.login("bob@example.org", "bob pass")
+            for _ in range(300):
+                typ, data = m.select("INBOX")
+                if int(data[0]) >= 1:
+                    break
+                m.close()
+                time.sleep(0.1)
+            typ, data = m.uid("SEARCH", None, "SUBJECT", "myself")
+            uid = data[0].split()[0].decode()
+            typ, data = m.uid("FETCH", uid, "(BODY.PEEK[TEXT])")
+            assert b"note to self" in data[0][1], data
+            typ, data = m.uid("MOVE", uid, "Archive")
+            assert typ == "OK", (typ, data)
+            typ, data = m.select("Archive")
+            assert int(data[0]) == 1, data
+            typ, data = m.uid("SEARCH", None, "ALL")
+            print("archive-uid", data[0].decode())
+            m.logout()
+            """);
+        var r = Run.Program(Peers.Require("python3"), [script]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout + r.Stderr);
+        Assert.That(r.Stdout, Does.Contain("archive-uid 1"));
+        var archived = System.IO.Directory.GetFiles(Path.Combine(root, "mail", "example.org", "bob", ".Archive", "cur"));
+        Assert.That(archived, Has.Length.EqualTo(1));
+        Assert.That(File.ReadAllText(Path.Combine(root, "mail", "example.org", "bob", ".Archive", "dovecot-uidlist")), Does.Match(@"^3 V\d+ N2 G\w+\n1 :"));
+    }
+
+    [Test]
     public void Password_is_never_taken_from_the_command_line_of_user_add()
     {
         using var dir = new TempDir();
