@@ -105,6 +105,7 @@ internal sealed class CommandReader(ReaderLimits limits, Func<long, Stream>? spi
                 {
                     _parts.Add(new LinePart(text));
                     var parts = _parts.ToList();
+                    _parts.Clear(); // the caller owns the literals now
                     Reset();
                     consumed = reader.Position;
                     return new ReadResult(ReadKind.Command, parts);
@@ -170,7 +171,7 @@ internal sealed class CommandReader(ReaderLimits limits, Func<long, Stream>? spi
         return long.Parse(inner);
     }
 
-    /// <summary>Forgets a partly read command (after an error, or when the connection ends).</summary>
+    /// <summary>Forgets a partly read command (after an error, or when the connection ends); its spilled literals are closed.</summary>
     public void Reset()
     {
         foreach (var p in _parts) if (p is LiteralPart { Spilled: { } s }) s.Dispose();

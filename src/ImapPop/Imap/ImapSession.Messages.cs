@@ -124,7 +124,6 @@ internal sealed partial class ImapSession
             if (cr) { output.WriteByte((byte)'\r'); size++; }
             output.Flush(flushToDisk: true);
         }
-        if (literal.Spilled != null) await literal.Spilled.DisposeAsync();
         MaildirDelivery.Chown(tmp, _user!.Uid, _user.Gid);
         File.SetLastWriteTimeUtc(tmp, (date ?? DateTimeOffset.UtcNow).UtcDateTime);
         var baseName = $"{tmpName},S={size},W={size + lines}";

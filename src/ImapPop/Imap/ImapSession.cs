@@ -63,7 +63,14 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                     await conn.WriteLineAsync("* BAD " + message);
                     continue;
                 }
-                if (!await ExecuteAsync(parts!)) return;
+                try
+                {
+                    if (!await ExecuteAsync(parts!)) return;
+                }
+                finally
+                {
+                    foreach (var p in parts!) if (p is LiteralPart { Spilled: { } spilled }) await spilled.DisposeAsync();
+                }
             }
         }
         finally
