@@ -409,8 +409,13 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private string MailboxArg(Args args, out string? error)
     {
         var raw = args.AString();
-        var name = _utf8 ? raw : MailboxName.Decode(raw) ?? raw;
-        name = MailboxName.Normalize(name);
+        var decoded = _utf8 ? raw : MailboxName.Decode(raw);
+        if (decoded == null)
+        {
+            error = "Mailbox name is not valid mUTF-7";
+            return raw;
+        }
+        var name = MailboxName.Normalize(decoded);
         error = name == "INBOX" ? null : MailboxName.Validate(name);
         return name;
     }
