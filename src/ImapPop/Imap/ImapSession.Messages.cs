@@ -226,7 +226,10 @@ internal sealed partial class ImapSession
         var s = _selected!;
         if (uid && !items.Any(i => i.Name == "UID")) items.Insert(0, new FetchItem("UID"));
         bool setsSeen = !s.ReadOnly && items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null && !i.Peek) || i.Name is "RFC822" or "RFC822.TEXT");
-        var needView = items.Any(i => i.Name is "ENVELOPE" or "BODYSTRUCTURE" or "BODY" or "BINARY" or "RFC822" or "RFC822.HEADER" or "RFC822.TEXT");
+        var needView = items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null) || i.Name is "RFC822" or "RFC822.HEADER" or "RFC822.TEXT");
+        var needIndex = items.Any(i => i.Name is "ENVELOPE" or "BODYSTRUCTURE" || (i.Name == "BODY" && i.Section == null));
+        var index = needIndex ? FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid) : null;
+        int sent = 0;
         foreach (var seq in s.Resolve(set, uid))
         {
             var m = s.Messages[seq - 1];
@@ -237,11 +240,13 @@ internal sealed partial class ImapSession
                 if (!items.Any(i => i.Name == "FLAGS")) items.Add(new FetchItem("FLAGS"));
             }
             MessageView? view = null;
-            if (needView)
+            IndexEntry? cached = null;
+            try
             {
-                try { view = MessageView.Load(m.File.Path); }
-                catch (FileNotFoundException) { continue; } // expunged meanwhile: reported at the next sync
+                if (needView) view = MessageView.Load(m.File.Path);
+                if (index != null) cached = index.Get(m.File.BaseName, m.File.Path, VirtualSize(m.File));
             }
+            catch (FileNotFoundException) { continue; } // expunged meanwhile: reported at the next sync
             conn.BufferText($"* {seq} FETCH (");
             bool firstItem = true;
             foreach (var item in items)
@@ -254,9 +259,9 @@ internal sealed partial class ImapSession
                     case "FLAGS": conn.BufferText($"FLAGS ({FlagList(m)})"); break;
                     case "INTERNALDATE": conn.BufferText("INTERNALDATE " + InternalDate(ReceivedDate(m.File.Path))); break;
                     case "RFC822.SIZE": conn.BufferText("RFC822.SIZE " + VirtualSize(m.File)); break;
-                    case "ENVELOPE": conn.BufferText("ENVELOPE " + view!.Envelope()); break;
-                    case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + view!.BodyStructure(extensible: true)); break;
-                    case "BODY" when item.Section == null: conn.BufferText("BODY " + view!.BodyStructure(extensible: false)); break;
+                    case "ENVELOPE": conn.BufferText("ENVELOPE " + cached!.Envelope); break;
+                    case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + cached!.BodyStructure); break;
+                    case "BODY" when item.Section == null: conn.BufferText("BODY " + cached!.Body); break;
                     case "RFC822": Literal("RFC822", view!.Bytes); break;
                     case "RFC822.HEADER": Literal("RFC822.HEADER", view!.Section(new Section([], "HEADER", [])) ?? []); break;
                     case "RFC822.TEXT": Literal("RFC822.TEXT", view!.Section(new Section([], "TEXT", [])) ?? []); break;
@@ -275,8 +280,9 @@ internal sealed partial class ImapSession
                 }
             }
             conn.BufferText(")\r\n");
-            await conn.FlushAsync();
+            if (++sent % 64 == 0 || view != null) await conn.FlushAsync();
         }
+        index?.Save(s.Messages.Select(x => x.File.BaseName));
         return await Ok(tag, uid ? "UID Fetch completed." : "Fetch completed.");
     }
 

@@ -506,6 +506,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         // As Dovecot: the folder's directory goes (renamed aside first, so no reader sees it half-deleted).
         var trash = Path.Combine(_user!.Maildir, "tmp", ".deleted." + Guid.NewGuid().ToString("N"));
         Directory.Move(folder.Path, trash);
+        FolderIndex.Forget(folder.Path);
         Directory.Delete(trash, recursive: true);
         Log.Info($"{conn.SessionId}: delete user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\"");
         return await Ok(tag, "Delete completed.");
@@ -539,9 +540,13 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             var children = Directory.EnumerateDirectories(_user!.Maildir, prefix + "*")
                 .Where(c => Path.GetFileName(c).Length > prefix.Length && Path.GetFileName(c).StartsWith(prefix, StringComparison.Ordinal)).ToList();
             Directory.Move(source.Path, target.Path);
+            FolderIndex.Forget(source.Path);
             var targetPrefix = Path.GetFileName(target.Path) + ".";
             foreach (var child in children)
+            {
                 Directory.Move(child, Path.Combine(_user.Maildir, targetPrefix + Path.GetFileName(child)[prefix.Length..]));
+                FolderIndex.Forget(child);
+            }
         }
         return await Ok(tag, "Rename completed.");
     }

@@ -24,7 +24,14 @@ internal sealed class MessageView
         Message = parser.ParseMessage();
     }
 
-    public static MessageView Load(string path) => new(ToCrLf(File.ReadAllBytes(path)));
+    /// <summary>How many messages were read and parsed (for the index's tests).</summary>
+    public static long Loads;
+
+    public static MessageView Load(string path)
+    {
+        Interlocked.Increment(ref Loads);
+        return new(ToCrLf(File.ReadAllBytes(path)));
+    }
 
     /// <summary>LF line ends become CRLF; CRLF stays.</summary>
     public static byte[] ToCrLf(byte[] data)

@@ -168,3 +168,61 @@ public sealed class ImapTests
         Assert.That(first, Is.SameAs(arrived.Task), "EXISTS arrived during IDLE");
     }
 }
+
+/// <summary>The FETCH listing of a large mailbox comes from the index after the first time, and stays right.</summary>
+[NonParallelizable]
+public sealed class ImapIndexTests
+{
+    [Test]
+    public async Task Listing_10000_messages_parses_each_once_and_follows_changes_behind_its_back()
+    {
+        await using var authd = await AuthDServer.StartAsync();
+        await authd.AddUserAsync("bob@example.org", PasswordScheme.Hash("bob pass", "SHA512-CRYPT"));
+        await using var imap = await ImapServer.StartAsync(authd);
+        var maildir = Path.Combine(authd.Dir["mail"], "example.org", "bob");
+        foreach (var d in new[] { "cur", "new", "tmp" }) Directory.CreateDirectory(Path.Combine(maildir, d));
+        const int n = 10_000;
+        for (int i = 0; i < n; i++)
+        {
+            var text = $"From: Sender {i} <s{i}@remote.test>\nTo: bob@example.org\nSubject: number {i}\nMessage-ID: <{i}@remote.test>\n\nbody {i}\n";
+            var name = $"{1700000000 + i}.M{i}P1.test,S={text.Length},W={text.Length + 6}";
+            File.WriteAllText(Path.Combine(maildir, "cur", name + ":2,S"), text);
+        }
+        using var client = new ImapClient();
+        await client.ConnectAsync("127.0.0.1", imap.Port, SecureSocketOptions.None);
+        await client.AuthenticateAsync("bob@example.org", "bob pass");
+        var inbox = client.Inbox;
+        await inbox.OpenAsync(FolderAccess.ReadOnly);
+        Assert.That(inbox.Count, Is.EqualTo(n));
+        const MessageSummaryItems listing = MessageSummaryItems.UniqueId | MessageSummaryItems.Flags | MessageSummaryItems.Envelope |
+                                            MessageSummaryItems.Size | MessageSummaryItems.InternalDate | MessageSummaryItems.BodyStructure;
+        var before = Mail.ImapPop.Imap.MessageView.Loads;
+        var first = await inbox.FetchAsync(UniqueIdRange.All, listing);
+        Assert.That(first, Has.Count.EqualTo(n));
+        Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.EqualTo(n), "each message parsed once");
+        Assert.That(File.Exists(Path.Combine(maildir, "imappop.index")), Is.True);
+        before = Mail.ImapPop.Imap.MessageView.Loads;
+        var second = await inbox.FetchAsync(UniqueIdRange.All, listing);
+        Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.EqualTo(0), "the second listing reads no message");
+        Assert.That(second.Select(s => s.Envelope.Subject), Is.EqualTo(first.Select(s => s.Envelope.Subject)));
+        await inbox.CloseAsync();
+
+        // Behind its back: one removed, one renamed with a new flag, one added.
+        var files = Directory.GetFiles(Path.Combine(maildir, "cur")).Order().ToList();
+        File.Delete(files.Single(f => f.Contains(".M5P1.")));
+        var renamed = files.Single(f => f.Contains(".M7P1."));
+        File.Move(renamed, renamed.Replace(":2,S", ":2,FS"));
+        var added = "From: late@remote.test\nSubject: newcomer\n\nhi\n";
+        File.WriteAllText(Path.Combine(maildir, "new", $"1800000000.M1P1.test,S={added.Length},W={added.Length + 4}"), added);
+        await inbox.OpenAsync(FolderAccess.ReadOnly);
+        before = Mail.ImapPop.Imap.MessageView.Loads;
+        var third = await inbox.FetchAsync(UniqueIdRange.All, listing);
+        Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.EqualTo(1), "only the new message is parsed");
+        Assert.That(third, Has.Count.EqualTo(n));
+        Assert.That(third.Any(s => s.Envelope.Subject == "number 5"), Is.False);
+        Assert.That(third.Single(s => s.Envelope.Subject == "number 7").Flags!.Value.HasFlag(MessageFlags.Flagged), Is.True);
+        Assert.That(third[^1].Envelope.Subject, Is.EqualTo("newcomer"));
+        Assert.That(third[^1].UniqueId.Id, Is.EqualTo((uint)n + 1));
+        Assert.That(third.Take(5).Select(s => s.UniqueId.Id), Is.EqualTo(first.Take(5).Select(s => s.UniqueId.Id)), "UIDs unchanged");
+    }
+}

@@ -1,0 +1,117 @@
+// What FETCH needs of a message without reading it again: ENVELOPE,
+// BODYSTRUCTURE, BODY, RFC822.SIZE and INTERNALDATE, kept per folder in
+// "imappop.index" and shared by every session of the process. A Maildir
+// message's content never changes under its base name (the name before
+// ":2,"; a rename changes only the flags), so an entry is right for as long
+// as that base name exists: files added behind the index's back are parsed
+// when first asked for, files removed are dropped when it is next saved.
+// The file is versioned and checked; a bad one is rebuilt, never trusted.
+using System.Collections.Concurrent;
+using System.Text;
+
+namespace Mail.ImapPop.Imap;
+
+internal sealed record IndexEntry(string Envelope, string BodyStructure, string Body, long VirtualSize, long InternalDate);
+
+internal sealed class FolderIndex
+{
+    private const string FileName = "imappop.index";
+    private const int Version = 1;
+    private const int MaxEntries = 2_000_000;
+    private readonly string _path;
+    private readonly uint _uid, _gid;
+    private readonly Dictionary<string, IndexEntry> _entries = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private int _added;
+
+    private FolderIndex(string folder, uint uid, uint gid)
+    {
+        _path = Path.Combine(folder, FileName);
+        _uid = uid;
+        _gid = gid;
+        Load();
+    }
+
+    private static readonly ConcurrentDictionary<string, FolderIndex> Open = new(StringComparer.Ordinal);
+
+    /// <summary>The index of a folder, loaded once per process.</summary>
+    public static FolderIndex For(string folder, uint uid, uint gid) => Open.GetOrAdd(folder, f => new FolderIndex(f, uid, gid));
+
+    /// <summary>Forgets a folder's index (the folder was deleted or renamed).</summary>
+    public static void Forget(string folder) => Open.TryRemove(folder, out _);
+
+    private void Load()
+    {
+        try
+        {
+            using var fs = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
+            using var r = new BinaryReader(fs, Encoding.UTF8);
+            if (r.ReadInt32() != Version) return;
+            var count = r.ReadInt32();
+            if (count < 0 || count > MaxEntries) return;
+            for (int i = 0; i < count; i++)
+            {
+                var name = r.ReadString();
+                _entries[name] = new IndexEntry(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(), r.ReadInt64());
+            }
+            if (r.ReadInt32() != count) _entries.Clear(); // no end mark: cut short
+        }
+        catch (Exception e) when (e is IOException or EndOfStreamException or FormatException or UnauthorizedAccessException)
+        {
+            _entries.Clear();
+        }
+    }
+
+    /// <summary>The entry of <paramref name="baseName"/>, parsing <paramref name="path"/> when it is new.</summary>
+    public IndexEntry Get(string baseName, string path, long virtualSize)
+    {
+        lock (_lock)
+        {
+            if (_entries.TryGetValue(baseName, out var hit)) return hit;
+        }
+        var view = MessageView.Load(path);
+        var entry = new IndexEntry(view.Envelope(), view.BodyStructure(extensible: true), view.BodyStructure(extensible: false),
+            virtualSize >= 0 ? virtualSize : view.Bytes.Length, File.GetLastWriteTimeUtc(path).Ticks);
+        lock (_lock)
+        {
+            _entries[baseName] = entry;
+            _added++;
+        }
+        return entry;
+    }
+
+    /// <summary>Writes the index if it learned something, keeping only <paramref name="present"/> base names.</summary>
+    public void Save(IEnumerable<string> present)
+    {
+        lock (_lock)
+        {
+            if (_added == 0) return;
+            var keep = present.ToHashSet(StringComparer.Ordinal);
+            foreach (var gone in _entries.Keys.Where(k => !keep.Contains(k)).ToList()) _entries.Remove(gone);
+            var tmp = _path + ".tmp" + Environment.ProcessId;
+            try
+            {
+                using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024))
+                using (var w = new BinaryWriter(fs, Encoding.UTF8))
+                {
+                    w.Write(Version);
+                    w.Write(_entries.Count);
+                    foreach (var (name, e) in _entries)
+                    {
+                        w.Write(name);
+                        w.Write(e.Envelope);
+                        w.Write(e.BodyStructure);
+                        w.Write(e.Body);
+                        w.Write(e.VirtualSize);
+                        w.Write(e.InternalDate);
+                    }
+                    w.Write(_entries.Count);
+                }
+                Mail.Shared.Maildir.MaildirDelivery.Chown(tmp, _uid, _gid);
+                File.Move(tmp, _path, overwrite: true);
+                _added = 0;
+            }
+            catch (IOException) { try { File.Delete(tmp); } catch (IOException) { } }
+        }
+    }
+}
