@@ -95,6 +95,7 @@ internal sealed partial class ImapSession
         if (!folder.Exists) return await No(tag, "[TRYCREATE] Mailbox doesn't exist: " + name);
         var letters = Letters(folder, flags, out var flagError);
         if (letters == null) return await No(tag, flagError!);
+        if (!WithinQuota(literal.Length, 1)) return await No(tag, "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
         // Stored as lmtpd stores: LF line ends, fsynced in tmp/, then renamed into cur/.
         var tmpName = MaildirDelivery.UniqueName();
         var tmp = Path.Combine(folder.Path, "tmp", tmpName);
@@ -130,6 +131,7 @@ internal sealed partial class ImapSession
         var final = Path.Combine(folder.Path, "cur", baseName + ":2," + new string(letters.Distinct().Order().ToArray()));
         File.Move(tmp, final);
         MaildirDelivery.FsyncDirectory(Path.Combine(folder.Path, "cur"));
+        MaildirQuota.Add(_user.Maildir, size, 1);
         var state = folder.Sync(takeNew: false);
         var uid = state.Messages.FirstOrDefault(m => m.BaseName == baseName)?.Uid ?? 0;
         Log.Info($"{conn.SessionId}: append user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\" uid={uid} size={size}");
@@ -363,7 +365,8 @@ internal sealed partial class ImapSession
         if (!target.Exists) return await No(tag, "[TRYCREATE] Mailbox doesn't exist: " + name);
         if (move && s.ReadOnly) return await No(tag, "Mailbox is read-only.");
         var seqs = s.Resolve(set, uid);
-        var targetKeywords = target.Keywords();
+        long copyBytes = seqs.Sum(q => MaildirQuota.SizeFromName(s.Messages[q - 1].File.Path) ?? 0);
+        if (!move && !WithinQuota(copyBytes, seqs.Count)) return await No(tag, "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
         var copied = new List<(uint SourceUid, string BaseName)>();
         foreach (var seq in seqs)
         {
@@ -387,6 +390,7 @@ internal sealed partial class ImapSession
             copied.Add((m.Uid, baseName));
         }
         MaildirDelivery.FsyncDirectory(Path.Combine(target.Path, "cur"));
+        if (!move) MaildirQuota.Add(_user!.Maildir, copyBytes, copied.Count);
         var state = target.Sync(takeNew: false);
         var byName = state.Messages.ToDictionary(m => m.BaseName, m => m.Uid);
         var pairs = copied.Where(c => byName.ContainsKey(c.BaseName)).Select(c => (c.SourceUid, Dest: byName[c.BaseName])).ToList();
@@ -394,7 +398,7 @@ internal sealed partial class ImapSession
         if (!move) return await Ok(tag, copyUid + "Copy completed.");
         if (copyUid.Length > 0) conn.BufferLine($"* OK {copyUid}Moved UIDs.");
         var uids = seqs.Select(q => s.Messages[q - 1].Uid).ToHashSet();
-        ExpungeWhere(m => uids.Contains(m.Uid));
+        ExpungeWhere(m => uids.Contains(m.Uid), countQuota: false);
         return await Ok(tag, "Move completed.");
     }
 
@@ -413,17 +417,25 @@ internal sealed partial class ImapSession
         ExpungeWhere(m => m.Deleted && (uidSet == null || uidSet.Contains(m.Uid, _selected!.Max(uid: true))));
 
     /// <summary>Removes the files of matching messages and tells the client, highest sequence number first.</summary>
-    private void ExpungeWhere(Func<SelectedMessage, bool> which)
+    private void ExpungeWhere(Func<SelectedMessage, bool> which, bool countQuota = true)
     {
         var s = _selected!;
+        long bytes = 0, count = 0;
         for (int i = s.Messages.Count - 1; i >= 0; i--)
         {
             var m = s.Messages[i];
             if (!which(m)) continue;
-            try { File.Delete(m.File.Path); } catch (IOException) { }
+            try
+            {
+                File.Delete(m.File.Path);
+                bytes += MaildirQuota.SizeFromName(m.File.Path) ?? 0;
+                count++;
+            }
+            catch (IOException) { }
             s.Messages.RemoveAt(i);
             conn.BufferLine($"* {i + 1} EXPUNGE");
         }
+        if (countQuota && count > 0) MaildirQuota.Add(_user!.Maildir, -bytes, -count);
         s.Folder.Sync(takeNew: false); // drops the UIDs from dovecot-uidlist
     }
 

@@ -15,7 +15,33 @@ using NLog;
 
 namespace Mail.ImapPop.Imap;
 
-internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub);
+internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub, UserSessions Sessions);
+
+/// <summary>Sessions per user, bounded (Dovecot: mail_max_userip_connections).</summary>
+internal sealed class UserSessions(int max)
+{
+    private readonly Dictionary<string, int> _count = new(StringComparer.OrdinalIgnoreCase);
+
+    public bool TryEnter(string user)
+    {
+        lock (_count)
+        {
+            _count.TryGetValue(user, out var n);
+            if (n >= max) return false;
+            _count[user] = n + 1;
+            return true;
+        }
+    }
+
+    public void Leave(string user)
+    {
+        lock (_count)
+        {
+            if (!_count.TryGetValue(user, out var n)) return;
+            if (n <= 1) _count.Remove(user); else _count[user] = n - 1;
+        }
+    }
+}
 
 internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, Func<X509Certificate2?> certificate, ImapOptions options, bool implicitTls)
 {
@@ -30,7 +56,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private string Capabilities()
     {
         var caps = new List<string> { "IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-            "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS" };
+            "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE" };
         if (_user == null)
         {
             if (!conn.IsTls && certificate() != null) caps.Add("STARTTLS");
@@ -77,6 +103,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         {
             _reader.Reset();
             if (_selected != null) options.Hub.Leave(_selected.Folder.Path, this);
+            if (_user != null) options.Sessions.Leave(_user.User);
             Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}");
         }
     }
@@ -198,7 +225,8 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 case "LOGIN": return await LoginAsync(tag, args);
                 case "AUTHENTICATE": return await AuthenticateAsync(tag, args);
                 case "SELECT" or "EXAMINE" or "CREATE" or "DELETE" or "RENAME" or "SUBSCRIBE" or "UNSUBSCRIBE" or "LIST" or "LSUB" or "STATUS" or "APPEND"
-                    or "ENABLE" or "NAMESPACE" or "CHECK" or "CLOSE" or "UNSELECT" or "EXPUNGE" or "SEARCH" or "FETCH" or "STORE" or "COPY" or "MOVE" or "IDLE":
+                    or "ENABLE" or "NAMESPACE" or "CHECK" or "CLOSE" or "UNSELECT" or "EXPUNGE" or "SEARCH" or "FETCH" or "STORE" or "COPY" or "MOVE" or "IDLE"
+                    or "GETQUOTAROOT" or "GETQUOTA" or "SETQUOTA":
                     return await Bad(tag, "Not authenticated.");
                 default: return await Bad(tag, "Unknown command.");
             }
@@ -218,6 +246,9 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             case "STATUS": return await StatusAsync(tag, args);
             case "APPEND": return await AppendAsync(tag, args);
             case "IDLE": args.End(); return await IdleAsync(tag);
+            case "GETQUOTAROOT": return await GetQuotaRootAsync(tag, args);
+            case "GETQUOTA": return await GetQuotaAsync(tag, args);
+            case "SETQUOTA": return await No(tag, "[NOPERM] Quotas are set in the user directory (mailctl user add --quota).");
         }
         if (_selected == null)
             return name is "CHECK" or "CLOSE" or "UNSELECT" or "EXPUNGE" or "SEARCH" or "FETCH" or "STORE" or "COPY" or "MOVE"
@@ -375,6 +406,11 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             case SaslStatus.Success:
                 var lookup = await auth.Api.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
                 if (lookup.Status != LookupStatus.Ok) return await No(tag, "[UNAVAILABLE] Temporary user lookup failure.");
+                if (!options.Sessions.TryEnter(lookup.User.User))
+                {
+                    Log.Warn($"{conn.SessionId}: login refused: user=<{MailLog.Safe(lookup.User.User)}> has too many sessions, rip={conn.RemoteIp}");
+                    return await No(tag, "[LIMIT] Too many simultaneous connections for this user.");
+                }
                 _user = lookup.User;
                 PrepareMaildir();
                 Log.Info($"{conn.SessionId}: login: user=<{MailLog.Safe(_user.User)}>, method={mech}, rip={conn.RemoteIp}{(conn.IsTls ? ", TLS" : "")}");
@@ -691,5 +727,51 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         if (!FolderOf(name).Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
         await Untagged(StatusLine(name, [.. items]));
         return await Ok(tag, "Status completed.");
+    }
+
+    // ---- QUOTA (RFC 9208): one root, "", for the whole Maildir, from the directory's limits ----
+
+    private string? QuotaLine()
+    {
+        var u = _user!;
+        if (u.QuotaBytes == 0 && u.QuotaMessages == 0) return null;
+        var usage = MaildirQuota.Read(u.Maildir, (long)u.QuotaBytes, (long)u.QuotaMessages);
+        var parts = new List<string>();
+        if (u.QuotaBytes > 0) parts.Add($"STORAGE {(usage.Bytes + 1023) / 1024} {u.QuotaBytes / 1024}");
+        if (u.QuotaMessages > 0) parts.Add($"MESSAGE {usage.Messages} {u.QuotaMessages}");
+        return $"QUOTA \"\" ({string.Join(' ', parts)})";
+    }
+
+    private async Task<bool> GetQuotaRootAsync(string tag, Args args)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.End();
+        if (error != null) return await No(tag, error);
+        if (!FolderOf(name).Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        var quota = QuotaLine();
+        await Untagged($"QUOTAROOT {Wire(name)}{(quota != null ? " \"\"" : "")}");
+        if (quota != null) await Untagged(quota);
+        return await Ok(tag, "Getquotaroot completed.");
+    }
+
+    private async Task<bool> GetQuotaAsync(string tag, Args args)
+    {
+        args.Space();
+        var root = args.AString();
+        args.End();
+        var quota = QuotaLine();
+        if (root.Length != 0 || quota == null) return await No(tag, "[NONEXISTENT] No such quota root");
+        await Untagged(quota);
+        return await Ok(tag, "Getquota completed.");
+    }
+
+    /// <summary>True when adding <paramref name="bytes"/> in <paramref name="messages"/> messages stays within the user's quota.</summary>
+    private bool WithinQuota(long bytes, long messages)
+    {
+        var u = _user!;
+        if (u.QuotaBytes == 0 && u.QuotaMessages == 0) return true;
+        var usage = MaildirQuota.Read(u.Maildir, (long)u.QuotaBytes, (long)u.QuotaMessages);
+        return (u.QuotaBytes == 0 || usage.Bytes + bytes <= (long)u.QuotaBytes) && (u.QuotaMessages == 0 || usage.Messages + messages <= (long)u.QuotaMessages);
     }
 }

@@ -152,6 +152,42 @@ public sealed class ImapTests
     }
 
     [Test]
+    public async Task Quota_comes_from_the_directory_and_append_beyond_it_is_refused()
+    {
+        await _authd.AddUserAsync("tiny@example.org", PasswordScheme.Hash("tiny pass", "SHA512-CRYPT"), quota: 4096);
+        Deliver("tiny@example.org", "small", new string('a', 1000));
+        using var client = await LoginAsync("tiny@example.org", "tiny pass");
+        Assert.That(client.Capabilities.HasFlag(ImapCapabilities.Quota), Is.True);
+        var quota = await client.Inbox.GetQuotaAsync();
+        Assert.That(quota.StorageLimit, Is.EqualTo(4));
+        Assert.That(quota.CurrentStorageSize, Is.GreaterThanOrEqualTo(1));
+        var big = new MimeMessage(new[] { MailboxAddress.Parse("tiny@example.org") }, new[] { MailboxAddress.Parse("tiny@example.org") }, "big",
+            new TextPart("plain") { Text = new string('b', 8000) });
+        var e = Assert.ThrowsAsync<ImapCommandException>(async () => await client.Inbox.AppendAsync(big));
+        Assert.That(e!.ResponseText, Does.Contain("Quota exceeded"));
+        var smallOne = new MimeMessage(new[] { MailboxAddress.Parse("tiny@example.org") }, new[] { MailboxAddress.Parse("tiny@example.org") }, "fits",
+            new TextPart("plain") { Text = "ok" });
+        Assert.That(await client.Inbox.AppendAsync(smallOne), Is.Not.Null);
+        var after = await client.Inbox.GetQuotaAsync();
+        Assert.That(after.CurrentStorageSize, Is.GreaterThanOrEqualTo(quota.CurrentStorageSize), "APPEND counts in maildirsize");
+    }
+
+    [Test]
+    public async Task Sessions_per_user_are_limited()
+    {
+        await _imap.DisposeAsync();
+        _imap = await ImapServer.StartAsync(_authd, "max_sessions_per_user = 2");
+        using var a = await LoginAsync();
+        using var b = await LoginAsync();
+        var e = Assert.ThrowsAsync<AuthenticationException>(async () => { using var c = await LoginAsync(); });
+        Assert.That(e!.Message, Does.Contain("Too many simultaneous connections"));
+        await a.DisconnectAsync(true);
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("disconnect from"), TimeSpan.FromSeconds(10)), Is.True);
+        using var d = await LoginAsync();
+        Assert.That(d.IsAuthenticated, Is.True, "a session freed is a session for the next login");
+    }
+
+    [Test]
     public async Task Idle_reports_a_new_delivery()
     {
         using var client = await LoginAsync();
