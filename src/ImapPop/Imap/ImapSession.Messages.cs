@@ -259,7 +259,10 @@ internal sealed partial class ImapSession
                 {
                     case "UID": conn.BufferText($"UID {m.Uid}"); break;
                     case "FLAGS": conn.BufferText($"FLAGS ({FlagList(m)})"); break;
-                    case "INTERNALDATE": conn.BufferText("INTERNALDATE " + InternalDate(ReceivedDate(m.File.Path))); break;
+                    case "INTERNALDATE":
+                        var received = cached != null ? new DateTimeOffset(cached.InternalDate, TimeSpan.Zero) : ReceivedDate(m.File.Path);
+                        conn.BufferText("INTERNALDATE " + InternalDate(received));
+                        break;
                     case "RFC822.SIZE": conn.BufferText("RFC822.SIZE " + VirtualSize(m.File)); break;
                     case "ENVELOPE": conn.BufferText("ENVELOPE " + cached!.Envelope); break;
                     case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + cached!.BodyStructure); break;

@@ -112,6 +112,22 @@ internal sealed partial class ImapSession
 
     private static bool HasFlag(SearchContext c, char f) => c.Message.File.Flags.Contains(f);
 
+    /// <summary>
+    /// True when the text surely is not in the message: an ASCII needle absent from the raw
+    /// bytes of a message with no encoded parts or words (no base64, quoted-printable or
+    /// "=?"), so no decoding could make it appear. Saves the MIME parse of most messages.
+    /// </summary>
+    private static bool RawMiss(SearchContext c, string text)
+    {
+        if (text.Length == 0 || !System.Text.Ascii.IsValid(text)) return false;
+        var raw = c.View.Bytes;
+        if (raw.AsSpan().IndexOf("=?"u8) >= 0) return false;
+        var lower = new byte[raw.Length];
+        if (System.Text.Ascii.ToLower(raw, lower, out _) != System.Buffers.OperationStatus.Done) return false; // 8-bit text: decide by parsing
+        if (lower.AsSpan().IndexOf("base64"u8) >= 0 || lower.AsSpan().IndexOf("quoted-printable"u8) >= 0) return false;
+        return lower.AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes(text.ToLowerInvariant())) < 0;
+    }
+
     private static bool Contains(string? haystack, string needle) =>
         haystack != null && haystack.Contains(needle, StringComparison.OrdinalIgnoreCase);
 
@@ -194,12 +210,12 @@ internal sealed partial class ImapSession
                 var text = args.AString();
                 return c => Header(c, field) is { } v && (text.Length == 0 || Contains(v, text));
             }
-            case "BODY": { args.Space(); var text = args.AString(); return c => Contains(BodyText(c), text); }
+            case "BODY": { args.Space(); var text = args.AString(); return c => RawMiss(c, text) ? false : Contains(BodyText(c), text); }
             case "TEXT":
             {
                 args.Space();
                 var text = args.AString();
-                return c => c.View.Message.Headers.Any(h => Contains(h.Value, text)) || Contains(BodyText(c), text);
+                return c => !RawMiss(c, text) && (c.View.Message.Headers.Any(h => Contains(h.Value, text)) || Contains(BodyText(c), text));
             }
             default: throw new ImapSyntaxException("Unknown search key " + Mail.Shared.Logging.MailLog.Safe(atom, 30));
         }

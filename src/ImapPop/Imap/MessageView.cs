@@ -11,17 +11,32 @@ namespace Mail.ImapPop.Imap;
 internal sealed class MessageView
 {
     public byte[] Bytes { get; }
-    public MimeMessage Message { get; }
+    private MimeMessage? _message;
     private readonly Dictionary<MimeEntity, (long Begin, long HeadersEnd, long End, int Lines)> _ranges = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<MimeMessage, (long Begin, long HeadersEnd, long End)> _messages = new(ReferenceEqualityComparer.Instance);
 
-    private MessageView(byte[] bytes)
+    private MessageView(byte[] bytes) => Bytes = bytes;
+
+    /// <summary>The MIME parse, made on first use: BODY[], HEADER and TEXT of the message need none.</summary>
+    public MimeMessage Message
     {
-        Bytes = bytes;
-        var parser = new MimeParser(new MemoryStream(bytes, writable: false), MimeFormat.Entity);
-        parser.MimeEntityEnd += (_, e) => _ranges[e.Entity] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset, e.Lines);
-        parser.MimeMessageEnd += (_, e) => _messages[e.Message] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset);
-        Message = parser.ParseMessage();
+        get
+        {
+            if (_message != null) return _message;
+            var parser = new MimeParser(new MemoryStream(Bytes, writable: false), MimeFormat.Entity);
+            parser.MimeEntityEnd += (_, e) => _ranges[e.Entity] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset, e.Lines);
+            parser.MimeMessageEnd += (_, e) => _messages[e.Message] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset);
+            return _message = parser.ParseMessage();
+        }
+    }
+
+    /// <summary>Where the top-level header ends (after its empty line), found without parsing.</summary>
+    private long HeaderEnd()
+    {
+        var span = Bytes.AsSpan();
+        if (span.StartsWith("\r\n"u8)) return 2;
+        int i = span.IndexOf("\r\n\r\n"u8);
+        return i < 0 ? Bytes.Length : i + 4;
     }
 
     /// <summary>How many messages were read and parsed (for the index's tests).</summary>
@@ -52,6 +67,17 @@ internal sealed class MessageView
     /// <summary>The bytes of a section (RFC 9051 6.4.5 BODY[section]); null if there is no such part.</summary>
     public byte[]? Section(Section section)
     {
+        if (section.Part.Count == 0)
+        {
+            var headersEnd = HeaderEnd();
+            switch (section.Text)
+            {
+                case "": return Bytes;
+                case "HEADER": return Slice(0, headersEnd);
+                case "TEXT": return Slice(headersEnd, Bytes.Length);
+                case "HEADER.FIELDS" or "HEADER.FIELDS.NOT": return Fields(Slice(0, headersEnd), section.Fields, section.Text == "HEADER.FIELDS.NOT");
+            }
+        }
         // Find the entity (or message) the part numbers name.
         MimeEntity? entity = null;
         MimeMessage message = Message;
