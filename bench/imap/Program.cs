@@ -80,6 +80,12 @@ try
         protocol imap {
           mail_max_userip_connections = {{idleConnections + 100}}
         }
+        service anvil {
+          client_limit = {{idleConnections * 3 + 100}}
+        }
+        service auth {
+          client_limit = {{idleConnections * 3 + 100}}
+        }
         namespace inbox {
           inbox = yes
           separator = /
@@ -162,9 +168,23 @@ try
     var oursPer = (OursKb() - oursBefore) / (double)idleConnections;
     foreach (var c in idle) c.Dispose();
     idle.Clear();
-    for (int i = 0; i < idleConnections; i++) { var c = await Client.OpenAsync(dovecotPort); await c.IdleAsync(); idle.Add(c); }
-    await Task.Delay(1000);
-    var dovecotPer = (DovecotKb() - dovecotBefore) / (double)idleConnections;
+    double dovecotPer = double.NaN;
+    try
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        for (int i = 0; i < idleConnections; i++)
+        {
+            var c = await Client.OpenAsync(dovecotPort).WaitAsync(limit.Token);
+            await c.IdleAsync().WaitAsync(limit.Token);
+            idle.Add(c);
+        }
+        await Task.Delay(1000);
+        dovecotPer = (DovecotKb() - dovecotBefore) / (double)idleConnections;
+    }
+    catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException or SocketException)
+    {
+        Console.WriteLine($"  (Dovecot took {idle.Count} idle connections, then: {e.Message})");
+    }
     foreach (var c in idle) c.Dispose();
     Console.WriteLine($"{"memory per idle IDLE connection (" + idleConnections + ")",-44}{oursPer,10:0.0}KB{dovecotPer,10:0.0}KB{dovecotPer / oursPer,8:0.00}");
 }

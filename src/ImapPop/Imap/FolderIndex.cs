@@ -69,7 +69,7 @@ internal sealed class FolderIndex
         {
             if (_entries.TryGetValue(baseName, out var hit)) return hit;
         }
-        var view = MessageView.Load(path);
+        var view = MessageView.LoadForStructure(path);
         var entry = new IndexEntry(view.Envelope(), view.BodyStructure(extensible: true), view.BodyStructure(extensible: false),
             virtualSize >= 0 ? virtualSize : view.Bytes.Length, File.GetLastWriteTimeUtc(path).Ticks);
         lock (_lock)
@@ -78,6 +78,11 @@ internal sealed class FolderIndex
             _added++;
         }
         return entry;
+    }
+
+    public bool Has(string baseName)
+    {
+        lock (_lock) return _entries.ContainsKey(baseName);
     }
 
     /// <summary>Writes the index if it learned something, keeping only <paramref name="present"/> base names.</summary>

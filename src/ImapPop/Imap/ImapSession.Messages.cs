@@ -231,8 +231,20 @@ internal sealed partial class ImapSession
         var needView = items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null) || i.Name is "RFC822" or "RFC822.HEADER" or "RFC822.TEXT");
         var needIndex = items.Any(i => i.Name is "ENVELOPE" or "BODYSTRUCTURE" || (i.Name == "BODY" && i.Section == null));
         var index = needIndex ? FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid) : null;
+        var seqs = s.Resolve(set, uid);
+        if (index != null)
+        {
+            // Messages new to the index are parsed on every core before the answer is written.
+            var missing = seqs.Select(q => s.Messages[q - 1].File).Where(f => !index.Has(f.BaseName)).ToList();
+            if (missing.Count > 16)
+                Parallel.ForEach(missing, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, f =>
+                {
+                    try { index.Get(f.BaseName, f.Path, VirtualSize(f)); }
+                    catch (IOException) { } // gone meanwhile: skipped below
+                });
+        }
         int sent = 0;
-        foreach (var seq in s.Resolve(set, uid))
+        foreach (var seq in seqs)
         {
             var m = s.Messages[seq - 1];
             if (setsSeen && !m.File.Flags.Contains('S'))

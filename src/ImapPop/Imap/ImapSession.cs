@@ -306,6 +306,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private async Task<bool> IdAsync(string tag, Args args)
     {
         // ID ( "name" "value" ... ) or NIL: logged, answered with our name.
+        args.Space();
         if (args.TryChar('('))
         {
             var pairs = new List<string>();

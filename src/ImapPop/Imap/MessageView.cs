@@ -30,6 +30,27 @@ internal sealed class MessageView
         }
     }
 
+    /// <summary>
+    /// For ENVELOPE and BODYSTRUCTURE: a message that is not multipart needs only its header
+    /// parsed (its one body is the rest of the file); others get the full parse.
+    /// </summary>
+    public static MessageView LoadForStructure(string path)
+    {
+        var view = Load(path);
+        var headersEnd = view.HeaderEnd();
+        var header = new byte[headersEnd + 2];
+        view.Bytes.AsSpan(0, (int)headersEnd).CopyTo(header);
+        "\r\n"u8.CopyTo(header.AsSpan((int)headersEnd));
+        MimeMessage headerOnly;
+        try { headerOnly = MimeMessage.Load(new MemoryStream(header, writable: false)); }
+        catch (FormatException) { return view; }
+        if (headerOnly.Body is Multipart or MessagePart || headerOnly.Body == null) return view;
+        view._message = headerOnly;
+        view._ranges[headerOnly.Body] = (0, headersEnd, view.Bytes.Length, 0);
+        view._messages[headerOnly] = (0, headersEnd, view.Bytes.Length);
+        return view;
+    }
+
     /// <summary>Where the top-level header ends (after its empty line), found without parsing.</summary>
     private long HeaderEnd()
     {

@@ -4,6 +4,7 @@
 // changed only under dovecot-uidlist.lock (created exclusively, written and
 // renamed over the list, as Dovecot's dotlock does); flags in the file name
 // after ":2," (D F R S T, then keywords a-z indexed by dovecot-keywords).
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 
@@ -136,7 +137,8 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
                 return updated;
             });
         }
-        var messages = new List<FolderMessage>();
+        var messages = new List<FolderMessage>(files.Count);
+        var shared = Shared.GetOrAdd(Path, _ => new ConcurrentDictionary<string, FolderMessage>(StringComparer.Ordinal));
         foreach (var (name, (filePath, flags, inNew)) in files)
         {
             if (!list.Uids.TryGetValue(name, out var uid)) continue;
@@ -144,14 +146,27 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             if (inNew && takeNew)
             {
                 var target = System.IO.Path.Combine(Path, "cur", name + ":2," + flags);
-                try { File.Move(filePath, target); p = target; }
+                try { File.Move(filePath, target, overwrite: true); p = target; } // rename(2): the base name is unique
                 catch (FileNotFoundException) { continue; } // taken by another reader: seen at the next sync
+                messages.Add(new FolderMessage(uid, name, p, flags, Recent: true));
+                continue;
             }
-            messages.Add(new FolderMessage(uid, name, p, flags, inNew));
+            // Every session of the process shares one record per unchanged file.
+            if (!shared.TryGetValue(p, out var m) || m.Uid != uid || m.Recent != inNew)
+                shared[p] = m = new FolderMessage(uid, name, p, flags, inNew);
+            messages.Add(m);
+        }
+        if (shared.Count > messages.Count + 64)
+        {
+            var present = messages.Select(m => m.Path).ToHashSet(StringComparer.Ordinal);
+            foreach (var key in shared.Keys) if (!present.Contains(key)) shared.TryRemove(key, out _);
         }
         messages.Sort((a, b) => a.Uid.CompareTo(b.Uid));
         return new FolderState(list.UidValidity, list.NextUid, messages);
     }
+
+    /// <summary>The records of each folder's files, shared by all sessions (a record is immutable; a rename makes a new one).</summary>
+    private static readonly ConcurrentDictionary<string, ConcurrentDictionary<string, FolderMessage>> Shared = new(StringComparer.Ordinal);
 
     /// <summary>Base name → (path, flags, in new/) of every message file.</summary>
     private Dictionary<string, (string Path, string Flags, bool InNew)> Scan()
@@ -182,7 +197,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         if (target == message.Path) return target;
         try
         {
-            File.Move(message.Path, target);
+            File.Move(message.Path, target, overwrite: true); // rename(2); File.Move without overwrite is link+unlink
             return target;
         }
         catch (FileNotFoundException)
@@ -192,7 +207,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             var now = Directory.EnumerateFiles(cur, message.BaseName + ":2,*").FirstOrDefault() ??
                       Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
             if (now == null) return null;
-            try { File.Move(now, target); return target; }
+            try { File.Move(now, target, overwrite: true); return target; }
             catch (FileNotFoundException) { return null; }
         }
     }
