@@ -250,7 +250,7 @@ internal sealed partial class ImapSession
             if (setsSeen && !m.File.Flags.Contains('S'))
             {
                 var path = s.Folder.SetFlags(m.File, m.File.Flags + "S");
-                if (path != null) m.File = m.File with { Path = path, Flags = new string((m.File.Flags + "S").Distinct().Order().ToArray()) };
+                if (path != null) s.Messages[seq - 1] = m = m with { File = m.File with { Path = path, Flags = new string((m.File.Flags + "S").Distinct().Order().ToArray()) } };
                 if (!items.Any(i => i.Name == "FLAGS")) items.Add(new FetchItem("FLAGS"));
             }
             MessageView? view = null;
@@ -357,7 +357,7 @@ internal sealed partial class ImapSession
             if (updated != current)
             {
                 var path = s.Folder.SetFlags(m.File, updated);
-                if (path != null) m.File = m.File with { Path = path, Flags = updated };
+                if (path != null) s.Messages[seq - 1] = m = m with { File = m.File with { Path = path, Flags = updated } };
             }
             if (!silent)
                 conn.BufferLine($"* {seq} FETCH ({(uid ? $"UID {m.Uid} " : "")}FLAGS ({FlagList(m)}))");

@@ -5,11 +5,11 @@ using Mail.Shared.Maildir;
 
 namespace Mail.ImapPop.Imap;
 
-internal sealed class SelectedMessage(FolderMessage m)
+/// <summary>A message as the session knows it: 16 bytes, the file record being shared by every session.</summary>
+internal readonly record struct SelectedMessage(FolderMessage File, bool Recent)
 {
+    public SelectedMessage(FolderMessage m) : this(m, m.Recent) { }
     public uint Uid => File.Uid;
-    public FolderMessage File { get; set; } = m;
-    public bool Recent { get; set; } = m.Recent;
     public bool Deleted => File.Flags.Contains('T');
 }
 
@@ -58,7 +58,7 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
         {
             if (!now.TryGetValue(Messages[i].Uid, out var f)) continue;
             var old = Messages[i].File;
-            Messages[i].File = f;
+            Messages[i] = Messages[i] with { File = f };
             if (old.Flags != f.Flags) updates.Add($"* {i + 1} FETCH (UID {f.Uid} FLAGS ({flagsOf(Messages[i])}))");
         }
         int before = Messages.Count;

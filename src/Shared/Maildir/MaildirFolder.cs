@@ -117,6 +117,35 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
     /// </summary>
     public FolderState Sync(bool takeNew)
     {
+        // Nothing changed since the last full sync (same directory and list times, and those
+        // times at least a second older than that sync, so no change can hide in one clock
+        // tick): the shared state stands, without reading 10,000 directory entries again.
+        var stamp = Stamp();
+        if (States.TryGetValue(Path, out var cached) && cached.Stamp == stamp && cached.Trusted && !(takeNew && cached.HasNew))
+            return cached.State;
+        var state = FullSync(takeNew);
+        var after = Stamp();
+        var trusted = DateTime.UtcNow.Ticks - Math.Max(after.New, Math.Max(after.Cur, after.List)) > TimeSpan.TicksPerSecond;
+        // The shared copy shows nothing as Recent: that belongs to the session that moved it.
+        var shared = state.Messages.Any(m => m.Recent)
+            ? state with { Messages = state.Messages.Select(m => m.Recent ? m with { Recent = false } : m).ToList() }
+            : state;
+        States[Path] = new CachedState(after, trusted, shared.Messages.Any(m => m.Path.Contains("/new/", StringComparison.Ordinal)), shared);
+        return state;
+    }
+
+    private readonly record struct DirStamp(long New, long Cur, long List);
+    private sealed record CachedState(DirStamp Stamp, bool Trusted, bool HasNew, FolderState State);
+    private static readonly ConcurrentDictionary<string, CachedState> States = new(StringComparer.Ordinal);
+
+    private DirStamp Stamp()
+    {
+        static long T(string p) { try { return File.GetLastWriteTimeUtc(p).Ticks; } catch (IOException) { return 0; } }
+        return new DirStamp(T(System.IO.Path.Combine(Path, "new")), T(System.IO.Path.Combine(Path, "cur")), T(UidListPath));
+    }
+
+    private FolderState FullSync(bool takeNew)
+    {
         var files = Scan();
         var list = ReadUidList();
         if (list == null || files.Keys.Any(k => !list.Uids.ContainsKey(k)) || list.Uids.Keys.Any(k => !files.ContainsKey(k)))
