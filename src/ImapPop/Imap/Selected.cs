@@ -13,6 +13,68 @@ internal readonly record struct SelectedMessage(FolderMessage File, bool Recent)
     public bool Deleted => File.Flags.Contains('T');
 }
 
+/// <summary>
+/// The session's messages by sequence number. While the session's view equals the folder's
+/// shared state, it is that state's list (a few bytes per session); the first change only
+/// this session sees (an expunge not yet reported, a flag it set) gives it its own copy.
+/// </summary>
+internal sealed class MessageList : IEnumerable<SelectedMessage>
+{
+    private IReadOnlyList<FolderMessage>? _shared;
+    private List<SelectedMessage>? _own;
+    private readonly HashSet<uint> _recent = [];
+
+    public MessageList(IReadOnlyList<FolderMessage> list) => Share(list);
+
+    public void Share(IReadOnlyList<FolderMessage> list)
+    {
+        foreach (var m in list) if (m.Recent) _recent.Add(m.Uid);
+        _shared = list;
+        _own = null;
+    }
+
+    public bool IsShared(IReadOnlyList<FolderMessage> list) => _own == null && ReferenceEquals(_shared, list);
+
+    public int Count => _own?.Count ?? _shared!.Count;
+
+    public SelectedMessage this[int i]
+    {
+        get => _own != null ? _own[i] : new SelectedMessage(_shared![i], _recent.Count > 0 && _recent.Contains(_shared[i].Uid));
+        set => Own()[i] = value;
+    }
+
+    private List<SelectedMessage> Own()
+    {
+        if (_own != null) return _own;
+        var own = new List<SelectedMessage>(_shared!.Count);
+        for (int i = 0; i < _shared.Count; i++) own.Add(this[i]);
+        _own = own;
+        _shared = null;
+        return _own;
+    }
+
+    public void RemoveAt(int i) => Own().RemoveAt(i);
+
+    public void Add(SelectedMessage m)
+    {
+        if (m.Recent) _recent.Add(m.Uid);
+        Own().Add(m);
+    }
+
+    public int FindIndex(Predicate<SelectedMessage> match)
+    {
+        for (int i = 0; i < Count; i++) if (match(this[i])) return i;
+        return -1;
+    }
+
+    public IEnumerator<SelectedMessage> GetEnumerator()
+    {
+        for (int i = 0; i < Count; i++) yield return this[i];
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
+
 internal sealed class Selected(string name, MaildirFolder folder, bool readOnly, FolderState state, List<string> keywords)
 {
     public string Name { get; } = name;
@@ -20,7 +82,7 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
     public bool ReadOnly { get; } = readOnly;
     public uint UidValidity { get; } = state.UidValidity;
     public uint UidNext { get; private set; } = state.NextUid;
-    public List<SelectedMessage> Messages { get; } = state.Messages.Select(m => new SelectedMessage(m)).ToList();
+    public MessageList Messages { get; } = new(state.Messages);
     public List<string> Keywords { get; private set; } = keywords;
 
     public int Count => Messages.Count;
@@ -42,6 +104,7 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
     {
         var updates = new List<string>();
         var state = Folder.Sync(takeNew: !ReadOnly);
+        if (Messages.IsShared(state.Messages)) return updates; // nothing changed
         Keywords = Folder.Keywords();
         var now = state.Messages.ToDictionary(m => m.Uid);
         if (allowExpunge)
@@ -58,6 +121,7 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
         {
             if (!now.TryGetValue(Messages[i].Uid, out var f)) continue;
             var old = Messages[i].File;
+            if (ReferenceEquals(old, f)) continue;
             Messages[i] = Messages[i] with { File = f };
             if (old.Flags != f.Flags) updates.Add($"* {i + 1} FETCH (UID {f.Uid} FLAGS ({flagsOf(Messages[i])}))");
         }
@@ -70,6 +134,13 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
             updates.Add($"* {Messages.Count(m => m.Recent)} RECENT");
         }
         UidNext = state.NextUid;
+        // In step with the folder again: share its state rather than keep a copy.
+        if (Messages.Count == state.Messages.Count)
+        {
+            bool same = true;
+            for (int i = 0; i < Messages.Count && same; i++) same = ReferenceEquals(Messages[i].File, state.Messages[i]);
+            if (same) Messages.Share(state.Messages);
+        }
         return updates;
     }
 }
