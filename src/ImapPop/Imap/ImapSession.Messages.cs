@@ -186,7 +186,7 @@ internal sealed partial class ImapSession
             return new FetchItem(atom.StartsWith("BINARY") ? "BINARY" : "BODY", section, start, count, atom.EndsWith(".PEEK"));
         }
         if (atom is not ("ALL" or "FAST" or "FULL" or "FLAGS" or "UID" or "INTERNALDATE" or "RFC822.SIZE" or "ENVELOPE" or "BODYSTRUCTURE" or "BODY"
-            or "RFC822" or "RFC822.HEADER" or "RFC822.TEXT"))
+            or "RFC822" or "RFC822.HEADER" or "RFC822.TEXT" or "MODSEQ"))
             throw new ImapSyntaxException("Unknown fetch attribute " + MailLog.Safe(atom, 30));
         return new FetchItem(atom);
     }
@@ -224,14 +224,37 @@ internal sealed partial class ImapSession
         var set = args.SequenceSet();
         args.Space();
         var items = FetchItems(args);
+        ulong? changedSince = null;
+        bool vanished = false;
+        if (args.TryChar(' '))
+        {
+            args.Expect('(');
+            while (!args.TryChar(')'))
+            {
+                var mod = args.Atom().ToUpperInvariant();
+                if (mod == "CHANGEDSINCE") { args.Space(); changedSince = args.Number64(); }
+                else if (mod == "VANISHED" && uid && _qresync) vanished = true;
+                else throw new ImapSyntaxException("Unknown FETCH modifier " + mod);
+                if (args.Peek() != ')') args.Space();
+            }
+            if (vanished && changedSince == null) throw new ImapSyntaxException("VANISHED needs CHANGEDSINCE");
+        }
         args.End();
         var s = _selected!;
         if (uid && !items.Any(i => i.Name == "UID")) items.Insert(0, new FetchItem("UID"));
+        if (changedSince != null || items.Any(i => i.Name == "MODSEQ")) { _condstore = s.CondStore = true; }
+        if (changedSince != null && !items.Any(i => i.Name == "MODSEQ")) items.Add(new FetchItem("MODSEQ"));
+        if (vanished)
+        {
+            var gone = s.ModSeqs.ExpungedSince(changedSince!.Value, u => set.Contains(u, Math.Max(s.Max(uid: true), u)));
+            if (gone.Count > 0) conn.BufferLine("* VANISHED (EARLIER) " + SequenceSet.Compact(gone));
+        }
         bool setsSeen = !s.ReadOnly && items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null && !i.Peek) || i.Name is "RFC822" or "RFC822.TEXT");
         var needView = items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null) || i.Name is "RFC822" or "RFC822.HEADER" or "RFC822.TEXT");
         var needIndex = items.Any(i => i.Name is "ENVELOPE" or "BODYSTRUCTURE" || (i.Name == "BODY" && i.Section == null));
         var index = needIndex ? FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid) : null;
         var seqs = s.Resolve(set, uid);
+        if (changedSince != null) seqs = seqs.Where(q => s.ModSeqs.Of(s.Messages[q - 1].Uid) > changedSince.Value).ToList();
         if (index != null)
         {
             // Messages new to the index are parsed on every core before the answer is written.
@@ -271,6 +294,7 @@ internal sealed partial class ImapSession
                 {
                     case "UID": conn.BufferText($"UID {m.Uid}"); break;
                     case "FLAGS": conn.BufferText($"FLAGS ({FlagList(m)})"); break;
+                    case "MODSEQ": conn.BufferText($"MODSEQ ({s.ModSeqs.Of(m.Uid)})"); break;
                     case "INTERNALDATE":
                         var received = cached != null ? new DateTimeOffset(cached.InternalDate, TimeSpan.Zero) : ReceivedDate(m.File.Path);
                         conn.BufferText("INTERNALDATE " + InternalDate(received));
@@ -330,6 +354,16 @@ internal sealed partial class ImapSession
         args.Space();
         var set = args.SequenceSet();
         args.Space();
+        ulong? unchangedSince = null;
+        if (args.TryChar('('))
+        {
+            if (!args.Atom().Equals("UNCHANGEDSINCE", StringComparison.OrdinalIgnoreCase)) throw new ImapSyntaxException("Unknown STORE modifier");
+            args.Space();
+            unchangedSince = args.Number64();
+            args.Expect(')');
+            args.Space();
+            _condstore = true;
+        }
         var op = args.Atom().ToUpperInvariant();
         bool silent = op.EndsWith(".SILENT");
         if (silent) op = op[..^7];
@@ -343,9 +377,15 @@ internal sealed partial class ImapSession
         if (letters == null) return await No(tag, error!);
         s.Keywords.Clear();
         s.Keywords.AddRange(s.Folder.Keywords());
+        s.CondStore = _condstore;
+        s.ModSeqs.Observe(s.Folder.Sync(takeNew: false));
+        var modified = new List<uint>();
+        var stored = new List<int>();
         foreach (var seq in s.Resolve(set, uid))
         {
             var m = s.Messages[seq - 1];
+            if (unchangedSince != null && s.ModSeqs.Of(m.Uid) > unchangedSince.Value) { modified.Add(uid ? m.Uid : (uint)seq); continue; }
+            stored.Add(seq);
             var current = m.File.Flags;
             var updated = op switch
             {
@@ -359,9 +399,16 @@ internal sealed partial class ImapSession
                 var path = s.Folder.SetFlags(m.File, updated);
                 if (path != null) s.Messages[seq - 1] = m = m with { File = m.File with { Path = path, Flags = updated } };
             }
-            if (!silent)
-                conn.BufferLine($"* {seq} FETCH ({(uid ? $"UID {m.Uid} " : "")}FLAGS ({FlagList(m)}))");
         }
+        // The changes get their mod-sequences; the answers carry them.
+        s.ModSeqs.Observe(s.Folder.Sync(takeNew: false));
+        foreach (var seq in stored)
+        {
+            var m = s.Messages[seq - 1];
+            if (!silent || s.CondStore)
+                conn.BufferLine($"* {seq} FETCH ({(uid ? $"UID {m.Uid} " : "")}{(silent ? "" : $"FLAGS ({FlagList(m)}) ")}{(s.CondStore ? $"MODSEQ ({s.ModSeqs.Of(m.Uid)})" : "")})".Replace(" )", ")"));
+        }
+        if (modified.Count > 0) return await Ok(tag, $"[MODIFIED {SequenceSet.Compact(modified)}] Conditional store failed.");
         return await Ok(tag, "Store completed.");
     }
 
@@ -436,6 +483,7 @@ internal sealed partial class ImapSession
     {
         var s = _selected!;
         long bytes = 0, count = 0;
+        var vanishedUids = new List<uint>();
         for (int i = s.Messages.Count - 1; i >= 0; i--)
         {
             var m = s.Messages[i];
@@ -448,10 +496,12 @@ internal sealed partial class ImapSession
             }
             catch (IOException) { }
             s.Messages.RemoveAt(i);
-            conn.BufferLine($"* {i + 1} EXPUNGE");
+            if (s.Vanished) vanishedUids.Add(m.Uid);
+            else conn.BufferLine($"* {i + 1} EXPUNGE");
         }
+        if (vanishedUids.Count > 0) conn.BufferLine("* VANISHED " + SequenceSet.Compact(vanishedUids.Order()));
         if (countQuota && count > 0) MaildirQuota.Add(_user!.Maildir, -bytes, -count);
-        s.Folder.Sync(takeNew: false); // drops the UIDs from dovecot-uidlist
+        s.ModSeqs.Observe(s.Folder.Sync(takeNew: false)); // drops the UIDs from dovecot-uidlist, records the expunges
     }
 
     private async Task<bool> ExpungeAsync(string tag, Args args, bool uid)

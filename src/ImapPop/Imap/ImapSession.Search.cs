@@ -58,12 +58,13 @@ internal sealed partial class ImapSession
         }
         var s = _selected!;
         var hits = new List<uint>();
+        var hitSeqs = new List<int>();
         for (int i = 0; i < s.Messages.Count; i++)
         {
             bool match;
             try { match = key(new SearchContext(this, s.Messages[i], i + 1)); }
             catch (FileNotFoundException) { match = false; }
-            if (match) hits.Add(uid ? s.Messages[i].Uid : (uint)(i + 1));
+            if (match) { hits.Add(uid ? s.Messages[i].Uid : (uint)(i + 1)); hitSeqs.Add(i); }
         }
         if (esearch)
         {
@@ -75,11 +76,18 @@ internal sealed partial class ImapSession
             if (returnOpts.Contains("COUNT")) parts.Add($"COUNT {hits.Count}");
             conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}{string.Concat(parts.Select(p => " " + p))}");
         }
-        else conn.BufferLine("* SEARCH" + string.Concat(hits.Select(h => " " + h.ToString(CultureInfo.InvariantCulture))));
+        else
+        {
+            // With a MODSEQ key the answer names the highest mod-sequence of what matched.
+            var modseq = _searchModSeq && hitSeqs.Count > 0 ? $" (MODSEQ {hitSeqs.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))})" : "";
+            conn.BufferLine("* SEARCH" + string.Concat(hits.Select(h => " " + h.ToString(CultureInfo.InvariantCulture))) + modseq);
+        }
+        _searchModSeq = false;
         return await Ok(tag, uid ? "UID Search completed." : "Search completed.");
     }
 
     private int _searchDepth;
+    private bool _searchModSeq;
 
     private SearchKey SearchKey1(Args args)
     {
@@ -187,6 +195,16 @@ internal sealed partial class ImapSession
                 return c => a(c) || b(c);
             }
             case "UID": { args.Space(); var set = args.SequenceSet(); return c => set.Contains(c.Message.Uid, _selected!.Max(uid: true)); }
+            case "MODSEQ":
+            {
+                // MODSEQ [entry-name entry-type] mod-sequence (RFC 7162 3.1.5): the entry is not needed to answer.
+                args.Space();
+                if (args.Peek() == '"') { args.Quoted(); args.Space(); args.Atom(); args.Space(); }
+                var since = args.Number64();
+                _condstore = true;
+                _searchModSeq = true;
+                return c => _selected!.ModSeqs.Of(c.Message.Uid) >= since;
+            }
             case "LARGER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) > n; }
             case "SMALLER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) < n; }
             case "BEFORE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date < d; }

@@ -52,11 +52,12 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private CommandReader _reader = null!;
     private int _badCommands;
     private bool _utf8;
+    private bool _condstore, _qresync;
 
     private string Capabilities()
     {
         var caps = new List<string> { "IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-            "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE" };
+            "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "CONDSTORE", "QRESYNC" };
         if (_user == null)
         {
             if (!conn.IsTls && certificate() != null) caps.Add("STARTTLS");
@@ -333,7 +334,11 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         {
             args.Space();
             var cap = args.Atom().ToUpperInvariant();
-            if (cap is "UTF8=ACCEPT" or "IMAP4REV2" && !enabled.Contains(cap)) { enabled.Add(cap); _utf8 = true; }
+            if (enabled.Contains(cap)) continue;
+            if (cap is "UTF8=ACCEPT" or "IMAP4REV2") { enabled.Add(cap); _utf8 = true; }
+            else if (cap == "CONDSTORE") { enabled.Add(cap); _condstore = true; }
+            else if (cap == "QRESYNC") { enabled.Add(cap); _condstore = _qresync = true; }
+            if (_selected != null) { _selected.CondStore = _condstore; _selected.Vanished = _qresync; }
         }
         await Untagged("ENABLED" + string.Concat(enabled.Select(e => " " + e)));
         return await Ok(tag, "Enabled.");
@@ -487,13 +492,46 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     {
         args.Space();
         var name = MailboxArg(args, out var error);
+        // SELECT mailbox (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids]))
+        (uint Validity, ulong ModSeq, SequenceSet? Known)? qresync = null;
+        if (args.TryChar(' '))
+        {
+            args.Expect('(');
+            while (!args.TryChar(')'))
+            {
+                var p = args.Atom().ToUpperInvariant();
+                if (p == "CONDSTORE") _condstore = true;
+                else if (p == "QRESYNC")
+                {
+                    if (!_qresync) throw new ImapSyntaxException("QRESYNC not enabled");
+                    args.Space();
+                    args.Expect('(');
+                    var validity = args.NzNumber();
+                    args.Space();
+                    var modseq = args.Number64();
+                    SequenceSet? known = null;
+                    if (args.TryChar(' ') && args.Peek() != '(') known = args.SequenceSet();
+                    if (args.TryChar(' ') || args.Peek() == '(')
+                    {
+                        args.Expect('('); // seq-match-data: not needed, the known UIDs suffice
+                        while (!args.TryChar(')')) if (!args.TryChar(' ')) args.Atom("*");
+                    }
+                    args.Expect(')');
+                    qresync = (validity, modseq, known);
+                }
+                else throw new ImapSyntaxException("Unknown SELECT parameter " + p);
+                if (args.Peek() != ')') args.Space();
+            }
+        }
         args.End();
         Unselect();
         if (error != null) return await No(tag, error);
         var folder = FolderOf(name);
         if (!folder.Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
         var state = folder.Sync(takeNew: !readOnly);
-        _selected = new Selected(name, folder, readOnly, state, folder.Keywords());
+        var modSeqs = ModSeqStore.For(folder.Path, _user!.Uid, _user.Gid);
+        modSeqs.Observe(state);
+        _selected = new Selected(name, folder, readOnly, state, folder.Keywords(), modSeqs) { CondStore = _condstore, Vanished = _qresync };
         options.Hub.Join(folder.Path, this);
         var s = _selected;
         await Untagged($"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()})");
@@ -504,6 +542,20 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         if (firstUnseen >= 0) await Untagged($"OK [UNSEEN {firstUnseen + 1}] First unseen.");
         await Untagged($"OK [UIDVALIDITY {s.UidValidity}] UIDs valid");
         await Untagged($"OK [UIDNEXT {s.UidNext}] Predicted next UID");
+        await Untagged($"OK [HIGHESTMODSEQ {modSeqs.Highest}] Highest");
+        if (qresync is { } q && q.Validity == s.UidValidity)
+        {
+            // RFC 7162 3.2.5.1: what vanished and what changed since the client's mod-sequence.
+            var max = s.Max(uid: true);
+            var gone = modSeqs.ExpungedSince(q.ModSeq, u => q.Known == null || q.Known.Contains(u, Math.Max(max, u)));
+            if (gone.Count > 0) await Untagged("VANISHED (EARLIER) " + SequenceSet.Compact(gone));
+            for (int i = 0; i < s.Count; i++)
+            {
+                var m = s.Messages[i];
+                var seq = modSeqs.Of(m.Uid);
+                if (seq > q.ModSeq) await Untagged($"{i + 1} FETCH (UID {m.Uid} FLAGS ({FlagList(m)}) MODSEQ ({seq}))");
+            }
+        }
         Log.Info($"{conn.SessionId}: {(readOnly ? "examine" : "select")} user=<{MailLog.Safe(_user!.User)}> mailbox=\"{MailLog.Safe(name)}\" messages={s.Count}");
         return await Ok(tag, readOnly ? "[READ-ONLY] Examine completed." : "[READ-WRITE] Select completed.");
     }
@@ -544,6 +596,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var trash = Path.Combine(_user!.Maildir, "tmp", ".deleted." + Guid.NewGuid().ToString("N"));
         Directory.Move(folder.Path, trash);
         FolderIndex.Forget(folder.Path);
+        ModSeqStore.Forget(folder.Path);
         Directory.Delete(trash, recursive: true);
         Log.Info($"{conn.SessionId}: delete user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\"");
         return await Ok(tag, "Delete completed.");
@@ -578,11 +631,13 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 .Where(c => Path.GetFileName(c).Length > prefix.Length && Path.GetFileName(c).StartsWith(prefix, StringComparison.Ordinal)).ToList();
             Directory.Move(source.Path, target.Path);
             FolderIndex.Forget(source.Path);
+            ModSeqStore.Forget(source.Path);
             var targetPrefix = Path.GetFileName(target.Path) + ".";
             foreach (var child in children)
             {
                 Directory.Move(child, Path.Combine(_user.Maildir, targetPrefix + Path.GetFileName(child)[prefix.Length..]));
                 FolderIndex.Forget(child);
+                ModSeqStore.Forget(child);
             }
         }
         return await Ok(tag, "Rename completed.");
@@ -709,10 +764,19 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 "UNSEEN" => $"UNSEEN {messages.Count(m => !m.Flags.Contains('S'))}",
                 "DELETED" => $"DELETED {messages.Count(m => m.Flags.Contains('T'))}",
                 "SIZE" => $"SIZE {messages.Sum(m => MaildirQuota.SizeFromName(m.Path) ?? 0)}",
+                "HIGHESTMODSEQ" => $"HIGHESTMODSEQ {HighestModSeq(name, folder, state)}",
                 _ => throw new ImapSyntaxException("Unknown STATUS item " + item),
             });
         }
         return $"STATUS {Wire(name)} ({string.Join(' ', parts)})";
+    }
+
+    private ulong HighestModSeq(string name, MaildirFolder folder, FolderState? state)
+    {
+        if (_selected?.Name == name) return _selected.ModSeqs.Highest;
+        var store = ModSeqStore.For(folder.Path, _user!.Uid, _user.Gid);
+        store.Observe(state ?? folder.Sync(takeNew: false));
+        return store.Highest;
     }
 
     private async Task<bool> StatusAsync(string tag, Args args)

@@ -75,8 +75,13 @@ internal sealed class MessageList : IEnumerable<SelectedMessage>
     System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 }
 
-internal sealed class Selected(string name, MaildirFolder folder, bool readOnly, FolderState state, List<string> keywords)
+internal sealed class Selected(string name, MaildirFolder folder, bool readOnly, FolderState state, List<string> keywords, ModSeqStore modSeqs)
 {
+    public ModSeqStore ModSeqs { get; } = modSeqs;
+    /// <summary>CONDSTORE in use: flag changes carry MODSEQ.</summary>
+    public bool CondStore { get; set; }
+    /// <summary>QRESYNC enabled: expunges are reported as VANISHED, by UID.</summary>
+    public bool Vanished { get; set; }
     public string Name { get; } = name;
     public MaildirFolder Folder { get; } = folder;
     public bool ReadOnly { get; } = readOnly;
@@ -104,17 +109,21 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
     {
         var updates = new List<string>();
         var state = Folder.Sync(takeNew: !ReadOnly);
+        ModSeqs.Observe(state);
         if (Messages.IsShared(state.Messages)) return updates; // nothing changed
         Keywords = Folder.Keywords();
         var now = state.Messages.ToDictionary(m => m.Uid);
         if (allowExpunge)
         {
+            var vanished = new List<uint>();
             for (int i = Messages.Count - 1; i >= 0; i--)
                 if (!now.ContainsKey(Messages[i].Uid))
                 {
-                    updates.Add($"* {i + 1} EXPUNGE");
+                    if (Vanished) vanished.Add(Messages[i].Uid);
+                    else updates.Add($"* {i + 1} EXPUNGE");
                     Messages.RemoveAt(i);
                 }
+            if (vanished.Count > 0) updates.Add("* VANISHED " + SequenceSet.Compact(vanished.Order()));
         }
         var known = Messages.ToDictionary(m => m.Uid);
         for (int i = 0; i < Messages.Count; i++)
@@ -123,7 +132,8 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
             var old = Messages[i].File;
             if (ReferenceEquals(old, f)) continue;
             Messages[i] = Messages[i] with { File = f };
-            if (old.Flags != f.Flags) updates.Add($"* {i + 1} FETCH (UID {f.Uid} FLAGS ({flagsOf(Messages[i])}))");
+            if (old.Flags != f.Flags)
+                updates.Add($"* {i + 1} FETCH (UID {f.Uid} FLAGS ({flagsOf(Messages[i])}){(CondStore ? $" MODSEQ ({ModSeqs.Of(f.Uid)})" : "")})");
         }
         int before = Messages.Count;
         foreach (var m in state.Messages)

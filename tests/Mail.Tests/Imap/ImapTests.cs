@@ -188,6 +188,52 @@ public sealed class ImapTests
     }
 
     [Test]
+    public async Task Condstore_and_qresync_tell_a_returning_client_only_what_changed()
+    {
+        for (int i = 1; i <= 4; i++) Deliver("bob@example.org", $"q{i}", "text");
+        ulong highest;
+        uint validity;
+        UniqueIdSet known;
+        using (var first = await LoginAsync())
+        {
+            Assert.That(first.Capabilities.HasFlag(ImapCapabilities.CondStore) && first.Capabilities.HasFlag(ImapCapabilities.QuickResync), Is.True);
+            await first.Inbox.OpenAsync(FolderAccess.ReadOnly);
+            highest = first.Inbox.HighestModSeq;
+            validity = first.Inbox.UidValidity;
+            known = new UniqueIdSet((await first.Inbox.SearchAsync(MailKit.Search.SearchQuery.All)).ToList(), SortOrder.Ascending);
+            Assert.That(highest, Is.GreaterThan(0UL));
+        }
+        using (var other = await LoginAsync())
+        {
+            await other.Inbox.OpenAsync(FolderAccess.ReadWrite);
+            var uids = await other.Inbox.SearchAsync(MailKit.Search.SearchQuery.All);
+            await other.Inbox.AddFlagsAsync(uids[1], MessageFlags.Flagged, true);
+            await other.Inbox.AddFlagsAsync(uids[2], MessageFlags.Deleted, true);
+            await other.Inbox.ExpungeAsync();
+        }
+        using var back = await LoginAsync();
+        await back.EnableQuickResyncAsync();
+        var vanished = new List<UniqueId>();
+        var changed = new List<(UniqueId? Uid, ulong? ModSeq, MessageFlags Flags)>();
+        back.Inbox.MessagesVanished += (_, e) => vanished.AddRange(e.UniqueIds);
+        back.Inbox.MessageFlagsChanged += (_, e) => changed.Add((e.UniqueId, e.ModSeq, e.Flags));
+        await back.Inbox.OpenAsync(FolderAccess.ReadWrite, validity, highest, known);
+        Assert.That(vanished, Is.EqualTo(new[] { known[2] }), "VANISHED (EARLIER) names the expunged UID");
+        Assert.That(changed.Select(c => c.Uid), Is.EqualTo(new UniqueId?[] { known[1] }), "only the changed message is reported");
+        Assert.That(changed[0].Flags.HasFlag(MessageFlags.Flagged) && changed[0].ModSeq > highest, Is.True);
+        Assert.That(back.Inbox.HighestModSeq, Is.GreaterThan(highest));
+        var since = await back.Inbox.FetchAsync(UniqueIdRange.All, highest, MessageSummaryItems.Flags | MessageSummaryItems.ModSeq);
+        Assert.That(since.Select(m => m.UniqueId), Is.EqualTo(new[] { known[1] }), "FETCH CHANGEDSINCE");
+        // A conditional STORE against an old mod-sequence is refused for the message that changed since.
+        var refused = await back.Inbox.StoreAsync(new[] { known[0], known[1] }, new StoreFlagsRequest(StoreAction.Add, MessageFlags.Seen) { UnchangedSince = highest, Silent = true });
+        Assert.That(refused, Is.EqualTo(new[] { known[1] }), "[MODIFIED]");
+        var flags = await back.Inbox.FetchAsync(new[] { known[0], known[1] }, MessageSummaryItems.Flags);
+        Assert.That(flags[0].Flags!.Value.HasFlag(MessageFlags.Seen), Is.True);
+        Assert.That(flags[1].Flags!.Value.HasFlag(MessageFlags.Seen), Is.False);
+        Assert.That(await back.Inbox.SearchAsync(MailKit.Search.SearchQuery.ChangedSince(highest)), Does.Contain(known[0]).And.Contain(known[1]));
+    }
+
+    [Test]
     public async Task Idle_reports_a_new_delivery()
     {
         using var client = await LoginAsync();
