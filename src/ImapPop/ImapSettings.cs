@@ -17,6 +17,7 @@ internal static class ImapSettings
         Setting.Duration("idle_timeout", "30m", "A silent client is logged out after this long (RFC 9051: at least 30 minutes)."),
         Setting.Int("max_connections", 5000, 1, 1000000, "IMAP connections at once."),
         Setting.Int("max_connections_per_ip", 50, 1, 100000, "IMAP connections at once from one client address."),
+        Setting.Bool("trust_loopback", true, "Allow LOGIN and plaintext AUTHENTICATE without TLS from loopback (as Dovecot's disable_plaintext_auth does); elsewhere TLS is always required (LOGINDISABLED)."),
         Setting.Int("max_sessions_per_user", 20, 1, 10000, "IMAP sessions at once for one user (Dovecot: mail_max_userip_connections = 10, per IP)."),
         Setting.Path("log_file", "", "Log file; empty logs to standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),

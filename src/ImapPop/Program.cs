@@ -24,7 +24,8 @@ namespace Mail.ImapPop
             };
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var hub = new MailboxHub();
-            var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, new UserSessions((int)config.GetInt("max_sessions_per_user")));
+            var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, new UserSessions((int)config.GetInt("max_sessions_per_user")),
+                config.GetBool("trust_loopback"));
             System.Security.Cryptography.X509Certificates.X509Certificate2? cert = null;
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");

@@ -44,7 +44,7 @@ internal sealed partial class ImapSession
             word = null;
         }
         var key = word != null ? KeyFromAtom(word, args) : SearchKey1(args);
-        return await RunSearch(tag, args, uid, key, esearch, returnOpts);
+        return await RunSearch(tag, args, uid, key, esearch || _rev2, returnOpts);
     }
 
     private async Task<bool> RunSearch(string tag, Args args, bool uid, SearchKey key, bool esearch, List<string> returnOpts)

@@ -15,7 +15,7 @@ using NLog;
 
 namespace Mail.ImapPop.Imap;
 
-internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub, UserSessions Sessions);
+internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub, UserSessions Sessions, bool TrustLoopback = true);
 
 /// <summary>Sessions per user, bounded (Dovecot: mail_max_userip_connections).</summary>
 internal sealed class UserSessions(int max)
@@ -53,6 +53,11 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private int _badCommands;
     private bool _utf8;
     private bool _condstore, _qresync;
+    /// <summary>IMAP4rev2 enabled (RFC 9051): no \Recent, SEARCH answers with ESEARCH, UTF-8 names.</summary>
+    private bool _rev2;
+
+    /// <summary>Plaintext passwords may be sent: under TLS, or from loopback when trust_loopback allows it.</summary>
+    private bool Secure => conn.IsTls || (options.TrustLoopback && conn.IsLocal);
 
     private string Capabilities()
     {
@@ -61,7 +66,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         if (_user == null)
         {
             if (!conn.IsTls && certificate() != null) caps.Add("STARTTLS");
-            if (conn.IsSecure) { caps.Add("AUTH=PLAIN"); caps.Add("AUTH=LOGIN"); }
+            if (Secure) { caps.Add("AUTH=PLAIN"); caps.Add("AUTH=LOGIN"); }
             else caps.Add("LOGINDISABLED");
         }
         return string.Join(' ', caps);
@@ -335,10 +340,10 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             args.Space();
             var cap = args.Atom().ToUpperInvariant();
             if (enabled.Contains(cap)) continue;
-            if (cap is "UTF8=ACCEPT" or "IMAP4REV2") { enabled.Add(cap); _utf8 = true; }
+            if (cap is "UTF8=ACCEPT" or "IMAP4REV2") { enabled.Add(cap); _utf8 = true; _rev2 |= cap == "IMAP4REV2"; }
             else if (cap == "CONDSTORE") { enabled.Add(cap); _condstore = true; }
             else if (cap == "QRESYNC") { enabled.Add(cap); _condstore = _qresync = true; }
-            if (_selected != null) { _selected.CondStore = _condstore; _selected.Vanished = _qresync; }
+            if (_selected != null) { _selected.CondStore = _condstore; _selected.Vanished = _qresync; _selected.Rev2 = _rev2; }
         }
         await Untagged("ENABLED" + string.Concat(enabled.Select(e => " " + e)));
         return await Ok(tag, "Enabled.");
@@ -356,7 +361,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
 
     private ClientInfo Client() => new()
     {
-        Service = "imap", RemoteIp = conn.RemoteIp?.ToString() ?? "", LocalIp = conn.LocalIp?.ToString() ?? "", Secured = conn.IsSecure, SessionId = conn.SessionId,
+        Service = "imap", RemoteIp = conn.RemoteIp?.ToString() ?? "", LocalIp = conn.LocalIp?.ToString() ?? "", Secured = Secure, SessionId = conn.SessionId,
     };
 
     private async Task<bool> LoginAsync(string tag, Args args)
@@ -366,7 +371,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         args.Space();
         var password = args.AString();
         args.End();
-        if (!conn.IsSecure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+        if (!Secure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
         var result = await auth.AuthenticatePlainAsync(user, password, Client());
         return await FinishAuthAsync(tag, result, "LOGIN");
     }
@@ -389,7 +394,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             }
         }
         args.End();
-        if (!conn.IsSecure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+        if (!Secure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
         if (mech is not ("PLAIN" or "LOGIN")) return await No(tag, "Unsupported authentication mechanism.");
         var cancelled = false;
         var result = await auth.AuthenticateInteractiveAsync(mech, initial, Client(), async challenge =>
@@ -482,7 +487,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var keywords = _selected?.Keywords ?? [];
         foreach (var c in f)
             if (c is >= 'a' and <= 'z' && c - 'a' < keywords.Count && keywords[c - 'a'].Length > 0) flags.Add(keywords[c - 'a']);
-        if (m.Recent) flags.Add("\\Recent");
+        if (m.Recent && !_rev2) flags.Add("\\Recent");
         return string.Join(' ', flags);
     }
 
@@ -531,13 +536,13 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var state = folder.Sync(takeNew: !readOnly);
         var modSeqs = ModSeqStore.For(folder.Path, _user!.Uid, _user.Gid);
         modSeqs.Observe(state);
-        _selected = new Selected(name, folder, readOnly, state, folder.Keywords(), modSeqs) { CondStore = _condstore, Vanished = _qresync };
+        _selected = new Selected(name, folder, readOnly, state, folder.Keywords(), modSeqs) { CondStore = _condstore, Vanished = _qresync, Rev2 = _rev2 };
         options.Hub.Join(folder.Path, this);
         var s = _selected;
         await Untagged($"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()})");
         await Untagged($"OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()} \\*)] Flags permitted.");
         await Untagged($"{s.Count} EXISTS");
-        await Untagged($"{s.Messages.Count(m => m.Recent)} RECENT");
+        if (!_rev2) await Untagged($"{s.Messages.Count(m => m.Recent)} RECENT");
         var firstUnseen = s.Messages.FindIndex(m => !m.File.Flags.Contains('S'));
         if (firstUnseen >= 0) await Untagged($"OK [UNSEEN {firstUnseen + 1}] First unseen.");
         await Untagged($"OK [UIDVALIDITY {s.UidValidity}] UIDs valid");

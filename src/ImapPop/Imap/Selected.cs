@@ -78,6 +78,8 @@ internal sealed class MessageList : IEnumerable<SelectedMessage>
 internal sealed class Selected(string name, MaildirFolder folder, bool readOnly, FolderState state, List<string> keywords, ModSeqStore modSeqs)
 {
     public ModSeqStore ModSeqs { get; } = modSeqs;
+    /// <summary>IMAP4rev2: no RECENT responses.</summary>
+    public bool Rev2 { get; set; }
     /// <summary>CONDSTORE in use: flag changes carry MODSEQ.</summary>
     public bool CondStore { get; set; }
     /// <summary>QRESYNC enabled: expunges are reported as VANISHED, by UID.</summary>
@@ -141,7 +143,7 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
         if (Messages.Count != before)
         {
             updates.Add($"* {Messages.Count} EXISTS");
-            updates.Add($"* {Messages.Count(m => m.Recent)} RECENT");
+            if (!Rev2) updates.Add($"* {Messages.Count(m => m.Recent)} RECENT");
         }
         UidNext = state.NextUid;
         // In step with the folder again: share its state rather than keep a copy.

@@ -173,6 +173,29 @@ public sealed class ImapTests
     }
 
     [Test]
+    public async Task Without_tls_there_is_no_plaintext_login_unless_loopback_is_trusted()
+    {
+        await _imap.DisposeAsync();
+        _imap = await ImapServer.StartAsync(_authd, "trust_loopback = no");
+        using (var plain = new ImapClient())
+        {
+            await plain.ConnectAsync("127.0.0.1", _imap.Port, SecureSocketOptions.None);
+            Assert.That(plain.Capabilities.HasFlag(ImapCapabilities.LoginDisabled), Is.True, "LOGINDISABLED");
+            Assert.That(plain.Capabilities.HasFlag(ImapCapabilities.StartTLS), Is.True);
+            Assert.That(plain.AuthenticationMechanisms, Is.Empty, "no AUTH= before TLS");
+            Assert.ThrowsAsync<AuthenticationException>(async () => await plain.AuthenticateAsync("bob@example.org", "bob pass"));
+        }
+        using var raw = await Raw.ConnectAsync(_imap.Port);
+        await raw.Read();
+        await raw.Send("a LOGIN bob@example.org \"bob pass\"\r\nb AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLm9yZwBib2IgcGFzcw==\r\n");
+        Assert.That(await raw.Read(), Does.StartWith("a NO [PRIVACYREQUIRED]"));
+        Assert.That(await raw.Read(), Does.StartWith("b NO [PRIVACYREQUIRED]"));
+        Assert.That(_authd.Log(), Does.Not.Contain("user=<bob@example.org>, result=ok"), "the password never reached AuthD");
+        using var tls = await LoginAsync();
+        Assert.That(tls.IsAuthenticated && tls.IsSecure, Is.True, "after STARTTLS the login works");
+    }
+
+    [Test]
     public async Task Sessions_per_user_are_limited()
     {
         await _imap.DisposeAsync();
