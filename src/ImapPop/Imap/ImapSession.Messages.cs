@@ -321,7 +321,7 @@ internal sealed partial class ImapSession
                 }
             }
             conn.BufferText(")\r\n");
-            if (++sent % 64 == 0 || view != null) await conn.FlushAsync();
+            if (++sent % 64 == 0 || (view != null && (sent % 16 == 0 || view.Bytes.Length > 256 * 1024))) await conn.FlushAsync();
         }
         index?.Save(s.Messages.Select(x => x.File.BaseName));
         return await Ok(tag, uid ? "UID Fetch completed." : "Fetch completed.");
@@ -378,9 +378,10 @@ internal sealed partial class ImapSession
         s.Keywords.Clear();
         s.Keywords.AddRange(s.Folder.Keywords());
         s.CondStore = _condstore;
-        s.ModSeqs.Observe(s.Folder.Sync(takeNew: false));
+        if (unchangedSince != null) s.ModSeqs.Observe(s.Folder.Sync(takeNew: false)); // compare against what is on disk now
         var modified = new List<uint>();
         var stored = new List<int>();
+        var changes = new List<(uint, string)>();
         foreach (var seq in s.Resolve(set, uid))
         {
             var m = s.Messages[seq - 1];
@@ -397,11 +398,15 @@ internal sealed partial class ImapSession
             if (updated != current)
             {
                 var path = s.Folder.SetFlags(m.File, updated);
-                if (path != null) s.Messages[seq - 1] = m = m with { File = m.File with { Path = path, Flags = updated } };
+                if (path != null)
+                {
+                    s.Messages[seq - 1] = m = m with { File = m.File with { Path = path, Flags = updated } };
+                    changes.Add((m.Uid, updated));
+                }
             }
         }
         // The changes get their mod-sequences; the answers carry them.
-        s.ModSeqs.Observe(s.Folder.Sync(takeNew: false));
+        s.ModSeqs.Record(changes);
         foreach (var seq in stored)
         {
             var m = s.Messages[seq - 1];

@@ -90,6 +90,18 @@ internal sealed class ModSeqStore
         }
     }
 
+    /// <summary>Records flag changes this process made itself, without waiting for a rescan to find them.</summary>
+    public void Record(IReadOnlyList<(uint Uid, string Flags)> changes)
+    {
+        if (changes.Count == 0) return;
+        lock (_lock)
+        {
+            foreach (var (uid, flags) in changes)
+                if (!_messages.TryGetValue(uid, out var known) || known.Flags != flags) _messages[uid] = (flags, ++Highest);
+            Save();
+        }
+    }
+
     public ulong Of(uint uid)
     {
         lock (_lock) return _messages.TryGetValue(uid, out var m) ? m.ModSeq : Highest;
