@@ -582,6 +582,12 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         if (error != null) return await No(tag, "[CANNOT] " + error);
         var folder = FolderOf(name);
         if (folder.Exists) return await No(tag, "[ALREADYEXISTS] Mailbox already exists");
+        // RFC 9051 6.3.4: superior hierarchical names are created too.
+        for (int i = name.IndexOf(MailboxName.Separator); i > 0; i = name.IndexOf(MailboxName.Separator, i + 1))
+        {
+            var parent = FolderOf(name[..i]);
+            if (!parent.Exists) parent.Create();
+        }
         folder.Create();
         Log.Info($"{conn.SessionId}: create user=<{MailLog.Safe(_user!.User)}> mailbox=\"{MailLog.Safe(name)}\"");
         return await Ok(tag, "Create completed.");
@@ -744,7 +750,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             var special = SpecialUse.FirstOrDefault(s => s == name);
             if (special != null) attrs.Add("\\" + special);
             if (specialOnly && special == null) continue;
-            if (selectOpts.Contains("SUBSCRIBED") && subs.Contains(name)) attrs.Add("\\Subscribed");
+            if ((selectOpts.Contains("SUBSCRIBED") || returnOpts.Contains("SUBSCRIBED")) && subs.Contains(name)) attrs.Add("\\Subscribed");
             if (lsub) attrs.RemoveAll(a => a is "\\HasChildren" or "\\HasNoChildren");
             await Untagged($"{(lsub ? "LSUB" : "LIST")} ({string.Join(' ', attrs)}) \"/\" {Wire(name)}");
             if (statusItems.Length > 0) await Untagged(StatusLine(name, statusItems));

@@ -35,6 +35,11 @@ public sealed class ImaplibTests
             print("namespace", ok(m.namespace(), "NAMESPACE"))
             ok(m.create("Work"), "CREATE")
             ok(m.create("Work/Reports"), "CREATE child")
+            ok(m.create("Deep/Er/Est"), "CREATE with new parents")
+            deep = [l.decode() for l in ok(m.list('""', "Deep*"), "LIST parents")]
+            assert any('"Deep"' in n for n in deep) and any('"Deep/Er"' in n for n in deep), deep
+            ext = [l.decode() for l in ok(m._untagged_response(*m._simple_command("LIST", '""', '"*"', "RETURN", "(SUBSCRIBED CHILDREN)"), "LIST"), "LIST-EXTENDED") if l]
+            assert any("\\Subscribed" in n and '"Sent"' in n for n in ext), ext
             listing = ok(m.list(), "LIST")
             names = [l.decode() for l in listing]
             assert any('"Work/Reports"' in n for n in names), names
