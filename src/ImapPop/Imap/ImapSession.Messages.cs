@@ -250,7 +250,9 @@ internal sealed partial class ImapSession
             if (gone.Count > 0) conn.BufferLine("* VANISHED (EARLIER) " + SequenceSet.Compact(gone));
         }
         bool setsSeen = !s.ReadOnly && items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null && !i.Peek) || i.Name is "RFC822" or "RFC822.TEXT");
-        var needView = items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null) || i.Name is "RFC822" or "RFC822.HEADER" or "RFC822.TEXT");
+        // The whole message (BODY[], RFC822) is streamed from the file; other sections need the parse.
+        static bool Whole(FetchItem i) => (i.Name == "RFC822" || (i.Name is "BODY" or "BINARY" && i.Section is { Part.Count: 0, Text: "" })) && i.Start == null;
+        var needView = items.Any(i => !Whole(i) && ((i.Name is "BODY" or "BINARY" && i.Section != null) || i.Name is "RFC822.HEADER" or "RFC822.TEXT"));
         var needIndex = items.Any(i => i.Name is "ENVELOPE" or "BODYSTRUCTURE" || (i.Name == "BODY" && i.Section == null));
         var index = needIndex ? FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid) : null;
         var seqs = s.Resolve(set, uid);
@@ -286,6 +288,7 @@ internal sealed partial class ImapSession
             catch (FileNotFoundException) { continue; } // expunged meanwhile: reported at the next sync
             conn.BufferText($"* {seq} FETCH (");
             bool firstItem = true;
+            bool streamed = false;
             foreach (var item in items)
             {
                 if (!firstItem) conn.BufferText(" ");
@@ -303,7 +306,10 @@ internal sealed partial class ImapSession
                     case "ENVELOPE": conn.BufferText("ENVELOPE " + cached!.Envelope); break;
                     case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + cached!.BodyStructure); break;
                     case "BODY" when item.Section == null: conn.BufferText("BODY " + cached!.Body); break;
-                    case "RFC822": Literal("RFC822", view!.Bytes); break;
+                    case "RFC822" or "BODY" or "BINARY" when Whole(item):
+                        if (!StreamWhole(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", m.File.Path)) Literal(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", []);
+                        streamed = true;
+                        break;
                     case "RFC822.HEADER": Literal("RFC822.HEADER", view!.Section(new Section([], "HEADER", [])) ?? []); break;
                     case "RFC822.TEXT": Literal("RFC822.TEXT", view!.Section(new Section([], "TEXT", [])) ?? []); break;
                     default:
@@ -321,10 +327,57 @@ internal sealed partial class ImapSession
                 }
             }
             conn.BufferText(")\r\n");
-            if (++sent % 64 == 0 || (view != null && (sent % 16 == 0 || view.Bytes.Length > 256 * 1024))) await conn.FlushAsync();
+            if (++sent % 64 == 0 || ((view != null || streamed) && (sent % 16 == 0 || conn.Output.UnflushedBytes > 256 * 1024))) await conn.FlushAsync();
         }
         index?.Save(s.Messages.Select(x => x.File.BaseName));
         return await Ok(tag, uid ? "UID Fetch completed." : "Fetch completed.");
+    }
+
+    /// <summary>
+    /// A whole message as a literal, its LF lines sent as CRLF: the file is read into a pooled
+    /// buffer and converted straight into the connection's output. False if the file is gone.
+    /// </summary>
+    private bool StreamWhole(string label, string path)
+    {
+        byte[] buffer;
+        int length;
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+            if (fs.Length > int.MaxValue / 2) return false;
+            length = (int)fs.Length;
+            buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
+            fs.ReadExactly(buffer, 0, length);
+        }
+        catch (FileNotFoundException) { return false; }
+        try
+        {
+            var data = buffer.AsSpan(0, length);
+            int bare = 0;
+            for (int i = data.IndexOf((byte)'\n'); i >= 0; )
+            {
+                if (i == 0 || data[i - 1] != '\r') bare++;
+                var next = data[(i + 1)..].IndexOf((byte)'\n');
+                i = next < 0 ? -1 : i + 1 + next;
+            }
+            conn.BufferText($"{label} {{{length + bare}}}\r\n");
+            var output = conn.Output.GetSpan(length + bare);
+            int o = 0, start = 0;
+            while (start < length)
+            {
+                var lf = data[start..].IndexOf((byte)'\n');
+                if (lf < 0) { data[start..].CopyTo(output[o..]); o += length - start; break; }
+                var end = start + lf;
+                data[start..end].CopyTo(output[o..]);
+                o += end - start;
+                if (end == 0 || data[end - 1] != '\r') output[o++] = (byte)'\r';
+                output[o++] = (byte)'\n';
+                start = end + 1;
+            }
+            conn.Output.Advance(o);
+            return true;
+        }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 
     private void Literal(string label, byte[] bytes)

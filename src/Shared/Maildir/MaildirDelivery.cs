@@ -141,6 +141,18 @@ public static partial class MaildirDelivery
     [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int LinkFile(string oldPath, string newPath);
 
+    /// <summary>rename(2) with nothing around it (File.Move adds a stat and path work per call); false if the source is gone.</summary>
+    public static bool TryRename(string from, string to)
+    {
+        if (RenameNative(from, to) == 0) return true;
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == 2) return false; // ENOENT
+        throw new IOException($"rename {from} -> {to} failed (errno {errno})");
+    }
+
+    [LibraryImport("libc", EntryPoint = "rename", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int RenameNative(string from, string to);
+
     /// <summary>A hard link (link(2)); true on success.</summary>
     public static bool TryLink(string from, string to) => LinkFile(from, to) == 0;
 

@@ -224,21 +224,11 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         var sorted = new string(flags.Distinct().Order().ToArray());
         var target = System.IO.Path.Combine(Path, "cur", message.BaseName + ":2," + sorted);
         if (target == message.Path) return target;
-        try
-        {
-            File.Move(message.Path, target, overwrite: true); // rename(2); File.Move without overwrite is link+unlink
-            return target;
-        }
-        catch (FileNotFoundException)
-        {
-            // Renamed by another session meanwhile: find it by its base name.
-            var cur = System.IO.Path.Combine(Path, "cur");
-            var now = Directory.EnumerateFiles(cur, message.BaseName + ":2,*").FirstOrDefault() ??
-                      Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
-            if (now == null) return null;
-            try { File.Move(now, target, overwrite: true); return target; }
-            catch (FileNotFoundException) { return null; }
-        }
+        if (MaildirDelivery.TryRename(message.Path, target)) return target;
+        // Renamed by another session meanwhile: find it by its base name.
+        var now = Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), message.BaseName + ":2,*").FirstOrDefault() ??
+                  Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
+        return now != null && MaildirDelivery.TryRename(now, target) ? target : null;
     }
 
     /// <summary>The keywords of dovecot-keywords, by index (flag letter 'a' + index).</summary>
