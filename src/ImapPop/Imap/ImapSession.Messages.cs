@@ -170,7 +170,29 @@ internal sealed partial class ImapSession
     {
         var atom = args.Word().ToUpperInvariant();
         // "BODY[" and "BODY.PEEK[" are read as atoms up to "[".
-        if (atom is "BODY" or "BODY.PEEK" or "BINARY" or "BINARY.PEEK" && args.Peek() == '[')
+        if (atom is "BINARY" or "BINARY.PEEK" or "BINARY.SIZE" && args.Peek() == '[')
+        {
+            // RFC 3516: only part numbers, no HEADER/TEXT/MIME.
+            args.Expect('[');
+            var part = new List<int>();
+            while (char.IsAsciiDigit(args.Peek()))
+            {
+                if (part.Count >= 20) throw new ImapSyntaxException("Section nested too deep");
+                part.Add((int)Math.Min(args.NzNumber(), int.MaxValue));
+                if (!args.TryChar('.')) break;
+            }
+            args.Expect(']');
+            long? bstart = null, bcount = null;
+            if (atom != "BINARY.SIZE" && args.TryChar('<'))
+            {
+                bstart = (long)args.Number64();
+                args.Expect('.');
+                bcount = (long)args.Number64();
+                args.Expect('>');
+            }
+            return new FetchItem(atom == "BINARY.SIZE" ? "BINARY.SIZE" : "BINARY", new Section(part, "", []), bstart, bcount, atom == "BINARY.PEEK");
+        }
+        if (atom is "BODY" or "BODY.PEEK" && args.Peek() == '[')
         {
             args.Expect('[');
             var section = SectionArg(args);
@@ -183,7 +205,7 @@ internal sealed partial class ImapSession
                 count = (long)args.Number64();
                 args.Expect('>');
             }
-            return new FetchItem(atom.StartsWith("BINARY") ? "BINARY" : "BODY", section, start, count, atom.EndsWith(".PEEK"));
+            return new FetchItem("BODY", section, start, count, atom.EndsWith(".PEEK"));
         }
         if (atom is not ("ALL" or "FAST" or "FULL" or "FLAGS" or "UID" or "INTERNALDATE" or "RFC822.SIZE" or "ENVELOPE" or "BODYSTRUCTURE" or "BODY"
             or "RFC822" or "RFC822.HEADER" or "RFC822.TEXT" or "MODSEQ"))
@@ -251,8 +273,8 @@ internal sealed partial class ImapSession
         }
         bool setsSeen = !s.ReadOnly && items.Any(i => (i.Name is "BODY" or "BINARY" && i.Section != null && !i.Peek) || i.Name is "RFC822" or "RFC822.TEXT");
         // The whole message (BODY[], RFC822) is streamed from the file; other sections need the parse.
-        static bool Whole(FetchItem i) => (i.Name == "RFC822" || (i.Name is "BODY" or "BINARY" && i.Section is { Part.Count: 0, Text: "" })) && i.Start == null;
-        var needView = items.Any(i => !Whole(i) && ((i.Name is "BODY" or "BINARY" && i.Section != null) || i.Name is "RFC822.HEADER" or "RFC822.TEXT"));
+        static bool Whole(FetchItem i) => (i.Name == "RFC822" || (i.Name is "BODY" && i.Section is { Part.Count: 0, Text: "" })) && i.Start == null;
+        var needView = items.Any(i => !Whole(i) && ((i.Name is "BODY" or "BINARY" or "BINARY.SIZE" && i.Section != null) || i.Name is "RFC822.HEADER" or "RFC822.TEXT"));
         var needIndex = items.Any(i => i.Name is "ENVELOPE" or "BODYSTRUCTURE" || (i.Name == "BODY" && i.Section == null));
         var index = needIndex ? FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid) : null;
         var seqs = s.Resolve(set, uid);
@@ -306,12 +328,30 @@ internal sealed partial class ImapSession
                     case "ENVELOPE": conn.BufferText("ENVELOPE " + cached!.Envelope); break;
                     case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + cached!.BodyStructure); break;
                     case "BODY" when item.Section == null: conn.BufferText("BODY " + cached!.Body); break;
-                    case "RFC822" or "BODY" or "BINARY" when Whole(item):
+                    case "RFC822" or "BODY" when Whole(item):
                         if (!StreamWhole(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", m.File.Path)) Literal(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", []);
                         streamed = true;
                         break;
                     case "RFC822.HEADER": Literal("RFC822.HEADER", view!.Section(new Section([], "HEADER", [])) ?? []); break;
                     case "RFC822.TEXT": Literal("RFC822.TEXT", view!.Section(new Section([], "TEXT", [])) ?? []); break;
+                    case "BINARY" or "BINARY.SIZE":
+                        byte[] decoded;
+                        try { decoded = view!.Decoded(item.Section!.Part) ?? []; }
+                        catch (NotSupportedException)
+                        {
+                            conn.BufferText(")\r\n");
+                            return await No(tag, "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.");
+                        }
+                        var partName = string.Join('.', item.Section!.Part);
+                        if (item.Name == "BINARY.SIZE") { conn.BufferText($"BINARY.SIZE[{partName}] {decoded.Length}"); break; }
+                        if (item.Start != null)
+                        {
+                            var bs = (int)Math.Min(item.Start.Value, decoded.Length);
+                            decoded = decoded.AsSpan(bs, (int)Math.Min(item.Count!.Value, decoded.Length - bs)).ToArray();
+                        }
+                        conn.BufferText($"BINARY[{partName}]{(item.Start != null ? $"<{item.Start}>" : "")} {(decoded.Contains((byte)0) ? "~" : "")}{{{decoded.Length}}}\r\n");
+                        conn.BufferBytes(decoded);
+                        break;
                     default:
                         var bytes = view!.Section(item.Section!) ?? [];
                         var label = $"{item.Name}[{item.Section}]";

@@ -148,6 +148,37 @@ internal sealed class MessageView
         };
     }
 
+    /// <summary>
+    /// BINARY[part] (RFC 3516): a leaf part's content with its transfer encoding undone; null if
+    /// there is no such part; throws NotSupportedException for an encoding we do not know.
+    /// </summary>
+    public byte[]? Decoded(IReadOnlyList<int> part)
+    {
+        if (part.Count == 0) return Bytes;
+        MimeEntity? entity = null;
+        foreach (var n in part)
+        {
+            if (entity is MessagePart { Message: null }) return null;
+            var body = entity is MessagePart mp ? mp.Message!.Body : entity ?? Message.Body;
+            if (body is Multipart multi)
+            {
+                if (n < 1 || n > multi.Count) return null;
+                entity = multi[n - 1];
+            }
+            else if (n == 1 && (entity == null || entity is MessagePart)) entity = body;
+            else return null;
+        }
+        if (entity is MimePart leaf)
+        {
+            var encoding = (leaf.Headers[HeaderId.ContentTransferEncoding] ?? "7bit").Trim().ToLowerInvariant();
+            if (encoding is not ("7bit" or "8bit" or "binary" or "base64" or "quoted-printable")) throw new NotSupportedException(encoding);
+            using var ms = new MemoryStream();
+            leaf.Content?.DecodeTo(ms);
+            return ms.ToArray();
+        }
+        return Section(new Section(part, "", []));
+    }
+
     private (long Begin, long HeadersEnd, long End) MessageRange(MimeMessage m) =>
         _messages.TryGetValue(m, out var r) ? r : (0, 0, Bytes.Length);
 

@@ -65,6 +65,8 @@ public sealed class ImaplibTests
             assert parts[0] == b"hello 1", parts
             assert b"application/pdf" in parts[1], parts
             assert parts[2] == b"Subject: item 1\r\n\r\n", parts
+            data = ok(m.fetch("2", "(BINARY.PEEK[2] BINARY.SIZE[2])"), "FETCH BINARY")
+            assert data[0][1] == b"%PDF-" and b"BINARY.SIZE[2] 5" in data[1], data
             data = ok(m.fetch("2", "(FLAGS)"), "FETCH flags")
             assert b"\\Seen" in data[0], ("BODY[] without PEEK sets \\Seen", data)
             ok(m.store("3", "+FLAGS", "(\\Flagged $Label1)"), "STORE")
