@@ -9,6 +9,8 @@ internal static class ImapSettings
     [
         Setting.Text("imap_listen", "*:143", "IMAP (STARTTLS offered), comma-separated host:port; empty for none."),
         Setting.Text("imaps_listen", "*:993", "IMAP over implicit TLS; empty for none."),
+        Setting.Text("pop3_listen", "*:110", "POP3 (STLS offered); empty for none."),
+        Setting.Text("pop3s_listen", "*:995", "POP3 over implicit TLS; empty for none."),
         Setting.Path("tls_cert", "/etc/mail/tls/cert.pem", "TLS certificate (PEM)."),
         Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
         Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket."),

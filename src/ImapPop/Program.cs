@@ -1,4 +1,4 @@
-// imappopd: the IMAP server over the Maildir store that lmtpd writes; logins
+// imappopd: the IMAP and POP3 server over the Maildir store that lmtpd writes; logins
 // and user look-ups through AuthD.
 using Mail.ImapPop;
 using Mail.ImapPop.Imap;
@@ -7,7 +7,7 @@ using Mail.Shared.Config;
 using Mail.Shared.Net;
 
 return await Daemon.RunAsync("imappopd", ImapSettings.Settings, args, ImapHost.Build,
-    config => $"imap={config.Get("imap_listen")}, imaps={config.Get("imaps_listen")}, authd=unix:{config.GetPath("authd_socket")}");
+    config => $"imap={config.Get("imap_listen")}, imaps={config.Get("imaps_listen")}, pop3={config.Get("pop3_listen")}, pop3s={config.Get("pop3s_listen")}, authd=unix:{config.GetPath("authd_socket")}");
 
 namespace Mail.ImapPop
 {
@@ -30,21 +30,23 @@ namespace Mail.ImapPop
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");
             if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
-            var listeners = new List<(ListenAddress Address, bool Tls)>();
-            foreach (var (key, tls) in new[] { ("imap_listen", false), ("imaps_listen", true) })
+            var listeners = new List<(ListenAddress Address, bool Tls, bool Pop3)>();
+            foreach (var (key, tls, pop3) in new[] { ("imap_listen", false, false), ("imaps_listen", true, false), ("pop3_listen", false, true), ("pop3s_listen", true, true) })
                 foreach (var a in config.GetList(key))
-                    listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"imappopd: bad value '{a}' in '{key}'"), tls));
+                    listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"imappopd: bad value '{a}' in '{key}'"), tls, pop3));
             if (listeners.Any(l => l.Tls) && cert == null)
-                throw new ConfigException($"imappopd: imaps_listen needs tls_cert and tls_key ({certPath} not found)");
+                throw new ConfigException($"imappopd: imaps_listen and pop3s_listen need tls_cert and tls_key ({certPath} not found)");
             var gate = new ConnectionGate(limits);
             var app = LineHost.Create((k, stopping) =>
             {
-                foreach (var (address, tls) in listeners)
+                foreach (var (address, tls, pop3) in listeners)
                     k.ListenLines(new LineListenerOptions
                     {
-                        Name = tls ? "imaps" : "imap", Address = address, Limits = limits, ImplicitTls = tls,
-                        BusyReply = "* BYE Too many connections, try later.",
-                    }, gate, () => cert, stopping, c => new ImapSession(c, auth, () => cert, options, tls).RunAsync());
+                        Name = (pop3 ? "pop3" : "imap") + (tls ? "s" : ""), Address = address, Limits = limits, ImplicitTls = tls,
+                        BusyReply = pop3 ? "-ERR [SYS/TEMP] Too many connections, try later." : "* BYE Too many connections, try later.",
+                    }, gate, () => cert, stopping, c => pop3
+                        ? new Mail.ImapPop.Pop3.Pop3Session(c, auth, () => cert, options).RunAsync()
+                        : new ImapSession(c, auth, () => cert, options, tls).RunAsync());
             }, TimeSpan.FromSeconds(10));
             app.Lifetime.ApplicationStopped.Register(() => { hub.Dispose(); auth.Dispose(); });
             return app;

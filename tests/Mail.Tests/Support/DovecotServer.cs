@@ -11,6 +11,7 @@ internal sealed class DovecotServer : IDisposable
     public string Config { get; }
     public int LmtpPort { get; }
     public int ImapPort { get; }
+    public int Pop3Port { get; private init; }
 
     private DovecotServer(Process process, string config, int lmtpPort, int imapPort)
     {
@@ -21,10 +22,11 @@ internal sealed class DovecotServer : IDisposable
     }
 
     /// <summary>With <paramref name="imap"/>: IMAP on a loopback port, any password accepted, "/" as separator as ours.</summary>
-    public static DovecotServer Start(AuthDServer authd, bool lmtp = false, bool imap = false)
+    public static DovecotServer Start(AuthDServer authd, bool lmtp = false, bool imap = false, bool pop3 = false)
     {
         var port = lmtp ? Ports.Free() : 0;
         var imapPort = imap ? Ports.Free() : 0;
+        var pop3Port = pop3 ? Ports.Free() : 0;
         var conf = authd.Dir["dovecot.conf"];
         var names = new List<string>();
         var services = new System.Text.StringBuilder();
@@ -77,6 +79,24 @@ internal sealed class DovecotServer : IDisposable
 
                 """);
         }
+        if (pop3)
+        {
+            names.Add("pop3");
+            services.Append($$"""
+                service pop3-login {
+                  inet_listener pop3 {
+                    address = 127.0.0.1
+                    port = {{pop3Port}}
+                  }
+                  inet_listener pop3s {
+                    port = 0
+                  }
+                }
+                disable_plaintext_auth = no
+                pop3_uidl_format = %08Xu%08Xv
+
+                """);
+        }
         var protocols = "protocols = " + string.Join(' ', names) + "\n" + services;
         File.WriteAllText(conf, $$"""
             base_dir = {{authd.Dir["dovecot-run"]}}
@@ -96,9 +116,9 @@ internal sealed class DovecotServer : IDisposable
             }
             """);
         var psi = new ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
-        var server = new DovecotServer(Process.Start(psi)!, conf, port, imapPort);
+        var server = new DovecotServer(Process.Start(psi)!, conf, port, imapPort) { Pop3Port = pop3Port };
         Assert.That(Wait.UntilAsync(() => File.Exists(authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot did not start");
-        foreach (var p in new[] { port, imapPort }.Where(p => p != 0))
+        foreach (var p in new[] { port, imapPort, pop3Port }.Where(p => p != 0))
             Assert.That(Wait.UntilAsync(() =>
             {
                 try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, p); return true; }
