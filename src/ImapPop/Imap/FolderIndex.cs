@@ -69,9 +69,8 @@ internal sealed class FolderIndex
         {
             if (_entries.TryGetValue(baseName, out var hit)) return hit;
         }
-        var view = MessageView.LoadForStructure(path);
-        var entry = new IndexEntry(view.Envelope(), view.BodyStructure(extensible: true), view.BodyStructure(extensible: false),
-            virtualSize >= 0 ? virtualSize : view.Bytes.Length, File.GetLastWriteTimeUtc(path).Ticks);
+        var (envelope, structure, body) = MessageView.Structure(path);
+        var entry = new IndexEntry(envelope, structure, body, virtualSize, File.GetLastWriteTimeUtc(path).Ticks);
         lock (_lock)
         {
             _entries[baseName] = entry;

@@ -12,6 +12,7 @@ internal sealed class MessageView
 {
     public byte[] Bytes { get; }
     private MimeMessage? _message;
+    private int? _leafLines; // set when Bytes holds only the header (Structure)
     private readonly Dictionary<MimeEntity, (long Begin, long HeadersEnd, long End, int Lines)> _ranges = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<MimeMessage, (long Begin, long HeadersEnd, long End)> _messages = new(ReferenceEqualityComparer.Instance);
 
@@ -31,24 +32,40 @@ internal sealed class MessageView
     }
 
     /// <summary>
-    /// For ENVELOPE and BODYSTRUCTURE: a message that is not multipart needs only its header
-    /// parsed (its one body is the rest of the file); others get the full parse.
+    /// ENVELOPE, BODYSTRUCTURE and BODY of a stored message. One that is not multipart needs
+    /// only its header parsed and its body's lines counted, without a CRLF copy of the file;
+    /// others get the full parse.
     /// </summary>
-    public static MessageView LoadForStructure(string path)
+    public static (string Envelope, string BodyStructure, string Body) Structure(string path)
     {
-        var view = Load(path);
-        var headersEnd = view.HeaderEnd();
-        var header = new byte[headersEnd + 2];
-        view.Bytes.AsSpan(0, (int)headersEnd).CopyTo(header);
-        "\r\n"u8.CopyTo(header.AsSpan((int)headersEnd));
+        var raw = File.ReadAllBytes(path);
+        Interlocked.Increment(ref Loads);
+        var span = raw.AsSpan();
+        int rawHeaderEnd = span.StartsWith("\n"u8) ? 1 : span.StartsWith("\r\n"u8) ? 2 : -1;
+        if (rawHeaderEnd < 0)
+        {
+            int lf2 = span.IndexOf("\n\n"u8), crlf2 = span.IndexOf("\n\r\n"u8);
+            rawHeaderEnd = lf2 < 0 && crlf2 < 0 ? raw.Length
+                : lf2 >= 0 && (crlf2 < 0 || lf2 < crlf2) ? lf2 + 2 : crlf2 + 3;
+        }
+        var view = new MessageView(ToCrLf(raw[..rawHeaderEnd]));
+        var headersEnd = (long)view.Bytes.Length;
         MimeMessage headerOnly;
-        try { headerOnly = MimeMessage.Load(new MemoryStream(header, writable: false)); }
-        catch (FormatException) { return view; }
-        if (headerOnly.Body is Multipart or MessagePart || headerOnly.Body == null) return view;
+        try { headerOnly = MimeMessage.Load(new MemoryStream([.. view.Bytes, (byte)'\r', (byte)'\n'], writable: false)); }
+        catch (FormatException) { headerOnly = null!; }
+        if (headerOnly?.Body is null or Multipart or MessagePart)
+        {
+            var full = new MessageView(ToCrLf(raw));
+            return (full.Envelope(), full.BodyStructure(extensible: true), full.BodyStructure(extensible: false));
+        }
+        var body = span[rawHeaderEnd..];
+        int lines = body.Count((byte)'\n');
+        int crlfs = body.Count("\r\n"u8);
         view._message = headerOnly;
-        view._ranges[headerOnly.Body] = (0, headersEnd, view.Bytes.Length, 0);
-        view._messages[headerOnly] = (0, headersEnd, view.Bytes.Length);
-        return view;
+        view._leafLines = lines;
+        view._ranges[headerOnly.Body] = (0, headersEnd, headersEnd + body.Length + (lines - crlfs), lines);
+        view._messages[headerOnly] = (0, headersEnd, headersEnd + body.Length + (lines - crlfs));
+        return (view.Envelope(), view.BodyStructure(extensible: true), view.BodyStructure(extensible: false));
     }
 
     /// <summary>Where the top-level header ends (after its empty line), found without parsing.</summary>
@@ -72,8 +89,8 @@ internal sealed class MessageView
     /// <summary>LF line ends become CRLF; CRLF stays.</summary>
     public static byte[] ToCrLf(byte[] data)
     {
-        int lfs = 0;
-        for (int i = 0; i < data.Length; i++) if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) lfs++;
+        var span = data.AsSpan();
+        int lfs = span.Count((byte)'\n') - span.Count("\r\n"u8);
         if (lfs == 0) return data;
         var result = new byte[data.Length + lfs];
         int j = 0;
@@ -295,9 +312,10 @@ internal sealed class MessageView
     /// <summary>Lines of the body: counted from its bytes (MimeKit's count includes the header).</summary>
     private int LinesOf(MimeEntity entity, (long Begin, long HeadersEnd, long End, int Lines) r)
     {
-        int lines = 0;
-        for (long i = r.HeadersEnd; i < r.End && i < Bytes.Length; i++) if (Bytes[i] == '\n') lines++;
-        return lines;
+        if (_leafLines is { } leaf) return leaf;
+        var from = (int)Math.Min(r.HeadersEnd, Bytes.Length);
+        var to = (int)Math.Min(r.End, Bytes.Length);
+        return to > from ? Bytes.AsSpan(from, to - from).Count((byte)'\n') : 0;
     }
 
     private static string Params(ParameterList list)
