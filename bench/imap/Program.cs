@@ -60,6 +60,8 @@ try
     File.WriteAllText(Path.Combine(dir, "imappopd.conf"), $"""
         imap_listen = 127.0.0.1:{oursPort}
         imaps_listen =
+        pop3_listen =
+        pop3s_listen =
         authd_socket = {dir}/authd.sock
         max_connections_per_ip = {idleConnections + 100}
         max_sessions_per_user = {idleConnections + 100}
