@@ -127,9 +127,19 @@ internal sealed class CommandReader(ReaderLimits limits, Func<long, Stream>? spi
                 _literalLeft = literal.Value;
                 _literalBinary = binary;
                 _literalFill = 0;
-                if (literal.Value <= limits.MaxMemoryLiteral || spill == null) _literalBytes = new byte[literal.Value];
+                if (literal.Value <= limits.MaxMemoryLiteral || spill == null)
+                {
+                    // Only what is held in memory counts against the command limit; an APPEND's message goes to disk.
+                    _total += literal.Value;
+                    if (_total > limits.MaxCommand)
+                    {
+                        consumed = reader.Position;
+                        Reset();
+                        return nonSync ? new ReadResult(ReadKind.Fatal, Message: "Command too long") : new ReadResult(ReadKind.Bad, Message: "Command too long");
+                    }
+                    _literalBytes = new byte[literal.Value];
+                }
                 else _literalStream = spill(literal.Value);
-                _total += literal.Value;
                 if (!nonSync)
                 {
                     consumed = reader.Position;

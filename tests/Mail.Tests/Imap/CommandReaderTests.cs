@@ -121,4 +121,13 @@ internal sealed class CommandReaderTests
         Assert.That(literal.Bytes, Is.Null);
         Assert.That(ReadAll(literal), Has.Length.EqualTo(100_000));
     }
+
+    [Test]
+    public void An_append_literal_larger_than_the_command_limit_is_read_whole()
+    {
+        var reader = new CommandReader(new ReaderLimits { MaxMemoryLiteral = 1024, MaxCommand = 64 * 1024 }, _ => new MemoryStream());
+        var body = new string('m', 1_000_000);
+        var (r, _) = Feed(reader, Encoding.ASCII.GetBytes($"a APPEND INBOX {{{body.Length}+}}\r\n{body}\r\n"), [1000, 500_000]);
+        Assert.That(r.Single().Kind, Is.EqualTo(ReadKind.Command), "the limit is on what is held in memory");
+    }
 }

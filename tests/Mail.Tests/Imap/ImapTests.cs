@@ -152,6 +152,21 @@ public sealed class ImapTests
     }
 
     [Test]
+    public async Task A_large_append_goes_through_disk_and_comes_back_whole()
+    {
+        using var client = await LoginAsync();
+        var body = string.Concat(Enumerable.Range(0, 200_000).Select(i => $"line {i} of a large message\r\n"));
+        var message = new MimeMessage(new[] { MailboxAddress.Parse("bob@example.org") }, new[] { MailboxAddress.Parse("bob@example.org") }, "large",
+            new TextPart("plain") { Text = body });
+        var uid = await client.Inbox.AppendAsync(message);
+        Assert.That(uid, Is.Not.Null);
+        await client.Inbox.OpenAsync(FolderAccess.ReadOnly);
+        var back = await client.Inbox.GetMessageAsync(uid!.Value);
+        Assert.That(back.TextBody.Replace("\r\n", "\n"), Is.EqualTo(body.Replace("\r\n", "\n")));
+        Assert.That(Directory.GetFiles(Path.Combine(_authd.Dir["mail"], "example.org", "bob", "tmp")), Is.Empty, "the spilled literal is gone");
+    }
+
+    [Test]
     public async Task Quota_comes_from_the_directory_and_append_beyond_it_is_refused()
     {
         await _authd.AddUserAsync("tiny@example.org", PasswordScheme.Hash("tiny pass", "SHA512-CRYPT"), quota: 4096);
