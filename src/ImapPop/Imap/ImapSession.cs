@@ -529,6 +529,8 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             }
         }
         args.End();
+        // RFC 9051 and 7162: a mailbox left by a new SELECT is announced CLOSED.
+        if (_selected != null) conn.BufferLine("* OK [CLOSED] Previous mailbox closed.");
         Unselect();
         if (error != null) return await No(tag, error);
         var folder = FolderOf(name);
