@@ -617,9 +617,12 @@ internal sealed partial class ImapSession
 
     private async Task<bool> IdleAsync(string tag)
     {
-        await conn.WriteLineAsync("+ idling");
         using var signal = new SemaphoreSlim(0);
         using var subscription = _selected != null ? options.Hub.Subscribe(_selected.Folder.Path, () => { try { signal.Release(); } catch (ObjectDisposedException) { } }) : null;
+        await conn.WriteLineAsync("+ idling");
+        // What changed before the watch began is told now.
+        await SendUpdatesAsync(allowExpunge: true);
+        await conn.FlushAsync();
         var read = conn.ReadLineAsync().AsTask();
         while (true)
         {

@@ -1,7 +1,9 @@
 // Who has which folder selected, and one inotify watch (FileSystemWatcher)
-// per folder that at least one session has selected: a delivery by lmtpd or
-// a change by another session or another server wakes the sessions of that
-// folder, and an IDLE session tells its client at once. Nothing polls.
+// per folder while at least one session IDLEs on it: a delivery by lmtpd or
+// a change by another session or another server wakes those sessions, which
+// tell their clients at once. Nothing polls; sessions that are not idling
+// look at the folder at their next command, so they need no watch (and a
+// STORE on 10,000 messages wakes nobody needlessly).
 using System.Collections.Concurrent;
 
 namespace Mail.ImapPop.Imap;
@@ -12,6 +14,7 @@ internal sealed class MailboxHub : IDisposable
     {
         public readonly HashSet<object> Sessions = [];
         public readonly List<FileSystemWatcher> Watchers = [];
+        public int Subscribers;
         public event Action? Changed;
         public void Fire() => Changed?.Invoke();
         public void Dispose() { foreach (var w in Watchers) w.Dispose(); }
@@ -24,22 +27,7 @@ internal sealed class MailboxHub : IDisposable
     {
         lock (_lock)
         {
-            if (!_watches.TryGetValue(folder, out var w))
-            {
-                w = new Watch();
-                foreach (var sub in new[] { "new", "cur" })
-                {
-                    var dir = Path.Combine(folder, sub);
-                    if (!Directory.Exists(dir)) continue;
-                    var fsw = new FileSystemWatcher(dir) { NotifyFilter = NotifyFilters.FileName, IncludeSubdirectories = false };
-                    fsw.Created += (_, _) => w.Fire();
-                    fsw.Deleted += (_, _) => w.Fire();
-                    fsw.Renamed += (_, _) => w.Fire();
-                    fsw.EnableRaisingEvents = true;
-                    w.Watchers.Add(fsw);
-                }
-                _watches[folder] = w;
-            }
+            if (!_watches.TryGetValue(folder, out var w)) _watches[folder] = w = new Watch();
             w.Sessions.Add(session);
         }
     }
@@ -62,8 +50,29 @@ internal sealed class MailboxHub : IDisposable
         lock (_lock)
         {
             if (!_watches.TryGetValue(folder, out var w)) return new Unsubscriber(null);
+            if (w.Subscribers++ == 0)
+                foreach (var sub in new[] { "new", "cur" })
+                {
+                    var dir = Path.Combine(folder, sub);
+                    if (!Directory.Exists(dir)) continue;
+                    var fsw = new FileSystemWatcher(dir) { NotifyFilter = NotifyFilters.FileName, IncludeSubdirectories = false };
+                    fsw.Created += (_, _) => w.Fire();
+                    fsw.Deleted += (_, _) => w.Fire();
+                    fsw.Renamed += (_, _) => w.Fire();
+                    fsw.EnableRaisingEvents = true;
+                    w.Watchers.Add(fsw);
+                }
             w.Changed += changed;
-            return new Unsubscriber(() => w.Changed -= changed);
+            return new Unsubscriber(() =>
+            {
+                lock (_lock)
+                {
+                    w.Changed -= changed;
+                    if (--w.Subscribers > 0) return;
+                    foreach (var fsw in w.Watchers) fsw.Dispose();
+                    w.Watchers.Clear();
+                }
+            });
         }
     }
 
