@@ -433,10 +433,13 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         }
     }
 
-    /// <summary>First login: the Maildir and the special-use folders exist, subscribed.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> Prepared = new(StringComparer.Ordinal);
+
+    /// <summary>First login (once per process and Maildir): the Maildir and the special-use folders exist, subscribed.</summary>
     private void PrepareMaildir()
     {
         var u = _user!;
+        if (Prepared.ContainsKey(u.Maildir) && Directory.Exists(Path.Combine(u.Maildir, "cur"))) return;
         MaildirDelivery.Ensure(u.Maildir, u.Uid, u.Gid);
         var subs = Subscriptions.Read(u.Maildir);
         bool changed = false;
@@ -448,6 +451,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             if (!subs.Contains(special)) { subs.Add(special); changed = true; }
         }
         if (changed) Subscriptions.Write(u.Maildir, subs, u.Uid, u.Gid);
+        Prepared[u.Maildir] = true;
     }
 
     private MaildirFolder FolderOf(string name) => new(MailboxName.Directory(_user!.Maildir, name), _user.Uid, _user.Gid);
