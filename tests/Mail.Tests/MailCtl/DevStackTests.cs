@@ -191,8 +191,23 @@ public sealed class DevStackTests
     public async Task Imaplib_reads_mail_sent_through_the_mta_and_moves_it_to_archive()
     {
         using var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
         var root = dir["dev"];
         var conf = Path.Combine(root, "etc", "authd.conf");
+        // The mail belongs to a mail user (as in production), so that Dovecot may serve it too.
+        Directory.CreateDirectory(Path.Combine(root, "etc"));
+        File.WriteAllText(conf, $"""
+            grpc_socket = {root}/run/authd.sock
+            dovecot_auth_socket = {root}/run/auth-client
+            socketmap_socket = {root}/run/socketmap
+            passwd_file = {root}/data/passwd
+            aliases_file = {root}/data/virtual
+            domains_file = {root}/data/domains
+            mail_root = {root}/mail
+            mail_uid = 5000
+            mail_gid = 5001
+            log_file = {root}/log/authd.log
+            """);
         using var stack = await Stack.UpAsync(root);
         Assert.That(stack.Output, Does.Contain("imappopd IMAP          127.0.0.1:2143"));
         Assert.That(Ctl(conf, null, "domain", "add", "example.org").ExitCode, Is.EqualTo(0));
@@ -234,6 +249,27 @@ public sealed class DevStackTests
         Assert.That(r.Stdout, Does.Contain("archive-uid 1"));
         var archived = System.IO.Directory.GetFiles(Path.Combine(root, "mail", "example.org", "bob", ".Archive", "cur"));
         Assert.That(archived, Has.Length.EqualTo(1));
+        // Dovecot run on the same Maildir shows it in Archive with the same UID.
+        File.SetUnixFileMode(root, (UnixFileMode)Convert.ToInt32("755", 8));
+        using (var dovecot = DovecotServer.Start(dir, Path.Combine(root, "mail"), imap: true))
+        {
+            var check = dir["dovecot.py"];
+            File.WriteAllText(check, $$"""
+                import imaplib
+                m = imaplib.IMAP4("127.0.0.1", {{dovecot.ImapPort}})
+                m.login("bob@example.org", "any")
+                typ, data = m.select("Archive")
+                assert typ == "OK" and data[0] == b"1", (typ, data)
+                typ, data = m.uid("SEARCH", None, "ALL")
+                print("dovecot-archive-uid", data[0].decode())
+                typ, data = m.uid("FETCH", data[0].decode(), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+                print(data[0][1].decode().strip())
+                m.logout()
+                """);
+            var d = Run.Program(Peers.Require("python3"), [check]);
+            Assert.That(d.ExitCode, Is.EqualTo(0), d.Stdout + d.Stderr);
+            Assert.That(d.Stdout, Does.Contain("dovecot-archive-uid 1").And.Contain("Subject: to myself"));
+        }
         Assert.That(File.ReadAllText(Path.Combine(root, "mail", "example.org", "bob", ".Archive", "dovecot-uidlist")), Does.Match(@"^3 V\d+ N2 G\w+\n1 :"));
     }
 

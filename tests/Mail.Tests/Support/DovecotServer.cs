@@ -22,12 +22,16 @@ internal sealed class DovecotServer : IDisposable
     }
 
     /// <summary>With <paramref name="imap"/>: IMAP on a loopback port, any password accepted, "/" as separator as ours.</summary>
-    public static DovecotServer Start(AuthDServer authd, bool lmtp = false, bool imap = false, bool pop3 = false)
+    public static DovecotServer Start(AuthDServer authd, bool lmtp = false, bool imap = false, bool pop3 = false) =>
+        Start(authd.Dir, authd.Dir["mail"], lmtp, imap, pop3);
+
+    /// <summary>A Dovecot whose files live in <paramref name="dir"/>, serving the Maildir tree under <paramref name="mailRoot"/> (domain/user).</summary>
+    public static DovecotServer Start(TempDir dir, string mailRoot, bool lmtp = false, bool imap = false, bool pop3 = false)
     {
         var port = lmtp ? Ports.Free() : 0;
         var imapPort = imap ? Ports.Free() : 0;
         var pop3Port = pop3 ? Ports.Free() : 0;
-        var conf = authd.Dir["dovecot.conf"];
+        var conf = dir["dovecot.conf"];
         var names = new List<string>();
         var services = new System.Text.StringBuilder();
         if (lmtp)
@@ -99,25 +103,25 @@ internal sealed class DovecotServer : IDisposable
         }
         var protocols = "protocols = " + string.Join(' ', names) + "\n" + services;
         File.WriteAllText(conf, $$"""
-            base_dir = {{authd.Dir["dovecot-run"]}}
+            base_dir = {{dir["dovecot-run"]}}
             instance_name = mailtest
-            log_path = {{authd.Dir["dovecot.log"]}}
+            log_path = {{dir["dovecot.log"]}}
             ssl = no
             {{protocols}}
             first_valid_uid = 1
-            mail_location = maildir:{{authd.Dir["mail"]}}/%d/%n
+            mail_location = maildir:{{mailRoot}}/%d/%n
             passdb {
               driver = static
               args = nopassword=y
             }
             userdb {
               driver = static
-              args = uid=5000 gid=5001 home={{authd.Dir["mail"]}}/%d/%n
+              args = uid=5000 gid=5001 home={{mailRoot}}/%d/%n
             }
             """);
         var psi = new ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
         var server = new DovecotServer(Process.Start(psi)!, conf, port, imapPort) { Pop3Port = pop3Port };
-        Assert.That(Wait.UntilAsync(() => File.Exists(authd.Dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot did not start");
+        Assert.That(Wait.UntilAsync(() => File.Exists(dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot did not start");
         foreach (var p in new[] { port, imapPort, pop3Port }.Where(p => p != 0))
             Assert.That(Wait.UntilAsync(() =>
             {
