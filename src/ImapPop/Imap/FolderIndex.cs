@@ -11,12 +11,12 @@ using System.Text;
 
 namespace Mail.ImapPop.Imap;
 
-internal sealed record IndexEntry(string Envelope, string BodyStructure, string Body, long VirtualSize, long InternalDate);
+internal sealed record IndexEntry(string Envelope, string BodyStructure, string Body, long VirtualSize, long InternalDate, byte[]? TextFilter);
 
 internal sealed class FolderIndex
 {
     private const string FileName = "imappop.index";
-    private const int Version = 1;
+    private const int Version = 2;
     private const int MaxEntries = 2_000_000;
     private readonly string _path;
     private readonly uint _uid, _gid;
@@ -52,7 +52,10 @@ internal sealed class FolderIndex
             for (int i = 0; i < count; i++)
             {
                 var name = r.ReadString();
-                _entries[name] = new IndexEntry(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(), r.ReadInt64());
+                var entry = new IndexEntry(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(), r.ReadInt64(), null);
+                var filterLength = r.ReadInt32();
+                if (filterLength != 0 && filterLength != Imap.TextFilter.Bytes) throw new FormatException("bad filter");
+                _entries[name] = filterLength == 0 ? entry : entry with { TextFilter = r.ReadBytes(filterLength) };
             }
             if (r.ReadInt32() != count) _entries.Clear(); // no end mark: cut short
         }
@@ -69,14 +72,20 @@ internal sealed class FolderIndex
         {
             if (_entries.TryGetValue(baseName, out var hit)) return hit;
         }
-        var (envelope, structure, body) = MessageView.Structure(path);
-        var entry = new IndexEntry(envelope, structure, body, virtualSize, File.GetLastWriteTimeUtc(path).Ticks);
+        var (envelope, structure, body, filter) = MessageView.Structure(path);
+        var entry = new IndexEntry(envelope, structure, body, virtualSize, File.GetLastWriteTimeUtc(path).Ticks, filter);
         lock (_lock)
         {
             _entries[baseName] = entry;
             _added++;
         }
         return entry;
+    }
+
+    /// <summary>The entry, if the index already has it (no parse).</summary>
+    public IndexEntry? TryGet(string baseName)
+    {
+        lock (_lock) return _entries.GetValueOrDefault(baseName);
     }
 
     public bool Has(string baseName)
@@ -108,6 +117,8 @@ internal sealed class FolderIndex
                         w.Write(e.Body);
                         w.Write(e.VirtualSize);
                         w.Write(e.InternalDate);
+                        w.Write(e.TextFilter?.Length ?? 0);
+                        if (e.TextFilter != null) w.Write(e.TextFilter);
                     }
                     w.Write(_entries.Count);
                 }

@@ -57,6 +57,7 @@ internal sealed partial class ImapSession
             key = c => prev(c) && next(c);
         }
         var s = _selected!;
+        _searchIndex = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
         var hits = new List<uint>();
         var hitSeqs = new List<int>();
         for (int i = 0; i < s.Messages.Count; i++)
@@ -87,6 +88,7 @@ internal sealed partial class ImapSession
     }
 
     private int _searchDepth;
+    private FolderIndex? _searchIndex;
     private bool _searchModSeq;
 
     private SearchKey SearchKey1(Args args)
@@ -127,7 +129,11 @@ internal sealed partial class ImapSession
     /// </summary>
     private static bool RawMiss(SearchContext c, string text)
     {
-        if (text.Length == 0 || !System.Text.Ascii.IsValid(text)) return false;
+        // A needle with white space may span a folded header line, which decoding unfolds.
+        if (text.Length == 0 || !System.Text.Ascii.IsValid(text) || text.Any(char.IsWhiteSpace)) return false;
+        // The index's filter answers "surely not" without reading the message.
+        if (TextFilter.Usable(text) && c.Session._searchIndex?.TryGet(c.Message.File.BaseName) is { TextFilter: { } filter } && !TextFilter.MayContain(filter, text))
+            return true;
         var raw = c.View.Bytes;
         if (raw.AsSpan().IndexOf("=?"u8) >= 0) return false;
         var lower = new byte[raw.Length];

@@ -36,9 +36,10 @@ internal sealed class MessageView
     /// only its header parsed and its body's lines counted, without a CRLF copy of the file;
     /// others get the full parse.
     /// </summary>
-    public static (string Envelope, string BodyStructure, string Body) Structure(string path)
+    public static (string Envelope, string BodyStructure, string Body, byte[]? Filter) Structure(string path)
     {
         var raw = File.ReadAllBytes(path);
+        var filter = TextFilter.Build(raw);
         Interlocked.Increment(ref Loads);
         var span = raw.AsSpan();
         int rawHeaderEnd = span.StartsWith("\n"u8) ? 1 : span.StartsWith("\r\n"u8) ? 2 : -1;
@@ -56,7 +57,7 @@ internal sealed class MessageView
         if (headerOnly?.Body is null or Multipart or MessagePart)
         {
             var full = new MessageView(ToCrLf(raw));
-            return (full.Envelope(), full.BodyStructure(extensible: true), full.BodyStructure(extensible: false));
+            return (full.Envelope(), full.BodyStructure(extensible: true), full.BodyStructure(extensible: false), filter);
         }
         var body = span[rawHeaderEnd..];
         int lines = body.Count((byte)'\n');
@@ -65,7 +66,7 @@ internal sealed class MessageView
         view._leafLines = lines;
         view._ranges[headerOnly.Body] = (0, headersEnd, headersEnd + body.Length + (lines - crlfs), lines);
         view._messages[headerOnly] = (0, headersEnd, headersEnd + body.Length + (lines - crlfs));
-        return (view.Envelope(), view.BodyStructure(extensible: true), view.BodyStructure(extensible: false));
+        return (view.Envelope(), view.BodyStructure(extensible: true), view.BodyStructure(extensible: false), filter);
     }
 
     /// <summary>Where the top-level header ends (after its empty line), found without parsing.</summary>
