@@ -11,6 +11,7 @@ using System.Text;
 
 namespace Mail.ImapPop.Imap;
 
+/// <summary>TextFilter: null when not made yet, empty when the message's raw bytes cannot be filtered.</summary>
 internal sealed record IndexEntry(string Envelope, string BodyStructure, string Body, long VirtualSize, long InternalDate, byte[]? TextFilter);
 
 internal sealed class FolderIndex
@@ -53,9 +54,9 @@ internal sealed class FolderIndex
             {
                 var name = r.ReadString();
                 var entry = new IndexEntry(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(), r.ReadInt64(), null);
-                var filterLength = r.ReadInt32();
-                if (filterLength != 0 && filterLength != Imap.TextFilter.Bytes) throw new FormatException("bad filter");
-                _entries[name] = filterLength == 0 ? entry : entry with { TextFilter = r.ReadBytes(filterLength) };
+                var filterLength = r.ReadInt32(); // -1: not made yet
+                if (filterLength is not (-1 or 0 or Imap.TextFilter.Bytes)) throw new FormatException("bad filter");
+                _entries[name] = filterLength == -1 ? entry : entry with { TextFilter = r.ReadBytes(filterLength) };
             }
             if (r.ReadInt32() != count) _entries.Clear(); // no end mark: cut short
         }
@@ -80,6 +81,17 @@ internal sealed class FolderIndex
             _added++;
         }
         return entry;
+    }
+
+    /// <summary>Keeps the text filter a SEARCH made while reading a message (empty: cannot be filtered).</summary>
+    public void SetFilter(string baseName, byte[] filter)
+    {
+        lock (_lock)
+        {
+            if (!_entries.TryGetValue(baseName, out var e) || e.TextFilter != null) return;
+            _entries[baseName] = e with { TextFilter = filter };
+            _added++;
+        }
     }
 
     /// <summary>The entry, if the index already has it (no parse).</summary>
@@ -117,7 +129,7 @@ internal sealed class FolderIndex
                         w.Write(e.Body);
                         w.Write(e.VirtualSize);
                         w.Write(e.InternalDate);
-                        w.Write(e.TextFilter?.Length ?? 0);
+                        w.Write(e.TextFilter?.Length ?? -1);
                         if (e.TextFilter != null) w.Write(e.TextFilter);
                     }
                     w.Write(_entries.Count);

@@ -84,6 +84,7 @@ internal sealed partial class ImapSession
             conn.BufferLine("* SEARCH" + string.Concat(hits.Select(h => " " + h.ToString(CultureInfo.InvariantCulture))) + modseq);
         }
         _searchModSeq = false;
+        _searchIndex?.Save(s.Messages.Select(m => m.File.BaseName));
         return await Ok(tag, uid ? "UID Search completed." : "Search completed.");
     }
 
@@ -132,8 +133,10 @@ internal sealed partial class ImapSession
         // A needle with white space may span a folded header line, which decoding unfolds.
         if (text.Length == 0 || !System.Text.Ascii.IsValid(text) || text.Any(char.IsWhiteSpace)) return false;
         // The index's filter answers "surely not" without reading the message.
-        if (TextFilter.Usable(text) && c.Session._searchIndex?.TryGet(c.Message.File.BaseName) is { TextFilter: { } filter } && !TextFilter.MayContain(filter, text))
+        var entry = c.Session._searchIndex?.TryGet(c.Message.File.BaseName);
+        if (TextFilter.Usable(text) && entry is { TextFilter: { Length: > 0 } filter } && !TextFilter.MayContain(filter, text))
             return true;
+        if (entry is { TextFilter: null }) c.Session._searchIndex!.SetFilter(c.Message.File.BaseName, TextFilter.Build(c.View.Bytes) ?? []);
         var raw = c.View.Bytes;
         if (raw.AsSpan().IndexOf("=?"u8) >= 0) return false;
         var lower = new byte[raw.Length];

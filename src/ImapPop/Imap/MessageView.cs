@@ -39,7 +39,7 @@ internal sealed class MessageView
     public static (string Envelope, string BodyStructure, string Body, byte[]? Filter) Structure(string path)
     {
         var raw = File.ReadAllBytes(path);
-        var filter = TextFilter.Build(raw);
+        byte[]? filter = null; // made by the first SEARCH that reads the message
         Interlocked.Increment(ref Loads);
         var span = raw.AsSpan();
         int rawHeaderEnd = span.StartsWith("\n"u8) ? 1 : span.StartsWith("\r\n"u8) ? 2 : -1;

@@ -325,11 +325,14 @@ public sealed class ImapIndexTests
         var second = await inbox.FetchAsync(UniqueIdRange.All, listing);
         Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.EqualTo(0), "the second listing reads no message");
         Assert.That(second.Select(s => s.Envelope.Subject), Is.EqualTo(first.Select(s => s.Envelope.Subject)));
-        // SEARCH TEXT reads only the messages whose filter in the index may hold the needle.
-        before = Mail.ImapPop.Imap.MessageView.Loads;
+        // The first SEARCH TEXT reads every message and leaves a filter of each in the index;
+        // the next reads only the messages whose filter may hold the needle.
         var found = await inbox.SearchAsync(MailKit.Search.SearchQuery.MessageContains("s4242@remote"));
         Assert.That(found.Select(u => u.Id), Is.EqualTo(new[] { first[4242].UniqueId.Id }));
-        Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.LessThan(100), "not every message read");
+        before = Mail.ImapPop.Imap.MessageView.Loads;
+        found = await inbox.SearchAsync(MailKit.Search.SearchQuery.MessageContains("s4243@remote"));
+        Assert.That(found.Select(u => u.Id), Is.EqualTo(new[] { first[4243].UniqueId.Id }));
+        Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.LessThan(100), "not every message read again");
         await inbox.CloseAsync();
 
         // Behind its back: one removed, one renamed with a new flag, one added.
