@@ -113,7 +113,7 @@ internal sealed class FolderIndex
             if (_added == 0) return;
             var keep = present.ToHashSet(StringComparer.Ordinal);
             foreach (var gone in _entries.Keys.Where(k => !keep.Contains(k)).ToList()) _entries.Remove(gone);
-            var tmp = _path + ".tmp" + Environment.ProcessId;
+            var tmp = _path + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
             try
             {
                 using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024))

@@ -296,8 +296,7 @@ internal sealed partial class ImapSession
             var m = s.Messages[seq - 1];
             if (setsSeen && !m.File.Flags.Contains('S'))
             {
-                var path = s.Folder.SetFlags(m.File, m.File.Flags + "S");
-                if (path != null) s.Messages[seq - 1] = m = m with { File = m.File with { Path = path, Flags = new string((m.File.Flags + "S").Distinct().Order().ToArray()) } };
+                if (s.Folder.SetFlags(m.File, f => f + "S") is { } seen) s.Messages[seq - 1] = m = m with { File = m.File with { Path = seen.Path, Flags = seen.Flags } };
                 if (!items.Any(i => i.Name == "FLAGS")) items.Add(new FetchItem("FLAGS"));
             }
             MessageView? view = null;
@@ -480,21 +479,20 @@ internal sealed partial class ImapSession
             var m = s.Messages[seq - 1];
             if (unchangedSince != null && s.ModSeqs.Of(m.Uid) > unchangedSince.Value) { modified.Add(uid ? m.Uid : (uint)seq); continue; }
             stored.Add(seq);
-            var current = m.File.Flags;
-            var updated = op switch
+            string Apply(string current) => op switch
             {
                 "FLAGS" => letters + new string(current.Where(c => !"DFRST".Contains(c) && c is not (>= 'a' and <= 'z')).ToArray()),
                 "+FLAGS" => current + letters,
                 _ => new string(current.Where(c => !letters.Contains(c)).ToArray()),
             };
-            updated = new string(updated.Distinct().Order().ToArray());
-            if (updated != current)
+            var expected = new string(Apply(m.File.Flags).Distinct().Order().ToArray());
+            if (expected != m.File.Flags || op == "FLAGS")
             {
-                var path = s.Folder.SetFlags(m.File, updated);
-                if (path != null)
+                // Applied to the flags on disk: another session's change since our last look is kept.
+                if (s.Folder.SetFlags(m.File, Apply) is { } done && done.Flags != m.File.Flags)
                 {
-                    s.Messages[seq - 1] = m = m with { File = m.File with { Path = path, Flags = updated } };
-                    changes.Add((m.Uid, updated));
+                    s.Messages[seq - 1] = m = m with { File = m.File with { Path = done.Path, Flags = done.Flags } };
+                    changes.Add((m.Uid, done.Flags));
                 }
             }
         }

@@ -423,7 +423,13 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                     return await No(tag, "[LIMIT] Too many simultaneous connections for this user.");
                 }
                 _user = lookup.User;
-                PrepareMaildir();
+                try { PrepareMaildir(); }
+                catch
+                {
+                    options.Sessions.Leave(_user.User);
+                    _user = null; // not logged in after all
+                    throw;
+                }
                 Log.Info($"{conn.SessionId}: login: user=<{MailLog.Safe(_user.User)}>, method={mech}, rip={conn.RemoteIp}{(conn.IsTls ? ", TLS" : "")}");
                 return await Ok(tag, $"[CAPABILITY {Capabilities()}] Logged in");
             case SaslStatus.Tempfail: return await No(tag, "[UNAVAILABLE] Temporary authentication failure.");
@@ -441,16 +447,15 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var u = _user!;
         if (Prepared.ContainsKey(u.Maildir) && Directory.Exists(Path.Combine(u.Maildir, "cur"))) return;
         MaildirDelivery.Ensure(u.Maildir, u.Uid, u.Gid);
-        var subs = Subscriptions.Read(u.Maildir);
-        bool changed = false;
+        var created = new List<string>();
         foreach (var special in SpecialUse)
         {
             var folder = new MaildirFolder(MailboxName.Directory(u.Maildir, special), u.Uid, u.Gid);
             if (folder.Exists) continue;
             folder.Create();
-            if (!subs.Contains(special)) { subs.Add(special); changed = true; }
+            created.Add(special);
         }
-        if (changed) Subscriptions.Write(u.Maildir, subs, u.Uid, u.Gid);
+        if (created.Count > 0) Subscriptions.Update(u.Maildir, subs => created.Count(subs.Add) > 0, u.Uid, u.Gid);
         Prepared[u.Maildir] = true;
     }
 
@@ -666,8 +671,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var name = MailboxArg(args, out var error);
         args.End();
         if (error != null) return await No(tag, "[CANNOT] " + error);
-        var subs = Subscriptions.Read(_user!.Maildir);
-        if (subscribe ? subs.Add(name) : subs.Remove(name)) Subscriptions.Write(_user.Maildir, subs, _user.Uid, _user.Gid);
+        Subscriptions.Update(_user!.Maildir, subs => subscribe ? subs.Add(name) : subs.Remove(name), _user.Uid, _user.Gid);
         return await Ok(tag, subscribe ? "Subscribe completed." : "Unsubscribe completed.");
     }
 

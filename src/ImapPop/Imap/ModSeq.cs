@@ -118,7 +118,7 @@ internal sealed class ModSeqStore
 
     private void Save()
     {
-        var tmp = _path + ".tmp" + Environment.ProcessId;
+        var tmp = _path + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
         try
         {
             using (var w = new BinaryWriter(File.Create(tmp)))

@@ -104,7 +104,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         var sb = new StringBuilder();
         sb.Append("3 V").Append(list.UidValidity).Append(" N").Append(list.NextUid).Append(" G").Append(list.Guid).Append('\n');
         foreach (var (name, uid) in list.Uids.OrderBy(kv => kv.Value)) sb.Append(uid).Append(" :").Append(name).Append('\n');
-        var tmp = UidListPath + ".tmp" + Environment.ProcessId;
+        var tmp = UidListPath + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
         File.WriteAllText(tmp, sb.ToString());
         MaildirDelivery.Chown(tmp, ownerUid, ownerGid);
         File.Move(tmp, UidListPath, overwrite: true);
@@ -218,17 +218,30 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         return found;
     }
 
-    /// <summary>Gives a message new flags (a rename within cur/); returns its new path, or null if it is gone.</summary>
-    public string? SetFlags(FolderMessage message, string flags)
+    /// <summary>
+    /// Changes a message's flags by a rename within cur/: <paramref name="change"/> is applied to
+    /// the flags the file has on disk, so a change made meanwhile by another session or server
+    /// is kept, not overwritten. Returns the new path and flags, or null if the message is gone.
+    /// </summary>
+    public (string Path, string Flags)? SetFlags(FolderMessage message, Func<string, string> change)
     {
-        var sorted = new string(flags.Distinct().Order().ToArray());
-        var target = System.IO.Path.Combine(Path, "cur", message.BaseName + ":2," + sorted);
-        if (target == message.Path) return target;
-        if (MaildirDelivery.TryRename(message.Path, target)) return target;
-        // Renamed by another session meanwhile: find it by its base name.
-        var now = Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), message.BaseName + ":2,*").FirstOrDefault() ??
-                  Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
-        return now != null && MaildirDelivery.TryRename(now, target) ? target : null;
+        var path = message.Path;
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            var name = System.IO.Path.GetFileName(path);
+            int colon = name.IndexOf(":2,", StringComparison.Ordinal);
+            var onDisk = colon < 0 ? "" : name[(colon + 3)..];
+            var flags = new string(change(onDisk).Distinct().Order().ToArray());
+            var target = System.IO.Path.Combine(Path, "cur", message.BaseName + ":2," + flags);
+            if (target == path && File.Exists(path)) return (target, flags);
+            if (MaildirDelivery.TryRename(path, target)) return (target, flags);
+            // Renamed meanwhile: find it by its base name and apply the change to what it has now.
+            var now = Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), message.BaseName + ":2,*").FirstOrDefault() ??
+                      Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
+            if (now == null) return null;
+            path = now;
+        }
+        return null;
     }
 
     /// <summary>The keywords of dovecot-keywords, by index (flag letter 'a' + index).</summary>
@@ -259,7 +272,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             if (i < 0) { if (list.Count >= 26) return null; i = list.Count; list.Add(""); }
             list[i] = keyword;
             var p = System.IO.Path.Combine(Path, "dovecot-keywords");
-            var tmp = p + ".tmp" + Environment.ProcessId;
+            var tmp = p + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
             File.WriteAllText(tmp, string.Concat(list.Select((k, n) => k.Length > 0 ? $"{n} {k}\n" : "")));
             MaildirDelivery.Chown(tmp, ownerUid, ownerGid);
             File.Move(tmp, p, overwrite: true);

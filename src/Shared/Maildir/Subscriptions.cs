@@ -25,10 +25,22 @@ public static class Subscriptions
         return set;
     }
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, object> Locks = new(StringComparer.Ordinal);
+
+    /// <summary>Changes the subscriptions under a lock (per Maildir, in this process), written through a unique temporary file.</summary>
+    public static void Update(string maildir, Func<HashSet<string>, bool> change, uint uid, uint gid)
+    {
+        lock (Locks.GetOrAdd(maildir, _ => new object()))
+        {
+            var set = Read(maildir);
+            if (change(set)) Write(maildir, set, uid, gid);
+        }
+    }
+
     public static void Write(string maildir, IEnumerable<string> names, uint uid, uint gid)
     {
         var path = Path.Combine(maildir, "subscriptions");
-        var tmp = path + ".tmp" + Environment.ProcessId;
+        var tmp = path + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
         var text = "V\t2\n\n" + string.Concat(names.Order(StringComparer.Ordinal).Select(n => MailboxName.Encode(n).Replace(MailboxName.Separator, '\t') + "\n"));
         File.WriteAllText(tmp, text);
         MaildirDelivery.Chown(tmp, uid, gid);

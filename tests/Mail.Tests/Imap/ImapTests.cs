@@ -272,6 +272,57 @@ public sealed class ImapTests
     }
 
     [Test]
+    public async Task Concurrent_sessions_appending_flagging_and_expunging_stay_consistent()
+    {
+        for (int i = 0; i < 20; i++) Deliver("bob@example.org", $"start {i}", "x");
+        async Task Appender()
+        {
+            using var c = await LoginAsync();
+            for (int i = 0; i < 30; i++)
+                await c.Inbox.AppendAsync(new MimeMessage(new[] { MailboxAddress.Parse("a@remote.test") }, new[] { MailboxAddress.Parse("bob@example.org") },
+                    $"appended {i}", new TextPart("plain") { Text = "y" }));
+        }
+        async Task Flagger()
+        {
+            using var c = await LoginAsync();
+            await c.Inbox.OpenAsync(FolderAccess.ReadWrite);
+            for (int i = 0; i < 30; i++)
+            {
+                await c.NoOpAsync();
+                if (c.Inbox.Count == 0) continue;
+                var uids = await c.Inbox.SearchAsync(MailKit.Search.SearchQuery.All);
+                await c.Inbox.AddFlagsAsync(uids[i % uids.Count], i % 2 == 0 ? MessageFlags.Flagged : MessageFlags.Seen, true);
+            }
+        }
+        async Task Expunger()
+        {
+            using var c = await LoginAsync();
+            await c.Inbox.OpenAsync(FolderAccess.ReadWrite);
+            for (int i = 0; i < 15; i++)
+            {
+                var uids = await c.Inbox.SearchAsync(MailKit.Search.SearchQuery.All);
+                if (uids.Count > 0) await c.Inbox.AddFlagsAsync(uids[0], MessageFlags.Deleted, true);
+                await c.Inbox.ExpungeAsync();
+            }
+        }
+        await Task.WhenAll(Appender(), Flagger(), Expunger());
+        Assert.That(_authd.Log(), Does.Not.Contain("failed for"), "no command failed on the server");
+        // Two fresh sessions and the files agree.
+        using var a = await LoginAsync();
+        using var b = await LoginAsync();
+        await a.Inbox.OpenAsync(FolderAccess.ReadOnly);
+        await b.Inbox.OpenAsync(FolderAccess.ReadOnly);
+        var va = await a.Inbox.FetchAsync(0, -1, MessageSummaryItems.UniqueId | MessageSummaryItems.Flags);
+        var vb = await b.Inbox.FetchAsync(0, -1, MessageSummaryItems.UniqueId | MessageSummaryItems.Flags);
+        Assert.That(va.Select(m => (m.UniqueId.Id, m.Flags & ~MessageFlags.Recent)), Is.EqualTo(vb.Select(m => (m.UniqueId.Id, m.Flags & ~MessageFlags.Recent))));
+        var files = Directory.GetFiles(Path.Combine(_authd.Dir["mail"], "example.org", "bob", "cur")).Length +
+                    Directory.GetFiles(Path.Combine(_authd.Dir["mail"], "example.org", "bob", "new")).Length;
+        Assert.That(va, Has.Count.EqualTo(files));
+        Assert.That(va.Count, Is.EqualTo(20 + 30 - 15));
+        Assert.That(va.Select(m => m.UniqueId.Id).Distinct().Count(), Is.EqualTo(va.Count), "UIDs unique");
+    }
+
+    [Test]
     public async Task Idle_reports_a_new_delivery()
     {
         using var client = await LoginAsync();
