@@ -586,7 +586,7 @@ internal sealed partial class ImapSession
             if (!which(m)) continue;
             try
             {
-                File.Delete(m.File.Path);
+                s.Folder.Delete(m.File);
                 bytes += MaildirQuota.SizeFromName(m.File.Path) ?? 0;
                 count++;
             }

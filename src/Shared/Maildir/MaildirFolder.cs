@@ -88,10 +88,12 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
                 using (new FileStream(LockPath, FileMode.CreateNew, FileAccess.Write)) { }
                 break;
             }
-            catch (IOException) when (File.Exists(LockPath))
+            catch (IOException) when (DateTime.UtcNow <= deadline)
             {
+                // Held by another session or process (or released just now: then try again at once).
+                if (!Directory.Exists(Path)) throw; // the folder itself is gone
+                if (!File.Exists(LockPath)) continue;
                 if (DateTime.UtcNow - File.GetLastWriteTimeUtc(LockPath) > StaleLock) { try { File.Delete(LockPath); } catch (IOException) { } continue; }
-                if (DateTime.UtcNow > deadline) throw new MaildirException("dovecot-uidlist is locked by another process");
                 Thread.Sleep(20);
             }
         }
@@ -242,6 +244,23 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             path = now;
         }
         return null;
+    }
+
+    /// <summary>
+    /// Removes a message's file, wherever another session's rename has put it meanwhile (a
+    /// flag change renames the file; deleting the old name alone would lose the expunge).
+    /// </summary>
+    public void Delete(FolderMessage message)
+    {
+        var path = message.Path;
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            File.Delete(path); // no error when the name is already gone
+            var still = Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), message.BaseName + ":2,*").FirstOrDefault() ??
+                        Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
+            if (still == null) return;
+            path = still;
+        }
     }
 
     /// <summary>The keywords of dovecot-keywords, by index (flag letter 'a' + index).</summary>
