@@ -104,6 +104,28 @@ internal static class BenchProcess
         return 0;
     }
 
+    /// <summary>authd.conf for a benchmark: a passwd-file directory in <paramref name="dir"/>, Maildirs under <paramref name="mailRoot"/>.</summary>
+    public static void WriteAuthdConfig(string dir, string mailRoot) => File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
+        grpc_socket = {dir}/authd.sock
+        dovecot_auth_socket =
+        socketmap_socket =
+        passwd_file = {dir}/passwd
+        domains_file = {dir}/domains
+        aliases_file = {dir}/virtual
+        mail_root = {mailRoot}
+        log_file = {dir}/authd.log
+        """);
+
+    public static async Task WaitForPort(int port)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try { using var t = new System.Net.Sockets.TcpClient(); await t.ConnectAsync(System.Net.IPAddress.Loopback, port); return; }
+            catch (System.Net.Sockets.SocketException) when (DateTime.UtcNow < deadline) { await Task.Delay(100); }
+        }
+    }
+
     public static string? FindProgram(string name) =>
         new[] { "/usr/sbin", "/usr/bin", "/sbin" }.Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
 

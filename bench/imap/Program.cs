@@ -47,16 +47,7 @@ try
         Process.Start("chown", ["-R", "5000:5001", Path.Combine(dir, copy)])!.WaitForExit();
     }
     var (oursPort, dovecotPort) = (FreePort(), FreePort());
-    File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
-        grpc_socket = {dir}/authd.sock
-        dovecot_auth_socket =
-        socketmap_socket =
-        passwd_file = {dir}/passwd
-        domains_file = {dir}/domains
-        aliases_file = {dir}/virtual
-        mail_root = {dir}/ours
-        log_file = {dir}/authd.log
-        """);
+    WriteAuthdConfig(dir, $"{dir}/ours");
     File.WriteAllText(Path.Combine(dir, "imappopd.conf"), $"""
         imap_listen = 127.0.0.1:{oursPort}
         imaps_listen =
@@ -206,15 +197,6 @@ static async Task<double> Median(Func<Task<double>> run)
     return times.Order().ElementAt(1);
 }
 
-static async Task WaitForPort(int port)
-{
-    var deadline = DateTime.UtcNow.AddSeconds(30);
-    while (true)
-    {
-        try { using var t = new TcpClient(); await t.ConnectAsync(IPAddress.Loopback, port); return; }
-        catch (SocketException) when (DateTime.UtcNow < deadline) { await Task.Delay(100); }
-    }
-}
 
 static long RssKb(int pid)
 {

@@ -29,16 +29,7 @@ try
     }
     var oursPort = FreePort();
     var dovecotPort = FreePort();
-    File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
-        grpc_socket = {dir}/authd.sock
-        dovecot_auth_socket =
-        socketmap_socket =
-        passwd_file = {dir}/passwd
-        domains_file = {dir}/domains
-        aliases_file = {dir}/virtual
-        mail_root = {dir}/mail-ours
-        log_file = {dir}/authd.log
-        """);
+    WriteAuthdConfig(dir, $"{dir}/mail-ours");
     File.WriteAllText(Path.Combine(dir, "lmtpd.conf"), $"""
         listen = 127.0.0.1:{oursPort}
         socket =
@@ -113,15 +104,6 @@ finally
 }
 return 0;
 
-static async Task WaitForPort(int port)
-{
-    var deadline = DateTime.UtcNow.AddSeconds(30);
-    while (true)
-    {
-        try { using var t = new TcpClient(); await t.ConnectAsync(IPAddress.Loopback, port); return; }
-        catch (SocketException) when (DateTime.UtcNow < deadline) { await Task.Delay(100); }
-    }
-}
 
 // `clients` connections, each delivering messages of `size` bytes for the time given,
 // spreading them over `boxes` mailboxes. Returns deliveries per second.

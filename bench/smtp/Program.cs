@@ -30,16 +30,7 @@ try
     Directory.CreateDirectory(Path.Combine(dir, "mail"));
     Run("chown", "5000:5001", Path.Combine(dir, "mail"));
     var (lmtpPort, oursPort, postfixPort) = (FreePort(), FreePort(), FreePort());
-    File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
-        grpc_socket = {dir}/authd.sock
-        dovecot_auth_socket =
-        socketmap_socket =
-        passwd_file = {dir}/passwd
-        domains_file = {dir}/domains
-        aliases_file = {dir}/virtual
-        mail_root = {dir}/mail
-        log_file = {dir}/authd.log
-        """);
+    WriteAuthdConfig(dir, $"{dir}/mail");
     File.WriteAllText(Path.Combine(dir, "lmtpd.conf"), $"""
         listen = 127.0.0.1:{lmtpPort}
         socket =
@@ -145,15 +136,6 @@ static void Run(string file, params string[] args)
     if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {err.Result}");
 }
 
-static async Task WaitForPort(int port)
-{
-    var deadline = DateTime.UtcNow.AddSeconds(30);
-    while (true)
-    {
-        try { using var t = new TcpClient(); await t.ConnectAsync(IPAddress.Loopback, port); return; }
-        catch (SocketException) when (DateTime.UtcNow < deadline) { await Task.Delay(100); }
-    }
-}
 
 static int Count(string dir) => Directory.Exists(dir) ? Directory.EnumerateFiles(dir).Count() : 0;
 

@@ -425,16 +425,10 @@ internal sealed partial class ImapSession
         conn.BufferBytes(bytes);
     }
 
-    private static long VirtualSize(FolderMessage m)
+    /// <summary>RFC822.SIZE: the W= of the file name, else the file counted with CRLF line ends.</summary>
+    internal static long VirtualSize(FolderMessage m)
     {
-        var name = m.FileName;
-        int w = name.IndexOf(",W=", StringComparison.Ordinal);
-        if (w >= 0)
-        {
-            int end = w + 3;
-            while (end < name.Length && char.IsAsciiDigit(name[end])) end++;
-            if (long.TryParse(name.AsSpan(w + 3, end - w - 3), out var v)) return v;
-        }
+        if (MaildirQuota.VirtualSizeFromName(m.Path) is { } v) return v;
         try { return MessageView.ToCrLf(File.ReadAllBytes(m.Path)).Length; }
         catch (IOException) { return 0; }
     }

@@ -168,19 +168,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
         return true;
     }
 
-    private static long Size(FolderMessage m)
-    {
-        var name = m.FileName;
-        int w = name.IndexOf(",W=", StringComparison.Ordinal);
-        if (w >= 0)
-        {
-            int end = w + 3;
-            while (end < name.Length && char.IsAsciiDigit(name[end])) end++;
-            if (long.TryParse(name.AsSpan(w + 3, end - w - 3), out var v)) return v;
-        }
-        try { return MessageView.ToCrLf(File.ReadAllBytes(m.Path)).Length; }
-        catch (IOException) { return 0; }
-    }
+    private static long Size(FolderMessage m) => ImapSession.VirtualSize(m);
 
     private string Uidl(FolderMessage m) => $"{m.Uid:x8}{_uidValidity:x8}"; // as Dovecot expands %08Xu%08Xv: lower-case hex
 

@@ -238,13 +238,17 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             if (target == path && File.Exists(path)) return (target, flags);
             if (MaildirDelivery.TryRename(path, target)) return (target, flags);
             // Renamed meanwhile: find it by its base name and apply the change to what it has now.
-            var now = Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), message.BaseName + ":2,*").FirstOrDefault() ??
-                      Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
+            var now = Find(message.BaseName);
             if (now == null) return null;
             path = now;
         }
         return null;
     }
+
+    /// <summary>The file of a message by its base name, wherever a rename has put it; null if none.</summary>
+    private string? Find(string baseName) =>
+        Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), baseName + ":2,*").FirstOrDefault() ??
+        Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), baseName + "*").FirstOrDefault();
 
     /// <summary>
     /// Removes a message's file, wherever another session's rename has put it meanwhile (a
@@ -256,8 +260,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         for (int attempt = 0; attempt < 5; attempt++)
         {
             File.Delete(path); // no error when the name is already gone
-            var still = Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), message.BaseName + ":2,*").FirstOrDefault() ??
-                        Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), message.BaseName + "*").FirstOrDefault();
+            var still = Find(message.BaseName);
             if (still == null) return;
             path = still;
         }

@@ -90,14 +90,19 @@ public static class MaildirQuota
         return parts.Count == 0 ? "0S" : string.Join(',', parts);
     }
 
+    /// <summary>The W= (virtual, CRLF) size in a Maildir file name, if present.</summary>
+    public static long? VirtualSizeFromName(string path) => NumberInName(path, ",W=");
+
     /// <summary>The S= size in a Maildir file name, if present.</summary>
-    public static long? SizeFromName(string path)
+    public static long? SizeFromName(string path) => NumberInName(path, ",S=");
+
+    private static long? NumberInName(string path, string field)
     {
         var name = Path.GetFileName(path);
-        int i = name.IndexOf(",S=", StringComparison.Ordinal);
+        int i = name.IndexOf(field, StringComparison.Ordinal);
         if (i < 0) return null;
-        int end = i + 3;
+        int start = i + field.Length, end = start;
         while (end < name.Length && char.IsAsciiDigit(name[end])) end++;
-        return long.TryParse(name.AsSpan(i + 3, end - i - 3), out var n) ? n : null;
+        return long.TryParse(name.AsSpan(start, end - start), out var n) ? n : null;
     }
 }
