@@ -17,7 +17,7 @@ internal sealed record IndexEntry(string Envelope, string BodyStructure, string 
 internal sealed class FolderIndex
 {
     private const string FileName = "imappop.index";
-    private const int Version = 2;
+    private const int Version = 3; // 3: ENVELOPE strings raw, as the header has them
     private const int MaxEntries = 2_000_000;
     private readonly string _path;
     private readonly uint _uid, _gid;
@@ -73,8 +73,8 @@ internal sealed class FolderIndex
         {
             if (_entries.TryGetValue(baseName, out var hit)) return hit;
         }
-        var (envelope, structure, body, filter) = MessageView.Structure(path);
-        var entry = new IndexEntry(envelope, structure, body, virtualSize, File.GetLastWriteTimeUtc(path).Ticks, filter);
+        var summary = MessageView.Structure(path);
+        var entry = new IndexEntry(summary.Envelope, summary.BodyStructure, summary.Body, virtualSize, summary.InternalDate, null);
         lock (_lock)
         {
             _entries[baseName] = entry;

@@ -2,6 +2,7 @@
 // parses it once, and every MIME entity's byte range (header, body) is known
 // so that BODY[section] returns exactly the bytes of the message. ENVELOPE
 // and BODYSTRUCTURE (RFC 9051 7.5.2) are built from the parse.
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using MimeKit;
@@ -12,7 +13,6 @@ internal sealed class MessageView
 {
     public byte[] Bytes { get; }
     private MimeMessage? _message;
-    private int? _leafLines; // set when Bytes holds only the header (Structure)
     private readonly Dictionary<MimeEntity, (long Begin, long HeadersEnd, long End, int Lines)> _ranges = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<MimeMessage, (long Begin, long HeadersEnd, long End)> _messages = new(ReferenceEqualityComparer.Instance);
 
@@ -32,42 +32,42 @@ internal sealed class MessageView
     }
 
     /// <summary>
-    /// ENVELOPE, BODYSTRUCTURE and BODY of a stored message. One that is not multipart needs
-    /// only its header parsed and its body's lines counted, without a CRLF copy of the file;
-    /// others get the full parse.
+    /// ENVELOPE, BODYSTRUCTURE and BODY of a stored message, and its file's time: one read of
+    /// the file into a pooled buffer and one pass over it (BodyStructure.Scan); a message that
+    /// scan does not understand gets MimeKit's full parse.
     /// </summary>
-    public static (string Envelope, string BodyStructure, string Body, byte[]? Filter) Structure(string path)
+    public static Summary Structure(string path)
     {
-        var raw = File.ReadAllBytes(path);
-        byte[]? filter = null; // made by the first SEARCH that reads the message
         Interlocked.Increment(ref Loads);
-        var span = raw.AsSpan();
-        int rawHeaderEnd = span.StartsWith("\n"u8) ? 1 : span.StartsWith("\r\n"u8) ? 2 : -1;
-        if (rawHeaderEnd < 0)
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var time = File.GetLastWriteTimeUtc(handle).Ticks;
+        var length = RandomAccess.GetLength(handle);
+        if (length > Array.MaxLength / 2) throw new IOException("message too large to index: " + path);
+        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Max(1, length));
+        try
         {
-            int lf2 = span.IndexOf("\n\n"u8), crlf2 = span.IndexOf("\n\r\n"u8);
-            rawHeaderEnd = lf2 < 0 && crlf2 < 0 ? raw.Length
-                : lf2 >= 0 && (crlf2 < 0 || lf2 < crlf2) ? lf2 + 2 : crlf2 + 3;
+            int n = 0;
+            while (n < length)
+            {
+                int read = RandomAccess.Read(handle, buffer.AsSpan(n, (int)length - n), n);
+                if (read == 0) break;
+                n += read;
+            }
+            if (Imap.BodyStructure.Scan(buffer, n) is { } scanned) return new(scanned.Envelope, scanned.BodyStructure, scanned.Body, time);
+            var (envelope, structure, body) = Parsed(buffer.AsSpan(0, n).ToArray());
+            return new(envelope, structure, body, time);
         }
-        var view = new MessageView(ToCrLf(raw[..rawHeaderEnd]));
-        var headersEnd = (long)view.Bytes.Length;
-        MimeMessage headerOnly;
-        try { headerOnly = MimeMessage.Load(new MemoryStream([.. view.Bytes, (byte)'\r', (byte)'\n'], writable: false)); }
-        catch (FormatException) { headerOnly = null!; }
-        if (headerOnly?.Body is null or Multipart or MessagePart)
-        {
-            var full = new MessageView(ToCrLf(raw));
-            return (full.Envelope(), full.BodyStructure(extensible: true), full.BodyStructure(extensible: false), filter);
-        }
-        var body = span[rawHeaderEnd..];
-        int lines = body.Count((byte)'\n');
-        int crlfs = body.Count("\r\n"u8);
-        view._message = headerOnly;
-        view._leafLines = lines;
-        view._ranges[headerOnly.Body] = (0, headersEnd, headersEnd + body.Length + (lines - crlfs), lines);
-        view._messages[headerOnly] = (0, headersEnd, headersEnd + body.Length + (lines - crlfs));
-        return (view.Envelope(), view.BodyStructure(extensible: true), view.BodyStructure(extensible: false), filter);
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
+
+    /// <summary>ENVELOPE, BODYSTRUCTURE and BODY from MimeKit's full parse of a message's bytes.</summary>
+    public static (string Envelope, string BodyStructure, string Body) Parsed(byte[] raw)
+    {
+        var full = new MessageView(ToCrLf(raw));
+        return (full.Envelope(), full.BodyStructure(extensible: true), full.BodyStructure(extensible: false));
+    }
+
+    public sealed record Summary(string Envelope, string BodyStructure, string Body, long InternalDate);
 
     /// <summary>Where the top-level header ends (after its empty line), found without parsing.</summary>
     private long HeaderEnd()
@@ -229,112 +229,56 @@ internal sealed class MessageView
 
     // ---- ENVELOPE and BODYSTRUCTURE ----
 
-    public string Envelope() => EnvelopeOf(Message);
+    public string Envelope() => Imap.Envelope.Build(Fields(Message.Headers));
 
-    private static string EnvelopeOf(MimeMessage m)
+    /// <summary>A look-up of a header's fields by name: the first one's raw value, unfolded.</summary>
+    private static Func<string, string?> Fields(HeaderList headers) => name =>
     {
-        var h = m.Headers;
-        string Addr(string field)
-        {
-            var value = h[field];
-            if (value == null) return "NIL";
-            InternetAddressList list;
-            try { list = InternetAddressList.Parse(ParserOptions.Default, value); }
-            catch (ParseException) { return "NIL"; }
-            var sb = new StringBuilder();
-            foreach (var a in list) AppendAddress(sb, a);
-            return sb.Length == 0 ? "NIL" : "(" + sb + ")";
-        }
-        var from = Addr("From");
-        var sender = h["Sender"] != null ? Addr("Sender") : from;
-        var replyTo = h["Reply-To"] != null ? Addr("Reply-To") : from;
-        return "(" + NString(h["Date"]) + " " + NString(h["Subject"]) + " " + from + " " + sender + " " + replyTo + " " +
-               Addr("To") + " " + Addr("Cc") + " " + Addr("Bcc") + " " + NString(h["In-Reply-To"]) + " " + NString(h["Message-ID"]) + ")";
+        foreach (var h in headers)
+            if (h.Field.Equals(name, StringComparison.OrdinalIgnoreCase)) return Imap.Envelope.Unfold(Imap.Envelope.Text(h.RawValue));
+        return null;
+    };
+
+    public string BodyStructure(bool extensible)
+    {
+        var sb = new StringBuilder(256);
+        Structure(sb, Message.Body, extensible);
+        return sb.ToString();
     }
 
-    private static void AppendAddress(StringBuilder sb, InternetAddress a)
+    private void Structure(StringBuilder sb, MimeEntity? entity, bool ext)
     {
-        if (a is MailboxAddress mb)
-        {
-            var at = mb.Address.LastIndexOf('@');
-            var local = at < 0 ? mb.Address : mb.Address[..at];
-            var domain = at < 0 ? null : mb.Address[(at + 1)..];
-            sb.Append('(').Append(NString(string.IsNullOrEmpty(mb.Name) ? null : mb.Name)).Append(" NIL ")
-              .Append(NString(local)).Append(' ').Append(NString(domain)).Append(')');
-        }
-        else if (a is GroupAddress g)
-        {
-            sb.Append("(NIL NIL ").Append(NString(g.Name)).Append(" NIL)");
-            foreach (var m in g.Members) AppendAddress(sb, m);
-            sb.Append("(NIL NIL NIL NIL)");
-        }
-    }
-
-    public string BodyStructure(bool extensible) => Structure(Message.Body, extensible);
-
-    private string Structure(MimeEntity? entity, bool ext)
-    {
-        if (entity == null) return "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)";
+        if (entity == null) { sb.Append(Imap.BodyStructure.EmptyPart); return; }
+        var fields = Fields(entity.Headers);
+        var ct = (fields("Content-Type") is { } raw ? MimeValue.ContentType(raw) : null)
+                 ?? new MimeValue(entity.ContentType.MediaType, entity.ContentType.MediaSubtype, [.. entity.ContentType.Parameters.Select(p => (p.Name, p.Value))]);
         if (entity is Multipart multi)
         {
-            var sb = new StringBuilder("(");
-            foreach (var child in multi) sb.Append(Structure(child, ext));
-            if (multi.Count == 0) sb.Append("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
-            sb.Append(' ').Append(Quote(multi.ContentType.MediaSubtype.ToLowerInvariant()));
-            if (ext)
-                sb.Append(' ').Append(Params(multi.ContentType.Parameters)).Append(' ').Append(Disposition(multi)).Append(' ')
-                  .Append(Language(multi)).Append(' ').Append(NString(multi.Headers[HeaderId.ContentLocation]));
-            return sb.Append(')').ToString();
+            sb.Append('(');
+            foreach (var child in multi) Structure(sb, child, ext);
+            if (multi.Count == 0) sb.Append(Imap.BodyStructure.EmptyPart);
+            sb.Append(' ').Append(Quote(ct.Subtype));
+            if (ext) Imap.BodyStructure.AppendMultipartExtension(sb, ct, fields);
+            sb.Append(')');
+            return;
         }
-        var ct = entity.ContentType;
         _ranges.TryGetValue(entity, out var r);
-        long size = Math.Max(0, r.End - r.HeadersEnd);
-        var s = new StringBuilder("(");
-        s.Append(Quote(ct.MediaType.ToLowerInvariant())).Append(' ').Append(Quote(ct.MediaSubtype.ToLowerInvariant())).Append(' ')
-         .Append(Params(ct.Parameters)).Append(' ')
-         .Append(NString(entity.Headers[HeaderId.ContentId])).Append(' ')
-         .Append(NString(entity.Headers[HeaderId.ContentDescription])).Append(' ')
-         .Append(Quote((entity.Headers[HeaderId.ContentTransferEncoding] ?? "7bit").Trim().ToLowerInvariant())).Append(' ')
-         .Append(size.ToString(CultureInfo.InvariantCulture));
-        if (entity is MessagePart { Message: not null } mp && ct.IsMimeType("message", "rfc822"))
-        {
-            s.Append(' ').Append(EnvelopeOf(mp.Message)).Append(' ').Append(Structure(mp.Message.Body, ext)).Append(' ').Append(LinesOf(entity, r));
-        }
-        else if (ct.MediaType.Equals("text", StringComparison.OrdinalIgnoreCase))
-        {
-            s.Append(' ').Append(LinesOf(entity, r));
-        }
-        if (ext)
-            s.Append(' ').Append(NString(entity.Headers[HeaderId.ContentMd5])).Append(' ').Append(Disposition(entity)).Append(' ')
-             .Append(Language(entity)).Append(' ').Append(NString(entity.Headers[HeaderId.ContentLocation]));
-        return s.Append(')').ToString();
+        Action<StringBuilder>? inner = null;
+        if (entity is MessagePart { Message: not null } mp && entity.ContentType.IsMimeType("message", "rfc822"))
+            inner = s =>
+            {
+                s.Append(Imap.Envelope.Build(Fields(mp.Message.Headers))).Append(' ');
+                Structure(s, mp.Message.Body, ext);
+            };
+        Imap.BodyStructure.AppendLeaf(sb, ct, fields, Math.Max(0, r.End - r.HeadersEnd), LinesOf(r), inner, ext);
     }
 
     /// <summary>Lines of the body: counted from its bytes (MimeKit's count includes the header).</summary>
-    private int LinesOf(MimeEntity entity, (long Begin, long HeadersEnd, long End, int Lines) r)
+    private int LinesOf((long Begin, long HeadersEnd, long End, int Lines) r)
     {
-        if (_leafLines is { } leaf) return leaf;
         var from = (int)Math.Min(r.HeadersEnd, Bytes.Length);
         var to = (int)Math.Min(r.End, Bytes.Length);
         return to > from ? Bytes.AsSpan(from, to - from).Count((byte)'\n') : 0;
-    }
-
-    private static string Params(ParameterList list)
-    {
-        if (list.Count == 0) return "NIL";
-        return "(" + string.Join(' ', list.Select(p => Quote(p.Name.ToLowerInvariant()) + " " + Quote(p.Value))) + ")";
-    }
-
-    private static string Disposition(MimeEntity e)
-    {
-        var d = e.ContentDisposition;
-        return d == null ? "NIL" : "(" + Quote(d.Disposition.ToLowerInvariant()) + " " + Params(d.Parameters) + ")";
-    }
-
-    private static string Language(MimeEntity e)
-    {
-        var l = e.Headers[HeaderId.ContentLanguage];
-        return l == null ? "NIL" : "(" + string.Join(' ', l.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Quote)) + ")";
     }
 
     public static string NString(string? s) => s == null ? "NIL" : Quote(s);
