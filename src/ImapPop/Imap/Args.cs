@@ -221,6 +221,48 @@ internal sealed class SequenceSet
         return false;
     }
 
+    /// <summary>
+    /// The sequence numbers (1-based) of <paramref name="count"/> messages that the set names, in
+    /// order, by sequence number or, given <paramref name="uidAt"/> (the UID at a 0-based
+    /// position, ascending), by UID. Each range is a run of positions, found for UIDs by binary
+    /// search.
+    /// </summary>
+    public List<int> Resolve(int count, Func<int, uint>? uidAt)
+    {
+        var result = new List<int>();
+        if (count == 0) return result;
+        uint max = uidAt != null ? uidAt(count - 1) : (uint)count;
+        var runs = new List<(int First, int Last)>(Ranges.Count);
+        foreach (var (from, to) in Ranges)
+        {
+            uint lo = from == Star ? max : from, hi = to == Star ? max : to;
+            if (lo > hi) (lo, hi) = (hi, lo);
+            int first = uidAt != null ? FirstAbove(lo - 1) : (int)Math.Min(lo - 1, (uint)count);
+            int last = (uidAt != null ? FirstAbove(hi) : (int)Math.Min(hi, (uint)count)) - 1;
+            if (first <= last) runs.Add((first, last));
+        }
+        if (runs.Count > 1) runs.Sort();
+        // Sorted by start, each run adds only what the runs before it did not: unique and in order.
+        int next = 0;
+        foreach (var (first, last) in runs)
+        {
+            for (int i = Math.Max(first, next); i <= last; i++) result.Add(i + 1);
+            next = Math.Max(next, last + 1);
+        }
+        return result;
+
+        int FirstAbove(uint value) // the first position whose UID is above value
+        {
+            int a = 0, b = count;
+            while (a < b)
+            {
+                int mid = (a + b) >>> 1;
+                if (uidAt!(mid) <= value) a = mid + 1; else b = mid;
+            }
+            return a;
+        }
+    }
+
     public override string ToString() => string.Join(',', Ranges.Select(r =>
         r.From == r.To ? V(r.From) : $"{V(r.From)}:{V(r.To)}"));
 

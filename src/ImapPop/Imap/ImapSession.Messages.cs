@@ -382,23 +382,14 @@ internal sealed partial class ImapSession
         int length;
         try
         {
-            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
-            if (fs.Length > int.MaxValue / 2) return false;
-            length = (int)fs.Length;
-            buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
-            fs.ReadExactly(buffer, 0, length);
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            length = MessageView.ReadPooled(handle, path, out buffer);
         }
         catch (FileNotFoundException) { return false; }
         try
         {
             var data = buffer.AsSpan(0, length);
-            int bare = 0;
-            for (int i = data.IndexOf((byte)'\n'); i >= 0; )
-            {
-                if (i == 0 || data[i - 1] != '\r') bare++;
-                var next = data[(i + 1)..].IndexOf((byte)'\n');
-                i = next < 0 ? -1 : i + 1 + next;
-            }
+            int bare = data.Count((byte)'\n') - data.Count("\r\n"u8);
             conn.BufferText($"{label} {{{length + bare}}}\r\n");
             var output = conn.Output.GetSpan(length + bare);
             int o = 0, start = 0;

@@ -5,6 +5,8 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
+using Mail.Shared.Maildir;
+using Microsoft.Win32.SafeHandles;
 using MimeKit;
 
 namespace Mail.ImapPop.Imap;
@@ -41,24 +43,46 @@ internal sealed class MessageView
         Interlocked.Increment(ref Loads);
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         var time = File.GetLastWriteTimeUtc(handle).Ticks;
-        var length = RandomAccess.GetLength(handle);
-        if (length > Array.MaxLength / 2) throw new IOException("message too large to index: " + path);
-        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Max(1, length));
+        var n = ReadPooled(handle, path, out var buffer);
         try
         {
-            int n = 0;
-            while (n < length)
-            {
-                int read = RandomAccess.Read(handle, buffer.AsSpan(n, (int)length - n), n);
-                if (read == 0) break;
-                n += read;
-            }
             if (Imap.BodyStructure.Scan(buffer, n) is { } scanned) return new(scanned.Envelope, scanned.BodyStructure, scanned.Body, time);
             var (envelope, structure, body) = Parsed(buffer.AsSpan(0, n).ToArray());
             return new(envelope, structure, body, time);
         }
         finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
+
+    /// <summary>
+    /// Reads a whole message file into a buffer from the shared pool (the caller returns it) and
+    /// gives its length. The S= size in the name tells how much to ask for: a read of one byte
+    /// more comes back short at the end of the file, so no stat is needed; a name that says too
+    /// little only costs a larger buffer.
+    /// </summary>
+    public static int ReadPooled(SafeFileHandle handle, string path, out byte[] buffer)
+    {
+        long hint = MaildirQuota.SizeFromName(path) ?? RandomAccess.GetLength(handle);
+        buffer = ArrayPool<byte>.Shared.Rent((int)Math.Clamp(hint + 1, 1, MaxMessage));
+        int n = 0;
+        while (true)
+        {
+            if (n == buffer.Length)
+            {
+                var length = RandomAccess.GetLength(handle);
+                if (length >= MaxMessage) { ArrayPool<byte>.Shared.Return(buffer); throw new IOException("message too large: " + path); }
+                var larger = ArrayPool<byte>.Shared.Rent((int)Math.Max(length + 1, (long)buffer.Length * 2));
+                buffer.AsSpan(0, n).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(buffer);
+                buffer = larger;
+            }
+            int want = buffer.Length - n;
+            int read = RandomAccess.Read(handle, buffer.AsSpan(n, want), n);
+            n += read;
+            if (read < want) return n; // a regular file reads short only at its end
+        }
+    }
+
+    private static readonly long MaxMessage = Array.MaxLength / 2;
 
     /// <summary>ENVELOPE, BODYSTRUCTURE and BODY from MimeKit's full parse of a message's bytes.</summary>
     public static (string Envelope, string BodyStructure, string Body) Parsed(byte[] raw)

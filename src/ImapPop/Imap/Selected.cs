@@ -95,16 +95,8 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
     public int Count => Messages.Count;
     public uint Max(bool uid) => Messages.Count == 0 ? 0 : uid ? Messages[^1].Uid : (uint)Messages.Count;
 
-    /// <summary>The sequence numbers (1-based) of the messages a set names.</summary>
-    public List<int> Resolve(SequenceSet set, bool uid)
-    {
-        var result = new List<int>();
-        if (Messages.Count == 0) return result;
-        uint max = Max(uid);
-        for (int i = 0; i < Messages.Count; i++)
-            if (set.Contains(uid ? Messages[i].Uid : (uint)(i + 1), max)) result.Add(i + 1);
-        return result;
-    }
+    /// <summary>The sequence numbers (1-based) of the messages a set names, in order.</summary>
+    public List<int> Resolve(SequenceSet set, bool uid) => set.Resolve(Messages.Count, uid ? i => Messages[i].Uid : null);
 
     /// <summary>Syncs with the folder and returns the untagged responses that tell the client (EXPUNGE first).</summary>
     public List<string> Refresh(bool allowExpunge, Func<SelectedMessage, string> flagsOf)
