@@ -128,7 +128,7 @@ internal sealed partial class ImapSession
         MaildirDelivery.Chown(tmp, _user!.Uid, _user.Gid);
         File.SetLastWriteTimeUtc(tmp, (date ?? DateTimeOffset.UtcNow).UtcDateTime);
         var baseName = $"{tmpName},S={size},W={size + lines}";
-        var final = Path.Combine(folder.Path, "cur", baseName + ":2," + new string(letters.Distinct().Order().ToArray()));
+        var final = Path.Combine(folder.Path, "cur", baseName + ":2," + MaildirFolder.NormalizeFlags(letters));
         File.Move(tmp, final);
         MaildirDelivery.FsyncDirectory(Path.Combine(folder.Path, "cur"));
         MaildirQuota.Add(_user.Maildir, size, 1);
@@ -466,11 +466,17 @@ internal sealed partial class ImapSession
             stored.Add(seq);
             string Apply(string current) => op switch
             {
-                "FLAGS" => letters + new string(current.Where(c => !"DFRST".Contains(c) && c is not (>= 'a' and <= 'z')).ToArray()),
+                // FLAGS replaces the system flags and keywords; letters of other meanings stay.
+                "FLAGS" => letters + Without(current, (c, _) => "DFRST".Contains(c) || c is >= 'a' and <= 'z'),
                 "+FLAGS" => current + letters,
-                _ => new string(current.Where(c => !letters.Contains(c)).ToArray()),
+                _ => Without(current, (c, l) => l.Contains(c)),
             };
-            var expected = new string(Apply(m.File.Flags).Distinct().Order().ToArray());
+            string Without(string current, Func<char, string, bool> drop)
+            {
+                if (!current.Any(c => drop(c, letters))) return current;
+                return new string(current.Where(c => !drop(c, letters)).ToArray());
+            }
+            var expected = MaildirFolder.NormalizeFlags(Apply(m.File.Flags));
             if (expected != m.File.Flags || op == "FLAGS")
             {
                 // Applied to the flags on disk: another session's change since our last look is kept.
@@ -528,7 +534,7 @@ internal sealed partial class ImapSession
             var baseName = target.Path == s.Folder.Path ? MaildirDelivery.UniqueName() + SizeSuffix(m.BaseName) : m.BaseName;
             if (File.Exists(Path.Combine(target.Path, "cur", baseName + ":2," + flags)) || Directory.EnumerateFiles(Path.Combine(target.Path, "cur"), baseName + ":2,*").Any())
                 baseName = MaildirDelivery.UniqueName() + SizeSuffix(m.BaseName);
-            var dest = Path.Combine(target.Path, "cur", baseName + ":2," + new string(flags.ToString().Distinct().Order().ToArray()));
+            var dest = Path.Combine(target.Path, "cur", baseName + ":2," + MaildirFolder.NormalizeFlags(flags.ToString()));
             Link(m.Path, dest);
             copied.Add((m.Uid, baseName));
         }

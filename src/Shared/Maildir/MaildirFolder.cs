@@ -233,8 +233,8 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             var name = System.IO.Path.GetFileName(path);
             int colon = name.IndexOf(":2,", StringComparison.Ordinal);
             var onDisk = colon < 0 ? "" : name[(colon + 3)..];
-            var flags = new string(change(onDisk).Distinct().Order().ToArray());
-            var target = System.IO.Path.Combine(Path, "cur", message.BaseName + ":2," + flags);
+            var flags = NormalizeFlags(change(onDisk));
+            var target = string.Concat(Path, "/cur/", message.BaseName, ":2,", flags);
             if (target == path && File.Exists(path)) return (target, flags);
             if (MaildirDelivery.TryRename(path, target)) return (target, flags);
             // Renamed meanwhile: find it by its base name and apply the change to what it has now.
@@ -243,6 +243,24 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             path = now;
         }
         return null;
+    }
+
+    /// <summary>Flag letters as a Maildir name has them: each once, in ASCII order (the string itself when it already is).</summary>
+    public static string NormalizeFlags(string flags)
+    {
+        bool ordered = true;
+        for (int i = 1; i < flags.Length && ordered; i++) ordered = flags[i - 1] < flags[i];
+        if (ordered) return flags;
+        Span<bool> seen = stackalloc bool[128];
+        int count = 0;
+        foreach (var c in flags)
+        {
+            if (c >= 128) return new string(flags.Distinct().Order().ToArray());
+            if (!seen[c]) { seen[c] = true; count++; }
+        }
+        Span<char> result = stackalloc char[count];
+        for (int c = 0, k = 0; c < 128; c++) if (seen[c]) result[k++] = (char)c;
+        return new string(result);
     }
 
     /// <summary>The file of a message by its base name, wherever a rename has put it; null if none.</summary>
