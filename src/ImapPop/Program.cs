@@ -49,6 +49,7 @@ namespace Mail.ImapPop
                         : new ImapSession(c, auth, () => cert, options, tls).RunAsync());
             }, TimeSpan.FromSeconds(10));
             app.Lifetime.ApplicationStopped.Register(() => { hub.Dispose(); auth.Dispose(); });
+            app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));
             return app;
         }
     }

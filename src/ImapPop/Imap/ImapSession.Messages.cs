@@ -459,6 +459,7 @@ internal sealed partial class ImapSession
         var modified = new List<uint>();
         var stored = new List<int>();
         var changes = new List<(uint, string)>();
+        using var cur = s.Folder.OpenCur();
         foreach (var seq in s.Resolve(set, uid))
         {
             var m = s.Messages[seq - 1];
@@ -480,7 +481,7 @@ internal sealed partial class ImapSession
             if (expected != m.File.Flags || op == "FLAGS")
             {
                 // Applied to the flags on disk: another session's change since our last look is kept.
-                if (s.Folder.SetFlags(m.File, Apply) is { } done && done.Flags != m.File.Flags)
+                if (s.Folder.SetFlags(m.File, Apply, cur) is { } done && done.Flags != m.File.Flags)
                 {
                     s.Messages[seq - 1] = m = m with { File = m.File with { Path = done.Path, Flags = done.Flags } };
                     changes.Add((m.Uid, done.Flags));

@@ -153,6 +153,49 @@ public static partial class MaildirDelivery
     [LibraryImport("libc", EntryPoint = "rename", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int RenameNative(string from, string to);
 
+    /// <summary>
+    /// An open directory, for renames within it by name alone (renameat(2)): the kernel does not
+    /// walk the directory's path again for each of many renames.
+    /// </summary>
+    public sealed class OpenDirectory : IDisposable
+    {
+        private int _fd;
+
+        public string Path { get; }
+
+        public OpenDirectory(string path)
+        {
+            Path = path;
+            _fd = OpenNative(path, 0x10000 | 0x80000); // O_RDONLY | O_DIRECTORY | O_CLOEXEC
+            if (_fd < 0) throw new IOException($"cannot open directory {path} (errno {Marshal.GetLastPInvokeError()})");
+        }
+
+        /// <summary>Renames one entry of the directory; false if it is gone.</summary>
+        public bool TryRename(string from, string to)
+        {
+            ObjectDisposedException.ThrowIf(_fd < 0, this);
+            if (RenameAtNative(_fd, from, _fd, to) == 0) return true;
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == 2) return false;
+            throw new IOException($"rename {from} -> {to} in {Path} failed (errno {errno})");
+        }
+
+        public void Dispose()
+        {
+            if (_fd >= 0) CloseNative(_fd);
+            _fd = -1;
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int OpenNative(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int CloseNative(int fd);
+
+    [LibraryImport("libc", EntryPoint = "renameat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int RenameAtNative(int fromDir, string from, int toDir, string to);
+
     /// <summary>A hard link (link(2)); true on success.</summary>
     public static bool TryLink(string from, string to) => LinkFile(from, to) == 0;
 

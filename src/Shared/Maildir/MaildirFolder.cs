@@ -225,7 +225,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
     /// the flags the file has on disk, so a change made meanwhile by another session or server
     /// is kept, not overwritten. Returns the new path and flags, or null if the message is gone.
     /// </summary>
-    public (string Path, string Flags)? SetFlags(FolderMessage message, Func<string, string> change)
+    public (string Path, string Flags)? SetFlags(FolderMessage message, Func<string, string> change, MaildirDelivery.OpenDirectory? cur = null)
     {
         var path = message.Path;
         for (int attempt = 0; attempt < 5; attempt++)
@@ -234,15 +234,24 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             int colon = name.IndexOf(":2,", StringComparison.Ordinal);
             var onDisk = colon < 0 ? "" : name[(colon + 3)..];
             var flags = NormalizeFlags(change(onDisk));
-            var target = string.Concat(Path, "/cur/", message.BaseName, ":2,", flags);
+            var targetName = string.Concat(message.BaseName, ":2,", flags);
+            var target = string.Concat(Path, "/cur/", targetName);
             if (target == path && File.Exists(path)) return (target, flags);
-            if (MaildirDelivery.TryRename(path, target)) return (target, flags);
+            bool inCur = cur != null && path.Length == cur.Path.Length + 1 + name.Length && path.StartsWith(cur.Path, StringComparison.Ordinal);
+            if (inCur ? cur!.TryRename(name, targetName) : MaildirDelivery.TryRename(path, target)) return (target, flags);
             // Renamed meanwhile: find it by its base name and apply the change to what it has now.
             var now = Find(message.BaseName);
             if (now == null) return null;
             path = now;
         }
         return null;
+    }
+
+    /// <summary>The folder's cur/ opened for many flag changes in a row (SetFlags); null if it cannot be opened.</summary>
+    public MaildirDelivery.OpenDirectory? OpenCur()
+    {
+        try { return new(System.IO.Path.Combine(Path, "cur")); }
+        catch (IOException) { return null; }
     }
 
     /// <summary>Flag letters as a Maildir name has them: each once, in ASCII order (the string itself when it already is).</summary>

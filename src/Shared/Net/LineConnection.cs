@@ -145,6 +145,7 @@ public sealed class LineConnection : IAsyncDisposable
             Volatile.Write(ref _readSince, Environment.TickCount64);
             var result = await Input.ReadAsync().ConfigureAwait(false);
             Volatile.Write(ref _readSince, 0);
+            IdleMemoryTrim.Touch();
             if (result.IsCanceled)
             {
                 if (_shuttingDown || _timedOut) return null;

@@ -1,0 +1,59 @@
+// Gives memory back once a busy spell is over. The garbage collector runs
+// when the allocations since its last run reach its budget, so after a burst
+// (logins, a large listing) the garbage of the burst can stay resident for
+// as long as the daemon then sits idle, which for an IMAP server holding
+// thousands of IDLE connections is most of the time. When no connection has
+// read anything for a few seconds and enough was allocated since the last
+// trim, one full collection runs and returns the freed memory to the system
+// (the role Dovecot's hibernation of idle sessions plays).
+using System.Runtime;
+
+namespace Mail.Shared.Net;
+
+public static class IdleMemoryTrim
+{
+    private static long _lastActivity = Environment.TickCount64;
+
+    /// <summary>Quiet for this long before a trim.</summary>
+    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(3);
+
+    /// <summary>Allocated since the last trim before another is worth it.</summary>
+    public const long MinAllocated = 8 << 20;
+
+    /// <summary>Notes that a connection did something (called on each read).</summary>
+    public static void Touch() => Volatile.Write(ref _lastActivity, Environment.TickCount64);
+
+    private static int _running;
+
+    /// <summary>How many trims have run (for tests and logs).</summary>
+    public static int Trims => Volatile.Read(ref _trims);
+    private static int _trims;
+
+    /// <summary>Runs the trim loop until <paramref name="stopping"/> (one loop per process: a second call while one runs does nothing).</summary>
+    public static void Start(CancellationToken stopping)
+    {
+        if (Interlocked.Exchange(ref _running, 1) == 1) return;
+        _ = Task.Run(() => LoopAsync(stopping));
+    }
+
+    private static async Task LoopAsync(CancellationToken stopping)
+    {
+        long allocatedAtTrim = GC.GetTotalAllocatedBytes();
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping))
+            {
+                if (Environment.TickCount64 - Volatile.Read(ref _lastActivity) < Quiet.TotalMilliseconds) continue;
+                var allocated = GC.GetTotalAllocatedBytes();
+                if (allocated - allocatedAtTrim < MinAllocated) continue;
+                GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
+                GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+                allocatedAtTrim = GC.GetTotalAllocatedBytes();
+                Interlocked.Increment(ref _trims);
+            }
+        }
+        catch (OperationCanceledException) { }
+        finally { Volatile.Write(ref _running, 0); }
+    }
+}
