@@ -311,12 +311,13 @@ internal sealed class MessageView
     public static string Quote(string s)
     {
         s = s.Trim();
-        if (s.Any(c => c is '\r' or '\n' or '\0') || s.Length > 1000)
+        if (s.AsSpan().ContainsAny('\r', '\n', '\0') || s.Length > 1000)
         {
             var clean = s.Replace("\r", "").Replace("\n", "").Replace("\0", "");
             var n = Encoding.UTF8.GetByteCount(clean);
             return "{" + n.ToString(CultureInfo.InvariantCulture) + "}\r\n" + clean;
         }
+        if (!s.AsSpan().ContainsAny('\\', '"')) return string.Concat("\"", s, "\"");
         return "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
     }
 }
