@@ -121,7 +121,7 @@ internal sealed class ModSeqStore
         var tmp = _path + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
         try
         {
-            using (var w = new BinaryWriter(File.Create(tmp)))
+            using (var w = new BinaryWriter(new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024)))
             {
                 w.Write(Version);
                 w.Write(_uidValidity);
