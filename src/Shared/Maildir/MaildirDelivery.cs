@@ -196,6 +196,18 @@ public static partial class MaildirDelivery
     [LibraryImport("libc", EntryPoint = "renameat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int RenameAtNative(int fromDir, string from, int toDir, string to);
 
+    /// <summary>unlink(2); false if the name is gone.</summary>
+    public static bool TryUnlink(string path)
+    {
+        if (UnlinkNative(path) == 0) return true;
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == 2) return false; // ENOENT
+        throw new IOException($"unlink {path} failed (errno {errno})");
+    }
+
+    [LibraryImport("libc", EntryPoint = "unlink", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int UnlinkNative(string path);
+
     /// <summary>A hard link (link(2)); true on success.</summary>
     public static bool TryLink(string from, string to) => LinkFile(from, to) == 0;
 

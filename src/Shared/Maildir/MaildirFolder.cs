@@ -155,7 +155,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             list = Locked(() =>
             {
                 var current = ReadUidList() ?? new UidList((uint)DateTimeOffset.UtcNow.ToUnixTimeSeconds(), 1, Guid.NewGuid().ToString("N"), new(StringComparer.Ordinal));
-                files = Scan(); // again, under the lock
+                files = Confirm(Scan(), files, current.Uids.Keys); // again, under the lock
                 var next = current.NextUid;
                 var uids = new Dictionary<string, uint>(StringComparer.Ordinal);
                 foreach (var (name, uid) in current.Uids) if (files.ContainsKey(name)) uids[name] = uid;
@@ -193,7 +193,31 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             foreach (var key in shared.Keys) if (!present.Contains(key)) shared.TryRemove(key, out _);
         }
         messages.Sort((a, b) => a.Uid.CompareTo(b.Uid));
+        if (LatestNames.TryGetValue(Path, out var latest) && latest.Count > messages.Count + 1024) latest.Clear(); // names of messages gone meanwhile
         return new FolderState(list.UidValidity, list.NextUid, messages);
+    }
+
+    /// <summary>
+    /// A rename by another session while readdir(3) runs can hide a file from one scan (its
+    /// old name already passed, its new name not yet reached), and a listed message must not
+    /// look expunged for that: it would lose its UID. What either scan saw stands (the later
+    /// scan's name first), and a listed message neither saw is looked for under the name it
+    /// was last seen with. Only a message found nowhere is gone.
+    /// </summary>
+    private Dictionary<string, (string Path, string Flags, bool InNew)> Confirm(
+        Dictionary<string, (string Path, string Flags, bool InNew)> latest, Dictionary<string, (string Path, string Flags, bool InNew)> earlier, IEnumerable<string> listed)
+    {
+        foreach (var (name, entry) in earlier)
+            if (!latest.ContainsKey(name) && File.Exists(entry.Path)) latest[name] = entry;
+        Dictionary<string, FolderMessage>? lastSeen = null;
+        foreach (var name in listed)
+        {
+            if (latest.ContainsKey(name)) continue;
+            lastSeen ??= States.TryGetValue(Path, out var cached) ? cached.State.Messages.ToDictionary(m => m.BaseName, StringComparer.Ordinal) : [];
+            if (lastSeen.TryGetValue(name, out var m) && File.Exists(m.Path))
+                latest[name] = (m.Path, m.Flags, m.Path.Contains("/new/", StringComparison.Ordinal));
+        }
+        return latest;
     }
 
     /// <summary>The records of each folder's files, shared by all sessions (a record is immutable; a rename makes a new one).</summary>
@@ -238,7 +262,11 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             var target = string.Concat(Path, "/cur/", targetName);
             if (target == path && File.Exists(path)) return (target, flags);
             bool inCur = cur != null && path.Length == cur.Path.Length + 1 + name.Length && path.StartsWith(cur.Path, StringComparison.Ordinal);
-            if (inCur ? cur!.TryRename(name, targetName) : MaildirDelivery.TryRename(path, target)) return (target, flags);
+            if (inCur ? cur!.TryRename(name, targetName) : MaildirDelivery.TryRename(path, target))
+            {
+                Renamed(message.BaseName, target);
+                return (target, flags);
+            }
             // Renamed meanwhile: find it by its base name and apply the change to what it has now.
             var now = Find(message.BaseName);
             if (now == null) return null;
@@ -272,10 +300,29 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         return new string(result);
     }
 
-    /// <summary>The file of a message by its base name, wherever a rename has put it; null if none.</summary>
-    private string? Find(string baseName) =>
-        Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), baseName + ":2,*").FirstOrDefault() ??
-        Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), baseName + "*").FirstOrDefault();
+    /// <summary>
+    /// The file of a message by its base name, wherever a rename has put it; null if none. The
+    /// last name a session of this process gave it is tried first; then the directories are
+    /// read, three times before the message counts as gone, since a rename by another process
+    /// while readdir(3) runs can hide a file from one reading.
+    /// </summary>
+    private string? Find(string baseName)
+    {
+        if (LatestNames.TryGetValue(Path, out var names) && names.TryGetValue(baseName, out var latest) && File.Exists(latest)) return latest;
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            var found = Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), baseName + ":2,*").FirstOrDefault() ??
+                        Directory.EnumerateFiles(System.IO.Path.Combine(Path, "new"), baseName + "*").FirstOrDefault();
+            if (found != null) return found;
+        }
+        return null;
+    }
+
+    /// <summary>The name each message last got from a flag change in this process, by folder and base name.</summary>
+    private static readonly ConcurrentDictionary<string, ConcurrentDictionary<string, string>> LatestNames = new(StringComparer.Ordinal);
+
+    private void Renamed(string baseName, string path) =>
+        LatestNames.GetOrAdd(Path, _ => new ConcurrentDictionary<string, string>(StringComparer.Ordinal))[baseName] = path;
 
     /// <summary>
     /// Removes a message's file, wherever another session's rename has put it meanwhile (a
@@ -283,14 +330,13 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
     /// </summary>
     public void Delete(FolderMessage message)
     {
-        var path = message.Path;
-        for (int attempt = 0; attempt < 5; attempt++)
+        string? path = message.Path;
+        for (int attempt = 0; attempt < 5 && path != null; attempt++)
         {
-            File.Delete(path); // no error when the name is already gone
-            var still = Find(message.BaseName);
-            if (still == null) return;
-            path = still;
+            if (MaildirDelivery.TryUnlink(path)) break;
+            path = Find(message.BaseName);
         }
+        if (LatestNames.TryGetValue(Path, out var names)) names.TryRemove(message.BaseName, out _);
     }
 
     /// <summary>The keywords of dovecot-keywords, by index (flag letter 'a' + index).</summary>

@@ -10,33 +10,41 @@ using System.Runtime;
 
 namespace Mail.Shared.Net;
 
-public static class IdleMemoryTrim
+public sealed class IdleMemoryTrim(Func<long> lastActivity)
 {
-    private static long _lastActivity = Environment.TickCount64;
-
     /// <summary>Quiet for this long before a trim.</summary>
     public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(3);
 
     /// <summary>Allocated since the last trim before another is worth it.</summary>
     public const long MinAllocated = 8 << 20;
 
-    /// <summary>Notes that a connection did something (called on each read).</summary>
-    public static void Touch() => Volatile.Write(ref _lastActivity, Environment.TickCount64);
-
+    private static long _lastActivity = Environment.TickCount64;
     private static int _running;
 
-    /// <summary>How many trims have run (for tests and logs).</summary>
-    public static int Trims => Volatile.Read(ref _trims);
-    private static int _trims;
+    /// <summary>Notes that a connection did something (LineConnection calls it on each read).</summary>
+    public static void Touch() => Volatile.Write(ref _lastActivity, Environment.TickCount64);
 
-    /// <summary>Runs the trim loop until <paramref name="stopping"/> (one loop per process: a second call while one runs does nothing).</summary>
+    /// <summary>
+    /// Runs the process's trim, driven by the connections' reads, until <paramref name="stopping"/>;
+    /// a second call while one runs does nothing.
+    /// </summary>
     public static void Start(CancellationToken stopping)
     {
         if (Interlocked.Exchange(ref _running, 1) == 1) return;
-        _ = Task.Run(() => LoopAsync(stopping));
+        _ = Task.Run(async () =>
+        {
+            try { await new IdleMemoryTrim(() => Volatile.Read(ref _lastActivity)).RunAsync(stopping); }
+            finally { Volatile.Write(ref _running, 0); }
+        });
     }
 
-    private static async Task LoopAsync(CancellationToken stopping)
+    private int _trims;
+
+    /// <summary>How many trims this loop has run.</summary>
+    public int Trims => Volatile.Read(ref _trims);
+
+    /// <summary>Checks once a second; trims when it has been quiet and enough was allocated.</summary>
+    public async Task RunAsync(CancellationToken stopping)
     {
         long allocatedAtTrim = GC.GetTotalAllocatedBytes();
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
@@ -44,9 +52,8 @@ public static class IdleMemoryTrim
         {
             while (await timer.WaitForNextTickAsync(stopping))
             {
-                if (Environment.TickCount64 - Volatile.Read(ref _lastActivity) < Quiet.TotalMilliseconds) continue;
-                var allocated = GC.GetTotalAllocatedBytes();
-                if (allocated - allocatedAtTrim < MinAllocated) continue;
+                if (Environment.TickCount64 - lastActivity() < Quiet.TotalMilliseconds) continue;
+                if (GC.GetTotalAllocatedBytes() - allocatedAtTrim < MinAllocated) continue;
                 GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
                 GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
                 allocatedAtTrim = GC.GetTotalAllocatedBytes();
@@ -54,6 +61,5 @@ public static class IdleMemoryTrim
             }
         }
         catch (OperationCanceledException) { }
-        finally { Volatile.Write(ref _running, 0); }
     }
 }

@@ -163,7 +163,8 @@ public sealed partial class MtaTests
         const string id = "0123456789AB";
         File.WriteAllBytes(Path.Combine(_authd.Dir["spool/deferred"], id), "MQF\u0001garbage that is no queue file"u8.ToArray());
         Assert.That(await Wait.UntilAsync(() => File.Exists(Path.Combine(_authd.Dir["spool/corrupt"], id)), TimeSpan.FromSeconds(30)), Is.True);
-        Assert.That(_authd.Log(), Does.Contain($"{id}: queue file is corrupt; moved to corrupt/"));
+        // The log line follows the move.
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains($"{id}: queue file is corrupt; moved to corrupt/"), TimeSpan.FromSeconds(10)), Is.True, _authd.Log());
         var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "bob@example.org", "--body", "still working"]);
         Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
         Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);

@@ -7,20 +7,26 @@ namespace Mail.Tests.Net;
 public sealed class IdleMemoryTrimTests
 {
     [Test]
-    public async Task A_quiet_spell_after_allocating_brings_one_trim()
+    public async Task A_quiet_spell_after_allocating_brings_one_trim_and_activity_holds_it_back()
     {
+        long lastActivity = Environment.TickCount64;
+        var trim = new IdleMemoryTrim(() => Interlocked.Read(ref lastActivity));
         using var stop = new CancellationTokenSource();
-        IdleMemoryTrim.Start(stop.Token);
-        var before = IdleMemoryTrim.Trims;
-        // A burst: more garbage than the trim's threshold, while a connection is "active".
-        for (int i = 0; i < 64; i++) { IdleMemoryTrim.Touch(); GC.KeepAlive(new byte[1 << 20]); }
+        var loop = trim.RunAsync(stop.Token);
+        // A busy spell: more garbage than the threshold while connections keep reading.
+        var busyUntil = DateTime.UtcNow + TimeSpan.FromSeconds(2);
+        while (DateTime.UtcNow < busyUntil)
+        {
+            Interlocked.Exchange(ref lastActivity, Environment.TickCount64);
+            GC.KeepAlive(new byte[1 << 20]);
+            await Task.Delay(10);
+        }
+        Assert.That(trim.Trims, Is.EqualTo(0), "no trim while connections are busy");
+        // Then quiet: one trim follows.
         var deadline = DateTime.UtcNow + IdleMemoryTrim.Quiet + TimeSpan.FromSeconds(10);
-        while (IdleMemoryTrim.Trims == before && DateTime.UtcNow < deadline) await Task.Delay(100);
-        Assert.That(IdleMemoryTrim.Trims, Is.GreaterThan(before), "a trim ran once the process was quiet");
-        // Quiet and nothing allocated since: no further trim.
-        var after = IdleMemoryTrim.Trims;
-        await Task.Delay(IdleMemoryTrim.Quiet + TimeSpan.FromSeconds(2));
-        Assert.That(IdleMemoryTrim.Trims, Is.EqualTo(after), "no trim without new garbage");
+        while (trim.Trims == 0 && DateTime.UtcNow < deadline) await Task.Delay(100);
+        Assert.That(trim.Trims, Is.EqualTo(1), "a trim once the process was quiet");
         stop.Cancel();
+        await loop;
     }
 }
