@@ -47,6 +47,7 @@ try
         authd_socket = {dir}/authd.sock
         spool_dir = {dir}/spool
         lmtp_destination = 127.0.0.1:{lmtpPort}
+        defer_transports = smtp
         hostname = mx.bench.test
         log_file = {dir}/mtad.log
         """);

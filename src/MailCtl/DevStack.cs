@@ -77,6 +77,9 @@ internal static class DevStack
             pickup_socket = {root}/run/pickup
             hostname = localhost
             log_file = {root}/log/mtad.log
+            # Mail for other domains stays queued on the dev stack; for a server that sends it,
+            # remove this line and set hostname to the name its IP address resolves to.
+            defer_transports = smtp
             """,
             r => ["SMTP (MX)     127.0.0.1:2525", "submission    127.0.0.1:2587   (STARTTLS, AUTH)", "submissions   127.0.0.1:2465   (implicit TLS, AUTH)",
                   $"pickup        unix:{r}/run/pickup   (sendmail: MAIL_PICKUP_SOCKET={r}/run/pickup)"],

@@ -5,12 +5,15 @@
 // them talk to one destination (Postfix's default_destination_concurrency_limit).
 // Per-recipient results are honoured: only recipients that got a 4xx are
 // tried again. Local recipients (after AuthD's alias expansion) go by LMTP to
-// lmtp_destination. What is still to do for a message is kept in state/ID
+// lmtp_destination; others by SMTP to their domain's MX hosts or the relay
+// host (SmtpDelivery, NextHop). What is still to do for a message is kept in state/ID
 // beside the queue file: "ATTEMPTS[ warned]" then the remaining recipients,
 // its mtime being the next attempt.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using Grpc.Core;
 using Mail.Shared.Auth;
@@ -21,7 +24,8 @@ using NLog;
 namespace Mail.Mta;
 
 internal sealed record QueueOptions(string LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime,
-    TimeSpan DelayWarning, int MaxDeliveries = 100, int DestinationConcurrency = 20);
+    TimeSpan DelayWarning, int MaxDeliveries = 100, int DestinationConcurrency = 20,
+    string RelayHost = "", int SmtpPort = 25, IReadOnlyList<string>? DnsServers = null, TlsLevel SmtpTls = TlsLevel.May, bool DeferRemote = false);
 
 internal sealed class QueueManager(Spool spool, RecipientCache recipients, QueueOptions options)
 {
@@ -31,6 +35,11 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     private readonly ConcurrentDictionary<string, Task> _inFlight = new();
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _destinations = new();
     private readonly LmtpClient _lmtp = new(options.LmtpDestination, options.Hostname);
+    private readonly NextHop _nextHop = new(options.RelayHost, options.SmtpPort, options.DnsServers ?? []);
+    private readonly SmtpDelivery _smtp = new(options.Hostname, options.SmtpTls);
+
+    /// <summary>MX hosts (addresses) tried per delivery, as Postfix's smtp_mx_address_limit.</summary>
+    private const int MaxHosts = 5;
     private string StateDir => Path.Combine(spool.Root, "state");
 
     public void Wake()
@@ -147,6 +156,12 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         var failed = new List<RecipientNotice>();
         var delivered = new List<RecipientNotice>();
         var local = new Dictionary<string, List<string>>(StringComparer.Ordinal); // LMTP target -> envelope recipients
+        var remote = new Dictionary<string, List<(string Rcpt, string Target)>>(StringComparer.OrdinalIgnoreCase); // domain -> (recipient, address)
+        void Remote(string rcpt, string target)
+        {
+            var domain = target[(target.LastIndexOf('@') + 1)..];
+            (remote.TryGetValue(domain, out var list) ? list : remote[domain] = []).Add((rcpt, target));
+        }
         HashSet<string>? deliveredTo = null;
         foreach (var rcpt in remaining)
         {
@@ -158,7 +173,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 case RecipientStatus.Ok:
                     foreach (var t in r.Targets)
                     {
-                        if (!t.Local) { deferred.Add((rcpt, $"delivery to remote address <{t.Address}> is not available yet")); continue; }
+                        if (!t.Local) { Remote(rcpt, t.Address); continue; }
                         // As Postfix's local(8): a message that already went to this mailbox has come back round a forwarding loop.
                         deliveredTo ??= DeliveredTo(path, chunks);
                         if (deliveredTo.Contains(t.Address))
@@ -174,7 +189,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                     deferred.Add((rcpt, "temporary lookup failure"));
                     break;
                 case RecipientStatus.NotOurDomain:
-                    deferred.Add((rcpt, "delivery to remote domains is not available yet"));
+                    Remote(rcpt, rcpt);
                     break;
                 default:
                     LogResult(id, envelope, rcpt, rcpt, "none", started, "5.1.1", "bounced", "user unknown");
@@ -212,6 +227,9 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             }
             finally { destination.Release(); }
         }
+        foreach (var (domain, list) in remote)
+            if (options.DeferRemote) deferred.AddRange(list.Select(x => (x.Rcpt, "deferred transport (defer_transports = smtp)")));
+            else await DeliverRemoteAsync(id, envelope, path, chunks, domain, list, started, delivered, failed, deferred, ct);
         var still = deferred.Select(d => d.Rcpt).Distinct().ToList();
         var age = DateTimeOffset.UtcNow - envelope.Arrival;
         if (still.Count > 0 && age > options.Lifetime)
@@ -249,6 +267,73 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         File.Move(tmp, statePath, overwrite: true);
         Spool.FsyncDirectory(StateDir);
         spool.Move(id, QueueDir.Active, QueueDir.Deferred, durable: false);
+    }
+
+    /// <summary>
+    /// Mail for one other domain, by SMTP: to its MX hosts (or the relay host) in order until
+    /// one takes the transaction; then each recipient is sent, bounced or deferred by that
+    /// host's answer. When no host can be reached, all are deferred with the last error.
+    /// </summary>
+    private async Task DeliverRemoteAsync(string id, QueueEnvelope envelope, string path, IReadOnlyList<(long Offset, int Length)> chunks, string domain,
+        List<(string Rcpt, string Target)> list, Stopwatch started, List<RecipientNotice> delivered, List<RecipientNotice> failed,
+        List<(string Rcpt, string Why)> deferred, CancellationToken ct)
+    {
+        var destination = Destination("smtp:" + domain.ToLowerInvariant());
+        await destination.WaitAsync(ct);
+        try
+        {
+            var route = await _nextHop.ResolveAsync(domain, ct);
+            if (route.Hops.Count == 0)
+            {
+                foreach (var (rcpt, target) in list)
+                {
+                    if (!route.Permanent) { deferred.Add((rcpt, route.Why!)); continue; }
+                    LogResult(id, envelope, target, rcpt, "none", started, route.Dsn!, "bounced", route.Why!);
+                    failed.Add(new RecipientNotice(rcpt, route.Dsn!, "550 " + route.Dsn + " " + route.Why));
+                }
+                return;
+            }
+            var targets = list.Select(x => x.Target).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+            long size = chunks.Sum(c => (long)c.Length);
+            string lastError = "no host to try";
+            foreach (var hop in route.Hops.Take(MaxHosts))
+            {
+                SmtpDelivery.Outcome outcome;
+                try
+                {
+                    outcome = await _smtp.DeliverAsync(new IPEndPoint(hop.Address, hop.Port), hop.Name, envelope.Sender, targets, size,
+                        s => QueueFileReader.CopyContent(path, chunks, s), ct);
+                }
+                catch (Exception e) when (e is IOException or SocketException or System.Security.Authentication.AuthenticationException
+                                          || (e is OperationCanceledException && !ct.IsCancellationRequested))
+                {
+                    lastError = e.Message;
+                    Log.Info($"{id}: {hop}: {MailLog.Safe(e.Message)}");
+                    continue;
+                }
+                var relay = hop.ToString();
+                foreach (var res in outcome.Results)
+                    foreach (var (rcpt, _) in list.Where(x => x.Target.Equals(res.Recipient, StringComparison.OrdinalIgnoreCase)))
+                    {
+                        var dsn = res.Reply.Length > 8 && char.IsAsciiDigit(res.Reply[4]) ? res.Reply.Split(' ')[1] : res.Reply[..1] + ".0.0";
+                        var text = res.Ok ? res.Reply : $"host {hop.Name}[{hop.Address}] said: {res.Reply}";
+                        if (res.Ok)
+                        {
+                            LogResult(id, envelope, res.Recipient, rcpt, relay, started, dsn, "sent", res.Reply + (outcome.Encrypted ? ", TLS" : ""));
+                            delivered.Add(new RecipientNotice(rcpt, dsn, res.Reply));
+                        }
+                        else if (res.Permanent)
+                        {
+                            LogResult(id, envelope, res.Recipient, rcpt, relay, started, dsn, "bounced", text);
+                            failed.Add(new RecipientNotice(rcpt, dsn, res.Reply));
+                        }
+                        else deferred.Add((rcpt, text));
+                    }
+                return;
+            }
+            foreach (var (rcpt, _) in list) deferred.Add((rcpt, lastError));
+        }
+        finally { destination.Release(); }
     }
 
     /// <summary>The addresses of the message's Delivered-To headers, lower-cased.</summary>

@@ -30,6 +30,11 @@ public static class MtaSettings
         Setting.Duration("delay_warning_time", "4h", "A sender whose message is still queued after this long is told once (RFC 3464 \"delayed\"); 0 for never (Postfix's default is 0)."),
         Setting.Int("max_deliveries", 100, 1, 10000, "Messages in delivery at once (Postfix: default_process_limit)."),
         Setting.Int("destination_concurrency", 20, 1, 1000, "Deliveries at once to one destination (Postfix: default_destination_concurrency_limit)."),
+        Setting.Text("relayhost", "", "Next hop for mail to other domains: empty sends to each domain's MX hosts; [host]:port as it stands, host or host:port by its MX records (as Postfix's relayhost)."),
+        Setting.Int("smtp_port", 25, 1, 65535, "Port of other domains' MX hosts (25; a test network may use another)."),
+        Setting.List("dns_servers", "", "DNS servers for MX look-ups (address[:port], comma-separated); empty: those of /etc/resolv.conf."),
+        Setting.List("defer_transports", "", "Transports whose mail waits in the queue (as Postfix's defer_transports): \"smtp\" keeps mail for other domains queued until it is removed from this list."),
+        Setting.Choice("smtp_tls_security_level", "may", "TLS to other domains' hosts: may (STARTTLS when offered), encrypt (only with TLS), none.", "may", "encrypt", "none"),
         Setting.Path("log_file", "", "Log file; empty logs to standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
     ];

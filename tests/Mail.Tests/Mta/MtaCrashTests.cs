@@ -27,6 +27,7 @@ public sealed class MtaCrashTests
             authd_socket = {authd.Socket}
             spool_dir = {authd.Dir["spool"]}
             lmtp_destination = 127.0.0.1:{lmtp.Port}
+            defer_transports = smtp
             retry_min = 1s
             retry_max = 1s
             log_file = {authd.Dir["mtad.log"]}

@@ -41,6 +41,7 @@ public sealed partial class MtaTests
             authd_socket = {_authd.Socket}
             spool_dir = {_authd.Dir["spool"]}
             lmtp_destination = 127.0.0.1:{_lmtpPort}
+            defer_transports = smtp
             hostname = mx.test
             pickup_socket = {_authd.Dir["run/pickup"]}
             retry_min = 1s
