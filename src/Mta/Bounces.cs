@@ -14,7 +14,7 @@ using NLog;
 
 namespace Mail.Mta;
 
-internal enum NoticeKind { Failed, Delayed, Delivered }
+internal enum NoticeKind { Failed, Delayed, Delivered, Relayed }
 
 internal sealed record RecipientNotice(string Recipient, string Status, string Diagnostic);
 
@@ -108,7 +108,7 @@ internal static class Bounces
             var group = new HeaderList { { "Final-Recipient", "rfc822; " + r.Recipient } };
             if (envelope.Attributes.TryGetValue(Dsn.OrcptKey(r.Recipient), out var orcpt))
                 group.Add("Original-Recipient", orcpt);
-            group.Add("Action", kind switch { NoticeKind.Failed => "failed", NoticeKind.Delayed => "delayed", _ => "delivered" });
+            group.Add("Action", kind switch { NoticeKind.Failed => "failed", NoticeKind.Delayed => "delayed", NoticeKind.Relayed => "relayed", _ => "delivered" });
             group.Add("Status", r.Status);
             group.Add("Diagnostic-Code", "smtp; " + r.Diagnostic);
             if (kind == NoticeKind.Delayed) group.Add("Will-Retry-Until", MimeKit.Utils.DateUtils.FormatDate(retryUntil));

@@ -155,6 +155,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         var deferred = new List<(string Rcpt, string Why)>();
         var failed = new List<RecipientNotice>();
         var delivered = new List<RecipientNotice>();
+        var relayed = new List<RecipientNotice>();
         var local = new Dictionary<string, List<string>>(StringComparer.Ordinal); // LMTP target -> envelope recipients
         var remote = new Dictionary<string, List<(string Rcpt, string Target)>>(StringComparer.OrdinalIgnoreCase); // domain -> (recipient, address)
         void Remote(string rcpt, string target)
@@ -229,7 +230,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         }
         foreach (var (domain, list) in remote)
             if (options.DeferRemote) deferred.AddRange(list.Select(x => (x.Rcpt, "deferred transport (defer_transports = smtp)")));
-            else await DeliverRemoteAsync(id, envelope, path, chunks, domain, list, started, delivered, failed, deferred, ct);
+            else await DeliverRemoteAsync(id, envelope, path, chunks, domain, list, started, relayed, failed, deferred, ct);
         var still = deferred.Select(d => d.Rcpt).Distinct().ToList();
         var age = DateTimeOffset.UtcNow - envelope.Arrival;
         if (still.Count > 0 && age > options.Lifetime)
@@ -241,6 +242,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         bool queued = false;
         if (failed.Count > 0) queued |= await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, NoticeKind.Failed, failed) != null;
         if (delivered.Count > 0) queued |= await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, NoticeKind.Delivered, delivered) != null;
+        if (relayed.Count > 0) queued |= await Bounces.QueueAsync(spool, options.Hostname, id, envelope, path, chunks, NoticeKind.Relayed, relayed) != null;
         if (still.Count > 0 && !warned && options.DelayWarning > TimeSpan.Zero && age >= options.DelayWarning)
         {
             var delayed = still.Select(r => new RecipientNotice(r, "4.0.0", deferred.First(d => d.Rcpt == r).Why)).ToList();
@@ -275,7 +277,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     /// host's answer. When no host can be reached, all are deferred with the last error.
     /// </summary>
     private async Task DeliverRemoteAsync(string id, QueueEnvelope envelope, string path, IReadOnlyList<(long Offset, int Length)> chunks, string domain,
-        List<(string Rcpt, string Target)> list, Stopwatch started, List<RecipientNotice> delivered, List<RecipientNotice> failed,
+        List<(string Rcpt, string Target)> list, Stopwatch started, List<RecipientNotice> relayed, List<RecipientNotice> failed,
         List<(string Rcpt, string Why)> deferred, CancellationToken ct)
     {
         var destination = Destination("smtp:" + domain.ToLowerInvariant());
@@ -302,7 +304,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 try
                 {
                     outcome = await _smtp.DeliverAsync(new IPEndPoint(hop.Address, hop.Port), hop.Name, envelope.Sender, targets, size,
-                        s => QueueFileReader.CopyContent(path, chunks, s), ct);
+                        envelope.Attributes, s => QueueFileReader.CopyContent(path, chunks, s), ct);
                 }
                 catch (Exception e) when (e is IOException or SocketException or System.Security.Authentication.AuthenticationException
                                           || (e is OperationCanceledException && !ct.IsCancellationRequested))
@@ -320,7 +322,8 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                         if (res.Ok)
                         {
                             LogResult(id, envelope, res.Recipient, rcpt, relay, started, dsn, "sent", res.Reply + (outcome.Encrypted ? ", TLS" : ""));
-                            delivered.Add(new RecipientNotice(rcpt, dsn, res.Reply));
+                            // A next hop that took the DSN request reports success itself (RFC 3461 4.1); otherwise it is "relayed" here.
+                            if (!outcome.Dsn) relayed.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else if (res.Permanent)
                         {

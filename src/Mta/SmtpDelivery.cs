@@ -22,11 +22,16 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(5);
 
-    /// <summary>Whether the last transaction's connection was encrypted (for the log).</summary>
-    public sealed record Outcome(List<LmtpResult> Results, bool Encrypted);
+    /// <summary>The recipients' results; whether the connection was encrypted (for the log) and the server took DSN requests (it reports success itself).</summary>
+    public sealed record Outcome(List<LmtpResult> Results, bool Encrypted, bool Dsn = false);
 
+    /// <summary>
+    /// One transaction. The DSN requests of <paramref name="attributes"/> (RFC 3461: RET, ENVID,
+    /// NOTIFY, ORCPT) go along when the server offers DSN; BODY=8BITMIME when it offers 8BITMIME;
+    /// addresses that are not ASCII need its SMTPUTF8 (RFC 6531), or fail 5.6.7.
+    /// </summary>
     public async Task<Outcome> DeliverAsync(IPEndPoint server, string serverName, string sender, IReadOnlyList<string> recipients, long size,
-                                            Action<Stream> writeContent, CancellationToken ct)
+                                            IReadOnlyDictionary<string, string> attributes, Action<Stream> writeContent, CancellationToken ct)
     {
         using var socket = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using (var connect = CancellationTokenSource.CreateLinkedTokenSource(ct))
@@ -61,19 +66,36 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
             }
             else if (tls == TlsLevel.Encrypt) throw new IOException($"TLS is required, but was not offered by host {serverName}[{server}]");
 
-            await c.SendAsync($"MAIL FROM:<{sender}>{(ehlo.Has("SIZE") ? $" SIZE={size}" : "")}\r\n", ct);
-            var mail = await c.ReplyAsync(ct);
             var results = new List<LmtpResult>();
+            bool utf8 = !Ascii.IsValid(sender) || recipients.Any(r => !Ascii.IsValid(r));
+            if (utf8 && !ehlo.Has("SMTPUTF8"))
+            {
+                results.AddRange(recipients.Select(r => new LmtpResult(r, $"550 5.6.7 SMTPUTF8 is required, but was not offered by host {serverName}[{server.Address}]")));
+                await QuitAsync(c, ct);
+                return new Outcome(results, encrypted);
+            }
+            bool dsn = ehlo.Has("DSN");
+            var mailParams = new StringBuilder();
+            if (ehlo.Has("SIZE")) mailParams.Append(" SIZE=").Append(size);
+            if (ehlo.Has("8BITMIME")) mailParams.Append(" BODY=8BITMIME");
+            if (utf8) mailParams.Append(" SMTPUTF8");
+            if (dsn && attributes.TryGetValue("ret", out var ret)) mailParams.Append(" RET=").Append(ret);
+            if (dsn && attributes.TryGetValue("envid", out var envid)) mailParams.Append(" ENVID=").Append(envid);
+            await c.SendAsync($"MAIL FROM:<{sender}>{mailParams}\r\n", ct);
+            var mail = await c.ReplyAsync(ct);
             if (!mail.Last.StartsWith("250"))
             {
                 results.AddRange(recipients.Select(r => new LmtpResult(r, mail.Last)));
                 await QuitAsync(c, ct);
-                return new Outcome(results, encrypted);
+                return new Outcome(results, encrypted, dsn);
             }
             var accepted = new List<string>();
             foreach (var r in recipients)
             {
-                await c.SendAsync($"RCPT TO:<{r}>\r\n", ct);
+                var rcptParams = "";
+                if (dsn && attributes.TryGetValue(Dsn.NotifyKey(r), out var notify)) rcptParams += " NOTIFY=" + notify;
+                if (dsn && attributes.TryGetValue(Dsn.OrcptKey(r), out var orcpt)) rcptParams += " ORCPT=" + orcpt;
+                await c.SendAsync($"RCPT TO:<{r}>{rcptParams}\r\n", ct);
                 var reply = await c.ReplyAsync(ct);
                 if (reply.Last.StartsWith("25")) accepted.Add(r);
                 else results.Add(new LmtpResult(r, reply.Last));
@@ -94,7 +116,7 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
                 }
             }
             await QuitAsync(c, ct);
-            return new Outcome(results, encrypted);
+            return new Outcome(results, encrypted, dsn);
         }
         finally { await stream.DisposeAsync(); }
     }

@@ -108,6 +108,27 @@ public sealed class RemoteDeliveryTests
     }
 
     [Test]
+    public async Task A_success_report_request_travels_on_to_a_next_hop_that_offers_DSN()
+    {
+        await StartMtaAsync($"relayhost = [127.0.0.1]:{_remote.Port}");
+        var r = Run.Program("python3", ["-c", $$"""
+            import smtplib
+            s = smtplib.SMTP("127.0.0.1", {{_mx}}, timeout=30)
+            s.ehlo("client.example.org")
+            s.sendmail("bob@example.org", ["alice@remote.test"], "Subject: report wanted\r\n\r\nhello\r\n",
+                       mail_options=["RET=HDRS", "ENVID=job+2D7"], rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;alice@remote.test"])
+            s.quit()
+            """]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(await Wait.UntilAsync(() => Files(RemoteInbox).Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        // The next hop took NOTIFY=SUCCESS and reports the delivery itself; we send no "relayed" report of our own.
+        Assert.That(await Wait.UntilAsync(() => _remote.Log().Contains("sender delivery status notification"), TimeSpan.FromSeconds(30)), Is.True,
+            "Postfix sent the success report that was asked of it");
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains(": removed"), TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(_authd.Log(), Does.Not.Contain("delivery status notification"));
+    }
+
+    [Test]
     public async Task Mail_goes_to_the_MX_host_that_DNS_names_and_failures_come_back_as_bounces()
     {
         using var dns = DnsServer.Start("--mx-host=remote.test,mx.remote.test,10", "--host-record=mx.remote.test,127.0.0.1",
