@@ -48,6 +48,13 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
             var greeting = await c.ReplyAsync(ct);
             if (!greeting.Last.StartsWith("220")) throw new IOException($"host {serverName}[{server}] refused to talk to me: {greeting.Last}");
             var ehlo = await HelloAsync(c, ct);
+            // A next hop that greets with our own name is ourselves: the mail would go round for ever (Postfix: "loops back to myself").
+            var peerName = ehlo.Lines[0].Length > 4 ? ehlo.Lines[0][4..].Split(' ')[0] : "";
+            if (peerName.Equals(hostname, StringComparison.OrdinalIgnoreCase))
+            {
+                await QuitAsync(c, ct);
+                return new Outcome(recipients.Select(r => new LmtpResult(r, $"554 5.4.6 mail for {r[(r.LastIndexOf('@') + 1)..]} loops back to myself")).ToList(), false);
+            }
             bool encrypted = false;
             if (tls != TlsLevel.None && ehlo.Has("STARTTLS"))
             {

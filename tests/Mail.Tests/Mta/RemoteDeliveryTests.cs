@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Mail.Mta;
 using Mail.Shared.Config;
 using Mail.Shared.Net;
@@ -65,9 +66,9 @@ public sealed class RemoteDeliveryTests
         await _authd.DisposeAsync();
     }
 
-    private async Task StartMtaAsync(string extra)
+    private async Task StartMtaAsync(string extra, int mx = 0)
     {
-        _mx = Ports.Free();
+        _mx = mx != 0 ? mx : Ports.Free();
         File.WriteAllText(_authd.Dir["mtad.conf"], $"""
             mx_listen = 127.0.0.1:{_mx}
             submission_listen =
@@ -105,6 +106,20 @@ public sealed class RemoteDeliveryTests
         Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("to=<alice@remote.test>") && _authd.Log().Contains("status=sent"), TimeSpan.FromSeconds(10)), Is.True);
         Assert.That(_authd.Log(), Does.Contain($"relay=127.0.0.1[127.0.0.1]:{_remote.Port}").And.Contain(", TLS)"));
         Assert.That(text, Does.Match(@"Received: from mx\.example\.org[^\n]*\n(\s[^\n]*\n)*?\s+\(using TLS"), "the remote side's Received header tells of TLS");
+    }
+
+    [Test]
+    public async Task A_next_hop_that_is_ourselves_bounces_instead_of_looping()
+    {
+        // The relay host is this very mtad (which relays for loopback): without a check the message would go round for ever.
+        _mx = Ports.Free();
+        await StartMtaAsync($"relayhost = [127.0.0.1]:{_mx}", _mx);
+        Send("alice@remote.test", "round and round");
+        var bobInbox = Path.Combine(_authd.Dir["mail"], "example.org", "bob", "new");
+        Assert.That(await Wait.UntilAsync(() => Files(bobInbox).Length == 1, TimeSpan.FromSeconds(30)), Is.True, "a bounce reached the sender");
+        Assert.That(File.ReadAllText(Files(bobInbox)[0]), Does.Contain("5.4.6").And.Contain("loops back to myself"));
+        Assert.That(Files(RemoteInbox), Is.Empty);
+        Assert.That(Regex.Matches(_authd.Log(), "to=<alice@remote.test>").Count, Is.EqualTo(1), "one attempt, one bounce");
     }
 
     [Test]
