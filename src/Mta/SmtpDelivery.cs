@@ -33,6 +33,17 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
     public async Task<Outcome> DeliverAsync(IPEndPoint server, string serverName, string sender, IReadOnlyList<string> recipients, long size,
                                             IReadOnlyDictionary<string, string> attributes, Action<Stream> writeContent, CancellationToken ct)
     {
+        try { return await TransactAsync(server, serverName, sender, recipients, size, attributes, writeContent, tls, ct); }
+        catch (System.Security.Authentication.AuthenticationException) when (tls == TlsLevel.May)
+        {
+            // Opportunistic TLS that fails is not worth a delay: again, in plain text (as Postfix does).
+            return await TransactAsync(server, serverName, sender, recipients, size, attributes, writeContent, TlsLevel.None, ct);
+        }
+    }
+
+    private async Task<Outcome> TransactAsync(IPEndPoint server, string serverName, string sender, IReadOnlyList<string> recipients, long size,
+                                              IReadOnlyDictionary<string, string> attributes, Action<Stream> writeContent, TlsLevel tls, CancellationToken ct)
+    {
         using var socket = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using (var connect = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {

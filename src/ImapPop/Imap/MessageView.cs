@@ -1,7 +1,8 @@
 // A stored message as IMAP serves it: the file's LF lines become CRLF, MimeKit
 // parses it once, and every MIME entity's byte range (header, body) is known
 // so that BODY[section] returns exactly the bytes of the message. ENVELOPE
-// and BODYSTRUCTURE (RFC 9051 7.5.2) are built from the parse.
+// and BODYSTRUCTURE (RFC 9051 7.5.2) come from BodyStructure's one-pass scan
+// of the file, or from this parse for a message the scan does not understand.
 using System.Buffers;
 using System.Globalization;
 using System.Text;
