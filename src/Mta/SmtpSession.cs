@@ -65,7 +65,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         finally
         {
             _bdat?.Dispose();
-            Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription} helo={_helo != null} auth={_user != null} messages={_messages} errors={_errors}");
+            // As Postfix's smtpd: how many of each command, then in all.
+            var counts = string.Concat(_commands.Select(c => $" {c.Key.ToLowerInvariant()}={c.Value}"));
+            Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription}{counts} commands={_commands.Values.Sum()} messages={_messages} errors={_errors}");
         }
     }
 
@@ -83,11 +85,16 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         return true;
     }
 
+    /// <summary>Commands by verb, in the order first seen (for the disconnect line).</summary>
+    private readonly OrderedDictionary<string, int> _commands = new(StringComparer.Ordinal);
+
     private async Task<bool> CommandAsync(string line)
     {
         int sp = line.IndexOf(' ');
         var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
         var arg = sp < 0 ? "" : line[(sp + 1)..].Trim();
+        var counted = verb is "EHLO" or "HELO" or "STARTTLS" or "AUTH" or "MAIL" or "RCPT" or "DATA" or "BDAT" or "RSET" or "NOOP" or "VRFY" or "QUIT" ? verb : "UNKNOWN";
+        _commands[counted] = _commands.GetValueOrDefault(counted) + 1;
         if (verb is "NOOP" or "RSET" or "VRFY" or "HELO" or "EHLO" && ++_junk > JunkLimit && ++_errors > ErrorLimit)
         {
             Log.Warn($"{conn.SessionId}: too many junk commands from {conn.ClientDescription}");

@@ -105,6 +105,7 @@ public sealed class RemoteDeliveryTests
         Assert.That(text, Does.Contain("Subject: by the relay host").And.Contain("\n.leading dot stays"));
         Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("to=<alice@remote.test>") && _authd.Log().Contains("status=sent"), TimeSpan.FromSeconds(10)), Is.True);
         Assert.That(_authd.Log(), Does.Contain($"relay=127.0.0.1[127.0.0.1]:{_remote.Port}").And.Contain(", TLS)"));
+        Assert.That(_authd.Log(), Does.Match(@"disconnect from \[127\.0\.0\.1\]:\d+ ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5 "), "the session's commands counted as Postfix counts them");
         Assert.That(text, Does.Match(@"Received: from mx\.example\.org[^\n]*\n(\s[^\n]*\n)*?\s+\(using TLS"), "the remote side's Received header tells of TLS");
     }
 
