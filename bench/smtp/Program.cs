@@ -3,6 +3,9 @@
 // each to its own mailbox. Each row: messages per second accepted (until
 // smtp-source has its last "250") and end to end (until the last one is in
 // the Maildir), the ratios, and peak memory (mtad / all Postfix processes).
+// The "relay" rows send mail for another domain: both MTAs pass it by SMTP
+// to their relay host, Postfix's smtp-sink, which writes each message to a
+// file; end to end is until the last file is there.
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -20,7 +23,7 @@ var postconf = FindProgram("postconf")!;
 var postmap = FindProgram("postmap")!;
 var dir = Directory.CreateTempSubdirectory("smtpbench-").FullName;
 File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
-Process? authd = null, lmtpd = null, mtad = null;
+Process? authd = null, lmtpd = null, mtad = null, sink = null;
 bool postfixStarted = false;
 try
 {
@@ -29,7 +32,9 @@ try
     File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
     Directory.CreateDirectory(Path.Combine(dir, "mail"));
     Run("chown", "5000:5001", Path.Combine(dir, "mail"));
-    var (lmtpPort, oursPort, postfixPort) = (FreePort(), FreePort(), FreePort());
+    var (lmtpPort, oursPort, postfixPort, sinkPort) = (FreePort(), FreePort(), FreePort(), FreePort());
+    var sinkDir = Path.Combine(dir, "sink");
+    Directory.CreateDirectory(sinkDir);
     WriteAuthdConfig(dir, $"{dir}/mail");
     File.WriteAllText(Path.Combine(dir, "lmtpd.conf"), $"""
         listen = 127.0.0.1:{lmtpPort}
@@ -47,45 +52,53 @@ try
         authd_socket = {dir}/authd.sock
         spool_dir = {dir}/spool
         lmtp_destination = 127.0.0.1:{lmtpPort}
-        defer_transports = smtp
+        relayhost = [127.0.0.1]:{sinkPort}
         hostname = mx.bench.test
         log_file = {dir}/mtad.log
         """);
-    StartPostfix(dir, postfixPort, lmtpPort);
+    StartPostfix(dir, postfixPort, lmtpPort, sinkPort);
     postfixStarted = true;
+    File.SetUnixFileMode(sinkDir, (UnixFileMode)Convert.ToInt32("777", 8)); // smtp-sink writes as nobody
+    sink = Start(FindProgram("smtp-sink") ?? throw new InvalidOperationException("smtp-sink (package postfix) is not installed"),
+        [.. Environment.UserName == "root" ? new[] { "-u", "nobody" } : [], "-4", "-h", "sink.relay.test", "-d", sinkDir + "/", $"127.0.0.1:{sinkPort}", "256"]);
     authd = Start(Path.Combine(bin, "authd"), "--config", Path.Combine(dir, "authd.conf"));
     await WaitForFile(Path.Combine(dir, "authd.sock"));
     lmtpd = Start(Path.Combine(bin, "lmtpd"), "--config", Path.Combine(dir, "lmtpd.conf"));
     mtad = Start(Path.Combine(bin, "mtad"), "--config", Path.Combine(dir, "mtad.conf"));
-    foreach (var p in new[] { lmtpPort, oursPort, postfixPort }) await WaitForPort(p);
+    foreach (var p in new[] { lmtpPort, oursPort, postfixPort, sinkPort }) await WaitForPort(p);
 
     Console.WriteLine($"bench/smtp: smtp-source (one message per connection) into mtad and Postfix, both by LMTP into one lmtpd; median of 3 alternating rounds;");
-    Console.WriteLine($"  both warmed with 1500 messages first; spools and Maildir on {dir}; Postfix memory is the sum of its processes' peaks");
-    Console.WriteLine($"{"size",-6}{"sessions",9}{"msgs",6}{"accept mtad/s",15}{"postfix/s",11}{"ratio",7}{"e2e mtad/s",12}{"postfix/s",11}{"ratio",7}   peak memory (mtad / all Postfix processes)");
+    Console.WriteLine($"  both warmed with 1500 messages (and 500 relayed) first; spools and Maildir on {dir}; Postfix memory is the sum of its processes' peaks");
+    Console.WriteLine($"{"size",-10}{"sessions",9}{"msgs",6}{"accept mtad/s",15}{"postfix/s",11}{"ratio",7}{"e2e mtad/s",12}{"postfix/s",11}{"ratio",7}   peak memory (mtad / all Postfix processes)");
     // Warm-up: JIT compilation for ours, process start-up and caches for Postfix.
     await Measure(smtpSource, oursPort, Path.Combine(dir, "mail/bench.test/ours/new"), "ours@bench.test", 4096, 4, 1500);
     await Measure(smtpSource, postfixPort, Path.Combine(dir, "mail/bench.test/postfix/new"), "postfix@bench.test", 4096, 4, 1500);
+    await Measure(smtpSource, oursPort, sinkDir, "someone@relay.test", 4096, 4, 500);
+    await Measure(smtpSource, postfixPort, sinkDir, "someone@relay.test", 4096, 4, 500);
     var master = int.Parse(File.ReadAllText(Path.Combine(dir, "postfix/queue/pid/master.pid")).Trim());
-    foreach (var (size, sessions, count) in new[] { (4096, 1, 400), (4096, 20, 2000), (102400, 1, 200), (102400, 20, 600) })
+    foreach (var (size, sessions, count, relay) in new[] { (4096, 1, 400, false), (4096, 20, 2000, false), (102400, 1, 200, false), (102400, 20, 600, false),
+                 (4096, 1, 400, true), (4096, 20, 2000, true) })
     {
         int n = Math.Max(20, (int)(count * scale));
         // Three alternating rounds, each side first in turn; the median of each.
         var runs = new Dictionary<bool, List<(double Accept, double EndToEnd)>> { [true] = [], [false] = [] };
         for (int round = 0; round < 3; round++)
             foreach (var ours in round % 2 == 0 ? new[] { true, false } : [false, true])
-                runs[ours].Add(await Measure(smtpSource, ours ? oursPort : postfixPort, Path.Combine(dir, "mail/bench.test", ours ? "ours" : "postfix", "new"),
-                    ours ? "ours@bench.test" : "postfix@bench.test", size, sessions, n));
+                runs[ours].Add(await Measure(smtpSource, ours ? oursPort : postfixPort,
+                    relay ? sinkDir : Path.Combine(dir, "mail/bench.test", ours ? "ours" : "postfix", "new"),
+                    relay ? "someone@relay.test" : ours ? "ours@bench.test" : "postfix@bench.test", size, sessions, n));
         (double Accept, double EndToEnd) Median(List<(double Accept, double EndToEnd)> r) =>
             (r.Select(x => x.Accept).Order().ElementAt(1), r.Select(x => x.EndToEnd).Order().ElementAt(1));
         var (o, p) = (Median(runs[true]), Median(runs[false]));
         var postfixKb = Descendants(master).Append(master).Sum(PeakKb);
-        Console.WriteLine($"{size / 1024 + "K",-6}{sessions,9}{n,6}{o.Accept,15:0}{p.Accept,11:0}{o.Accept / p.Accept,7:0.00}{o.EndToEnd,12:0}{p.EndToEnd,11:0}{o.EndToEnd / p.EndToEnd,7:0.00}   " +
+        Console.WriteLine($"{size / 1024 + "K" + (relay ? " relay" : ""),-10}{sessions,9}{n,6}{o.Accept,15:0}{p.Accept,11:0}{o.Accept / p.Accept,7:0.00}{o.EndToEnd,12:0}{p.EndToEnd,11:0}{o.EndToEnd / p.EndToEnd,7:0.00}   " +
                           $"{PeakKb(mtad.Id) / 1024.0:0.0} MiB / {postfixKb / 1024.0:0.0} MiB");
     }
 }
 finally
 {
     if (mtad != null) Stop(mtad);
+    if (sink != null) Stop(sink);
     if (postfixStarted) Run(postfix, "-c", Path.Combine(dir, "postfix/etc"), "stop");
     if (lmtpd != null) Stop(lmtpd);
     if (authd != null) Stop(authd);
@@ -93,7 +106,7 @@ finally
 }
 return 0;
 
-void StartPostfix(string root, int port, int lmtpPort)
+void StartPostfix(string root, int port, int lmtpPort, int sinkPort)
 {
     var etc = Path.Combine(root, "postfix/etc");
     Directory.CreateDirectory(etc);
@@ -115,7 +128,7 @@ void StartPostfix(string root, int port, int lmtpPort)
         ["compatibility_level"] = "3.6", ["queue_directory"] = Path.Combine(root, "postfix/queue"), ["data_directory"] = Path.Combine(root, "postfix/data"),
         ["inet_interfaces"] = "127.0.0.1", ["inet_protocols"] = "ipv4", ["mydestination"] = "", ["myhostname"] = "mx.postfix.test",
         ["mynetworks"] = "127.0.0.0/8", ["maillog_file"] = Path.Combine(root, "postfix/maillog"), ["maillog_file_prefixes"] = root,
-        ["relayhost"] = "", ["default_transport"] = "discard:", ["smtputf8_enable"] = "no",
+        ["relayhost"] = $"[127.0.0.1]:{sinkPort}", ["default_transport"] = "smtp", ["smtputf8_enable"] = "no",
         ["virtual_mailbox_domains"] = "bench.test", ["virtual_mailbox_maps"] = $"hash:{etc}/vmailbox",
         ["virtual_transport"] = $"lmtp:inet:127.0.0.1:{lmtpPort}",
     };
