@@ -1,5 +1,7 @@
-// The MTA's SMTP client (RFC 5321) for mail to other domains: one
-// transaction on one connection to one host, as Postfix's smtp(8) makes it.
+// The MTA's SMTP client (RFC 5321) for mail to other domains, as Postfix's
+// smtp(8): a connection is kept for a few seconds after its transaction and
+// used for the next one to the same host (RSET after one that did not end in
+// a delivery; a kept connection found dead before MAIL is replaced).
 // EHLO (HELO when refused), STARTTLS when offered (RFC 3207; with
 // smtp_tls_security_level = may an unverified certificate is accepted, as
 // opportunistic TLS does; = encrypt refuses to go on without TLS), MAIL with
@@ -8,6 +10,7 @@
 // lengths and a time limit. A failure before any recipient has an answer is
 // thrown (the caller tries the next MX host); after that, every recipient
 // gets the reply that concerns it.
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -33,39 +36,60 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
     public async Task<Outcome> DeliverAsync(IPEndPoint server, string serverName, string sender, IReadOnlyList<string> recipients, long size,
                                             IReadOnlyDictionary<string, string> attributes, Action<Stream> writeContent, CancellationToken ct)
     {
-        try { return await TransactAsync(server, serverName, sender, recipients, size, attributes, writeContent, tls, ct); }
+        // A connection kept from an earlier transaction first; one that went away while idle is replaced.
+        while (TakeIdle(server) is { } cached)
+        {
+            try
+            {
+                var outcome = await TransactAsync(cached, server, serverName, sender, recipients, size, attributes, writeContent, ct);
+                await KeepAsync(server, cached);
+                return outcome;
+            }
+            catch (Exception e) when (e is IOException or SocketException && !cached.Started) { await cached.DisposeAsync(); }
+            catch { await cached.DisposeAsync(); throw; }
+        }
+        Session session;
+        try { session = await OpenAsync(server, serverName, tls, ct); }
         catch (System.Security.Authentication.AuthenticationException) when (tls == TlsLevel.May)
         {
             // Opportunistic TLS that fails is not worth a delay: again, in plain text (as Postfix does).
-            return await TransactAsync(server, serverName, sender, recipients, size, attributes, writeContent, TlsLevel.None, ct);
+            session = await OpenAsync(server, serverName, TlsLevel.None, ct);
         }
-    }
-
-    private async Task<Outcome> TransactAsync(IPEndPoint server, string serverName, string sender, IReadOnlyList<string> recipients, long size,
-                                              IReadOnlyDictionary<string, string> attributes, Action<Stream> writeContent, TlsLevel tls, CancellationToken ct)
-    {
-        using var socket = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using (var connect = CancellationTokenSource.CreateLinkedTokenSource(ct))
-        {
-            connect.CancelAfter(ConnectTimeout);
-            try { await socket.ConnectAsync(server, connect.Token); }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested) { throw new IOException($"connect to {serverName}[{server}]: timed out"); }
-            catch (SocketException e) { throw new IOException($"connect to {serverName}[{server}]: {e.Message}"); }
-        }
-        Stream stream = new NetworkStream(socket, ownsSocket: false);
-        var c = new Wire(stream);
         try
         {
+            // A next hop that greets with our own name is ourselves: the mail would go round for ever (Postfix: "loops back to myself").
+            var peerName = session.Ehlo.Lines[0].Length > 4 ? session.Ehlo.Lines[0][4..].Split(' ')[0] : "";
+            if (peerName.Equals(hostname, StringComparison.OrdinalIgnoreCase))
+            {
+                session.Usable = false;
+                return new Outcome(recipients.Select(r => new LmtpResult(r, $"554 5.4.6 mail for {r[(r.LastIndexOf('@') + 1)..]} loops back to myself")).ToList(), false);
+            }
+            var outcome = await TransactAsync(session, server, serverName, sender, recipients, size, attributes, writeContent, ct);
+            await KeepAsync(server, session);
+            session = null!;
+            return outcome;
+        }
+        finally { if (session != null) await session.DisposeAsync(); }
+    }
+
+    /// <summary>Connected, greeted, EHLO (HELO) said, and TLS when offered and allowed.</summary>
+    private async Task<Session> OpenAsync(IPEndPoint server, string serverName, TlsLevel tls, CancellationToken ct)
+    {
+        var socket = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            using (var connect = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            {
+                connect.CancelAfter(ConnectTimeout);
+                try { await socket.ConnectAsync(server, connect.Token); }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested) { throw new IOException($"connect to {serverName}[{server}]: timed out"); }
+                catch (SocketException e) { throw new IOException($"connect to {serverName}[{server}]: {e.Message}"); }
+            }
+            Stream stream = new NetworkStream(socket, ownsSocket: true);
+            var c = new Wire(stream);
             var greeting = await c.ReplyAsync(ct);
             if (!greeting.Last.StartsWith("220")) throw new IOException($"host {serverName}[{server}] refused to talk to me: {greeting.Last}");
             var ehlo = await HelloAsync(c, ct);
-            // A next hop that greets with our own name is ourselves: the mail would go round for ever (Postfix: "loops back to myself").
-            var peerName = ehlo.Lines[0].Length > 4 ? ehlo.Lines[0][4..].Split(' ')[0] : "";
-            if (peerName.Equals(hostname, StringComparison.OrdinalIgnoreCase))
-            {
-                await QuitAsync(c, ct);
-                return new Outcome(recipients.Select(r => new LmtpResult(r, $"554 5.4.6 mail for {r[(r.LastIndexOf('@') + 1)..]} loops back to myself")).ToList(), false);
-            }
             bool encrypted = false;
             if (tls != TlsLevel.None && ehlo.Has("STARTTLS"))
             {
@@ -83,60 +107,136 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
                 else if (tls == TlsLevel.Encrypt) throw new IOException($"TLS is required, but {serverName}[{server}] refused STARTTLS: {go.Last}");
             }
             else if (tls == TlsLevel.Encrypt) throw new IOException($"TLS is required, but was not offered by host {serverName}[{server}]");
+            return new Session(stream, c, ehlo, encrypted);
+        }
+        catch { socket.Dispose(); throw; }
+    }
 
-            var results = new List<LmtpResult>();
-            bool utf8 = !Ascii.IsValid(sender) || recipients.Any(r => !Ascii.IsValid(r));
-            if (utf8 && !ehlo.Has("SMTPUTF8"))
-            {
-                results.AddRange(recipients.Select(r => new LmtpResult(r, $"550 5.6.7 SMTPUTF8 is required, but was not offered by host {serverName}[{server.Address}]")));
-                await QuitAsync(c, ct);
-                return new Outcome(results, encrypted);
-            }
-            bool dsn = ehlo.Has("DSN");
-            var mailParams = new StringBuilder();
-            if (ehlo.Has("SIZE")) mailParams.Append(" SIZE=").Append(size);
-            if (ehlo.Has("8BITMIME")) mailParams.Append(" BODY=8BITMIME");
-            if (utf8) mailParams.Append(" SMTPUTF8");
-            if (dsn && attributes.TryGetValue("ret", out var ret)) mailParams.Append(" RET=").Append(ret);
-            if (dsn && attributes.TryGetValue("envid", out var envid)) mailParams.Append(" ENVID=").Append(envid);
-            await c.SendAsync($"MAIL FROM:<{sender}>{mailParams}\r\n", ct);
-            var mail = await c.ReplyAsync(ct);
-            if (!mail.Last.StartsWith("250"))
-            {
-                results.AddRange(recipients.Select(r => new LmtpResult(r, mail.Last)));
-                await QuitAsync(c, ct);
-                return new Outcome(results, encrypted, dsn);
-            }
-            var accepted = new List<string>();
-            foreach (var r in recipients)
-            {
-                var rcptParams = "";
-                if (dsn && attributes.TryGetValue(Dsn.NotifyKey(r), out var notify)) rcptParams += " NOTIFY=" + notify;
-                if (dsn && attributes.TryGetValue(Dsn.OrcptKey(r), out var orcpt)) rcptParams += " ORCPT=" + orcpt;
-                await c.SendAsync($"RCPT TO:<{r}>{rcptParams}\r\n", ct);
-                var reply = await c.ReplyAsync(ct);
-                if (reply.Last.StartsWith("25")) accepted.Add(r);
-                else results.Add(new LmtpResult(r, reply.Last));
-            }
-            if (accepted.Count > 0)
-            {
-                await c.SendAsync("DATA\r\n", ct);
-                var data = await c.ReplyAsync(ct);
-                if (!data.Last.StartsWith("354")) results.AddRange(accepted.Select(r => new LmtpResult(r, data.Last)));
-                else
-                {
-                    var dots = new DotStuffingStream(stream);
-                    writeContent(dots);
-                    dots.Finish();
-                    await stream.FlushAsync(ct);
-                    var done = await c.ReplyAsync(ct);
-                    results.AddRange(accepted.Select(r => new LmtpResult(r, done.Last)));
-                }
-            }
-            await QuitAsync(c, ct);
+    private async Task<Outcome> TransactAsync(Session session, IPEndPoint server, string serverName, string sender, IReadOnlyList<string> recipients, long size,
+                                              IReadOnlyDictionary<string, string> attributes, Action<Stream> writeContent, CancellationToken ct)
+    {
+        var (c, ehlo, encrypted) = (session.Wire, session.Ehlo, session.Encrypted);
+        session.Started = false;
+        var results = new List<LmtpResult>();
+        bool utf8 = !Ascii.IsValid(sender) || recipients.Any(r => !Ascii.IsValid(r));
+        if (utf8 && !ehlo.Has("SMTPUTF8"))
+        {
+            results.AddRange(recipients.Select(r => new LmtpResult(r, $"550 5.6.7 SMTPUTF8 is required, but was not offered by host {serverName}[{server.Address}]")));
+            return new Outcome(results, encrypted);
+        }
+        bool dsn = ehlo.Has("DSN");
+        var mailParams = new StringBuilder();
+        if (ehlo.Has("SIZE")) mailParams.Append(" SIZE=").Append(size);
+        if (ehlo.Has("8BITMIME")) mailParams.Append(" BODY=8BITMIME");
+        if (utf8) mailParams.Append(" SMTPUTF8");
+        if (dsn && attributes.TryGetValue("ret", out var ret)) mailParams.Append(" RET=").Append(ret);
+        if (dsn && attributes.TryGetValue("envid", out var envid)) mailParams.Append(" ENVID=").Append(envid);
+        await c.SendAsync($"MAIL FROM:<{sender}>{mailParams}\r\n", ct);
+        var mail = await c.ReplyAsync(ct);
+        session.Started = true;
+        if (!mail.Last.StartsWith("250"))
+        {
+            results.AddRange(recipients.Select(r => new LmtpResult(r, mail.Last)));
+            await ResetAsync(session, ct);
             return new Outcome(results, encrypted, dsn);
         }
-        finally { await stream.DisposeAsync(); }
+        var accepted = new List<string>();
+        foreach (var r in recipients)
+        {
+            var rcptParams = "";
+            if (dsn && attributes.TryGetValue(Dsn.NotifyKey(r), out var notify)) rcptParams += " NOTIFY=" + notify;
+            if (dsn && attributes.TryGetValue(Dsn.OrcptKey(r), out var orcpt)) rcptParams += " ORCPT=" + orcpt;
+            await c.SendAsync($"RCPT TO:<{r}>{rcptParams}\r\n", ct);
+            var reply = await c.ReplyAsync(ct);
+            if (reply.Last.StartsWith("25")) accepted.Add(r);
+            else results.Add(new LmtpResult(r, reply.Last));
+        }
+        if (accepted.Count == 0) { await ResetAsync(session, ct); return new Outcome(results, encrypted, dsn); }
+        await c.SendAsync("DATA\r\n", ct);
+        var data = await c.ReplyAsync(ct);
+        if (!data.Last.StartsWith("354"))
+        {
+            results.AddRange(accepted.Select(r => new LmtpResult(r, data.Last)));
+            await ResetAsync(session, ct);
+            return new Outcome(results, encrypted, dsn);
+        }
+        var dots = new DotStuffingStream(session.Stream);
+        writeContent(dots);
+        dots.Finish();
+        await session.Stream.FlushAsync(ct);
+        var done = await c.ReplyAsync(ct);
+        results.AddRange(accepted.Select(r => new LmtpResult(r, done.Last)));
+        if (!done.Last.StartsWith('2')) await ResetAsync(session, ct);
+        return new Outcome(results, encrypted, dsn);
+    }
+
+    /// <summary>RSET after a transaction that did not end in a delivery; a connection that does not take it is not kept.</summary>
+    private static async Task ResetAsync(Session session, CancellationToken ct)
+    {
+        try
+        {
+            await session.Wire.SendAsync("RSET\r\n", ct);
+            if (!(await session.Wire.ReplyAsync(ct)).Last.StartsWith("250")) session.Usable = false;
+        }
+        catch (IOException) { session.Usable = false; }
+    }
+
+    // ---- connections kept for reuse (as Postfix's smtp connection cache) ----
+
+    private static readonly TimeSpan IdleLimit = TimeSpan.FromSeconds(5);
+    private const int MaxIdlePerHost = 20;
+    private readonly ConcurrentDictionary<IPEndPoint, ConcurrentBag<Session>> _idle = new();
+
+    private Session? TakeIdle(IPEndPoint server)
+    {
+        if (!_idle.TryGetValue(server, out var bag)) return null;
+        while (bag.TryTake(out var s))
+        {
+            if (DateTime.UtcNow - s.LastUsed <= IdleLimit) return s;
+            _ = s.DisposeAsync().AsTask();
+        }
+        return null;
+    }
+
+    private async Task KeepAsync(IPEndPoint server, Session session)
+    {
+        var bag = _idle.GetOrAdd(server, _ => []);
+        if (!session.Usable || bag.Count >= MaxIdlePerHost) { await session.DisposeAsync(); return; }
+        session.LastUsed = DateTime.UtcNow;
+        bag.Add(session);
+        // Connections idle too long anywhere are closed now rather than left to the other side's timeout.
+        foreach (var (_, other) in _idle)
+            foreach (var s in other.ToArray())
+                if (DateTime.UtcNow - s.LastUsed > IdleLimit && other.TryTake(out var old))
+                {
+                    if (DateTime.UtcNow - old.LastUsed > IdleLimit) await old.DisposeAsync();
+                    else other.Add(old);
+                }
+    }
+
+    /// <summary>One connection: its stream (plain or TLS), reply reader, EHLO reply and state.</summary>
+    private sealed class Session(Stream stream, Wire wire, Reply ehlo, bool encrypted) : IAsyncDisposable
+    {
+        public Stream Stream { get; } = stream;
+        public Wire Wire { get; } = wire;
+        public Reply Ehlo { get; } = ehlo;
+        public bool Encrypted { get; } = encrypted;
+        public DateTime LastUsed { get; set; } = DateTime.UtcNow;
+        /// <summary>The current transaction got an answer to MAIL: a failure now is not a stale connection's.</summary>
+        public bool Started { get; set; }
+        public bool Usable { get; set; } = true;
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                using var quit = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await Wire.SendAsync("QUIT\r\n", quit.Token);
+                await Wire.ReplyAsync(quit.Token);
+            }
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException) { }
+            await Stream.DisposeAsync();
+        }
     }
 
     private async Task<Reply> HelloAsync(Wire c, CancellationToken ct)
@@ -148,16 +248,6 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
         var helo = await c.ReplyAsync(ct);
         if (!helo.Last.StartsWith("250")) throw new IOException("HELO refused: " + helo.Last);
         return helo;
-    }
-
-    private static async Task QuitAsync(Wire c, CancellationToken ct)
-    {
-        try
-        {
-            await c.SendAsync("QUIT\r\n", ct);
-            await c.ReplyAsync(ct);
-        }
-        catch (IOException) { } // the transaction's outcome stands
     }
 
     /// <summary>A reply: its lines (continuations included) and its last line.</summary>

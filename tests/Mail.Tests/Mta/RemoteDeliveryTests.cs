@@ -110,6 +110,22 @@ public sealed class RemoteDeliveryTests
     }
 
     [Test]
+    public async Task Messages_in_a_row_to_one_host_share_a_connection()
+    {
+        await StartMtaAsync($"relayhost = [127.0.0.1]:{_remote.Port}");
+        Send("alice@remote.test", "first");
+        Assert.That(await Wait.UntilAsync(() => Files(RemoteInbox).Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        Send("carol@remote.test", "second");
+        Assert.That(await Wait.UntilAsync(() => Files(RemoteInbox).Length == 2, TimeSpan.FromSeconds(30)), Is.True);
+        Send("dave@remote.test", "third");
+        Assert.That(await Wait.UntilAsync(() => Files(RemoteInbox).Length == 3, TimeSpan.FromSeconds(30)), Is.True);
+        // (The start-up probe of the test's Postfix connects and leaves at once: not counted.)
+        var log = _remote.Log();
+        Assert.That(Regex.Matches(log, @"smtpd\[\d+\]: connect from").Count - Regex.Matches(log, "lost connection after CONNECT").Count, Is.EqualTo(1),
+            "one connection for three messages");
+    }
+
+    [Test]
     public async Task A_next_hop_that_is_ourselves_bounces_instead_of_looping()
     {
         // The relay host is this very mtad (which relays for loopback): without a check the message would go round for ever.
