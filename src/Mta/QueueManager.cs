@@ -76,6 +76,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         // left in active/ is requeued at the next start.
         await Task.WhenAll(_inFlight.Values);
         _lmtp.Dispose();
+        _smtp.Dispose();
     }
 
     private async Task ScanAsync(CancellationToken ct)

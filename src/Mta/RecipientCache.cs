@@ -1,9 +1,10 @@
-// Recipient look-ups through AuthD, with the positive answers kept for a few
-// seconds (recipient_cache_ttl) as Postfix's processes keep their map
-// look-ups: a burst of mail for one mailbox asks AuthD once, not twice per
-// message (smtpd's RCPT and the queue manager's delivery). Only "deliver
-// there" answers are kept, so a mailbox or alias added is seen at once;
-// one removed is seen within the TTL (LMTP refuses it meanwhile).
+// Recipient look-ups through AuthD, with the answers "deliver there" and "not
+// our domain" kept for a few seconds (recipient_cache_ttl) as Postfix's
+// processes keep their map look-ups: a burst of mail for one address asks
+// AuthD once, not twice per message (smtpd's RCPT and the queue manager's
+// delivery). "Unknown" is not kept, so a mailbox or alias added is seen at
+// once; one removed, or a domain added, is seen within the TTL (LMTP refuses
+// a removed mailbox meanwhile).
 using System.Collections.Concurrent;
 using Mail.Shared.Auth;
 
@@ -20,7 +21,7 @@ internal sealed class RecipientCache(AuthClient auth, TimeSpan ttl, int maxEntri
         var request = new ResolveRecipientRequest { Address = address };
         if (client != null) request.Client = client;
         var reply = await auth.Api.ResolveRecipientAsync(request, cancellationToken: ct);
-        if (ttl > TimeSpan.Zero && reply.Status == RecipientStatus.Ok)
+        if (ttl > TimeSpan.Zero && reply.Status is RecipientStatus.Ok or RecipientStatus.NotOurDomain)
         {
             if (_cache.Count >= maxEntries) _cache.Clear(); // crude, bounded, and rare
             _cache[address] = (reply, now + (long)ttl.TotalMilliseconds);

@@ -20,7 +20,7 @@ namespace Mail.Mta;
 
 internal enum TlsLevel { None, May, Encrypt }
 
-internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
+internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(5);
@@ -212,6 +212,13 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls)
                     if (DateTime.UtcNow - old.LastUsed > IdleLimit) await old.DisposeAsync();
                     else other.Add(old);
                 }
+    }
+
+    /// <summary>Says QUIT on every kept connection.</summary>
+    public void Dispose()
+    {
+        foreach (var (_, bag) in _idle)
+            while (bag.TryTake(out var s)) s.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
     }
 
     /// <summary>One connection: its stream (plain or TLS), reply reader, EHLO reply and state.</summary>
