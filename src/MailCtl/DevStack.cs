@@ -16,7 +16,7 @@ namespace Mail.MailCtl;
 internal static class DevStack
 {
     /// <summary>One program of the stack: its executable, its configuration and what to print.</summary>
-    private sealed record Service(string Program, string ConfigText, Func<string, IEnumerable<string>> Listens, Func<string, CancellationToken, Task<bool>> Ready);
+    internal sealed record Service(string Program, string ConfigText, Func<string, IEnumerable<string>> Listens, Func<string, CancellationToken, Task<bool>> Ready);
 
     public static Command Build()
     {
@@ -32,7 +32,7 @@ internal static class DevStack
         return cmd;
     }
 
-    private static IReadOnlyList<Service> Services(string root) =>
+    internal static IReadOnlyList<Service> Services(string root) =>
     [
         new("authd",
             $"""

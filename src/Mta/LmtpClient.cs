@@ -11,10 +11,14 @@ using System.Text;
 
 namespace Mail.Mta;
 
-internal sealed record LmtpResult(string Recipient, string Reply)
+/// <summary>A recipient's outcome at an LMTP or SMTP server: the reply that concerns it.</summary>
+internal sealed record RecipientResult(string Recipient, string Reply)
 {
     public bool Ok => Reply.StartsWith('2');
     public bool Permanent => Reply.StartsWith('5');
+
+    /// <summary>The reply's enhanced status code (RFC 3463), or the class of its basic code ("4.0.0").</summary>
+    public string Dsn => Reply.Length > 8 && char.IsAsciiDigit(Reply[4]) ? Reply.Split(' ')[1] : Reply[..1] + ".0.0";
 }
 
 internal sealed class LmtpClient(string destination, string hostname) : IDisposable
@@ -22,14 +26,14 @@ internal sealed class LmtpClient(string destination, string hostname) : IDisposa
     private static readonly TimeSpan IdleLimit = TimeSpan.FromSeconds(5);
     private readonly ConcurrentBag<Connection> _idle = [];
 
-    public async Task<List<LmtpResult>> DeliverAsync(string sender, IReadOnlyList<string> recipients, Action<Stream> writeContent, CancellationToken ct)
+    public async Task<List<RecipientResult>> DeliverAsync(string sender, IReadOnlyList<string> recipients, Action<Stream> writeContent, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(TimeSpan.FromMinutes(10));
         while (_idle.TryTake(out var cached))
         {
             if (DateTime.UtcNow - cached.LastUsed > IdleLimit) { cached.Dispose(); continue; }
-            List<LmtpResult>? results;
+            List<RecipientResult>? results;
             try { results = await cached.TransactAsync(sender, recipients, writeContent, timeout.Token); }
             catch (Exception e) when (e is IOException or SocketException && !cached.Started)
             {
@@ -113,7 +117,7 @@ internal sealed class LmtpClient(string destination, string hostname) : IDisposa
 
         private async Task SendAsync(string text, CancellationToken ct) => await _stream.WriteAsync(Encoding.UTF8.GetBytes(text), ct);
 
-        public async Task<List<LmtpResult>> TransactAsync(string sender, IReadOnlyList<string> recipients, Action<Stream> writeContent, CancellationToken ct)
+        public async Task<List<RecipientResult>> TransactAsync(string sender, IReadOnlyList<string> recipients, Action<Stream> writeContent, CancellationToken ct)
         {
             Started = false;
             await SendAsync($"MAIL FROM:<{sender}>\r\n", ct);
@@ -123,35 +127,35 @@ internal sealed class LmtpClient(string destination, string hostname) : IDisposa
             if (!mail.StartsWith("250"))
             {
                 Usable = false;
-                return recipients.Select(r => new LmtpResult(r, mail)).ToList();
+                return recipients.Select(r => new RecipientResult(r, mail)).ToList();
             }
-            var results = new List<LmtpResult>();
+            var results = new List<RecipientResult>();
             var accepted = new List<string>();
             foreach (var r in recipients)
             {
                 await SendAsync($"RCPT TO:<{r}>\r\n", ct);
                 var reply = await ReadReplyAsync(ct);
                 if (reply.StartsWith("250")) accepted.Add(r);
-                else results.Add(new LmtpResult(r, reply));
+                else results.Add(new RecipientResult(r, reply));
             }
             if (accepted.Count == 0) return await ResetAsync(results, ct);
             await SendAsync("DATA\r\n", ct);
             var data = await ReadReplyAsync(ct);
             if (!data.StartsWith("354"))
             {
-                results.AddRange(accepted.Select(r => new LmtpResult(r, data)));
+                results.AddRange(accepted.Select(r => new RecipientResult(r, data)));
                 return await ResetAsync(results, ct);
             }
             var dots = new DotStuffingStream(_stream);
             writeContent(dots);
             dots.Finish();
             await _stream.FlushAsync(ct);
-            foreach (var r in accepted) results.Add(new LmtpResult(r, await ReadReplyAsync(ct)));
+            foreach (var r in accepted) results.Add(new RecipientResult(r, await ReadReplyAsync(ct)));
             LastUsed = DateTime.UtcNow;
             return results;
         }
 
-        private async Task<List<LmtpResult>> ResetAsync(List<LmtpResult> results, CancellationToken ct)
+        private async Task<List<RecipientResult>> ResetAsync(List<RecipientResult> results, CancellationToken ct)
         {
             await SendAsync("RSET\r\n", ct);
             if (!(await ReadReplyAsync(ct)).StartsWith("250")) Usable = false;

@@ -53,13 +53,8 @@ internal sealed class NextHop
             }
             _port = relayPort;
         }
-        var servers = dnsServers.Select(s =>
-        {
-            var colon = s.LastIndexOf(':');
-            return colon > 0 && !s.EndsWith(']') && IPAddress.TryParse(s[..colon].Trim('[', ']'), out var a) && int.TryParse(s[(colon + 1)..], out var p)
-                ? new IPEndPoint(a, p)
-                : new IPEndPoint(IPAddress.Parse(s.Trim('[', ']')), 53);
-        }).ToArray();
+        var servers = dnsServers.Select(s => !IPEndPoint.TryParse(s, out var ep) ? throw new FormatException($"bad DNS server '{s}'")
+            : ep.Port == 0 ? new IPEndPoint(ep.Address, 53) : ep).ToArray();
         var options = servers.Length > 0 ? new LookupClientOptions(servers) : new LookupClientOptions();
         options.UseCache = true;
         options.Timeout = TimeSpan.FromSeconds(5);

@@ -41,13 +41,13 @@ namespace Mail.Mta
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var spool = new Spool(config.GetPath("spool_dir"));
             var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"));
-            try { _ = new NextHop(config.Get("relayhost"), 25, config.GetList("dns_servers")); }
+            NextHop routes;
+            try { routes = new NextHop(config.Get("relayhost"), (int)config.GetInt("smtp_port"), config.GetList("dns_servers")); }
             catch (Exception e) when (e is ArgumentException or FormatException) { throw new ConfigException($"mtad: bad relayhost or dns_servers: {e.Message}"); }
             var queue = new QueueManager(spool, recipients, new QueueOptions(config.Get("lmtp_destination"), config.Get("hostname"),
                 config.GetDuration("retry_min"), config.GetDuration("retry_max"), config.GetDuration("queue_lifetime"),
                 config.GetDuration("delay_warning_time"), (int)config.GetInt("max_deliveries"), (int)config.GetInt("destination_concurrency"),
-                config.Get("relayhost"), (int)config.GetInt("smtp_port"), config.GetList("dns_servers"),
-                Enum.Parse<TlsLevel>(config.Get("smtp_tls_security_level"), ignoreCase: true),
+                routes, Enum.Parse<TlsLevel>(config.Get("smtp_tls_security_level"), ignoreCase: true),
                 config.GetList("defer_transports").Contains("smtp", StringComparer.OrdinalIgnoreCase)));
             X509Certificate2? cert = null;
             var certPath = config.GetPath("tls_cert");

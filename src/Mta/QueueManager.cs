@@ -25,7 +25,7 @@ namespace Mail.Mta;
 
 internal sealed record QueueOptions(string LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime,
     TimeSpan DelayWarning, int MaxDeliveries = 100, int DestinationConcurrency = 20,
-    string RelayHost = "", int SmtpPort = 25, IReadOnlyList<string>? DnsServers = null, TlsLevel SmtpTls = TlsLevel.May, bool DeferRemote = false);
+    NextHop? Routes = null, TlsLevel SmtpTls = TlsLevel.May, bool DeferRemote = false);
 
 internal sealed class QueueManager(Spool spool, RecipientCache recipients, QueueOptions options)
 {
@@ -35,7 +35,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     private readonly ConcurrentDictionary<string, Task> _inFlight = new();
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _destinations = new();
     private readonly LmtpClient _lmtp = new(options.LmtpDestination, options.Hostname);
-    private readonly NextHop _nextHop = new(options.RelayHost, options.SmtpPort, options.DnsServers ?? []);
+    private readonly NextHop _nextHop = options.Routes ?? new NextHop("", 25, []);
     private readonly SmtpDelivery _smtp = new(options.Hostname, options.SmtpTls);
 
     /// <summary>MX hosts (addresses) tried per delivery, as Postfix's smtp_mx_address_limit.</summary>
@@ -209,7 +209,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 foreach (var res in results)
                     foreach (var rcpt in local[res.Recipient])
                     {
-                        var dsn = res.Reply.Length > 8 && char.IsAsciiDigit(res.Reply[4]) ? res.Reply.Split(' ')[1] : res.Reply[..1] + ".0.0";
+                        var dsn = res.Dsn;
                         if (res.Ok)
                         {
                             LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "sent", res.Reply);
@@ -318,7 +318,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 foreach (var res in outcome.Results)
                     foreach (var (rcpt, _) in list.Where(x => x.Target.Equals(res.Recipient, StringComparison.OrdinalIgnoreCase)))
                     {
-                        var dsn = res.Reply.Length > 8 && char.IsAsciiDigit(res.Reply[4]) ? res.Reply.Split(' ')[1] : res.Reply[..1] + ".0.0";
+                        var dsn = res.Dsn;
                         var text = res.Ok ? res.Reply : $"host {hop.Name}[{hop.Address}] said: {res.Reply}";
                         if (res.Ok)
                         {

@@ -26,7 +26,7 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
     private static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(5);
 
     /// <summary>The recipients' results; whether the connection was encrypted (for the log) and the server took DSN requests (it reports success itself).</summary>
-    public sealed record Outcome(List<LmtpResult> Results, bool Encrypted, bool Dsn = false);
+    public sealed record Outcome(List<RecipientResult> Results, bool Encrypted, bool Dsn = false);
 
     /// <summary>
     /// One transaction. The DSN requests of <paramref name="attributes"/> (RFC 3461: RET, ENVID,
@@ -62,7 +62,7 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
             if (peerName.Equals(hostname, StringComparison.OrdinalIgnoreCase))
             {
                 session.Usable = false;
-                return new Outcome(recipients.Select(r => new LmtpResult(r, $"554 5.4.6 mail for {r[(r.LastIndexOf('@') + 1)..]} loops back to myself")).ToList(), false);
+                return new Outcome(recipients.Select(r => new RecipientResult(r, $"554 5.4.6 mail for {r[(r.LastIndexOf('@') + 1)..]} loops back to myself")).ToList(), false);
             }
             var outcome = await TransactAsync(session, server, serverName, sender, recipients, size, attributes, writeContent, ct);
             await KeepAsync(server, session);
@@ -117,11 +117,11 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
     {
         var (c, ehlo, encrypted) = (session.Wire, session.Ehlo, session.Encrypted);
         session.Started = false;
-        var results = new List<LmtpResult>();
+        var results = new List<RecipientResult>();
         bool utf8 = !Ascii.IsValid(sender) || recipients.Any(r => !Ascii.IsValid(r));
         if (utf8 && !ehlo.Has("SMTPUTF8"))
         {
-            results.AddRange(recipients.Select(r => new LmtpResult(r, $"550 5.6.7 SMTPUTF8 is required, but was not offered by host {serverName}[{server.Address}]")));
+            results.AddRange(recipients.Select(r => new RecipientResult(r, $"550 5.6.7 SMTPUTF8 is required, but was not offered by host {serverName}[{server.Address}]")));
             return new Outcome(results, encrypted);
         }
         bool dsn = ehlo.Has("DSN");
@@ -136,7 +136,7 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
         session.Started = true;
         if (!mail.Last.StartsWith("250"))
         {
-            results.AddRange(recipients.Select(r => new LmtpResult(r, mail.Last)));
+            results.AddRange(recipients.Select(r => new RecipientResult(r, mail.Last)));
             await ResetAsync(session, ct);
             return new Outcome(results, encrypted, dsn);
         }
@@ -149,14 +149,14 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
             await c.SendAsync($"RCPT TO:<{r}>{rcptParams}\r\n", ct);
             var reply = await c.ReplyAsync(ct);
             if (reply.Last.StartsWith("25")) accepted.Add(r);
-            else results.Add(new LmtpResult(r, reply.Last));
+            else results.Add(new RecipientResult(r, reply.Last));
         }
         if (accepted.Count == 0) { await ResetAsync(session, ct); return new Outcome(results, encrypted, dsn); }
         await c.SendAsync("DATA\r\n", ct);
         var data = await c.ReplyAsync(ct);
         if (!data.Last.StartsWith("354"))
         {
-            results.AddRange(accepted.Select(r => new LmtpResult(r, data.Last)));
+            results.AddRange(accepted.Select(r => new RecipientResult(r, data.Last)));
             await ResetAsync(session, ct);
             return new Outcome(results, encrypted, dsn);
         }
@@ -165,7 +165,7 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
         dots.Finish();
         await session.Stream.FlushAsync(ct);
         var done = await c.ReplyAsync(ct);
-        results.AddRange(accepted.Select(r => new LmtpResult(r, done.Last)));
+        results.AddRange(accepted.Select(r => new RecipientResult(r, done.Last)));
         if (!done.Last.StartsWith('2')) await ResetAsync(session, ct);
         return new Outcome(results, encrypted, dsn);
     }
@@ -185,12 +185,13 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
 
     private static readonly TimeSpan IdleLimit = TimeSpan.FromSeconds(5);
     private const int MaxIdlePerHost = 20;
-    private readonly ConcurrentDictionary<IPEndPoint, ConcurrentBag<Session>> _idle = new();
+    private readonly ConcurrentDictionary<IPEndPoint, ConcurrentQueue<Session>> _idle = new();
 
+    /// <summary>A kept connection to <paramref name="server"/>, the oldest first; those kept too long are closed on the way.</summary>
     private Session? TakeIdle(IPEndPoint server)
     {
-        if (!_idle.TryGetValue(server, out var bag)) return null;
-        while (bag.TryTake(out var s))
+        if (!_idle.TryGetValue(server, out var queue)) return null;
+        while (queue.TryDequeue(out var s))
         {
             if (DateTime.UtcNow - s.LastUsed <= IdleLimit) return s;
             _ = s.DisposeAsync().AsTask();
@@ -200,25 +201,22 @@ internal sealed class SmtpDelivery(string hostname, TlsLevel tls) : IDisposable
 
     private async Task KeepAsync(IPEndPoint server, Session session)
     {
-        var bag = _idle.GetOrAdd(server, _ => []);
-        if (!session.Usable || bag.Count >= MaxIdlePerHost) { await session.DisposeAsync(); return; }
+        var queue = _idle.GetOrAdd(server, _ => new ConcurrentQueue<Session>());
+        if (!session.Usable || queue.Count >= MaxIdlePerHost) { await session.DisposeAsync(); return; }
         session.LastUsed = DateTime.UtcNow;
-        bag.Add(session);
-        // Connections idle too long anywhere are closed now rather than left to the other side's timeout.
+        queue.Enqueue(session);
+        // Connections kept too long for any host are closed now rather than left to the other side's timeout
+        // (each queue is in the order its connections were kept, so the expired ones are at its head).
         foreach (var (_, other) in _idle)
-            foreach (var s in other.ToArray())
-                if (DateTime.UtcNow - s.LastUsed > IdleLimit && other.TryTake(out var old))
-                {
-                    if (DateTime.UtcNow - old.LastUsed > IdleLimit) await old.DisposeAsync();
-                    else other.Add(old);
-                }
+            while (other.TryPeek(out var oldest) && DateTime.UtcNow - oldest.LastUsed > IdleLimit && other.TryDequeue(out var old))
+                await old.DisposeAsync();
     }
 
     /// <summary>Says QUIT on every kept connection.</summary>
     public void Dispose()
     {
-        foreach (var (_, bag) in _idle)
-            while (bag.TryTake(out var s)) s.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
+        foreach (var (_, queue) in _idle)
+            while (queue.TryDequeue(out var s)) s.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
     }
 
     /// <summary>One connection: its stream (plain or TLS), reply reader, EHLO reply and state.</summary>

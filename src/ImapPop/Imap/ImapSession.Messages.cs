@@ -382,7 +382,7 @@ internal sealed partial class ImapSession
         int length;
         try
         {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var handle = MessageView.OpenFile(path);
             length = MessageView.ReadPooled(handle, path, out buffer);
         }
         catch (FileNotFoundException) { return false; }
@@ -468,15 +468,11 @@ internal sealed partial class ImapSession
             string Apply(string current) => op switch
             {
                 // FLAGS replaces the system flags and keywords; letters of other meanings stay.
-                "FLAGS" => letters + Without(current, (c, _) => "DFRST".Contains(c) || c is >= 'a' and <= 'z'),
+                "FLAGS" => letters + Without(current, c => "DFRST".Contains(c) || c is >= 'a' and <= 'z'),
                 "+FLAGS" => current + letters,
-                _ => Without(current, (c, l) => l.Contains(c)),
+                _ => Without(current, letters.Contains),
             };
-            string Without(string current, Func<char, string, bool> drop)
-            {
-                if (!current.Any(c => drop(c, letters))) return current;
-                return new string(current.Where(c => !drop(c, letters)).ToArray());
-            }
+            static string Without(string current, Func<char, bool> drop) => current.Any(drop) ? new string(current.Where(c => !drop(c)).ToArray()) : current;
             var expected = MaildirFolder.NormalizeFlags(Apply(m.File.Flags));
             if (expected != m.File.Flags || op == "FLAGS")
             {

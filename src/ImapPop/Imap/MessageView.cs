@@ -42,7 +42,7 @@ internal sealed class MessageView
     public static Summary Structure(string path)
     {
         Interlocked.Increment(ref Loads);
-        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var handle = OpenFile(path);
         var time = File.GetLastWriteTimeUtc(handle).Ticks;
         var n = ReadPooled(handle, path, out var buffer);
         try
@@ -53,6 +53,9 @@ internal sealed class MessageView
         }
         finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
+
+    /// <summary>A message file opened for reading, whatever others do to its name meanwhile.</summary>
+    public static SafeFileHandle OpenFile(string path) => File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
 
     /// <summary>
     /// Reads a whole message file into a buffer from the shared pool (the caller returns it) and

@@ -196,18 +196,8 @@ public sealed class DevStackTests
         var conf = Path.Combine(root, "etc", "authd.conf");
         // The mail belongs to a mail user (as in production), so that Dovecot may serve it too.
         Directory.CreateDirectory(Path.Combine(root, "etc"));
-        File.WriteAllText(conf, $"""
-            grpc_socket = {root}/run/authd.sock
-            dovecot_auth_socket = {root}/run/auth-client
-            socketmap_socket = {root}/run/socketmap
-            passwd_file = {root}/data/passwd
-            aliases_file = {root}/data/virtual
-            domains_file = {root}/data/domains
-            mail_root = {root}/mail
-            mail_uid = 5000
-            mail_gid = 5001
-            log_file = {root}/log/authd.log
-            """);
+        var authdConf = Mail.MailCtl.DevStack.Services(root).Single(x => x.Program == "authd").ConfigText;
+        File.WriteAllText(conf, Regex.Replace(Regex.Replace(authdConf, @"mail_uid = \d+", "mail_uid = 5000"), @"mail_gid = \d+", "mail_gid = 5001") + "\n");
         using var stack = await Stack.UpAsync(root);
         Assert.That(stack.Output, Does.Contain("imappopd IMAP          127.0.0.1:2143"));
         Assert.That(Ctl(conf, null, "domain", "add", "example.org").ExitCode, Is.EqualTo(0));

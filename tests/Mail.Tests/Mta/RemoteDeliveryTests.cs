@@ -143,7 +143,7 @@ public sealed class RemoteDeliveryTests
     public async Task A_success_report_request_travels_on_to_a_next_hop_that_offers_DSN()
     {
         await StartMtaAsync($"relayhost = [127.0.0.1]:{_remote.Port}");
-        var r = Run.Program("python3", ["-c", $$"""
+        var r = Run.Program(Peers.Require("python3"), ["-c", $$"""
             import smtplib
             s = smtplib.SMTP("127.0.0.1", {{_mx}}, timeout=30)
             s.ehlo("client.example.org")

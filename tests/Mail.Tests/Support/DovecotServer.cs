@@ -26,6 +26,20 @@ internal sealed class DovecotServer : IDisposable
         Start(authd.Dir, authd.Dir["mail"], lmtp, imap, pop3);
 
     /// <summary>A Dovecot whose files live in <paramref name="dir"/>, serving the Maildir tree under <paramref name="mailRoot"/> (domain/user).</summary>
+    /// <summary>A login service listening on 127.0.0.1:<paramref name="port"/>, without its implicit-TLS listener.</summary>
+    private static string Login(string protocol, int port) => $$"""
+        service {{protocol}}-login {
+          inet_listener {{protocol}} {
+            address = 127.0.0.1
+            port = {{port}}
+          }
+          inet_listener {{protocol}}s {
+            port = 0
+          }
+        }
+
+        """;
+
     public static DovecotServer Start(TempDir dir, string mailRoot, bool lmtp = false, bool imap = false, bool pop3 = false)
     {
         var port = lmtp ? Ports.Free() : 0;
@@ -50,16 +64,7 @@ internal sealed class DovecotServer : IDisposable
         if (imap)
         {
             names.Add("imap");
-            services.Append($$"""
-                service imap-login {
-                  inet_listener imap {
-                    address = 127.0.0.1
-                    port = {{imapPort}}
-                  }
-                  inet_listener imaps {
-                    port = 0
-                  }
-                }
+            services.Append(Login("imap", imapPort)).Append("""
                 disable_plaintext_auth = no
                 namespace inbox {
                   inbox = yes
@@ -86,16 +91,7 @@ internal sealed class DovecotServer : IDisposable
         if (pop3)
         {
             names.Add("pop3");
-            services.Append($$"""
-                service pop3-login {
-                  inet_listener pop3 {
-                    address = 127.0.0.1
-                    port = {{pop3Port}}
-                  }
-                  inet_listener pop3s {
-                    port = 0
-                  }
-                }
+            services.Append(Login("pop3", pop3Port)).Append("""
                 disable_plaintext_auth = no
                 pop3_uidl_format = %08Xu%08Xv
 
