@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. As root on Debian 12 it first installs the peers
-# the tests drive (Postfix, Dovecot, PostgreSQL, swaks, python3, isync, dnsmasq); the tests
+# the tests drive (Postfix, Dovecot, PostgreSQL, swaks, python3, isync, dnsmasq, strace); the tests
 # start private instances of them and never touch the system's services.
 # Ends with one line: "tests: N passed, N failed[, N skipped]".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
-packages=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3 fail2ban isync dnsmasq-base)
+packages=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3 fail2ban isync dnsmasq-base strace)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

@@ -47,7 +47,7 @@ public static class MailLog
             {
                 OverflowAction = NLog.Targets.Wrappers.AsyncTargetWrapperOverflowAction.Block,
                 QueueLimit = 10_000,
-                TimeToSleepBetweenBatches = 10,
+                TimeToSleepBetweenBatches = 0, // woken by a write: a polling interval would wake an idle daemon hundreds of times a second
             };
             config.AddRule(level, LogLevel.Fatal, async);
         }
