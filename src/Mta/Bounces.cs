@@ -8,6 +8,7 @@
 // cannot loop. Built with MimeKit.
 using System.Text;
 using Mail.Shared.Logging;
+using Mail.Shared.Smtp;
 using Mail.Shared.Spool;
 using MimeKit;
 using NLog;
@@ -60,7 +61,7 @@ internal static class Bounces
     {
         long size = chunks.Sum(c => (long)c.Length);
         bool whole = kind == NoticeKind.Failed && size <= SizeLimit &&
-                     !(envelope.Attributes.TryGetValue("ret", out var ret) && ret == "HDRS");
+                     !(envelope.Attributes.TryGetValue(DsnAttributes.Ret, out var ret) && ret == "HDRS");
         var original = QueueFileReader.ReadContentPrefix(queuePath, chunks, whole ? SizeLimit : HeaderCleanup.MaxHeaderSize);
 
         var message = new MimeMessage();
@@ -99,7 +100,7 @@ internal static class Bounces
 
         var status = new MessageDeliveryStatus();
         var perMessage = new HeaderList { { "Reporting-MTA", "dns; " + hostname } };
-        if (envelope.Attributes.TryGetValue("envid", out var envid)) perMessage.Add("Original-Envelope-Id", envid);
+        if (envelope.Attributes.TryGetValue(DsnAttributes.EnvId, out var envid)) perMessage.Add("Original-Envelope-Id", envid);
         perMessage.Add("X-Postfix-Queue-ID", id);
         perMessage.Add("Arrival-Date", MimeKit.Utils.DateUtils.FormatDate(envelope.Arrival));
         status.StatusGroups.Add(perMessage);

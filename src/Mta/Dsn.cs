@@ -15,8 +15,8 @@ internal static class Dsn
 {
     public const int MaxEnvId = 100;
 
-    public static string NotifyKey(string rcpt) => "notify:" + rcpt;
-    public static string OrcptKey(string rcpt) => "orcpt:" + rcpt;
+    public static string NotifyKey(string rcpt) => Mail.Shared.Smtp.DsnAttributes.Notify(rcpt);
+    public static string OrcptKey(string rcpt) => Mail.Shared.Smtp.DsnAttributes.Orcpt(rcpt);
 
     /// <summary>NOTIFY=NEVER or a comma list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1).</summary>
     public static bool TryParseNotify(string value, out DsnNotify notify)

@@ -44,7 +44,9 @@ namespace Mail.Mta
             NextHop routes;
             try { routes = new NextHop(config.Get("relayhost"), (int)config.GetInt("smtp_port"), config.GetList("dns_servers")); }
             catch (Exception e) when (e is ArgumentException or FormatException) { throw new ConfigException($"mtad: bad relayhost or dns_servers: {e.Message}"); }
-            var queue = new QueueManager(spool, recipients, new QueueOptions(config.Get("lmtp_destination"), config.Get("hostname"),
+            var lmtp = ServerAddress.ParseDestination(config.Get("lmtp_destination"))
+                       ?? throw new ConfigException($"mtad: bad value '{config.Get("lmtp_destination")}' in 'lmtp_destination': must be unix:PATH, host:port or [address]:port");
+            var queue = new QueueManager(spool, recipients, new QueueOptions(lmtp, config.Get("hostname"),
                 config.GetDuration("retry_min"), config.GetDuration("retry_max"), config.GetDuration("queue_lifetime"),
                 config.GetDuration("delay_warning_time"), (int)config.GetInt("max_deliveries"), (int)config.GetInt("destination_concurrency"),
                 routes, Enum.Parse<TlsLevel>(config.Get("smtp_tls_security_level"), ignoreCase: true),

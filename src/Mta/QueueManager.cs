@@ -18,12 +18,13 @@ using System.Text;
 using Grpc.Core;
 using Mail.Shared.Auth;
 using Mail.Shared.Logging;
+using Mail.Shared.Smtp;
 using Mail.Shared.Spool;
 using NLog;
 
 namespace Mail.Mta;
 
-internal sealed record QueueOptions(string LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime,
+internal sealed record QueueOptions(Func<CancellationToken, Task<ServerAddress>> LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime,
     TimeSpan DelayWarning, int MaxDeliveries = 100, int DestinationConcurrency = 20,
     NextHop? Routes = null, TlsLevel SmtpTls = TlsLevel.May, bool DeferRemote = false);
 
@@ -34,9 +35,9 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     private readonly SemaphoreSlim _slots = new(options.MaxDeliveries);
     private readonly ConcurrentDictionary<string, Task> _inFlight = new();
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _destinations = new();
-    private readonly LmtpClient _lmtp = new(options.LmtpDestination, options.Hostname);
+    private readonly SmtpClient _lmtp = new(ClientProtocol.Lmtp, options.Hostname, TlsLevel.None);
     private readonly NextHop _nextHop = options.Routes ?? new NextHop("", 25, []);
-    private readonly SmtpDelivery _smtp = new(options.Hostname, options.SmtpTls);
+    private readonly SmtpClient _smtp = new(ClientProtocol.Smtp, options.Hostname, options.SmtpTls);
 
     /// <summary>MX hosts (addresses) tried per delivery, as Postfix's smtp_mx_address_limit.</summary>
     private const int MaxHosts = 5;
@@ -201,30 +202,34 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         }
         if (local.Count > 0)
         {
-            var destination = Destination(options.LmtpDestination);
+            var destination = Destination("lmtp");
             await destination.WaitAsync(ct);
             try
             {
-                var results = await _lmtp.DeliverAsync(envelope.Sender, local.Keys.ToList(), s => QueueFileReader.CopyContent(path, chunks, s), ct);
-                foreach (var res in results)
+                var server = await options.LmtpDestination(ct);
+                var message = new OutgoingMessage(envelope.Sender, local.Keys.ToList(), ContentSize(chunks), EmptyAttributes, c => QueueFileReader.ReadContentAsync(path, chunks, c));
+                var outcome = await _lmtp.DeliverAsync(server, message, ct);
+                foreach (var res in outcome.Results)
                     foreach (var rcpt in local[res.Recipient])
                     {
                         var dsn = res.Dsn;
                         if (res.Ok)
                         {
-                            LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "sent", res.Reply);
+                            LogResult(id, envelope, res.Recipient, rcpt, server.ToString(), started, dsn, "sent", res.Reply);
                             delivered.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else if (res.Permanent)
                         {
-                            LogResult(id, envelope, res.Recipient, rcpt, "lmtp", started, dsn, "bounced", res.Reply);
+                            LogResult(id, envelope, res.Recipient, rcpt, server.ToString(), started, dsn, "bounced", res.Reply);
                             failed.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else deferred.Add((rcpt, res.Reply));
                     }
             }
-            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException || (e is OperationCanceledException && !ct.IsCancellationRequested))
+            catch (Exception e) when (!(e is OperationCanceledException && ct.IsCancellationRequested))
             {
+                // Whatever went wrong with this delivery defers this message; the queue goes on.
+                if (e is not (IOException or SocketException or OperationCanceledException)) Log.Error(e, $"{id}: LMTP delivery failed");
                 foreach (var rcpt in local.Values.SelectMany(v => v)) deferred.Add((rcpt, "LMTP: " + e.Message));
             }
             finally { destination.Release(); }
@@ -297,15 +302,14 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 return;
             }
             var targets = list.Select(x => x.Target).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
-            long size = chunks.Sum(c => (long)c.Length);
+            var message = new OutgoingMessage(envelope.Sender, targets, ContentSize(chunks), envelope.Attributes, c => QueueFileReader.ReadContentAsync(path, chunks, c));
             string lastError = "no host to try";
             foreach (var hop in route.Hops.Take(MaxHosts))
             {
-                SmtpDelivery.Outcome outcome;
+                SmtpClient.Outcome outcome;
                 try
                 {
-                    outcome = await _smtp.DeliverAsync(new IPEndPoint(hop.Address, hop.Port), hop.Name, envelope.Sender, targets, size,
-                        envelope.Attributes, s => QueueFileReader.CopyContent(path, chunks, s), ct);
+                    outcome = await _smtp.DeliverAsync(new ServerAddress(hop.Name, new IPEndPoint(hop.Address, hop.Port)), message, ct);
                 }
                 catch (Exception e) when (e is IOException or SocketException or System.Security.Authentication.AuthenticationException
                                           || (e is OperationCanceledException && !ct.IsCancellationRequested))
@@ -339,6 +343,11 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         }
         finally { destination.Release(); }
     }
+
+    private static readonly Dictionary<string, string> EmptyAttributes = [];
+
+    /// <summary>The message's size in its stored form (what SIZE= announces, as Postfix does).</summary>
+    private static long ContentSize(IReadOnlyList<(long Offset, int Length)> chunks) => chunks.Sum(c => (long)c.Length);
 
     /// <summary>The addresses of the message's Delivered-To headers, lower-cased.</summary>
     private static HashSet<string> DeliveredTo(string path, IReadOnlyList<(long Offset, int Length)> chunks)

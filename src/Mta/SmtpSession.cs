@@ -238,13 +238,13 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             else if (k == "RET")
             {
                 v = v.ToUpperInvariant();
-                if (v is not ("FULL" or "HDRS") || dsn.ContainsKey("ret")) return await Reply("501 5.5.4 Bad RET parameter");
-                dsn["ret"] = v;
+                if (v is not ("FULL" or "HDRS") || dsn.ContainsKey(DsnAttributes.Ret)) return await Reply("501 5.5.4 Bad RET parameter");
+                dsn[DsnAttributes.Ret] = v;
             }
             else if (k == "ENVID")
             {
-                if (!Dsn.IsValidEnvId(v) || dsn.ContainsKey("envid")) return await Reply("501 5.5.4 Bad ENVID parameter");
-                dsn["envid"] = v;
+                if (!Dsn.IsValidEnvId(v) || dsn.ContainsKey(DsnAttributes.EnvId)) return await Reply("501 5.5.4 Bad ENVID parameter");
+                dsn[DsnAttributes.EnvId] = v;
             }
             else if (k is not ("SMTPUTF8" or "AUTH")) return await Reply("555 5.5.4 Unsupported option: " + MailLog.Safe(k, 20));
         }

@@ -256,6 +256,35 @@ public static class QueueFileReader
         finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 
+    /// <summary>
+    /// The message content of a checked file, chunk by chunk as it was written (each at most
+    /// MaxChunk bytes); a chunk is valid until the next one is asked for. Positioned reads into one buffer.
+    /// </summary>
+    #pragma warning disable CS1998 // synchronous reads of the page cache, consumed by an asynchronous writer
+    public static async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadContentAsync(string path, IReadOnlyList<(long Offset, int Length)> chunks,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(QueueFileFormat.MaxChunk);
+        try
+        {
+            foreach (var (offset, length) in chunks)
+            {
+                int read = 0;
+                while (read < length)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    int n = RandomAccess.Read(handle, buffer.AsSpan(read, length - read), offset + read); // the page cache: a thread hop would cost more
+                    if (n == 0) throw new IOException($"{path}: shorter than its records say");
+                    read += n;
+                }
+                yield return buffer.AsMemory(0, length);
+            }
+        }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
+    }
+#pragma warning restore CS1998
+
     /// <summary>The content's header section (up to and including its empty line), at most <paramref name="max"/> bytes.</summary>
     public static byte[] ReadHeader(string path, IEnumerable<(long Offset, int Length)> chunks, int max) => ReadPrefix(path, chunks, max, headerOnly: true);
 

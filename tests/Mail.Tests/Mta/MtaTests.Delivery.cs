@@ -201,4 +201,41 @@ public sealed partial class MtaTests
             foreach (var h in held) h.Dispose();
         }
     }
+
+    [Test]
+    public async Task Lmtp_destination_may_name_a_host_and_a_bad_one_stops_mtad_at_start()
+    {
+        // "localhost:PORT" once threw inside the delivery and left every local message in active/.
+        await RestartMtaAsync($"lmtp_destination = localhost:{_lmtpPort}");
+        await SendAsync(new DsnClient(), Message("bob@example.org", "ann@example.org", "to localhost", "by name\n"), submission: false);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1, TimeSpan.FromSeconds(30)), Is.True, "delivered to the LMTP server named localhost");
+        Assert.That(_authd.Log(), Does.Contain($"relay=localhost[127.0.0.1]:{_lmtpPort}"));
+
+        foreach (var bad in new[] { "localhost", "unix:", "inet:127.0.0.1:0", "host name:24", "[::1:24" })
+        {
+            File.AppendAllText(_authd.Dir["mtad.conf"], $"\nlmtp_destination = {bad}\n");
+            var config = Mail.Shared.Config.MailConfig.Load("mtad", Mail.Shared.Smtp.MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable());
+            var e = Assert.Throws<Mail.Shared.Config.ConfigException>(() => MtaHost.Build(config), bad);
+            Assert.That(e!.Message, Does.Contain("lmtp_destination").And.Contain(bad));
+        }
+    }
+
+    [Test]
+    public async Task Local_mail_goes_by_lmtp_into_dovecot_as_well()
+    {
+        System.IO.Directory.CreateDirectory(Path.Combine(_authd.Dir["mail"], "example.org"));
+        Run.Program("chown", ["-R", "5000:5001", _authd.Dir["mail"]]); // Dovecot delivers as the mail user
+        using var dovecot = DovecotServer.Start(_authd, lmtp: true);
+        await RestartMtaAsync($"lmtp_destination = inet:127.0.0.1:{dovecot.LmtpPort}");
+        var body = string.Join("\n", Enumerable.Range(0, 3000).Select(i => (i % 7 == 0 ? "." : "") + $"line {i} " + new string('y', i % 70))) + "\n";
+        await SendAsync(new DsnClient(), Message("bob@example.org", "sales@example.org", "to dovecot", body), submission: false);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True,
+            "Dovecot's LMTP stored one copy per recipient: " + File.ReadAllText(_authd.Dir["dovecot.log"]));
+        foreach (var user in new[] { "ann", "bob" })
+        {
+            var stored = MimeMessage.Load(Inbox(user)[0]);
+            Assert.That(stored.TextBody.Replace("\r\n", "\n"), Is.EqualTo(body), "content whole, leading dots as sent");
+        }
+        Assert.That(_authd.Log(), Does.Contain($"relay=127.0.0.1[127.0.0.1]:{dovecot.LmtpPort}").And.Contain("status=sent"));
+    }
 }

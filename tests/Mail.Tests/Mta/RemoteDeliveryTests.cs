@@ -107,6 +107,11 @@ public sealed class RemoteDeliveryTests
         Assert.That(_authd.Log(), Does.Contain($"relay=127.0.0.1[127.0.0.1]:{_remote.Port}").And.Contain(", TLS)"));
         Assert.That(_authd.Log(), Does.Match(@"disconnect from \[127\.0\.0\.1\]:\d+ ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5 "), "the session's commands counted as Postfix counts them");
         Assert.That(text, Does.Match(@"Received: from mx\.example\.org[^\n]*\n(\s[^\n]*\n)*?\s+\(using TLS"), "the remote side's Received header tells of TLS");
+        // Postfix offers PIPELINING and CHUNKING: the envelope went in one write and the content by BDAT.
+        await _mta!.StopAsync();
+        Assert.That(await Wait.UntilAsync(() => Regex.IsMatch(_remote.Log(), @"disconnect from localhost\[127\.0\.0\.1\] ehlo=2 starttls=1 mail=1 rcpt=1 bdat=1 quit=1 commands=7"),
+            TimeSpan.FromSeconds(10)), Is.True, "Postfix counted one BDAT and no DATA: " + _remote.Log());
+        Assert.That(_remote.Log(), Does.Not.Contain("improper command pipelining"));
     }
 
     [Test]
