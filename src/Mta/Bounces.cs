@@ -41,15 +41,14 @@ internal static class Bounces
         var noticeEnvelope = new QueueEnvelope(DateTimeOffset.UtcNow, "", [envelope.Sender],
             new Dictionary<string, string> { ["origin"] = $"{Describe(kind)} of {id}" });
         await using var file = spool.Create(noticeEnvelope, out var noticeId);
-        using (var ms = new MemoryStream())
-        {
-            notice.WriteTo(FormatOptions.Default, ms);
-            file.WriteContent(Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(ms.ToArray()).Replace("\r\n", "\n")));
-        }
+        // Written in the stored form (LF line ends) as bytes: the original's 8-bit content stays as it came.
+        notice.WriteTo(StoredForm, file.ContentStream);
         await file.CommitAsync();
         Log.Info($"{id}: sender {Describe(kind)}: {noticeId}");
         return noticeId;
     }
+
+    private static readonly FormatOptions StoredForm = new() { NewLineFormat = NewLineFormat.Unix };
 
     private static string Describe(NoticeKind kind) => kind switch
     {
@@ -122,12 +121,10 @@ internal static class Bounces
             try { report.Add(new MessagePart { Message = MimeMessage.Load(new MemoryStream(original)) }); return message.WithBody(report); }
             catch (FormatException) { } // not MIME enough to return whole: its headers then
         }
-        HeaderList headers;
-        try { headers = HeaderList.Load(new MemoryStream(original)); }
-        catch (FormatException) { headers = []; }
-        var headerText = new StringBuilder();
-        foreach (var h in headers) headerText.Append(h.ToString()).Append('\n');
-        report.Add(new TextPart("rfc822-headers") { Text = headerText.ToString() });
+        // The header section as its bytes are (RFC 3462 text/rfc822-headers).
+        var end = original.AsSpan().IndexOf("\n\n"u8);
+        var headerBytes = end < 0 ? original : original[..(end + 1)];
+        report.Add(new TextPart("rfc822-headers") { Content = new MimeContent(new MemoryStream(headerBytes)) });
         return message.WithBody(report);
     }
 

@@ -313,8 +313,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             Log.Info($"{conn.SessionId}: reject: RCPT from {conn.ClientDescription}: {refusal}; from=<{MailLog.Safe(_from)}> to=<{MailLog.Safe(address.ToString())}>");
             return await Reply(refusal);
         }
-        var rcpt = address.ToString();
-        if (!_rcpts.Contains(rcpt)) _rcpts.Add(rcpt); // a duplicate gets one copy, as Postfix's cleanup does
+        // RFC 5321 2.4: the local part keeps its case on the way on (look-ups ignore it).
+        var rcpt = path[..path.LastIndexOf('@')] + "@" + address.Domain;
+        if (!_rcpts.Contains(rcpt, StringComparer.OrdinalIgnoreCase)) _rcpts.Add(rcpt); // a duplicate gets one copy, as Postfix's cleanup does
         if (notify != null) _dsn[Dsn.NotifyKey(rcpt)] = Dsn.FormatNotify(notify.Value);
         if (orcpt != null) _dsn[Dsn.OrcptKey(rcpt)] = orcpt;
         return await Reply("250 2.1.5 Ok");
@@ -345,7 +346,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
                        (_rcpts.Count == 1 ? $"\tfor <{_rcpts[0]}>" : "\t") +
                        $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\n";
         file.WriteContent(Encoding.UTF8.GetBytes(received));
-        var cleanup = new HeaderCleanup(new ContentSink(file), options.Hostname, port != SmtpPort.Mx, id);
+        var cleanup = new HeaderCleanup(file.ContentStream, options.Hostname, port != SmtpPort.Mx, id);
         return new Incoming(file, id, cleanup, new DataWriter(cleanup, options.MaxMessageSize, dotStuffed));
     }
 
@@ -446,12 +447,6 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             if ((a[i] & mask) != (b[i] & mask)) return false;
         }
         return true;
-    }
-
-    /// <summary>Feeds DATA's stored form into the queue file.</summary>
-    private sealed class ContentSink(QueueFileWriter file) : Mail.Shared.IO.WriteOnlyStream
-    {
-        public override void Write(ReadOnlySpan<byte> buffer) => file.WriteContent(buffer);
     }
 }
 

@@ -100,6 +100,9 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
     private const int ChunkSize = 64 * 1024;
     private bool Lmtp => protocol == ClientProtocol.Lmtp;
 
+    /// <summary>A server that greets with our own name is taken for ourselves (not for a hand-over on this host).</summary>
+    public bool DetectLoops { get; init; } = true;
+
     /// <summary>The recipients' results; whether the connection was encrypted (for the log) and the server took DSN requests (it reports success itself).</summary>
     public sealed record Outcome(List<RecipientResult> Results, bool Encrypted, bool Dsn = false);
 
@@ -132,7 +135,7 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
         {
             // A next hop that greets with our own name is ourselves: the mail would go round for ever (Postfix: "loops back to myself").
             var peerName = session.Ehlo.Lines[0].Length > 4 ? session.Ehlo.Lines[0][4..].Split(' ')[0] : "";
-            if (!Lmtp && peerName.Equals(hostname, StringComparison.OrdinalIgnoreCase))
+            if (!Lmtp && DetectLoops && peerName.Equals(hostname, StringComparison.OrdinalIgnoreCase))
             {
                 session.Usable = false;
                 return new Outcome(message.Recipients.Select(r => new RecipientResult(r, $"554 5.4.6 mail for {r[(r.LastIndexOf('@') + 1)..]} loops back to myself")).ToList(), false);

@@ -66,6 +66,14 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Appends message content (any amount, in any pieces).</summary>
+    /// <summary>A stream whose writes are the message content (for writers that want a Stream).</summary>
+    public Stream ContentStream => new ContentWriter(this);
+
+    private sealed class ContentWriter(QueueFileWriter file) : Mail.Shared.IO.WriteOnlyStream
+    {
+        public override void Write(ReadOnlySpan<byte> buffer) => file.WriteContent(buffer);
+    }
+
     public void WriteContent(ReadOnlySpan<byte> data)
     {
         while (data.Length > 0)

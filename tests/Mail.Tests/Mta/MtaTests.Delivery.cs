@@ -221,21 +221,28 @@ public sealed partial class MtaTests
     }
 
     [Test]
-    public async Task Local_mail_goes_by_lmtp_into_dovecot_as_well()
+    public async Task Eight_bit_bytes_that_are_not_utf8_pass_sendmail_and_return_whole_in_a_bounce()
     {
-        System.IO.Directory.CreateDirectory(Path.Combine(_authd.Dir["mail"], "example.org"));
-        Run.Program("chown", ["-R", "5000:5001", _authd.Dir["mail"]]); // Dovecot delivers as the mail user
-        using var dovecot = DovecotServer.Start(_authd, lmtp: true);
-        await RestartMtaAsync($"lmtp_destination = inet:127.0.0.1:{dovecot.LmtpPort}");
-        var body = string.Join("\n", Enumerable.Range(0, 3000).Select(i => (i % 7 == 0 ? "." : "") + $"line {i} " + new string('y', i % 70))) + "\n";
-        await SendAsync(new DsnClient(), Message("bob@example.org", "sales@example.org", "to dovecot", body), submission: false);
-        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True,
-            "Dovecot's LMTP stored one copy per recipient: " + File.ReadAllText(_authd.Dir["dovecot.log"]));
-        foreach (var user in new[] { "ann", "bob" })
-        {
-            var stored = MimeMessage.Load(Inbox(user)[0]);
-            Assert.That(stored.TextBody.Replace("\r\n", "\n"), Is.EqualTo(body), "content whole, leading dots as sent");
-        }
-        Assert.That(_authd.Log(), Does.Contain($"relay=127.0.0.1[127.0.0.1]:{dovecot.LmtpPort}").And.Contain("status=sent"));
+        // Latin-1 text: "naïve été" as single bytes, which no UTF-8 decoder keeps.
+        var r = Python($$"""
+            import smtplib, subprocess, os
+            env = dict(os.environ, MAIL_PICKUP_SOCKET="{{_authd.Dir["run/pickup"]}}", MAIL_HOSTNAME="host.test")
+            p = subprocess.run(["{{Repo.Program("sendmail")}}", "-i", "ann@example.org"], input=b"Subject: latin-1\n\nna\xefve \xe9t\xe9\n", env=env)
+            assert p.returncode == 0, p.returncode
+            s = smtplib.SMTP("127.0.0.1", {{_mx}}, timeout=30)
+            s.sendmail("bob@example.org", ["ann@example.org"], b"Delivered-To: ann@example.org\r\nSubject: caf\xe9\r\n\r\nna\xefve \xe9t\xe9\r\n")
+            s.quit()
+            """);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout + r.Stderr);
+        Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True, "delivered by sendmail; bounced as a loop");
+        var latin1 = new byte[] { (byte)'n', (byte)'a', 0xEF, (byte)'v', (byte)'e', (byte)' ', 0xE9, (byte)'t', 0xE9 };
+        var replacement = new byte[] { 0xEF, 0xBF, 0xBD };
+        var delivered = File.ReadAllBytes(Inbox("ann")[0]);
+        Assert.That(delivered.AsSpan().IndexOf(latin1), Is.GreaterThan(0), "sendmail copied the bytes");
+        Assert.That(delivered.AsSpan().IndexOf(replacement), Is.EqualTo(-1));
+        var bounce = File.ReadAllBytes(Inbox("bob")[0]);
+        Assert.That(System.Text.Encoding.Latin1.GetString(bounce), Does.Contain("Undelivered Mail").And.Contain("Subject: caf\u00e9"));
+        Assert.That(bounce.AsSpan().IndexOf(latin1), Is.GreaterThan(0), "the bounce returns the original's bytes");
+        Assert.That(bounce.AsSpan().IndexOf(replacement), Is.EqualTo(-1));
     }
 }

@@ -258,7 +258,7 @@ public sealed partial class MtaTests
         Assert.That(t.ExitCode, Is.EqualTo(0), t.Stderr);
         Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
         var text = File.ReadAllText(Inbox("ann")[0]);
-        Assert.That(text, Does.Contain("Subject: from cron").And.Contain("\n.leading dot\n").And.Contain("Message-Id:").And.Contain("Date:"));
+        Assert.That(text, Does.Contain("Subject: from cron").And.Contain("\n.leading dot\n").And.Contain("Message-ID: <").And.Contain("Date:"));
         Assert.That(text, Does.Not.Contain("Bcc:"), "Bcc is removed with -t");
         var f = Run.Program(Repo.Program("sendmail"), ["-f", "bob@example.org", "-F", "Bob Cron", "ann@example.org"], "Subject: second\n\nline\n.\nafter the dot\n", env: env);
         Assert.That(f.ExitCode, Is.EqualTo(0), f.Stderr);
@@ -279,13 +279,19 @@ public sealed partial class MtaTests
         File.WriteAllText(_authd.Dir["mtad.conf"], File.ReadAllText(_authd.Dir["mtad.conf"]).Replace($"127.0.0.1:{_lmtpPort}", $"127.0.0.1:{dovecot.LmtpPort}"));
         _mta = MtaHost.Build(MailConfig.Load("mtad", MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable()));
         await _mta.StartAsync();
+        // Over 64 KiB, so that it goes in more than one BDAT chunk; lines with leading dots.
+        var body = string.Join("\n", Enumerable.Range(0, 3000).Select(i => (i % 7 == 0 ? "." : "") + $"line {i} " + new string('y', i % 70))) + "\n";
+        File.WriteAllText(_authd.Dir["body.txt"], body);
         var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "sales@example.org",
-            "--header", "Subject: for dovecot", "--body", "via Dovecot's LMTP"]);
+            "--header", "Subject: for dovecot", "--body", _authd.Dir["body.txt"]]);
         Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
         Assert.That(await Wait.UntilAsync(() => Inbox("ann").Length == 1 && Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True,
             File.Exists(_authd.Dir["dovecot.log"]) ? File.ReadAllText(_authd.Dir["dovecot.log"]) : "");
         var fetch = dovecot.Doveadm("fetch", "-u", "ann@example.org", "hdr.subject", "all");
         Assert.That(fetch.Stdout, Does.Contain("for dovecot"));
+        foreach (var user in new[] { "ann", "bob" })
+            Assert.That(MimeKit.MimeMessage.Load(Inbox(user)[0]).TextBody.Replace("\r\n", "\n").TrimEnd('\n'), Is.EqualTo(body.TrimEnd('\n')), "content whole, leading dots as sent (swaks adds blank lines at the end)");
+        Assert.That(_authd.Log(), Does.Contain($"relay=127.0.0.1[127.0.0.1]:{dovecot.LmtpPort}").And.Contain("status=sent"));
     }
 
     [Test]

@@ -99,11 +99,12 @@ public sealed class RemoteDeliveryTests
     public async Task Mail_for_another_domain_goes_to_the_relay_host_over_STARTTLS()
     {
         await StartMtaAsync($"relayhost = [127.0.0.1]:{_remote.Port}");
-        Send("alice@remote.test", "by the relay host");
+        Send("Alice.Smith@Remote.test", "by the relay host");
         Assert.That(await Wait.UntilAsync(() => Files(RemoteInbox).Length == 1, TimeSpan.FromSeconds(30)), Is.True, "the message reached remote.test's mailbox");
         var text = File.ReadAllText(Files(RemoteInbox)[0]);
         Assert.That(text, Does.Contain("Subject: by the relay host").And.Contain("\n.leading dot stays"));
-        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("to=<alice@remote.test>") && _authd.Log().Contains("status=sent"), TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("to=<Alice.Smith@remote.test>") && _authd.Log().Contains("status=sent"), TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(_remote.Log(), Does.Contain("to=<Alice.Smith@remote.test>"), "the local part kept its case (RFC 5321 2.4)");
         Assert.That(_authd.Log(), Does.Contain($"relay=127.0.0.1[127.0.0.1]:{_remote.Port}").And.Contain(", TLS)"));
         Assert.That(_authd.Log(), Does.Match(@"disconnect from \[127\.0\.0\.1\]:\d+ ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5 "), "the session's commands counted as Postfix counts them");
         Assert.That(text, Does.Match(@"Received: from mx\.example\.org[^\n]*\n(\s[^\n]*\n)*?\s+\(using TLS"), "the remote side's Received header tells of TLS");
