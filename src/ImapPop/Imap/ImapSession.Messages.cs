@@ -290,10 +290,21 @@ internal sealed partial class ImapSession
                     catch (IOException) { } // gone meanwhile: skipped below
                 });
         }
+        // Items that read the file (what the index holds does not): a message another session expunged
+        // is not answered with made-up data.
+        var needFile = needView || items.Any(i => Whole(i) || (i.Name == "INTERNALDATE" && index == null));
+        bool expunged = false;
         int sent = 0;
         foreach (var seq in seqs)
         {
             var m = s.Messages[seq - 1];
+            if (needFile || (index != null && !index.Has(m.File.BaseName)))
+            {
+                // Where another session's flag change has put it; gone if another has expunged it.
+                var at = s.Folder.Locate(m.File);
+                if (at == null) { expunged = true; continue; }
+                if (at != m.File.Path) s.Messages[seq - 1] = m = m with { File = m.File with { Path = at } };
+            }
             if (setsSeen && !m.File.Flags.Contains('S'))
             {
                 if (s.Folder.SetFlags(m.File, f => f + "S") is { } seen) s.Messages[seq - 1] = m = m with { File = m.File with { Path = seen.Path, Flags = seen.Flags } };
@@ -306,7 +317,7 @@ internal sealed partial class ImapSession
                 if (needView) view = MessageView.Load(m.File.Path);
                 if (index != null) cached = index.Get(m.File.BaseName, m.File.Path, VirtualSize(m.File));
             }
-            catch (FileNotFoundException) { continue; } // expunged meanwhile: reported at the next sync
+            catch (FileNotFoundException) { expunged = true; continue; } // expunged this very moment
             conn.BufferText($"* {seq} FETCH (");
             bool firstItem = true;
             bool streamed = false;
@@ -328,7 +339,11 @@ internal sealed partial class ImapSession
                     case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + cached!.BodyStructure); break;
                     case "BODY" when item.Section == null: conn.BufferText("BODY " + cached!.Body); break;
                     case "RFC822" or "BODY" when Whole(item):
-                        if (!StreamWhole(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", m.File.Path)) Literal(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", []);
+                        if (!StreamWhole(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", m.File.Path))
+                        {
+                            expunged = true; // removed between the look and the read: empty, and the client is told
+                            Literal(item.Name == "RFC822" ? "RFC822" : $"{item.Name}[]", []);
+                        }
                         streamed = true;
                         break;
                     case "RFC822.HEADER": Literal("RFC822.HEADER", view!.Section(new Section([], "HEADER", [])) ?? []); break;
@@ -369,6 +384,8 @@ internal sealed partial class ImapSession
             if (++sent % 64 == 0 || ((view != null || streamed) && (sent % 16 == 0 || conn.Output.UnflushedBytes > 256 * 1024))) await conn.FlushAsync();
         }
         index?.Save(s.Messages.Select(x => x.File.BaseName));
+        // RFC 5530: the client should sync (NOOP) to learn of the expunge.
+        if (expunged) return await No(tag, "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
         return await Ok(tag, uid ? "UID Fetch completed." : "Fetch completed.");
     }
 
@@ -574,11 +591,14 @@ internal sealed partial class ImapSession
             if (!which(m)) continue;
             try
             {
-                s.Folder.Delete(m.File);
-                bytes += MaildirQuota.SizeFromName(m.File.Path) ?? 0;
-                count++;
+                // One another session removed first is not counted again against the quota.
+                if (s.Folder.Delete(m.File) is { } removed)
+                {
+                    bytes += MaildirQuota.SizeFromName(removed) ?? 0;
+                    count++;
+                }
             }
-            catch (IOException) { }
+            catch (IOException e) { Log.Error($"{conn.SessionId}: user=<{MailLog.Safe(_user!.User)}> cannot expunge {m.File.FileName}: {MailLog.Safe(e.Message)}"); }
             s.Messages.RemoveAt(i);
             if (s.Vanished) vanishedUids.Add(m.Uid);
             else conn.BufferLine($"* {i + 1} EXPUNGE");
@@ -591,7 +611,7 @@ internal sealed partial class ImapSession
     private async Task<bool> ExpungeAsync(string tag, Args args, bool uid)
     {
         SequenceSet? set = null;
-        if (uid) { set = args.SequenceSet(); }
+        if (uid) { args.Space(); set = args.SequenceSet(); } // RFC 4315 2.1: UID EXPUNGE sequence-set
         args.End();
         if (_selected!.ReadOnly) return await No(tag, "Mailbox is read-only.");
         await SendUpdatesAsync(allowExpunge: true);

@@ -92,7 +92,8 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 if (kind == ReadKind.Bad)
                 {
                     if (++_badCommands > 20) { await conn.WriteLineAsync("* BYE Too many invalid commands."); return; }
-                    await conn.WriteLineAsync("* BAD " + message);
+                    _command = "";
+                    await RefuseAsync("*", "BAD " + message);
                     continue;
                 }
                 try
@@ -159,22 +160,25 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var tag = sp < 0 ? first : first[..sp];
         if (tag.Length == 0 || tag.Length > 64 || tag.Any(c => c <= ' ' || c > '~' || c is '(' or ')' or '{' or '%' or '*' or '"' or '\\' or '+'))
         {
-            await conn.WriteLineAsync("* BAD Invalid tag");
+            _command = "";
+            await RefuseAsync("*", "BAD Invalid tag");
             return ++_badCommands <= 20;
         }
-        if (sp < 0) { await conn.WriteLineAsync($"{tag} BAD Missing command"); return true; }
+        if (sp < 0) { await RefuseAsync(tag, "BAD Missing command"); return true; }
         int sp2 = first.IndexOf(' ', sp + 1);
         var name = (sp2 < 0 ? first[(sp + 1)..] : first[(sp + 1)..sp2]).ToUpperInvariant();
         var args = new Args(parts, 0, sp2 < 0 ? first.Length : sp2); // handlers read their leading space
+        _command = name;
         bool uid = false;
         if (name == "UID")
         {
             uid = true;
             try { args.Space(); name = args.Atom().ToUpperInvariant(); }
-            catch (ImapSyntaxException) { await conn.WriteLineAsync($"{tag} BAD Missing UID command"); return true; }
+            catch (ImapSyntaxException) { await RefuseAsync(tag, "BAD Missing UID command"); return true; }
+            _command = "UID " + name;
             if (name is not ("FETCH" or "STORE" or "SEARCH" or "COPY" or "MOVE" or "EXPUNGE"))
             {
-                await conn.WriteLineAsync($"{tag} BAD Unknown UID command");
+                await RefuseAsync(tag, "BAD Unknown UID command");
                 return true;
             }
         }
@@ -185,27 +189,27 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         catch (ImapSyntaxException e)
         {
             if (++_badCommands > 20) { await conn.WriteLineAsync("* BYE Too many invalid commands."); return false; }
-            await conn.WriteLineAsync($"{tag} BAD Error in IMAP command {name}: {e.Message}");
+            await RefuseAsync(tag, $"BAD Error in IMAP command {name}: {e.Message}");
             return true;
         }
         catch (RpcException e)
         {
             Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
-            await conn.WriteLineAsync($"{tag} NO [UNAVAILABLE] Temporary authentication failure");
+            await RefuseAsync(tag, "NO [UNAVAILABLE] Temporary authentication failure");
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
         {
             if (e is IOException && conn.Stopping.IsCancellationRequested) throw;
             Log.Error($"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")}: {MailLog.Safe(e.Message)}");
-            await conn.WriteLineAsync($"{tag} NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
+            await RefuseAsync(tag, "NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
             return true;
         }
         catch (Exception e) when (e is not OperationCanceledException && !conn.Stopping.IsCancellationRequested)
         {
             // A bug must cost this command, not the session.
             Log.Error(e, $"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")}");
-            await conn.WriteLineAsync($"{tag} NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
+            await RefuseAsync(tag, "NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
             return true;
         }
     }
@@ -285,16 +289,25 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
 
     private async Task<bool> No(string tag, string text)
     {
-        conn.BufferLine($"{tag} NO {text}");
-        await conn.FlushAsync();
+        await RefuseAsync(tag, "NO " + text);
         return true;
     }
 
     private async Task<bool> Bad(string tag, string text)
     {
-        conn.BufferLine($"{tag} BAD {text}");
-        await conn.FlushAsync();
+        await RefuseAsync(tag, "BAD " + text);
         return ++_badCommands <= 20 || await Bye();
+    }
+
+    /// <summary>The command being run, for the log of what was refused.</summary>
+    private string _command = "";
+
+    /// <summary>Sends a NO or BAD and logs it, as Postfix logs each command it rejects.</summary>
+    private async Task RefuseAsync(string tag, string reply)
+    {
+        Log.Info($"{conn.SessionId}: reject: {MailLog.Safe(_command, 40)} from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}: {MailLog.Safe(tag, 64)} {reply}");
+        conn.BufferLine($"{tag} {reply}");
+        await conn.FlushAsync();
     }
 
     private async Task<bool> Bye()

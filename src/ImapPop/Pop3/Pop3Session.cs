@@ -57,8 +57,12 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
         return true;
     }
 
+    /// <summary>The command being run, for the log of what was refused.</summary>
+    private string _command = "";
+
     private async Task<bool> Err(string text)
     {
+        Log.Info($"{conn.SessionId}: reject: {MailLog.Safe(_command, 20)} from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}: -ERR {text}");
         await conn.WriteLineAsync("-ERR " + text);
         if (++_errors > 20) { await conn.WriteLineAsync("-ERR Too many errors, bye."); return false; }
         return true;
@@ -68,6 +72,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
     {
         var parts = line.Split(' ', 3, StringSplitOptions.RemoveEmptyEntries);
         var cmd = parts.Length > 0 ? parts[0].ToUpperInvariant() : "";
+        _command = cmd;
         string Arg(int i) => parts.Length > i ? parts[i] : "";
         switch (cmd)
         {
@@ -254,18 +259,20 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
         {
             long bytes = 0;
             int removed = 0;
+            var folder = new MaildirFolder(_user.Maildir, _user.Uid, _user.Gid);
             foreach (var i in _deleted)
             {
                 try
                 {
-                    File.Delete(_messages[i].Path);
-                    bytes += MaildirQuota.SizeFromName(_messages[i].Path) ?? 0;
+                    // Wherever a flag change by an IMAP session has renamed it; one already gone is not counted.
+                    if (folder.Delete(_messages[i]) is not { } path) continue;
+                    bytes += MaildirQuota.SizeFromName(path) ?? 0;
                     removed++;
                 }
-                catch (IOException) { }
+                catch (IOException e) { Log.Error($"{conn.SessionId}: user=<{MailLog.Safe(_user.User)}> cannot delete {_messages[i].FileName}: {MailLog.Safe(e.Message)}"); }
             }
             MaildirQuota.Add(_user.Maildir, -bytes, -removed);
-            new MaildirFolder(_user.Maildir, _user.Uid, _user.Gid).Sync(takeNew: false);
+            folder.Sync(takeNew: false);
             Log.Info($"{conn.SessionId}: user=<{MailLog.Safe(_user.User)}> deleted {removed} messages");
         }
         await conn.WriteLineAsync("+OK Logging out.");

@@ -327,17 +327,23 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
     /// <summary>
     /// Removes a message's file, wherever another session's rename has put it meanwhile (a
     /// flag change renames the file; deleting the old name alone would lose the expunge).
+    /// Returns the name removed, or null when the message was already gone (removed by another).
     /// </summary>
-    public void Delete(FolderMessage message)
+    public string? Delete(FolderMessage message)
     {
         string? path = message.Path;
+        string? removed = null;
         for (int attempt = 0; attempt < 5 && path != null; attempt++)
         {
-            if (MaildirDelivery.TryUnlink(path)) break;
+            if (MaildirDelivery.TryUnlink(path)) { removed = path; break; }
             path = Find(message.BaseName);
         }
         if (LatestNames.TryGetValue(Path, out var names)) names.TryRemove(message.BaseName, out _);
+        return removed;
     }
+
+    /// <summary>Where a message's file is now (a flag change elsewhere renames it); null if it is gone.</summary>
+    public string? Locate(FolderMessage message) => File.Exists(message.Path) ? message.Path : Find(message.BaseName);
 
     /// <summary>The keywords of dovecot-keywords, by index (flag letter 'a' + index).</summary>
     public List<string> Keywords()

@@ -1,0 +1,89 @@
+using Mail.Shared.Passwords;
+using Mail.Tests.Support;
+
+namespace Mail.Tests.Imap;
+
+/// <summary>
+/// IMAP and POP3 transcripts (tests/Mail.Tests/Transcripts) replayed against imappopd, over three
+/// messages that lmtpd delivered; the actions stand for another session or server working on
+/// the same Maildir meanwhile.
+/// </summary>
+[NonParallelizable]
+public sealed class TranscriptTests
+{
+    private AuthDServer _authd = null!;
+    private LmtpServer _lmtp = null!;
+    private ImapServer _imap = null!;
+
+    private string Inbox => Path.Combine(_authd.Dir["mail"], "example.org", "bob");
+
+    [SetUp]
+    public async Task Start()
+    {
+        _authd = await AuthDServer.StartAsync();
+        await _authd.AddUserAsync("bob@example.org", PasswordScheme.Hash("bob pass", "SHA512-CRYPT"));
+        _lmtp = await LmtpServer.StartAsync(_authd);
+        _imap = await ImapServer.StartAsync(_authd);
+        foreach (var subject in new[] { "first", "second", "third" })
+        {
+            var r = Run.Program(Peers.Require("swaks"), ["--protocol", "LMTP", "--server", $"127.0.0.1:{_lmtp.Port}", "--from", "ann@remote.test",
+                "--to", "bob@example.org", "--header", "Subject: " + subject, "--body", "body of " + subject, "--timeout", "30"]);
+            Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        }
+    }
+
+    [TearDown]
+    public async Task Stop()
+    {
+        if (TestContext.CurrentContext.Result.Outcome.Status == NUnit.Framework.Interfaces.TestStatus.Failed)
+            TestContext.Out.WriteLine(string.Join('\n', _authd.Log().Split('\n').TakeLast(40)));
+        await _imap.DisposeAsync();
+        await _lmtp.DisposeAsync();
+        await _authd.DisposeAsync();
+    }
+
+    /// <summary>The file of the message with this subject, in new/ or cur/.</summary>
+    private string FileOf(string subject) =>
+        new[] { "new", "cur" }.SelectMany(d => Directory.GetFiles(Path.Combine(Inbox, d))).Single(f => File.ReadAllText(f).Contains("Subject: " + subject + "\n"));
+
+    private Dictionary<string, Func<Task>> Elsewhere => new()
+    {
+        // Another server expunges the second message.
+        ["expunge-second-elsewhere"] = () => { File.Delete(FileOf("second")); return Task.CompletedTask; },
+        // Another server flags the first message: its file is renamed.
+        ["flag-first-elsewhere"] = () =>
+        {
+            var path = FileOf("first");
+            var name = Path.GetFileName(path);
+            var colon = name.IndexOf(":2,", StringComparison.Ordinal);
+            File.Move(path, Path.Combine(Inbox, "cur", (colon < 0 ? name : name[..colon]) + ":2,F"));
+            return Task.CompletedTask;
+        },
+    };
+
+    [Test]
+    public async Task Uid_expunge_removes_only_the_messages_of_its_set()
+    {
+        await Transcript.ReplayAsync("imap/uid-expunge.txt", _imap.Port);
+        Assert.That(Directory.GetFiles(Path.Combine(Inbox, "cur")), Has.Length.EqualTo(2));
+        Assert.That(_authd.Log(), Does.Match(@"reject: UID FROB from \[127\.0\.0\.1\]:\d+ user=<bob@example\.org>: f BAD Unknown UID command"),
+            "refused commands are logged");
+    }
+
+    [Test]
+    public async Task Fetch_of_a_message_expunged_elsewhere_says_expungeissued_and_reads_a_renamed_one()
+    {
+        await Transcript.ReplayAsync("imap/fetch-expunged.txt", _imap.Port, actions: Elsewhere);
+        Assert.That(_authd.Log(), Does.Contain("c NO [EXPUNGEISSUED]"));
+    }
+
+    [Test]
+    public async Task Pop3_quit_deletes_a_renamed_message_and_counts_only_what_it_removed()
+    {
+        await Transcript.ReplayAsync("pop3/quit-after-rename.txt", _imap.Pop3Port, actions: Elsewhere);
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("deleted 1 messages"), TimeSpan.FromSeconds(10)), Is.True, _authd.Log());
+        var left = new[] { "new", "cur" }.SelectMany(d => Directory.GetFiles(Path.Combine(Inbox, d))).Select(File.ReadAllText).ToList();
+        Assert.That(left, Has.Count.EqualTo(1), "the renamed first message is gone too");
+        Assert.That(left[0], Does.Contain("Subject: third"));
+    }
+}
