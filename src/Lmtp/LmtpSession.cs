@@ -240,13 +240,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             Log.Error($"{conn.SessionId}: cannot prepare {first.Maildir}: {e.Message}");
             return null;
         }
-        var tmp = Path.Combine(first.Maildir, "tmp", MaildirDelivery.UniqueName());
-        var fs = new FileStream(tmp, new FileStreamOptions
-        {
-            Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.None,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, BufferSize = 64 * 1024,
-        });
-        MaildirDelivery.Chown(tmp, first.Uid, first.Gid);
+        var (tmp, fs) = MaildirDelivery.CreateTmp(first.Maildir, first.Uid, first.Gid);
         var headers = new StringBuilder();
         headers.Append("Return-Path: <").Append(_from).Append(">\n");
         if (_rcpts.Count == 1) headers.Append("Delivered-To: ").Append(_rcpts[0].Address).Append('\n');

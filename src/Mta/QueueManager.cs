@@ -17,6 +17,7 @@ using System.Net.Sockets;
 using System.Text;
 using Grpc.Core;
 using Mail.Shared.Auth;
+using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Smtp;
 using Mail.Shared.Spool;
@@ -269,11 +270,8 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         attempts++;
         var delay = TimeSpan.FromTicks(Math.Min(options.RetryMax.Ticks, options.RetryMin.Ticks * (1L << Math.Min(attempts - 1, 20))));
         foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.0.0", "deferred", why);
-        var tmp = statePath + ".tmp";
-        File.WriteAllLines(tmp, [attempts.ToString(CultureInfo.InvariantCulture) + (warned ? " warned" : ""), .. still]);
-        File.SetLastWriteTimeUtc(tmp, DateTime.UtcNow + delay);
-        File.Move(tmp, statePath, overwrite: true);
-        Spool.FsyncDirectory(StateDir);
+        AtomicFile.WriteText(statePath, string.Join('\n', [attempts.ToString(CultureInfo.InvariantCulture) + (warned ? " warned" : ""), .. still]) + "\n");
+        File.SetLastWriteTimeUtc(statePath, DateTime.UtcNow + delay); // when it is due; set before the message is in deferred/
         spool.Move(id, QueueDir.Active, QueueDir.Deferred, durable: false);
     }
 

@@ -113,12 +113,12 @@ internal sealed class FolderIndex
             if (_added == 0) return;
             var keep = present.ToHashSet(StringComparer.Ordinal);
             foreach (var gone in _entries.Keys.Where(k => !keep.Contains(k)).ToList()) _entries.Remove(gone);
-            var tmp = _path + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
             try
             {
-                using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024))
-                using (var w = new BinaryWriter(fs, Encoding.UTF8))
+                // A cache of what the messages say: rebuilt if lost, so not fsynced.
+                Mail.Shared.IO.AtomicFile.Write(_path, fs =>
                 {
+                    using var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true);
                     w.Write(Version);
                     w.Write(_entries.Count);
                     foreach (var (name, e) in _entries)
@@ -133,12 +133,10 @@ internal sealed class FolderIndex
                         if (e.TextFilter != null) w.Write(e.TextFilter);
                     }
                     w.Write(_entries.Count);
-                }
-                Mail.Shared.Maildir.MaildirDelivery.Chown(tmp, _uid, _gid);
-                File.Move(tmp, _path, overwrite: true);
+                }, Mail.Shared.IO.AtomicFile.Private, (_uid, _gid), durable: false);
                 _added = 0;
             }
-            catch (IOException) { try { File.Delete(tmp); } catch (IOException) { } }
+            catch (IOException) { } // the next save tries again
         }
     }
 }

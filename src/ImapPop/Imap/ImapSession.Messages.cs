@@ -96,42 +96,11 @@ internal sealed partial class ImapSession
         var letters = Letters(folder, flags, out var flagError);
         if (letters == null) return await No(tag, flagError!);
         if (!WithinQuota(literal.Length, 1)) return await No(tag, "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
-        // Stored as lmtpd stores: LF line ends, fsynced in tmp/, then renamed into cur/.
-        var tmpName = MaildirDelivery.UniqueName();
-        var tmp = Path.Combine(folder.Path, "tmp", tmpName);
-        long size = 0, lines = 0;
+        string baseName;
+        long size;
         using (var input = literal.Open())
-        await using (var output = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024))
-        {
-            var buffer = new byte[64 * 1024];
-            int n;
-            bool cr = false;
-            while ((n = input.Read(buffer)) > 0)
-            {
-                var outBuf = new byte[n + 1];
-                int o = 0;
-                for (int i = 0; i < n; i++)
-                {
-                    var b = buffer[i];
-                    if (cr && b != '\n') outBuf[o++] = (byte)'\r';
-                    cr = b == '\r';
-                    if (cr) continue;
-                    if (b == '\n') lines++;
-                    outBuf[o++] = b;
-                }
-                output.Write(outBuf, 0, o);
-                size += o;
-            }
-            if (cr) { output.WriteByte((byte)'\r'); size++; }
-            output.Flush(flushToDisk: true);
-        }
-        MaildirDelivery.Chown(tmp, _user!.Uid, _user.Gid);
-        File.SetLastWriteTimeUtc(tmp, (date ?? DateTimeOffset.UtcNow).UtcDateTime);
-        var baseName = $"{tmpName},S={size},W={size + lines}";
-        var final = Path.Combine(folder.Path, "cur", baseName + ":2," + MaildirFolder.NormalizeFlags(letters));
-        File.Move(tmp, final);
-        MaildirDelivery.FsyncDirectory(Path.Combine(folder.Path, "cur"));
-        MaildirQuota.Add(_user.Maildir, size, 1);
+            (baseName, size) = await folder.AppendAsync(input, date ?? DateTimeOffset.UtcNow, letters);
+        MaildirQuota.Add(_user!.Maildir, size, 1);
         var state = folder.Sync(takeNew: false);
         var uid = state.Messages.FirstOrDefault(m => m.BaseName == baseName)?.Uid ?? 0;
         Log.Info($"{conn.SessionId}: append user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\" uid={uid} size={size}");
@@ -545,14 +514,12 @@ internal sealed partial class ImapSession
                 }
                 else flags.Append(c);
             }
-            var baseName = target.Path == s.Folder.Path ? MaildirDelivery.UniqueName() + SizeSuffix(m.BaseName) : m.BaseName;
-            if (File.Exists(Path.Combine(target.Path, "cur", baseName + ":2," + flags)) || Directory.EnumerateFiles(Path.Combine(target.Path, "cur"), baseName + ":2,*").Any())
-                baseName = MaildirDelivery.UniqueName() + SizeSuffix(m.BaseName);
-            var dest = Path.Combine(target.Path, "cur", baseName + ":2," + MaildirFolder.NormalizeFlags(flags.ToString()));
-            Link(m.Path, dest);
+            var baseName = target.Path == s.Folder.Path || target.HasBaseName(m.BaseName) ? MaildirDelivery.UniqueName() + SizeSuffix(m.BaseName) : m.BaseName;
+            try { target.CopyIn(m, baseName, flags.ToString()); }
+            catch (FileNotFoundException) { continue; } // expunged meanwhile: not copied
             copied.Add((m.Uid, baseName));
         }
-        MaildirDelivery.FsyncDirectory(Path.Combine(target.Path, "cur"));
+        target.CommitCopies();
         if (!move) MaildirQuota.Add(_user!.Maildir, copyBytes, copied.Count);
         var state = target.Sync(takeNew: false);
         var byName = state.Messages.ToDictionary(m => m.BaseName, m => m.Uid);
@@ -569,11 +536,6 @@ internal sealed partial class ImapSession
     {
         int i = baseName.IndexOf(",S=", StringComparison.Ordinal);
         return i < 0 ? "" : baseName[i..];
-    }
-
-    private static void Link(string from, string to)
-    {
-        if (!MaildirDelivery.TryLink(from, to)) File.Copy(from, to);
     }
 
     private void ExpungeDeleted(SequenceSet? uidSet) =>

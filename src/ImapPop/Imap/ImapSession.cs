@@ -654,8 +654,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         {
             // RFC 9051 6.3.6: INBOX's messages move to the new mailbox; INBOX stays, empty.
             target.Create();
-            foreach (var m in source.Sync(takeNew: true).Messages)
-                File.Move(m.Path, Path.Combine(target.Path, "cur", m.FileName));
+            source.MoveAllTo(target);
         }
         else
         {

@@ -8,6 +8,8 @@
 using System.Collections.Concurrent;
 using Mail.Shared.Maildir;
 
+using Mail.Shared.IO;
+
 namespace Mail.ImapPop.Imap;
 
 internal sealed class ModSeqStore
@@ -118,11 +120,13 @@ internal sealed class ModSeqStore
 
     private void Save()
     {
-        var tmp = _path + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
         try
         {
-            using (var w = new BinaryWriter(new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024)))
+            // Not fsynced, as Dovecot's index files: a crash of the process loses nothing (the page cache
+            // survives it); after a power failure an unreadable file starts again from the clock.
+            AtomicFile.Write(_path, fs =>
             {
+                using var w = new BinaryWriter(fs, System.Text.Encoding.UTF8, leaveOpen: true);
                 w.Write(Version);
                 w.Write(_uidValidity);
                 w.Write(Highest);
@@ -130,10 +134,8 @@ internal sealed class ModSeqStore
                 foreach (var (uid, (flags, seq)) in _messages) { w.Write(uid); w.Write(flags); w.Write(seq); }
                 w.Write(_expunged.Count);
                 foreach (var (uid, seq) in _expunged) { w.Write(uid); w.Write(seq); }
-            }
-            MaildirDelivery.Chown(tmp, _owner, _group);
-            File.Move(tmp, _path, overwrite: true);
+            }, AtomicFile.Private, (_owner, _group), durable: false);
         }
-        catch (IOException) { try { File.Delete(tmp); } catch (IOException) { } }
+        catch (IOException) { } // the next save tries again
     }
 }

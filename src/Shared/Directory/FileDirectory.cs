@@ -164,22 +164,11 @@ public sealed class FileDirectory : IMailDirectory, IDirectoryAdmin
         using var lockFile = AcquireLock(path + ".lock");
         var lines = File.Exists(path) ? File.ReadAllLines(path).ToList() : [];
         change(lines);
-        var tmp = $"{path}.tmp.{Environment.ProcessId}";
         var mode = secret ? UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead
                           : UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
-        if (File.Exists(path)) mode = File.GetUnixFileMode(path);
-        using (var fs = new FileStream(tmp, new FileStreamOptions
-        {
-            Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = mode,
-        }))
-        {
-            var sb = new StringBuilder();
-            foreach (var l in lines) sb.Append(l).Append('\n');
-            var bytes = Encoding.UTF8.GetBytes(sb.ToString());
-            fs.Write(bytes);
-            fs.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
+        var sb = new StringBuilder();
+        foreach (var l in lines) sb.Append(l).Append('\n');
+        Mail.Shared.IO.AtomicFile.WriteText(path, sb.ToString(), mode);
     }
 
     private static FileStream AcquireLock(string lockPath)

@@ -77,6 +77,20 @@ public static partial class MaildirDelivery
         }
     }
 
+    /// <summary>A new file in <paramref name="maildir"/>/tmp (mode 0600, the mail user's) for a message being received.</summary>
+    public static (string Path, FileStream File) CreateTmp(string maildir, uint uid, uint gid)
+    {
+        var tmp = Path.Combine(maildir, "tmp", UniqueName());
+        var fs = new FileStream(tmp, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.None,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, BufferSize = 64 * 1024,
+        });
+        try { Chown(tmp, uid, gid); }
+        catch { fs.Dispose(); File.Delete(tmp); throw; }
+        return (tmp, fs);
+    }
+
     /// <summary>
     /// Makes a written tmp/ file visible in <paramref name="folder"/>/new
     /// (rename, or a hard link when the file serves several recipients), and
@@ -90,7 +104,7 @@ public static partial class MaildirDelivery
         var target = Path.Combine(folder, "new", $"{name},S={size},W={vsize}");
         if (link)
         {
-            bool sameOwner = Geteuid() != 0 || (Stat(tmpPath) is var (fu, fg) && fu == uid && fg == gid);
+            bool sameOwner = !Mail.Shared.IO.Ownership.IsRoot || (Mail.Shared.IO.Ownership.Of(tmpPath) is var (fu, fg) && fu == uid && fg == gid);
             if (!sameOwner || LinkFile(tmpPath, target) != 0)
             {
                 // Another file system: copy through this folder's own tmp/.
@@ -112,31 +126,7 @@ public static partial class MaildirDelivery
     public static void FsyncDirectory(string dir) => Mail.Shared.IO.Disk.FsyncDirectory(dir);
 
     /// <summary>The owner of a file (stat(2): .NET does not expose it).</summary>
-    private static (uint Uid, uint Gid)? Stat(string path) =>
-        StatOwner(path, out var u, out var g) == 0 ? (u, g) : null;
-
-    private static int StatOwner(string path, out uint uid, out uint gid)
-    {
-        // struct stat on x86_64 Linux: st_uid at offset 28, st_gid at 32; 144 bytes in all.
-        Span<byte> buf = stackalloc byte[256];
-        int rc;
-        unsafe
-        {
-            fixed (byte* p = buf) rc = StatNative(path, p);
-        }
-        uid = BitConverter.ToUInt32(buf[28..]);
-        gid = BitConverter.ToUInt32(buf[32..]);
-        return rc;
-    }
-
-    [LibraryImport("libc", EntryPoint = "stat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static unsafe partial int StatNative(string path, byte* buf);
-
-    public static void Chown(string path, uint uid, uint gid)
-    {
-        if (Geteuid() != 0) return;
-        if (ChownNative(path, uid, gid) != 0) throw new MaildirException($"cannot chown {path} to {uid}:{gid}");
-    }
+    public static void Chown(string path, uint uid, uint gid) => Mail.Shared.IO.Ownership.Chown(path, uid, gid);
 
     [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int LinkFile(string oldPath, string newPath);
@@ -211,9 +201,4 @@ public static partial class MaildirDelivery
     /// <summary>A hard link (link(2)); true on success.</summary>
     public static bool TryLink(string from, string to) => LinkFile(from, to) == 0;
 
-    [LibraryImport("libc", EntryPoint = "chown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static partial int ChownNative(string path, uint uid, uint gid);
-
-    [LibraryImport("libc", EntryPoint = "geteuid")]
-    private static partial uint Geteuid();
 }

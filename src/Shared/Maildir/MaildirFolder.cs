@@ -8,6 +8,8 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 
+using Mail.Shared.IO;
+
 namespace Mail.Shared.Maildir;
 
 public sealed record FolderMessage(uint Uid, string BaseName, string Path, string Flags, bool Recent)
@@ -43,7 +45,16 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         }
     }
 
-    private sealed record UidList(uint UidValidity, uint NextUid, string Guid, Dictionary<string, uint> Uids);
+    /// <summary>
+    /// dovecot-uidlist (version 3): the header's V, N and G, and a UID per file. Fields we do not
+    /// use (Dovecot's W and S sizes per message, other header fields) are kept as they were read
+    /// and written back unchanged.
+    /// </summary>
+    private sealed record UidList(uint UidValidity, uint NextUid, string Guid, Dictionary<string, uint> Uids)
+    {
+        public string HeaderExtra { get; init; } = "";
+        public Dictionary<string, string> Extra { get; init; } = new(StringComparer.Ordinal);
+    }
 
     private UidList? ReadUidList()
     {
@@ -56,25 +67,31 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         if (head[0] != "3") return null; // another version: rebuilt (UIDVALIDITY changes, as Dovecot does)
         uint validity = 0, next = 1;
         string guid = "";
+        var headerExtra = new List<string>();
         foreach (var f in head.Skip(1))
         {
             if (f.Length < 2) continue;
             if (f[0] == 'V') uint.TryParse(f.AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture, out validity);
             else if (f[0] == 'N') uint.TryParse(f.AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture, out next);
             else if (f[0] == 'G') guid = f[1..];
+            else headerExtra.Add(f);
         }
         if (validity == 0) return null;
         var uids = new Dictionary<string, uint>(StringComparer.Ordinal);
+        var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var line in lines.Skip(1))
         {
+            // "UID[ FIELD...] :NAME"
             int sp = line.IndexOf(' ');
             int colon = line.IndexOf(" :", StringComparison.Ordinal);
             if (sp <= 0 || colon < 0) continue;
             if (!uint.TryParse(line.AsSpan(0, sp), NumberStyles.None, CultureInfo.InvariantCulture, out var uid) || uid == 0) continue;
-            uids[line[(colon + 2)..]] = uid;
+            var name = line[(colon + 2)..];
+            uids[name] = uid;
+            if (colon > sp) extra[name] = line[(sp + 1)..colon];
             if (uid >= next) next = uid + 1;
         }
-        return new UidList(validity, next, guid, uids);
+        return new UidList(validity, next, guid, uids) { HeaderExtra = string.Join(' ', headerExtra), Extra = extra };
     }
 
     /// <summary>Runs <paramref name="change"/> holding dovecot-uidlist.lock.</summary>
@@ -104,12 +121,17 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
     private void WriteUidList(UidList list)
     {
         var sb = new StringBuilder();
-        sb.Append("3 V").Append(list.UidValidity).Append(" N").Append(list.NextUid).Append(" G").Append(list.Guid).Append('\n');
-        foreach (var (name, uid) in list.Uids.OrderBy(kv => kv.Value)) sb.Append(uid).Append(" :").Append(name).Append('\n');
-        var tmp = UidListPath + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
-        File.WriteAllText(tmp, sb.ToString());
-        MaildirDelivery.Chown(tmp, ownerUid, ownerGid);
-        File.Move(tmp, UidListPath, overwrite: true);
+        sb.Append("3 V").Append(list.UidValidity).Append(" N").Append(list.NextUid).Append(" G").Append(list.Guid);
+        if (list.HeaderExtra.Length > 0) sb.Append(' ').Append(list.HeaderExtra);
+        sb.Append('\n');
+        foreach (var (name, uid) in list.Uids.OrderBy(kv => kv.Value))
+        {
+            sb.Append(uid);
+            if (list.Extra.TryGetValue(name, out var fields)) sb.Append(' ').Append(fields);
+            sb.Append(" :").Append(name).Append('\n');
+        }
+        // UIDs handed out must survive a crash: were the list lost, a message could get another's UID.
+        AtomicFile.WriteText(UidListPath, sb.ToString(), AtomicFile.Private, (ownerUid, ownerGid));
     }
 
     /// <summary>
@@ -342,6 +364,71 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         return removed;
     }
 
+    /// <summary>
+    /// Stores a message given in its wire form (CRLF lines, as an IMAP APPEND sends it) as lmtpd
+    /// stores one: LF lines in tmp/, fsynced, the mail user's, dated <paramref name="received"/>,
+    /// then renamed into cur/ with <paramref name="flags"/> and cur/ fsynced. Returns its base name
+    /// and stored size.
+    /// </summary>
+    public async Task<(string BaseName, long Size)> AppendAsync(Stream wire, DateTimeOffset received, string flags)
+    {
+        var tmpName = MaildirDelivery.UniqueName();
+        var tmp = System.IO.Path.Combine(Path, "tmp", tmpName);
+        try
+        {
+            long size, lines;
+            await using (var fs = new FileStream(tmp, new FileStreamOptions
+                         {
+                             Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 64 * 1024, UnixCreateMode = AtomicFile.Private,
+                         }))
+            {
+                var writer = new Mail.Shared.Smtp.DataWriter(fs, long.MaxValue, dotStuffed: false);
+                await writer.CopyFromAsync(wire);
+                await fs.FlushAsync();
+                fs.Flush(flushToDisk: true);
+                (size, lines) = (fs.Length, writer.Lines);
+            }
+            MaildirDelivery.Chown(tmp, ownerUid, ownerGid);
+            File.SetLastWriteTimeUtc(tmp, received.UtcDateTime);
+            var baseName = $"{tmpName},S={size},W={size + lines}";
+            File.Move(tmp, System.IO.Path.Combine(Path, "cur", baseName + ":2," + NormalizeFlags(flags)));
+            MaildirDelivery.FsyncDirectory(System.IO.Path.Combine(Path, "cur"));
+            return (baseName, size);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A copy of <paramref name="message"/> (of another folder, or this one) in this folder's cur/ as
+    /// <paramref name="baseName"/> with <paramref name="flags"/>: a hard link, a copy across file
+    /// systems. Call <see cref="CommitCopies"/> once after a run of copies.
+    /// </summary>
+    public void CopyIn(FolderMessage message, string baseName, string flags)
+    {
+        var dest = System.IO.Path.Combine(Path, "cur", baseName + ":2," + NormalizeFlags(flags));
+        var from = Locate(message) ?? throw new FileNotFoundException("expunged meanwhile", message.Path);
+        if (!MaildirDelivery.TryLink(from, dest)) File.Copy(from, dest);
+    }
+
+    /// <summary>Makes the copies and moves into cur/ durable (fsync of the directory).</summary>
+    public void CommitCopies() => MaildirDelivery.FsyncDirectory(System.IO.Path.Combine(Path, "cur"));
+
+    /// <summary>Is there a message of this base name in cur/ already?</summary>
+    public bool HasBaseName(string baseName) => Directory.EnumerateFiles(System.IO.Path.Combine(Path, "cur"), baseName + ":2,*").Any();
+
+    /// <summary>Moves every message of this folder into <paramref name="target"/>'s cur/ (RENAME of INBOX), both directories fsynced.</summary>
+    public void MoveAllTo(MaildirFolder target)
+    {
+        foreach (var m in Sync(takeNew: true).Messages)
+            File.Move(Locate(m) ?? m.Path, System.IO.Path.Combine(target.Path, "cur", m.FileName));
+        target.CommitCopies();
+        CommitCopies();
+    }
+
     /// <summary>Where a message's file is now (a flag change elsewhere renames it); null if it is gone.</summary>
     public string? Locate(FolderMessage message) => File.Exists(message.Path) ? message.Path : Find(message.BaseName);
 
@@ -372,11 +459,8 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             i = list.FindIndex(k => k.Length == 0);
             if (i < 0) { if (list.Count >= 26) return null; i = list.Count; list.Add(""); }
             list[i] = keyword;
-            var p = System.IO.Path.Combine(Path, "dovecot-keywords");
-            var tmp = p + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
-            File.WriteAllText(tmp, string.Concat(list.Select((k, n) => k.Length > 0 ? $"{n} {k}\n" : "")));
-            MaildirDelivery.Chown(tmp, ownerUid, ownerGid);
-            File.Move(tmp, p, overwrite: true);
+            AtomicFile.WriteText(System.IO.Path.Combine(Path, "dovecot-keywords"), string.Concat(list.Select((k, n) => k.Length > 0 ? $"{n} {k}\n" : "")),
+                AtomicFile.Private, (ownerUid, ownerGid));
             return (char)('a' + i);
         });
     }

@@ -62,13 +62,10 @@ public static class MaildirQuota
                     bytes += SizeFromName(f) ?? new FileInfo(f).Length;
                 }
             }
-        var path = Path.Combine(maildir, "maildirsize");
-        var tmp = Path.Combine(maildir, "tmp", "maildirsize." + MaildirDelivery.UniqueName());
-        if (Directory.Exists(Path.Combine(maildir, "tmp")))
-        {
-            File.WriteAllText(tmp, $"{Header(limitBytes, limitMessages)}\n{bytes} {count}\n");
-            File.Move(tmp, path, overwrite: true);
-        }
+        // Maildir++: a cache that can always be recounted, so not fsynced; the Maildir's owner's.
+        if (Directory.Exists(maildir))
+            Mail.Shared.IO.AtomicFile.WriteText(Path.Combine(maildir, "maildirsize"), $"{Header(limitBytes, limitMessages)}\n{bytes} {count}\n",
+                Mail.Shared.IO.AtomicFile.Private, Mail.Shared.IO.Ownership.Of(maildir), durable: false);
         return new Usage(bytes, count);
     }
 

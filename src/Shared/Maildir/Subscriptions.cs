@@ -39,11 +39,7 @@ public static class Subscriptions
 
     public static void Write(string maildir, IEnumerable<string> names, uint uid, uint gid)
     {
-        var path = Path.Combine(maildir, "subscriptions");
-        var tmp = path + ".tmp" + Environment.ProcessId + "." + Guid.NewGuid().ToString("N");
         var text = "V\t2\n\n" + string.Concat(names.Order(StringComparer.Ordinal).Select(n => MailboxName.Encode(n).Replace(MailboxName.Separator, '\t') + "\n"));
-        File.WriteAllText(tmp, text);
-        MaildirDelivery.Chown(tmp, uid, gid);
-        File.Move(tmp, path, overwrite: true);
+        Mail.Shared.IO.AtomicFile.WriteText(Path.Combine(maildir, "subscriptions"), text, Mail.Shared.IO.AtomicFile.Private, (uid, gid));
     }
 }

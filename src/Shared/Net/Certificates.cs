@@ -33,12 +33,7 @@ public static class Certificates
         req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
         req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
         using var cert = req.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(5));
-        var keyTmp = keyPath + ".tmp";
-        File.WriteAllText(keyTmp, key.ExportPkcs8PrivateKeyPem());
-        File.SetUnixFileMode(keyTmp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        File.Move(keyTmp, keyPath, overwrite: true);
-        var certTmp = certPath + ".tmp";
-        File.WriteAllText(certTmp, cert.ExportCertificatePem());
-        File.Move(certTmp, certPath, overwrite: true);
+        Mail.Shared.IO.AtomicFile.WriteText(keyPath, key.ExportPkcs8PrivateKeyPem(), Mail.Shared.IO.AtomicFile.Private);
+        Mail.Shared.IO.AtomicFile.WriteText(certPath, cert.ExportCertificatePem(), Mail.Shared.IO.AtomicFile.Private | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
     }
 }

@@ -116,6 +116,28 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
         await FlushStageAsync().ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Converts all of <paramref name="input"/> as one last chunk (no dot-stuffing): how an IMAP
+    /// APPEND literal in its CRLF form is stored.
+    /// </summary>
+    public async Task CopyFromAsync(Stream input)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            int n;
+            while ((n = await input.ReadAsync(buffer.AsMemory(0, 64 * 1024)).ConfigureAwait(false)) > 0)
+            {
+                var chunk = new ReadOnlySequence<byte>(buffer, 0, n);
+                SequencePosition used = chunk.Start;
+                await FeedAsync(chunk, p => used = p).ConfigureAwait(false);
+                if (chunk.Slice(0, used).Length < n) CarryCr(); // only a final CR is held back without dot-stuffing
+            }
+            await FinishAsync().ConfigureAwait(false);
+        }
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
+    }
+
     /// <summary>Reads DATA from <paramref name="conn"/> to its end; false if the client went away first.</summary>
     public async Task<bool> ReadDataAsync(Mail.Shared.Net.LineConnection conn)
     {
