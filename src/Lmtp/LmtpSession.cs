@@ -10,6 +10,7 @@ using System.Diagnostics;
 using System.Text;
 using Grpc.Core;
 using Mail.Shared.Auth;
+using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Maildir;
 using Mail.Shared.Net;
@@ -216,31 +217,37 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
     {
         public required string TmpPath;
         public required FileStream File;
+        /// <summary>What the writer writes to: a full disk is held until the message has been read.</summary>
+        public required HeldFailureStream Sink;
         public required DataWriter Writer;
         public required long HeaderLines;
         public void Dispose()
         {
-            File.Dispose();
+            try { File.Dispose(); } catch (IOException) { } // what it still buffers cannot reach a full disk: the file goes anyway
             try { System.IO.File.Delete(TmpPath); } catch (IOException) { }
         }
     }
 
     private Pending? _bdat;
 
-    private async Task<Pending?> BeginMessageAsync(bool dotStuffed)
+    /// <summary>The first recipient's tmp/ file, with our headers written; or why it cannot be had.</summary>
+    private async Task<(Pending? Pending, SmtpReply Failure)> BeginMessageAsync(bool dotStuffed)
     {
         var first = _rcpts[0].User;
+        string tmp;
+        FileStream fs;
         try
         {
             MaildirDelivery.Ensure(first.Maildir, first.Uid, first.Gid);
             MaildirDelivery.CleanTmp(first.Maildir);
+            (tmp, fs) = MaildirDelivery.CreateTmp(first.Maildir, first.Uid, first.Gid);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+        catch (Exception e) when (StorageError.Is(e))
         {
-            Log.Error($"{conn.SessionId}: cannot prepare {first.Maildir}: {e.Message}");
-            return null;
+            var kind = StorageError.Classify(e);
+            Log.Error($"{conn.SessionId}: cannot open a message in {first.Maildir} ({kind}): {MailLog.Safe(e.Message)}");
+            return (null, SmtpReply.MailboxFailure(kind, options.QuotaTemporary));
         }
-        var (tmp, fs) = MaildirDelivery.CreateTmp(first.Maildir, first.Uid, first.Gid);
         var headers = new StringBuilder();
         headers.Append("Return-Path: <").Append(_from).Append(">\n");
         if (_rcpts.Count == 1) headers.Append("Delivered-To: ").Append(_rcpts[0].Address).Append('\n');
@@ -249,23 +256,31 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             .Append(_rcpts.Count == 1 ? $"\n\tfor <{_rcpts[0].Address}>" : "").Append("; ")
             .Append(DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
         var headerBytes = Encoding.UTF8.GetBytes(headers.ToString());
-        await fs.WriteAsync(headerBytes);
-        return new Pending
+        var sink = new HeldFailureStream(fs);
+        var pending = new Pending
         {
-            TmpPath = tmp, File = fs, Writer = new DataWriter(fs, options.MaxMessageSize, dotStuffed),
+            TmpPath = tmp, File = fs, Sink = sink, Writer = new DataWriter(sink, options.MaxMessageSize, dotStuffed),
             HeaderLines = headerBytes.AsSpan().Count((byte)'\n'),
         };
+        try { await fs.WriteAsync(headerBytes); }
+        catch (Exception e) when (StorageError.Is(e))
+        {
+            pending.Dispose();
+            Log.Error($"{conn.SessionId}: cannot write a message in {first.Maildir} ({StorageError.Classify(e)}): {MailLog.Safe(e.Message)}");
+            return (null, SmtpReply.MailboxFailure(StorageError.Classify(e), options.QuotaTemporary));
+        }
+        return (pending, default);
     }
 
     private async Task DataAsync()
     {
         if (_from == null) { await Reply("503 5.5.1 MAIL first"); return; }
         if (_rcpts.Count == 0) { await Reply("503 5.5.1 No valid recipients"); return; }
-        var pending = await BeginMessageAsync(dotStuffed: true);
+        var (pending, failure) = await BeginMessageAsync(dotStuffed: true);
         await conn.WriteLineAsync("354 Start mail input; end with <CRLF>.<CRLF>");
         var writer = pending?.Writer ?? new DataWriter(Stream.Null, options.MaxMessageSize, dotStuffed: true);
         if (!await writer.ReadDataAsync(conn)) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
-        await FinishMessageAsync(pending, writer);
+        await FinishMessageAsync(pending, failure, writer);
     }
 
     private async Task<bool> BdatAsync(string arg)
@@ -282,8 +297,8 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         var fail = _from == null ? "503 5.5.1 MAIL first" : _rcpts.Count == 0 ? "503 5.5.1 No valid recipients" : null;
         if (fail == null && _bdat == null)
         {
-            _bdat = await BeginMessageAsync(dotStuffed: false);
-            if (_bdat == null) fail = "451 4.3.0 Cannot open the mailbox";
+            (_bdat, var failure) = await BeginMessageAsync(dotStuffed: false);
+            if (_bdat == null) fail = failure.ToString();
         }
         // Read the chunk whatever happens, so the session stays in step.
         var writer = fail == null ? _bdat!.Writer : new DataWriter(Stream.Null, long.MaxValue, dotStuffed: false);
@@ -292,20 +307,21 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         if (!last) { await Reply($"250 2.0.0 {size} octets received"); return true; }
         var pending = _bdat!;
         _bdat = null;
-        await FinishMessageAsync(pending, writer);
+        await FinishMessageAsync(pending, default, writer);
         return true;
     }
 
-    private async Task FinishMessageAsync(Pending? pending, DataWriter writer)
+    private async Task FinishMessageAsync(Pending? pending, SmtpReply failure, DataWriter writer)
     {
         var replies = new List<string>();
-        if (pending == null) replies.AddRange(_rcpts.Select(_ => "451 4.3.0 Cannot open the mailbox"));
+        if (pending == null) replies.AddRange(_rcpts.Select(r => failure.About(r.Address).ToString()));
         else if (writer.TooBig) replies.AddRange(_rcpts.Select(_ => "552 5.3.4 Message too big"));
         else if (writer.HasNul) replies.AddRange(_rcpts.Select(_ => "554 5.6.0 Message contains NUL characters"));
         else
         {
             try
             {
+                if (pending.Sink.Failure is { } held) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(held);
                 await pending.File.FlushAsync();
                 pending.File.Flush(flushToDisk: true);
                 var size = pending.File.Length;
@@ -314,10 +330,11 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 pending.File.Dispose();
                 foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize));
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+            catch (Exception e) when (StorageError.Is(e))
             {
-                Log.Error($"{conn.SessionId}: delivery failed: {e.Message}");
-                while (replies.Count < _rcpts.Count) replies.Add("451 4.3.0 Local delivery error");
+                var kind = StorageError.Classify(e);
+                Log.Error($"{conn.SessionId}: cannot write the message ({kind}): {MailLog.Safe(e.Message)}");
+                while (replies.Count < _rcpts.Count) replies.Add(SmtpReply.MailboxFailure(kind, options.QuotaTemporary).About(_rcpts[replies.Count].Address).ToString());
             }
         }
         pending?.Dispose();
@@ -344,8 +361,9 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 if ((u.QuotaBytes > 0 && usage.Bytes + size > (long)u.QuotaBytes) ||
                     (u.QuotaMessages > 0 && usage.Messages + 1 > (long)u.QuotaMessages))
                 {
-                    Log.Info($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn=5.2.2, status=bounced (over quota)");
-                    return options.QuotaTemporary ? $"452 4.2.2 <{r.Address}> Mailbox full" : $"552 5.2.2 <{r.Address}> Mailbox full";
+                    var full = SmtpReply.MailboxFull(options.QuotaTemporary);
+                    Log.Info($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn={full.Status}, status={(full.Code >= 500 ? "bounced" : "deferred")} (over quota)");
+                    return full.About(r.Address).ToString();
                 }
             }
             var folder = MaildirDelivery.FolderFor(u.Maildir, r.Detail);
@@ -356,10 +374,12 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             Log.Info($"{conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({Path.GetFileName(path)})");
             return $"250 2.0.0 <{r.Address}> Saved";
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+        catch (Exception e) when (StorageError.Is(e))
         {
-            Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn=4.3.0, status=deferred ({MailLog.Safe(e.Message)})");
-            return $"451 4.3.0 <{r.Address}> Local delivery error";
+            var kind = StorageError.Classify(e);
+            var reply = SmtpReply.MailboxFailure(kind, options.QuotaTemporary);
+            Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn={reply.Status}, status=deferred ({kind}: {MailLog.Safe(e.Message)})");
+            return reply.About(r.Address).ToString();
         }
     }
 }

@@ -86,13 +86,14 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Incoming)))
         {
             var id = Path.GetFileName(path);
+            if (id.StartsWith('.')) continue; // not a queue file (a temporary file, an administrator's)
             if (spool.IsOpen(id) || _inFlight.ContainsKey(id)) continue; // still being received, or already taken
             await StartAsync(id, QueueDir.Incoming, ct);
         }
         foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Deferred)))
         {
             var id = Path.GetFileName(path);
-            if (_inFlight.ContainsKey(id)) continue;
+            if (id.StartsWith('.') || _inFlight.ContainsKey(id)) continue;
             var state = Path.Combine(StateDir, id);
             if (File.Exists(state) && File.GetLastWriteTimeUtc(state) > DateTime.UtcNow) continue; // not due yet
             await StartAsync(id, QueueDir.Deferred, ct);

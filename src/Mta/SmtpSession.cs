@@ -12,6 +12,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Core;
 using Mail.Shared.Auth;
+using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Net;
 using Mail.Shared.Smtp;
@@ -356,7 +357,10 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         if (arg.Length > 0) return await Reply("501 5.5.4 Syntax: DATA");
         if (_from == null) return await Reply("503 5.5.1 Error: need MAIL command");
         if (_rcpts.Count == 0) return await Reply("554 5.5.1 Error: no valid recipients");
-        using var message = BeginMessage(dotStuffed: true);
+        Incoming begun;
+        try { begun = BeginMessage(dotStuffed: true); }
+        catch (Exception e) when (StorageError.Is(e)) { return await Reply(SpoolRefusal(e)); }
+        using var message = begun;
         await conn.WriteLineAsync("354 End data with <CR><LF>.<CR><LF>");
         if (!await message.Writer.ReadDataAsync(conn)) throw new IOException("client went away during DATA");
         if (message.Writer.HasBareLf || message.Writer.HasBareCr)
@@ -389,7 +393,11 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             : _rcpts.Count == 0 ? "554 5.5.1 Error: no valid recipients"
             : _bdatFailed ? "503 5.5.1 Error: earlier BDAT failed; send RSET"
             : null;
-        if (fail == null) _bdat ??= BeginMessage(dotStuffed: false);
+        if (fail == null && _bdat == null)
+        {
+            try { _bdat = BeginMessage(dotStuffed: false); }
+            catch (Exception e) when (StorageError.Is(e)) { fail = SpoolRefusal(e); _bdatFailed = true; }
+        }
         var writer = fail == null ? _bdat!.Writer : new DataWriter(Stream.Null, long.MaxValue, dotStuffed: false);
         if (!await writer.ReadChunkAsync(conn, size, last)) throw new IOException("client went away during BDAT");
         if (fail != null) return await Reply(fail);
@@ -420,13 +428,27 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             return await Reply("554 5.4.0 Error: too many hops");
         }
         if (writer.HasNul) { Reset(); return await Reply("554 5.6.0 Error: message contains NUL characters"); }
-        await file.CommitAsync();
+        try { await file.CommitAsync(); }
+        catch (Exception e) when (StorageError.Is(e))
+        {
+            var refusal = SpoolRefusal(e);
+            Reset();
+            return await Reply(refusal);
+        }
         _messages++;
         Log.Info($"{id}: client={conn.ClientDescription}{(_user != null ? ", sasl_username=" + MailLog.Safe(_user) : "")}");
         Log.Info($"{id}: from=<{MailLog.Safe(_from)}>, size={file.ContentLength}, nrcpt={_rcpts.Count} (queue active)");
         Reset();
         queue.Wake();
         return await Reply($"250 2.0.0 Ok: queued as {id}");
+    }
+
+    /// <summary>The queue could not take the message: logged as the error it is, answered with a temporary failure.</summary>
+    private string SpoolRefusal(Exception e)
+    {
+        var reply = SmtpReply.SpoolFailure(StorageError.Classify(e));
+        Log.Error($"{conn.SessionId}: queue file write failed ({StorageError.Classify(e)}): {MailLog.Safe(e.Message)}; from=<{MailLog.Safe(_from)}>, client={conn.ClientDescription}: {reply}");
+        return reply.ToString();
     }
 
     private bool InMyNetworks(IPAddress? ip)

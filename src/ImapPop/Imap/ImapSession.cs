@@ -8,6 +8,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Core;
 using Mail.Shared.Auth;
+using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Maildir;
 using Mail.Shared.Net;
@@ -198,11 +199,13 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             await RefuseAsync(tag, "NO [UNAVAILABLE] Temporary authentication failure");
             return true;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MaildirException)
+        catch (Exception e) when (StorageError.Is(e))
         {
             if (e is IOException && conn.Stopping.IsCancellationRequested) throw;
-            Log.Error($"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")}: {MailLog.Safe(e.Message)}");
-            await RefuseAsync(tag, "NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
+            var kind = StorageError.Classify(e);
+            var line = $"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")} ({kind}): {MailLog.Safe(e.Message)}";
+            if (StorageReply.IsFault(kind)) Log.Error(line); else Log.Info(line);
+            await RefuseAsync(tag, StorageReply.Imap(kind));
             return true;
         }
         catch (Exception e) when (e is not OperationCanceledException && !conn.Stopping.IsCancellationRequested)

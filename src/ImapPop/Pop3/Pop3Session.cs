@@ -11,6 +11,7 @@ using System.Text;
 using Grpc.Core;
 using Mail.ImapPop.Imap;
 using Mail.Shared.Auth;
+using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Maildir;
 using Mail.Shared.Net;
@@ -41,7 +42,16 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
                 var read = await conn.ReadLineAsync();
                 if (read.Status == LineStatus.TooLong) { if (!await Err("Line too long")) return; continue; }
                 if (!read.IsLine) return;
-                if (!await CommandAsync(read.Text)) return;
+                bool go;
+                try { go = await CommandAsync(read.Text); }
+                catch (Exception e) when (StorageError.Is(e) && !conn.Stopping.IsCancellationRequested)
+                {
+                    // The mail store failed this command; the session goes on.
+                    var kind = StorageError.Classify(e);
+                    Log.Error($"{conn.SessionId}: {MailLog.Safe(_command, 20)} failed for {MailLog.Safe(_user?.User ?? "-")} ({kind}): {MailLog.Safe(e.Message)}");
+                    go = await Err(Mail.ImapPop.Imap.StorageReply.Pop3(kind));
+                }
+                if (!go) return;
             }
         }
         finally

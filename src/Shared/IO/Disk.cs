@@ -9,10 +9,10 @@ public static partial class Disk
     public static void FsyncDirectory(string dir)
     {
         int fd = Open(dir, 0 /* O_RDONLY */);
-        if (fd < 0) throw new IOException($"cannot open {dir} to fsync it");
+        if (fd < 0) { var errno = Marshal.GetLastPInvokeError(); throw new IOException($"cannot open {dir} to fsync it (errno {errno})", errno); }
         try
         {
-            if (Fsync(fd) != 0) throw new IOException($"fsync of {dir} failed");
+            if (Fsync(fd) != 0) { var errno = Marshal.GetLastPInvokeError(); throw new IOException($"fsync of {dir} failed (errno {errno})", errno); }
         }
         finally { Close(fd); }
     }

@@ -10,11 +10,6 @@ using System.Text;
 
 namespace Mail.Shared.Maildir;
 
-public sealed class MaildirException(string message, bool temporary = true) : Exception(message)
-{
-    public bool Temporary { get; } = temporary;
-}
-
 public static partial class MaildirDelivery
 {
     private static long _counter;
@@ -137,7 +132,7 @@ public static partial class MaildirDelivery
         if (RenameNative(from, to) == 0) return true;
         var errno = Marshal.GetLastPInvokeError();
         if (errno == 2) return false; // ENOENT
-        throw new IOException($"rename {from} -> {to} failed (errno {errno})");
+        throw new IOException($"rename {from} -> {to} failed (errno {errno})", errno);
     }
 
     [LibraryImport("libc", EntryPoint = "rename", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
@@ -157,7 +152,7 @@ public static partial class MaildirDelivery
         {
             Path = path;
             _fd = OpenNative(path, 0x10000 | 0x80000); // O_RDONLY | O_DIRECTORY | O_CLOEXEC
-            if (_fd < 0) throw new IOException($"cannot open directory {path} (errno {Marshal.GetLastPInvokeError()})");
+            if (_fd < 0) { var errno = Marshal.GetLastPInvokeError(); throw new IOException($"cannot open directory {path} (errno {errno})", errno); }
         }
 
         /// <summary>Renames one entry of the directory; false if it is gone.</summary>
@@ -167,7 +162,7 @@ public static partial class MaildirDelivery
             if (RenameAtNative(_fd, from, _fd, to) == 0) return true;
             var errno = Marshal.GetLastPInvokeError();
             if (errno == 2) return false;
-            throw new IOException($"rename {from} -> {to} in {Path} failed (errno {errno})");
+            throw new IOException($"rename {from} -> {to} in {Path} failed (errno {errno})", errno);
         }
 
         public void Dispose()
@@ -192,7 +187,7 @@ public static partial class MaildirDelivery
         if (UnlinkNative(path) == 0) return true;
         var errno = Marshal.GetLastPInvokeError();
         if (errno == 2) return false; // ENOENT
-        throw new IOException($"unlink {path} failed (errno {errno})");
+        throw new IOException($"unlink {path} failed (errno {errno})", errno);
     }
 
     [LibraryImport("libc", EntryPoint = "unlink", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]

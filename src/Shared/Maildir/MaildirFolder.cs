@@ -94,7 +94,7 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         return new UidList(validity, next, guid, uids) { HeaderExtra = string.Join(' ', headerExtra), Extra = extra };
     }
 
-    /// <summary>Runs <paramref name="change"/> holding dovecot-uidlist.lock.</summary>
+    /// <summary>Runs <paramref name="change"/> holding dovecot-uidlist.lock (InUse when another holds it for over 10 seconds).</summary>
     private T Locked<T>(Func<T> change)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
@@ -105,10 +105,11 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
                 using (new FileStream(LockPath, FileMode.CreateNew, FileAccess.Write)) { }
                 break;
             }
-            catch (IOException) when (DateTime.UtcNow <= deadline)
+            catch (IOException e) when (StorageError.Classify(e) == StorageErrorKind.Exists)
             {
                 // Held by another session or process (or released just now: then try again at once).
-                if (!Directory.Exists(Path)) throw; // the folder itself is gone
+                // Anything else (a full disk, the folder gone, no permission) is no lock and is thrown.
+                if (DateTime.UtcNow > deadline) throw new StorageException(StorageErrorKind.InUse, $"{LockPath} held by another for over 10 seconds", e);
                 if (!File.Exists(LockPath)) continue;
                 if (DateTime.UtcNow - File.GetLastWriteTimeUtc(LockPath) > StaleLock) { try { File.Delete(LockPath); } catch (IOException) { } continue; }
                 Thread.Sleep(20);

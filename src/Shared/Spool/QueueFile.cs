@@ -65,7 +65,6 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         foreach (var r in envelope.Recipients) Record(QueueFileFormat.Recipient, Encoding.UTF8.GetBytes(r));
     }
 
-    /// <summary>Appends message content (any amount, in any pieces).</summary>
     /// <summary>A stream whose writes are the message content (for writers that want a Stream).</summary>
     public Stream ContentStream => new ContentWriter(this);
 
@@ -74,8 +73,14 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         public override void Write(ReadOnlySpan<byte> buffer) => file.WriteContent(buffer);
     }
 
+    /// <summary>
+    /// Appends message content (any amount, in any pieces). A write that fails (a full disk) is
+    /// remembered, not thrown: the receiver reads on to the end of the message, in step with the
+    /// client, and <see cref="CommitAsync"/> then throws it.
+    /// </summary>
     public void WriteContent(ReadOnlySpan<byte> data)
     {
+        if (_failure != null) return;
         while (data.Length > 0)
         {
             int n = Math.Min(data.Length, QueueFileFormat.MaxChunk - _chunkLength);
@@ -97,6 +102,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
     /// <summary>Writes END, fsyncs the file and its directory. After this the message is safe.</summary>
     public async Task CommitAsync()
     {
+        if (_failure != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_failure);
         FlushChunk();
         var digest = _hash.GetHashAndReset();
         Span<byte> header = stackalloc byte[5];
@@ -122,10 +128,14 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         Write(payload);
     }
 
+    private Exception? _failure;
+
     private void Write(ReadOnlySpan<byte> bytes)
     {
+        if (_failure != null) return;
         _hash.AppendData(bytes);
-        _file.Write(bytes);
+        try { _file.Write(bytes); }
+        catch (IOException e) { _failure = e; }
     }
 
     /// <summary>An uncommitted file is removed: the client never got its "250".</summary>
@@ -148,7 +158,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         if (_committed || _disposed) return;
         ReturnChunk();
         _disposed = true;
-        _file.Dispose();
+        try { _file.Dispose(); } catch (IOException) { } // its buffer cannot reach a full disk: the file goes anyway
         try { File.Delete(Path); } catch (IOException) { }
         _closed?.Invoke();
     }

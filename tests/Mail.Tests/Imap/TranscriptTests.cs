@@ -86,4 +86,22 @@ public sealed class TranscriptTests
         Assert.That(left, Has.Count.EqualTo(1), "the renamed first message is gone too");
         Assert.That(left[0], Does.Contain("Subject: third"));
     }
+
+    [Test]
+    public async Task A_full_disk_is_452_4_3_1_in_lmtp_and_overquota_in_imap_and_nothing_else_breaks()
+    {
+        using var disk = Tmpfs.Mount(Inbox);
+        var actions = new Dictionary<string, Func<Task>>
+        {
+            ["fill-disk"] = () => { disk.Fill(); return Task.CompletedTask; },
+            ["make-room"] = () => { disk.Empty(); return Task.CompletedTask; },
+        };
+        await Transcript.ReplayAsync("lmtp/full-disk.txt", _lmtp.Port, actions: actions);
+        Assert.That(_authd.Log(), Does.Contain("(NoSpace)"), "logged as the error it is");
+        await Transcript.ReplayAsync("imap/append-full-disk.txt", _imap.Port, actions: actions);
+        Assert.That(_authd.Log(), Does.Match(@"APPEND failed for bob@example\.org \(NoSpace\)"));
+        var stored = new[] { "new", "cur" }.SelectMany(d => Directory.GetFiles(Path.Combine(Inbox, d))).Select(File.ReadAllText).ToList();
+        Assert.That(stored, Has.Count.EqualTo(2), "what was refused left nothing behind; what was accepted is there");
+        Assert.That(Directory.GetFiles(Path.Combine(Inbox, "tmp")), Is.Empty);
+    }
 }

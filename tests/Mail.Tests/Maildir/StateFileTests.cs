@@ -62,3 +62,32 @@ public sealed class StateFileTests
         Assert.That(Directory.GetFiles(dir.Path), Has.Length.EqualTo(1), "the temporary file is removed");
     }
 }
+
+/// <summary>What the file system says, as the storage error kinds every protocol maps.</summary>
+public sealed class StorageErrorTests
+{
+    private static StorageErrorKind KindOf(Action a)
+    {
+        try { a(); }
+        catch (Exception e) when (StorageError.Is(e)) { return StorageError.Classify(e); }
+        Assert.Fail("no error");
+        return default;
+    }
+
+    [Test]
+    public void Errors_of_the_file_system_map_to_their_kinds()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir["there"], "x");
+        Assert.That(KindOf(() => new FileStream(dir["there"], FileMode.CreateNew).Dispose()), Is.EqualTo(StorageErrorKind.Exists));
+        Assert.That(KindOf(() => File.ReadAllText(dir["missing/file"])), Is.EqualTo(StorageErrorKind.NotFound));
+        using (var full = Tmpfs.Mount(dir["full"], "64k"))
+        {
+            full.Fill();
+            Assert.That(KindOf(() => AtomicFile.WriteText(Path.Combine(full.Path, "state"), new string('x', 8192))), Is.EqualTo(StorageErrorKind.NoSpace));
+            full.Empty();
+            Assert.That(Run.Program(Peers.Require("mount"), ["-o", "remount,ro", full.Path]).ExitCode, Is.EqualTo(0));
+            Assert.That(KindOf(() => File.WriteAllText(Path.Combine(full.Path, "new"), "x")), Is.EqualTo(StorageErrorKind.NoPermission), "EROFS");
+        }
+    }
+}

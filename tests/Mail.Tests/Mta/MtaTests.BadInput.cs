@@ -169,4 +169,14 @@ public sealed partial class MtaTests
         Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
         Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
     }
+
+    [Test]
+    public async Task A_full_spool_refuses_with_452_4_3_1_after_the_data_and_the_session_goes_on()
+    {
+        using var disk = Tmpfs.Mount(_authd.Dir["spool/incoming"]);
+        disk.Fill();
+        await Transcript.ReplayAsync("smtp/full-spool.txt", _mx);
+        Assert.That(_authd.Log(), Does.Contain("queue file write failed (NoSpace)").And.Contain("from=<ann@remote.test>"));
+        Assert.That(System.IO.Directory.GetFiles(disk.Path).Select(Path.GetFileName), Is.EquivalentTo(new[] { ".filler" }), "no partial queue file left");
+    }
 }
