@@ -51,6 +51,7 @@ try
         pickup_socket =
         authd_socket = {dir}/authd.sock
         spool_dir = {dir}/spool
+        control_socket = {dir}/mtad.ctl
         lmtp_destination = 127.0.0.1:{lmtpPort}
         relayhost = [127.0.0.1]:{sinkPort}
         hostname = mx.bench.test

@@ -75,6 +75,7 @@ internal static class DevStack
             spool_dir = {root}/spool
             lmtp_destination = unix:{root}/run/lmtp.sock
             pickup_socket = {root}/run/pickup
+            control_socket = {root}/run/mtad.ctl
             hostname = localhost
             log_file = {root}/log/mtad.log
             # Mail for other domains stays queued on the dev stack; for a server that sends it,

@@ -1,8 +1,12 @@
 // mailctl queue list|show|flush|delete|hold|release: the queue tools, as
-// postqueue -p, postcat -q, postqueue -f and postsuper -d/-h/-H. They work
-// on the spool that mtad.conf names; mtad's queue manager picks up every
-// change on its next scan (within a second).
+// postqueue -p, postcat -q, postqueue -f and postsuper -d/-h/-H. They ask
+// mtad through its control socket (control_socket in mtad.conf), so a change
+// takes effect at once and a message in delivery is never deleted or held
+// behind the queue manager's back. With mtad down, list and show still work,
+// reading the spool without changing it; the others say that mtad is needed.
 using System.CommandLine;
+using System.Net.Sockets;
+using System.Text;
 using System.Globalization;
 using Mail.Shared.Config;
 using Mail.Shared.Smtp;
@@ -18,45 +22,29 @@ internal static class QueueCommands
     {
         var cmd = new Command("queue", "Look at and act on the mail queue") { MtaConfig };
         var list = new Command("list", "List queued messages (as postqueue -p)");
-        list.SetAction(p => Run(p, spool => List(spool)));
+        list.SetAction(p => Run(p, List));
         var id = new Argument<string>("id");
         var show = new Command("show", "Print a queued message's envelope and content (as postcat -q)") { id };
-        show.SetAction(p => Run(p, spool => Show(spool, p.GetValue(id)!)));
+        show.SetAction(p => Run(p, mta => Show(mta.SpoolDir, p.GetValue(id)!)));
         var flush = new Command("flush", "Try every deferred message now (as postqueue -f)");
-        flush.SetAction(p => Run(p, spool =>
-        {
-            var state = Path.Combine(spool.Root, "state");
-            int n = 0;
-            if (Directory.Exists(state))
-                foreach (var f in Directory.EnumerateFiles(state)) { File.SetLastWriteTimeUtc(f, DateTime.UtcNow.AddSeconds(-1)); n++; }
-            Console.WriteLine($"mailctl: {n} deferred message(s) due now");
-            return 0;
-        }));
+        flush.SetAction(p => Run(p, mta => Act(mta, "FLUSH", n => $"mailctl: {n} deferred message(s) due now")));
         var target = new Argument<string>("id") { Description = "A queue id, or ALL" };
         var delete = new Command("delete", "Delete a queued message, or ALL (as postsuper -d)") { target };
-        delete.SetAction(p => Run(p, spool =>
-        {
-            int n = 0;
-            foreach (var (dir, qid) in Find(spool, p.GetValue(target)!, QueueDir.Incoming, QueueDir.Deferred, QueueDir.Hold))
-            {
-                if (dir == QueueDir.Incoming && QueueFileReader.Read(spool.FilePath(dir, qid), out _, out _) != QueueFileStatus.Ok) continue;
-                try { File.Delete(spool.FilePath(dir, qid)); File.Delete(Path.Combine(spool.Root, "state", qid)); n++; }
-                catch (IOException) { }
-            }
-            Console.WriteLine($"mailctl: {n} message(s) deleted");
-            return n > 0 ? 0 : 1;
-        }));
-        var holdId = new Argument<string>("id");
-        var hold = new Command("hold", "Put a message on hold (as postsuper -h)") { holdId };
-        hold.SetAction(p => Run(p, spool => MoveAll(spool, p.GetValue(holdId)!, QueueDir.Hold, QueueDir.Incoming, QueueDir.Deferred)));
-        var releaseId = new Argument<string>("id");
-        var release = new Command("release", "Release a held message (as postsuper -H)") { releaseId };
-        release.SetAction(p => Run(p, spool => MoveAll(spool, p.GetValue(releaseId)!, QueueDir.Deferred, QueueDir.Hold)));
+        delete.SetAction(p => Run(p, mta => Act(mta, "DELETE " + p.GetValue(target), n => $"mailctl: {n} message(s) deleted")));
+        var holdId = new Argument<string>("id") { Description = "A queue id, or ALL" };
+        var hold = new Command("hold", "Put a message, or ALL, on hold (as postsuper -h)") { holdId };
+        hold.SetAction(p => Run(p, mta => Act(mta, "HOLD " + p.GetValue(holdId), n => $"mailctl: {n} message(s) moved to hold")));
+        var releaseId = new Argument<string>("id") { Description = "A queue id, or ALL" };
+        var release = new Command("release", "Release a held message, or ALL (as postsuper -H)") { releaseId };
+        release.SetAction(p => Run(p, mta => Act(mta, "RELEASE " + p.GetValue(releaseId), n => $"mailctl: {n} message(s) released")));
         foreach (var c in new[] { list, show, flush, delete, hold, release }) cmd.Subcommands.Add(c);
         return cmd;
     }
 
-    private static int Run(ParseResult parse, Func<Spool, int> action)
+    /// <summary>Where mtad keeps its queue and listens for the queue tools.</summary>
+    private sealed record Mta(string SpoolDir, string ControlSocket);
+
+    private static int Run(ParseResult parse, Func<Mta, int> action)
     {
         var path = parse.GetValue(MtaConfig) ?? Environment.GetEnvironmentVariable("MAIL_MTAD_CONFIG");
         if (string.IsNullOrEmpty(path))
@@ -64,7 +52,7 @@ internal static class QueueCommands
         try
         {
             var config = MailConfig.Load("mtad", MtaSettings.Settings, path == null ? null : Path.GetFullPath(path));
-            return action(new Spool(config.GetPath("spool_dir")));
+            return action(new Mta(config.GetPath("spool_dir"), config.GetPath("control_socket")));
         }
         catch (ConfigException e)
         {
@@ -73,56 +61,98 @@ internal static class QueueCommands
         }
     }
 
-    private static IEnumerable<(QueueDir Dir, string Id)> Find(Spool spool, string id, params QueueDir[] dirs)
+    /// <summary>One command to mtad's control socket: the lines it answered, the last being OK, BUSY or ERR; null when mtad does not listen.</summary>
+    private static List<string>? Ask(Mta mta, string command)
     {
-        foreach (var d in dirs)
-            foreach (var f in Directory.EnumerateFiles(spool.DirPath(d)))
-            {
-                var name = Path.GetFileName(f);
-                if (id == "ALL" || name == id) yield return (d, name);
-            }
-    }
-
-    private static int MoveAll(Spool spool, string id, QueueDir to, params QueueDir[] from)
-    {
-        int n = 0;
-        foreach (var (dir, qid) in Find(spool, id, from).ToList())
+        try
         {
-            try { spool.Move(qid, dir, to); n++; }
-            catch (IOException) { }
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            socket.Connect(new UnixDomainSocketEndPoint(mta.ControlSocket));
+            using var stream = new NetworkStream(socket);
+            stream.ReadTimeout = 60_000;
+            using var reader = new StreamReader(stream, Encoding.UTF8);
+            stream.Write(Encoding.UTF8.GetBytes(command + "\r\nQUIT\r\n"));
+            var lines = new List<string>();
+            while (reader.ReadLine() is { } line)
+            {
+                lines.Add(line);
+                if (line.StartsWith("OK", StringComparison.Ordinal) || line.StartsWith("BUSY", StringComparison.Ordinal) || line.StartsWith("ERR", StringComparison.Ordinal))
+                    return lines;
+                if (lines.Count > 1_000_000) break;
+            }
+            throw new IOException("mtad closed the control connection before answering");
         }
-        Console.WriteLine($"mailctl: {n} message(s) moved to {to.ToString().ToLowerInvariant()}");
-        return n > 0 ? 0 : 1;
+        catch (SocketException) { return null; }
     }
 
-    private static int List(Spool spool)
+    /// <summary>A command that changes the queue: through mtad only.</summary>
+    private static int Act(Mta mta, string command, Func<string, string> done)
     {
-        Console.WriteLine("-Queue ID-   --Size-- ----Arrival Time---- -Sender/Recipient-------");
-        long bytes = 0;
-        int count = 0;
-        foreach (var (dir, mark) in new[] { (QueueDir.Active, "*"), (QueueDir.Incoming, ""), (QueueDir.Deferred, ""), (QueueDir.Hold, "!") })
-            foreach (var f in Directory.EnumerateFiles(spool.DirPath(dir)).Order())
+        var reply = Ask(mta, command);
+        if (reply == null)
+        {
+            Console.Error.WriteLine($"mailctl: mtad is not running (no answer on {mta.ControlSocket}); the queue can only be changed through it");
+            return CtlContext.ExitTempFail;
+        }
+        var last = reply[^1];
+        if (last.StartsWith("OK", StringComparison.Ordinal))
+        {
+            var f = last.Split(' ');
+            Console.WriteLine(done(f.Length > 1 ? f[1] : "0"));
+            if (f.Length > 3 && f[2] == "BUSY") Console.Error.WriteLine($"mailctl: in delivery now, not changed: {string.Join(' ', f[3..])}");
+            return f.Length > 1 && f[1] == "0" && command != "FLUSH" ? 1 : 0;
+        }
+        if (last.StartsWith("BUSY", StringComparison.Ordinal))
+        {
+            Console.Error.WriteLine($"mailctl: in delivery now, not changed (try again): {last[5..]}");
+            return CtlContext.ExitTempFail;
+        }
+        Console.Error.WriteLine($"mailctl: mtad refused: {last}");
+        return 1;
+    }
+
+    private static int List(Mta mta)
+    {
+        List<QueueEntry> entries;
+        var reply = Ask(mta, "LIST");
+        if (reply == null)
+        {
+            Console.Error.WriteLine($"mailctl: mtad is not running (no answer on {mta.ControlSocket}): the queue as its files show it");
+            entries = QueueListing.Read(mta.SpoolDir);
+        }
+        else
+        {
+            entries = [];
+            var recipients = new List<string>();
+            foreach (var line in reply.TakeWhile(l => !l.StartsWith("OK", StringComparison.Ordinal)))
             {
-                if (QueueFileReader.Read(f, out var env, out var chunks) != QueueFileStatus.Ok) continue;
-                var size = chunks.Sum(c => (long)c.Length);
-                bytes += size;
-                count++;
-                var sender = env!.Sender.Length == 0 ? "MAILER-DAEMON" : env.Sender;
-                Console.WriteLine($"{Path.GetFileName(f) + mark,-12} {size,8} {env.Arrival.ToLocalTime().ToString("ddd MMM dd HH:mm:ss", CultureInfo.InvariantCulture)}  {sender}");
-                var state = Path.Combine(spool.Root, "state", Path.GetFileName(f));
-                var remaining = File.Exists(state) ? File.ReadAllLines(state).Skip(1).ToList() : env.Recipients.ToList();
-                foreach (var r in remaining) Console.WriteLine($"{"",42}{r}");
-                Console.WriteLine();
+                if (line.StartsWith("RCPT ", StringComparison.Ordinal) && entries.Count > 0) { recipients.Add(line[5..]); continue; }
+                if (entries.Count > 0) entries[^1] = entries[^1] with { Recipients = recipients };
+                recipients = [];
+                entries.Add(QueueEntry.Parse(line) ?? throw new IOException("mtad sent a line mailctl cannot read: " + line));
             }
-        Console.WriteLine(count == 0 ? "Mail queue is empty" : $"-- {(bytes + 1023) / 1024} Kbytes in {count} Request{(count == 1 ? "" : "s")}.");
+            if (entries.Count > 0) entries[^1] = entries[^1] with { Recipients = recipients };
+        }
+        Console.WriteLine("-Queue ID-   --Size-- ----Arrival Time---- -Sender/Recipient-------");
+        foreach (var e in entries)
+        {
+            var mark = e.Dir switch { QueueDir.Active => "*", QueueDir.Hold => "!", _ => "" };
+            var sender = e.Sender.Length == 0 ? "MAILER-DAEMON" : e.Sender;
+            Console.WriteLine($"{e.Id + mark,-12} {e.Size,8} {e.Arrival.ToLocalTime().ToString("ddd MMM dd HH:mm:ss", CultureInfo.InvariantCulture)}  {sender}");
+            foreach (var r in e.Recipients) Console.WriteLine($"{"",42}{r}");
+            Console.WriteLine();
+        }
+        var bytes = entries.Sum(e => e.Size);
+        Console.WriteLine(entries.Count == 0 ? "Mail queue is empty" : $"-- {(bytes + 1023) / 1024} Kbytes in {entries.Count} Request{(entries.Count == 1 ? "" : "s")}.");
         return 0;
     }
 
-    private static int Show(Spool spool, string id)
+    /// <summary>Reads the queue file itself, changing nothing (as postcat does).</summary>
+    private static int Show(string spoolDir, string id)
     {
         foreach (var d in Enum.GetValues<QueueDir>())
         {
-            var path = spool.FilePath(d, id);
+            var path = Path.Combine(spoolDir, d.ToString().ToLowerInvariant(), id);
             if (!Spool.IsValidId(id) || !File.Exists(path)) continue;
             var status = QueueFileReader.Read(path, out var env, out var chunks);
             if (status != QueueFileStatus.Ok) { Console.Error.WriteLine($"mailctl: {id} is {status.ToString().ToLowerInvariant()}"); return 1; }

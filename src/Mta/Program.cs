@@ -61,6 +61,7 @@ namespace Mail.Mta
                 foreach (var a in config.GetList(key))
                     listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"mtad: bad value '{a}' in '{key}'"), port));
             // The pickup socket speaks the MX dialect; a local process is trusted to relay.
+            var control = config.GetPath("control_socket");
             var pickup = config.GetPath("pickup_socket");
             if (pickup.Length > 0) listeners.Add((ListenAddress.Parse("unix:" + pickup), SmtpPort.Mx));
             if (listeners.Any(l => l.Port == SmtpPort.Submissions) && cert == null)
@@ -73,12 +74,22 @@ namespace Mail.Mta
                         Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
                         BusyReply = "421 4.7.0 Too many connections, try later",
                     }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options).RunAsync());
+                if (control.Length > 0)
+                {
+                    var controlLimits = new NetLimits { MaxLineLength = 1024, IdleTimeout = TimeSpan.FromMinutes(1), MaxConnections = 10 };
+                    k.ListenLines(new LineListenerOptions { Name = "control", Address = ListenAddress.Parse("unix:" + control), Limits = controlLimits },
+                        new ConnectionGate(controlLimits), () => null, stopping, c => new ControlSession(c, queue).RunAsync());
+                }
             }, TimeSpan.FromSeconds(30));
             var qmgrStop = new CancellationTokenSource();
             Task? qmgr = null;
             app.Lifetime.ApplicationStarted.Register(() => qmgr = Task.Run(() => queue.RunAsync(qmgrStop.Token)));
             app.Lifetime.ApplicationStopping.Register(() => { qmgrStop.Cancel(); qmgr?.Wait(TimeSpan.FromSeconds(20)); });
-            app.Lifetime.ApplicationStarted.Register(() => { if (pickup.Length > 0) LineListener.SetSocketMode(pickup, (UnixFileMode)Convert.ToInt32("666", 8)); });
+            app.Lifetime.ApplicationStarted.Register(() =>
+            {
+                if (pickup.Length > 0) LineListener.SetSocketMode(pickup, (UnixFileMode)Convert.ToInt32("666", 8));
+                if (control.Length > 0) LineListener.SetSocketMode(control, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            });
             app.Lifetime.ApplicationStopped.Register(auth.Dispose);
             return app;
         }

@@ -62,16 +62,20 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         Log.Info($"queue manager started: {removed} unfinished removed, {requeued} requeued, {corrupt} corrupt");
         while (!ct.IsCancellationRequested)
         {
+            // Scans when woken (a message committed, a delivery done, the administrator) and when
+            // the next deferred message is due; at least once a minute. An idle queue costs nothing.
+            var wait = MaxSleep;
             try
             {
-                await ScanAsync(ct);
+                wait = await ScanAsync(ct);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
             catch (Exception e)
             {
                 Log.Error(e, "queue scan failed");
+                wait = TimeSpan.FromSeconds(1);
             }
-            try { await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct); }
+            try { await _wake.WaitAsync(wait, ct); }
             catch (OperationCanceledException) { break; }
         }
         // Deliveries under way finish or are cut off by the token; what they
@@ -81,8 +85,13 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         _smtp.Dispose();
     }
 
-    private async Task ScanAsync(CancellationToken ct)
+    private static readonly TimeSpan MaxSleep = TimeSpan.FromMinutes(1);
+
+    /// <summary>Starts what is due; returns how long until the next deferred message is.</summary>
+    private async Task<TimeSpan> ScanAsync(CancellationToken ct)
     {
+        var now = DateTime.UtcNow;
+        var next = now + MaxSleep;
         foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Incoming)))
         {
             var id = Path.GetFileName(path);
@@ -95,27 +104,39 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             var id = Path.GetFileName(path);
             if (id.StartsWith('.') || _inFlight.ContainsKey(id)) continue;
             var state = Path.Combine(StateDir, id);
-            if (File.Exists(state) && File.GetLastWriteTimeUtc(state) > DateTime.UtcNow) continue; // not due yet
+            var due = File.Exists(state) ? File.GetLastWriteTimeUtc(state) : now;
+            if (due > now)
+            {
+                if (due < next) next = due;
+                continue; // not due yet
+            }
             await StartAsync(id, QueueDir.Deferred, ct);
         }
+        var wait = next - DateTime.UtcNow;
+        return wait < TimeSpan.FromMilliseconds(50) ? TimeSpan.FromMilliseconds(50) : wait;
     }
 
     /// <summary>Waits for a delivery slot, moves the message to active/ and delivers it in the background.</summary>
     private async Task StartAsync(string id, QueueDir from, CancellationToken ct)
     {
         await _slots.WaitAsync(ct);
-        try
-        {
-            spool.Move(id, from, QueueDir.Active, durable: false);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _slots.Release(); // moved away meanwhile (mailctl queue hold/delete)
-            Log.Debug($"{id}: not scheduled: {e.Message}");
-            return;
-        }
         var gate = new TaskCompletionSource();
-        _inFlight[id] = gate.Task;
+        // Under the control lock: an administrator's delete or hold sees the message either
+        // before it is taken (and acts on it) or in delivery (and is refused), never between.
+        lock (_control)
+        {
+            try
+            {
+                spool.Move(id, from, QueueDir.Active, durable: false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _slots.Release(); // gone meanwhile
+                Log.Debug($"{id}: not scheduled: {e.Message}");
+                return;
+            }
+            _inFlight[id] = gate.Task;
+        }
         _ = Task.Run(async () =>
         {
             try { await DeliverAsync(id, ct); }
@@ -129,6 +150,82 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 Wake();
             }
         }, CancellationToken.None);
+    }
+
+    // ---- the administrator's queue operations (mtad's control socket) ----
+
+    private readonly object _control = new();
+
+    /// <summary>What the queue holds (postqueue -p).</summary>
+    public List<QueueEntry> List() => QueueListing.Read(spool.Root, spool.IsOpen);
+
+    /// <summary>Every deferred message is due now (postqueue -f); returns how many.</summary>
+    public int Flush()
+    {
+        int n = 0;
+        lock (_control)
+            foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Deferred)))
+            {
+                var state = Path.Combine(StateDir, Path.GetFileName(path));
+                if (File.Exists(state)) File.SetLastWriteTimeUtc(state, DateTime.UtcNow.AddSeconds(-1));
+                n++;
+            }
+        Wake();
+        return n;
+    }
+
+    /// <summary>The outcome of an operation on queue ids: how many were done, and those in delivery (refused: try again).</summary>
+    public sealed record ControlResult(int Done, List<string> Busy);
+
+    /// <summary>Deletes a message, or ALL (postsuper -d); a message in delivery is refused, never counted and then delivered.</summary>
+    public ControlResult Delete(string target) => Act(target, [QueueDir.Incoming, QueueDir.Deferred, QueueDir.Hold], (id, dir) =>
+    {
+        File.Delete(spool.FilePath(dir, id));
+        File.Delete(Path.Combine(StateDir, id));
+        Log.Info($"{id}: removed by the administrator");
+    }, durable: [QueueDir.Incoming, QueueDir.Deferred, QueueDir.Hold]);
+
+    /// <summary>Puts a message, or ALL, on hold (postsuper -h).</summary>
+    public ControlResult Hold(string target) => Act(target, [QueueDir.Incoming, QueueDir.Deferred], (id, dir) =>
+    {
+        spool.Move(id, dir, QueueDir.Hold);
+        Log.Info($"{id}: held by the administrator");
+    });
+
+    /// <summary>Releases a held message, or ALL (postsuper -H): it is tried at once.</summary>
+    public ControlResult Release(string target)
+    {
+        var r = Act(target, [QueueDir.Hold], (id, dir) =>
+        {
+            var state = Path.Combine(StateDir, id);
+            if (File.Exists(state)) File.SetLastWriteTimeUtc(state, DateTime.UtcNow.AddSeconds(-1));
+            spool.Move(id, dir, QueueDir.Deferred);
+            Log.Info($"{id}: released by the administrator");
+        });
+        Wake();
+        return r;
+    }
+
+    private ControlResult Act(string target, QueueDir[] dirs, Action<string, QueueDir> action, QueueDir[]? durable = null)
+    {
+        int done = 0;
+        var busy = new List<string>();
+        lock (_control)
+        {
+            foreach (var dir in dirs)
+                foreach (var path in Directory.EnumerateFiles(spool.DirPath(dir)))
+                {
+                    var id = Path.GetFileName(path);
+                    if (!Spool.IsValidId(id) || (target != "ALL" && id != target)) continue;
+                    if (spool.IsOpen(id)) continue; // still being received: not yet a message of the queue
+                    action(id, dir);
+                    done++;
+                }
+            foreach (var id in _inFlight.Keys)
+                if (target == "ALL" || id == target) busy.Add(id);
+            foreach (var dir in durable ?? []) Spool.FsyncDirectory(spool.DirPath(dir));
+        }
+        return new ControlResult(done, busy);
     }
 
     private SemaphoreSlim Destination(string name) => _destinations.GetOrAdd(name, _ => new SemaphoreSlim(options.DestinationConcurrency));

@@ -15,6 +15,7 @@ public static class MtaSettings
         Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
         Setting.List("mynetworks", "127.0.0.0/8 ::1/128", "Clients that may relay without AUTH (as Postfix's mynetworks)."),
         Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket."),
+        Setting.Path("control_socket", "/run/mail/mtad.ctl", "Unix socket (mode 0600) through which mailctl's queue commands act on the queue at once."),
         Setting.Duration("recipient_cache_ttl", "5s", "How long a recipient that AuthD found deliverable is remembered (a removed mailbox is noticed within this); 0 asks AuthD every time."),
         Setting.Path("spool_dir", "/var/spool/mail-suite", "The queue: incoming, active, deferred, hold, corrupt."),
         Setting.Text("lmtp_destination", "unix:/run/mail/lmtp", "Where local mail goes: unix:PATH or host:port of an LMTP server (ours or Dovecot's)."),

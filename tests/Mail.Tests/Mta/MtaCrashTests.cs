@@ -26,6 +26,7 @@ public sealed class MtaCrashTests
             pickup_socket =
             authd_socket = {authd.Socket}
             spool_dir = {authd.Dir["spool"]}
+            control_socket = {authd.Dir["run/mtad.ctl"]}
             lmtp_destination = 127.0.0.1:{lmtp.Port}
             defer_transports = smtp
             retry_min = 1s

@@ -162,6 +162,8 @@ public sealed partial class MtaTests
     {
         const string id = "0123456789AB";
         File.WriteAllBytes(Path.Combine(_authd.Dir["spool/deferred"], id), "MQF\u0001garbage that is no queue file"u8.ToArray());
+        // A file put there by hand is seen at the next queue run (at most a minute), or at once on a flush.
+        Assert.That(Run.Program(Repo.Program("mailctl"), ["queue", "flush", "--mta-config", _authd.Dir["mtad.conf"]]).ExitCode, Is.EqualTo(0));
         Assert.That(await Wait.UntilAsync(() => File.Exists(Path.Combine(_authd.Dir["spool/corrupt"], id)), TimeSpan.FromSeconds(30)), Is.True);
         // The log line follows the move.
         Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains($"{id}: queue file is corrupt; moved to corrupt/"), TimeSpan.FromSeconds(10)), Is.True, _authd.Log());

@@ -245,4 +245,59 @@ public sealed partial class MtaTests
         Assert.That(bounce.AsSpan().IndexOf(latin1), Is.GreaterThan(0), "the bounce returns the original's bytes");
         Assert.That(bounce.AsSpan().IndexOf(replacement), Is.EqualTo(-1));
     }
+
+    private RunResult Queue(params string[] args) => Run.Program(Repo.Program("mailctl"), ["queue", .. args, "--mta-config", _authd.Dir["mtad.conf"]]);
+
+    [Test]
+    public async Task Queue_commands_go_through_mtad_and_never_touch_a_message_in_delivery()
+    {
+        // An LMTP server that accepts and never answers: the message stays in delivery.
+        using var stalled = new TcpListener(IPAddress.Loopback, 0);
+        stalled.Start();
+        await RestartMtaAsync($"lmtp_destination = 127.0.0.1:{((IPEndPoint)stalled.LocalEndpoint).Port}");
+        var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "bob@example.org", "--body", "in delivery"]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        using var window = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        TcpClient held;
+        try { held = await stalled.AcceptTcpClientAsync(window.Token); }
+        catch (OperationCanceledException) { Assert.Fail("mtad never tried the LMTP server: " + _authd.Log()); throw; }
+        using var _ = held;
+        var id = Path.GetFileName(System.IO.Directory.GetFiles(_authd.Dir["spool/active"]).Single());
+
+        var list = Queue("list");
+        Assert.That(list.Stdout, Does.Contain(id + "*").And.Contain("in 1 Request."), "postqueue's mark for a message in delivery");
+        Assert.That(list.Stderr, Is.Empty, "answered by mtad");
+        foreach (var verb in new[] { "delete", "hold" })
+        {
+            var refused = Queue(verb, id);
+            Assert.That(refused.ExitCode, Is.EqualTo(75), refused.Stdout + refused.Stderr);
+            Assert.That(refused.Stderr, Does.Contain("in delivery now").And.Contain(id));
+        }
+        Assert.That(File.Exists(Path.Combine(_authd.Dir["spool/active"], id)), Is.True, "still there, still in delivery");
+
+        // Once it is deferred (the LMTP server hangs up and is gone), a delete takes effect at once.
+        held.Dispose();
+        stalled.Stop();
+        Assert.That(await Wait.UntilAsync(() => File.Exists(Path.Combine(_authd.Dir["spool/deferred"], id)), TimeSpan.FromSeconds(30)), Is.True);
+        var deleted = Queue("delete", id);
+        Assert.That(deleted.ExitCode, Is.EqualTo(0), deleted.Stderr);
+        Assert.That(deleted.Stdout, Does.Contain("1 message(s) deleted"));
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]), Is.Empty, "gone when the command returns");
+        Assert.That(_authd.Log(), Does.Contain($"{id}: removed by the administrator"));
+        Assert.That(Queue("list").Stdout, Does.Contain("Mail queue is empty"));
+
+        // With mtad down, list still reads the spool; a change is refused.
+        var r2 = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "bob@example.org", "--body", "second"]);
+        Assert.That(r2.ExitCode, Is.EqualTo(0), r2.Stdout);
+        Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]).Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        await _mta.StopAsync();
+        var offline = Queue("list");
+        Assert.That(offline.ExitCode, Is.EqualTo(0));
+        Assert.That(offline.Stdout, Does.Contain("in 1 Request."));
+        Assert.That(offline.Stderr, Does.Contain("mtad is not running"));
+        var refusedOffline = Queue("delete", "ALL");
+        Assert.That(refusedOffline.ExitCode, Is.EqualTo(75));
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/deferred"]), Has.Length.EqualTo(1), "nothing changed behind mtad's back");
+        await RestartMtaAsync(""); // for the tear-down
+    }
 }

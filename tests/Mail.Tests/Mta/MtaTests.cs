@@ -40,6 +40,7 @@ public sealed partial class MtaTests
             mynetworks = 192.0.2.0/24
             authd_socket = {_authd.Socket}
             spool_dir = {_authd.Dir["spool"]}
+            control_socket = {_authd.Dir["run/mtad.ctl"]}
             lmtp_destination = 127.0.0.1:{_lmtpPort}
             defer_transports = smtp
             hostname = mx.test

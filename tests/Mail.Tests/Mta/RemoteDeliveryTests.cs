@@ -76,6 +76,7 @@ public sealed class RemoteDeliveryTests
             mynetworks = 127.0.0.0/8
             authd_socket = {_authd.Socket}
             spool_dir = {_authd.Dir["spool"]}
+            control_socket = {_authd.Dir["run/mtad.ctl"]}
             lmtp_destination = 127.0.0.1:{_lmtp.Port}
             hostname = mx.example.org
             retry_min = 1s
