@@ -73,6 +73,12 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         int sp = line.IndexOf(' ');
         var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
         var arg = sp < 0 ? "" : line[(sp + 1)..];
+        if (SmtpGuard.IsForbidden(verb))
+        {
+            Log.Warn($"{conn.SessionId}: non-LMTP command from {conn.ClientDescription}: {MailLog.Safe(line, 100)}");
+            await conn.WriteLineAsync(SmtpGuard.Goodbye);
+            return false;
+        }
         switch (verb)
         {
             case "LHLO":

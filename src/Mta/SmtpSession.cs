@@ -94,6 +94,12 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         int sp = line.IndexOf(' ');
         var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
         var arg = sp < 0 ? "" : line[(sp + 1)..].Trim();
+        if (SmtpGuard.IsForbidden(verb))
+        {
+            Log.Warn($"{conn.SessionId}: non-SMTP command from {conn.ClientDescription}: {MailLog.Safe(line, 100)}");
+            await conn.WriteLineAsync(SmtpGuard.Goodbye);
+            return false;
+        }
         var counted = verb is "EHLO" or "HELO" or "STARTTLS" or "AUTH" or "MAIL" or "RCPT" or "DATA" or "BDAT" or "RSET" or "NOOP" or "VRFY" or "QUIT" ? verb : "UNKNOWN";
         _commands[counted] = _commands.GetValueOrDefault(counted) + 1;
         if (verb is "NOOP" or "RSET" or "VRFY" or "HELO" or "EHLO" && ++_junk > JunkLimit && ++_errors > ErrorLimit)

@@ -72,7 +72,13 @@ public sealed class ImapTests
         Assert.That(summaries.All(s => !s.Flags!.Value.HasFlag(MessageFlags.Seen)), Is.True);
         var message = await inbox.GetMessageAsync(summaries[0].UniqueId);
         Assert.That(message.TextBody, Does.Contain("Hello Bob, line one."));
-        Assert.That(summaries[0].Size, Is.EqualTo(System.Text.Encoding.ASCII.GetByteCount(message.ToString().Replace("\r\n", "\n").Replace("\n", "\r\n"))).Within(2));
+        // RFC 3501 2.3.4: RFC822.SIZE is the number of octets of BODY[], exactly.
+        using (var raw = await inbox.GetStreamAsync(summaries[0].UniqueId, ""))
+        {
+            var bytes = new MemoryStream();
+            await raw.CopyToAsync(bytes);
+            Assert.That(summaries[0].Size, Is.EqualTo(bytes.Length));
+        }
         // MailKit reads with BODY.PEEK[]: still unseen. Marking it seen is seen by a second session.
         Assert.That((await inbox.FetchAsync([summaries[0].UniqueId], MessageSummaryItems.Flags))[0].Flags!.Value.HasFlag(MessageFlags.Seen), Is.False);
         await inbox.AddFlagsAsync(summaries[0].UniqueId, MessageFlags.Seen, true);

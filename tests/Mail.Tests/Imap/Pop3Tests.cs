@@ -50,7 +50,8 @@ public sealed class Pop3Tests
             resp, lines, octets = p.retr(2)
             text = b"\n".join(lines)
             assert b"Subject: pop 2" in text and b"\n.leading dot\n" in text, text
-            assert octets >= int(listing[1].split()[1]), (octets, listing)
+            assert octets == int(listing[1].split()[1]), (octets, listing)  # RFC 1939 5: the exact size, in CRLF lines, before stuffing
+            assert size == sum(int(l.split()[1]) for l in listing), (size, listing)
             resp, top, _ = p.top(1, 0)
             assert b"Subject: pop 1" in b"\n".join(top) and b"message 1" not in b"\n".join(top), top
             p.dele(1)

@@ -303,6 +303,89 @@ public sealed class DevStackTests
         }
     }
 
+    /// <summary>
+    /// "250" is said only after the message's file and its directory are on disk: the system
+    /// calls of mtad and lmtpd, recorded by strace while one message goes through, show the
+    /// fsync of the queue file and of incoming/ (mtad), of the tmp/ file and of new/ after the
+    /// link (lmtpd), each finished before the write of the 250 begins. (A SIGKILL test cannot
+    /// see a missing fsync: the page cache outlives the process.)
+    /// </summary>
+    [Test]
+    public async Task The_250_of_mtad_and_lmtpd_follows_the_fsync_of_the_file_and_its_directory()
+    {
+        var strace = Peers.Require("strace");
+        using var dir = new TempDir();
+        var root = dir["dev"];
+        var conf = Path.Combine(root, "etc", "authd.conf");
+        using var stack = await Stack.UpAsync(root);
+        Assert.That(Ctl(conf, null, "domain", "add", "example.org").ExitCode, Is.EqualTo(0));
+        Assert.That(Ctl(conf, "bob pass\n", "user", "add", "bob@example.org").ExitCode, Is.EqualTo(0));
+        var children = System.IO.Directory.GetDirectories($"/proc/{stack.Pid}/task")
+            .SelectMany(t => File.ReadAllText(Path.Combine(t, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(int.Parse).ToList();
+        int PidOf(string name) => children.Single(p => File.ReadAllText($"/proc/{p}/comm").Trim() == name);
+        var traces = new Dictionary<string, (Process Process, string File)>();
+        foreach (var name in new[] { "mtad", "lmtpd" })
+        {
+            var file = dir[$"{name}.strace"];
+            var psi = new ProcessStartInfo(strace) { UseShellExecute = false, RedirectStandardError = true };
+            foreach (var a in (string[])["-f", "-y", "-s", "200", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,link,linkat,write,writev,sendto,sendmsg,pwrite64", "-o", file, "-p", PidOf(name).ToString()])
+                psi.ArgumentList.Add(a);
+            var p = Process.Start(psi)!;
+            traces[name] = (p, file);
+        }
+        try
+        {
+            // strace says "Process N attached" for every thread once it is ready.
+            foreach (var (_, (p, _)) in traces)
+                Assert.That(await Wait.UntilAsync(() => p.StandardError.Peek() >= 0, TimeSpan.FromSeconds(10)), Is.True, "strace attached");
+            var sent = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2525", "--from", "ann@remote.test", "--to", "bob@example.org",
+                "--body", "on disk before 250", "--timeout", "30"]);
+            Assert.That(sent.ExitCode, Is.EqualTo(0), sent.Stdout);
+            var inbox = Path.Combine(root, "mail", "example.org", "bob", "new");
+            Assert.That(await Wait.UntilAsync(() => System.IO.Directory.Exists(inbox) && System.IO.Directory.GetFiles(inbox).Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        }
+        finally
+        {
+            foreach (var (_, (p, _)) in traces) { Kill(p.Id, 2); p.WaitForExit(10_000); }
+        }
+        var id = Regex.Match(File.ReadAllText(traces["mtad"].File), @"250 2\.0\.0 Ok: queued as (\w{12})").Groups[1].Value;
+        Assert.That(id, Has.Length.EqualTo(12), "mtad said 250 with a queue id");
+        var incoming = Path.Combine(root, "spool", "incoming");
+        AssertDurableBefore(traces["mtad"].File, $"250 2.0.0 Ok: queued as {id}",
+            $"fsync\\(\\d+<{Regex.Escape(Path.Combine(incoming, id))}>\\)", $"fsync\\(\\d+<{Regex.Escape(incoming)}>\\)");
+        var maildir = Path.Combine(root, "mail", "example.org", "bob");
+        AssertDurableBefore(traces["lmtpd"].File, "250 2.0.0 <bob@example.org> Saved",
+            $"fsync\\(\\d+<{Regex.Escape(Path.Combine(maildir, "tmp"))}/[^>]+>\\)", $"(link|rename)\\w*\\(.*{Regex.Escape(Path.Combine(maildir, "new"))}/", $"fsync\\(\\d+<{Regex.Escape(Path.Combine(maildir, "new"))}>\\)");
+    }
+
+    /// <summary>
+    /// In an strace -f record: each call matching <paramref name="before"/> (in this order) has
+    /// returned 0 before the write of <paramref name="reply"/> began.
+    /// </summary>
+    private static void AssertDurableBefore(string traceFile, string reply, params string[] before)
+    {
+        var lines = File.ReadAllLines(traceFile);
+        int replyAt = Array.FindIndex(lines, l => l.Contains(reply) && Regex.IsMatch(l, @"^\d+\s+(write|writev|sendto|sendmsg)\("));
+        Assert.That(replyAt, Is.GreaterThanOrEqualTo(0), $"the write of '{reply}' in {traceFile}:\n{string.Join('\n', lines.TakeLast(40))}");
+        int last = -1;
+        foreach (var pattern in before)
+        {
+            // The call, and where it returned (a call interrupted by another thread's line ends in a "resumed" line).
+            int at = Array.FindIndex(lines, last + 1, l => Regex.IsMatch(l, pattern));
+            Assert.That(at, Is.GreaterThanOrEqualTo(0).And.LessThan(replyAt), $"/{pattern}/ before '{reply}':\n{string.Join('\n', lines.Take(replyAt + 1).TakeLast(40))}");
+            int done = at;
+            if (lines[at].Contains("<unfinished ...>"))
+            {
+                var pid = lines[at].Split(' ', 2)[0];
+                var call = Regex.Match(lines[at], @"^\d+\s+(\w+)\(").Groups[1].Value;
+                done = Array.FindIndex(lines, at + 1, l => l.StartsWith(pid + " ") && l.Contains($"<... {call} resumed>"));
+            }
+            Assert.That(done, Is.GreaterThan(-1).And.LessThan(replyAt), $"/{pattern}/ returned before '{reply}' was written");
+            Assert.That(lines[done], Does.EndWith("= 0"), "and succeeded");
+            last = at;
+        }
+    }
+
     /// <summary>User and system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15).</summary>
     private static long CpuTicks(int pid)
     {

@@ -181,4 +181,14 @@ public sealed partial class MtaTests
         Assert.That(_authd.Log(), Does.Contain("queue file write failed (NoSpace)").And.Contain("from=<ann@remote.test>"));
         Assert.That(System.IO.Directory.GetFiles(disk.Path).Select(Path.GetFileName), Is.EquivalentTo(new[] { ".filler" }), "no partial queue file left");
     }
+
+    [Test]
+    public async Task Web_requests_and_header_lines_as_commands_end_the_session_at_once()
+    {
+        await Transcript.ReplayAsync("smtp/forbidden-commands.txt", _mx);
+        await Transcript.ReplayAsync("smtp/header-as-command.txt", _mx);
+        await Transcript.ReplayAsync("lmtp/forbidden-commands.txt", _lmtpPort);
+        Assert.That(_authd.Log(), Does.Contain("non-SMTP command from [127.0.0.1]").And.Contain("GET / HTTP/1.1").And.Contain("From: someone"));
+        Assert.That(_authd.Log(), Does.Contain("non-LMTP command from [127.0.0.1]"));
+    }
 }
