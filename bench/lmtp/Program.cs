@@ -72,6 +72,9 @@ try
         await WaitForPort(oursPort);
         await WaitForPort(dovecotPort);
         Console.WriteLine($"bench/lmtp: median of 3 alternating runs of {seconds} s; both fsync every message; Maildirs on {dir}");
+        // The disk's own limit, now: what a delivery cannot beat (write, fsync, rename, fsync the directory).
+        foreach (var writers in new[] { 1, 8 })
+            Console.WriteLine($"disk limit, {writers} writer{(writers == 1 ? "" : "s")}: {DiskLimit(Path.Combine(dir, "disk"), writers, seconds):0} deliveries/s (4 KiB: write, fsync, rename into new/, fsync new/)");
         Console.WriteLine($"{"size",-6}{"clients",8}{"boxes",7}{"lmtpd/s",10}{"dovecot/s",11}{"ratio",8}   peak memory (lmtpd / largest dovecot lmtp)");
         foreach (var size in new[] { 4 * 1024, 100 * 1024 })
             foreach (var clients in new[] { 1, 8 })
@@ -104,6 +107,38 @@ finally
 }
 return 0;
 
+
+// Deliveries per second the disk allows: each writer writes 4 KiB to tmp/, fsyncs it,
+// renames it into new/ and fsyncs new/, as a Maildir delivery does, for the time given.
+static double DiskLimit(string root, int writers, int seconds)
+{
+    foreach (var d in new[] { "tmp", "new" }) Directory.CreateDirectory(Path.Combine(root, d));
+    var block = new byte[4096];
+    var stop = Stopwatch.StartNew();
+    var limit = TimeSpan.FromSeconds(seconds);
+    long total = 0;
+    Parallel.For(0, writers, new ParallelOptions { MaxDegreeOfParallelism = writers }, w =>
+    {
+        long n = 0;
+        while (stop.Elapsed < limit)
+        {
+            var name = $"{w}.{n}";
+            var tmp = Path.Combine(root, "tmp", name);
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
+            {
+                fs.Write(block);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, Path.Combine(root, "new", name));
+            Mail.Shared.IO.Disk.FsyncDirectory(Path.Combine(root, "new"));
+            n++;
+        }
+        Interlocked.Add(ref total, n);
+    });
+    var rate = total / stop.Elapsed.TotalSeconds;
+    Directory.Delete(root, recursive: true);
+    return rate;
+}
 
 // `clients` connections, each delivering messages of `size` bytes for the time given,
 // spreading them over `boxes` mailboxes. Returns deliveries per second.

@@ -1,6 +1,7 @@
 // Users as the rest of the suite sees them: the directory's entry completed
 // with this server's defaults (Maildir path, uid/gid, quota). A Maildir path
 // made from an address never leaves mail_root.
+using Mail.Shared.Smtp;
 using Mail.Shared.Auth;
 using Mail.Shared.UserDirectory;
 

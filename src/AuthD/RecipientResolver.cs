@@ -3,6 +3,7 @@
 // then a mailbox, then the domain's catch-all. Aliases expand recursively,
 // bounded in depth and count; an alias loop is cut and logged. A target that
 // is the alias itself (a@d -> a@d, b@d) delivers to a@d's mailbox.
+using Mail.Shared.Smtp;
 using Mail.Shared.Auth;
 using Mail.Shared.Logging;
 using Mail.Shared.UserDirectory;

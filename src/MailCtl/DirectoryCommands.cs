@@ -1,5 +1,6 @@
 // mailctl domain|user|alias add/list/remove: edits the directory that
 // authd.conf names. AuthD sees each change on its next look-up.
+using Mail.Shared.Smtp;
 using System.CommandLine;
 using Mail.Shared.Config;
 using Mail.Shared.Passwords;

@@ -17,7 +17,6 @@ using Mail.Shared.Logging;
 using Mail.Shared.Net;
 using Mail.Shared.Smtp;
 using Mail.Shared.Spool;
-using Mail.Shared.UserDirectory;
 using NLog;
 
 namespace Mail.Mta;

@@ -1,6 +1,7 @@
 // Checks credentials against the directory for the SASL mechanisms. An
 // unknown user costs the same hash computation as a known one and gets the
 // same answer, so neither the reply nor its timing says who exists.
+using Mail.Shared.Smtp;
 using Mail.Shared.Logging;
 using Mail.Shared.Passwords;
 using Mail.Shared.UserDirectory;

@@ -1,5 +1,6 @@
 // SASL PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. An authorization
 // identity other than the user's own is refused: there are no master users.
+using Mail.Shared.Smtp;
 using Mail.Shared.UserDirectory;
 
 namespace Mail.AuthD.Sasl;

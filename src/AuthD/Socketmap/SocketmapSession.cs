@@ -5,6 +5,7 @@
 //   virtual_mailbox_maps    = socketmap:unix:PATH:mailboxes
 //   virtual_alias_maps      = socketmap:unix:PATH:aliases
 // A directory fault is TEMP, so Postfix answers 4xx and the sender retries.
+using Mail.Shared.Smtp;
 using System.Buffers;
 using Mail.Shared.Logging;
 using Mail.Shared.Net;

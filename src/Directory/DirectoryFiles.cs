@@ -6,6 +6,7 @@
 //                (Postfix's virtual(5) syntax; continuation lines start with space)
 //   domains      one domain per line
 // Lines that do not parse are logged with file and line number and skipped.
+using Mail.Shared.Smtp;
 using System.Globalization;
 using Mail.Shared.Config;
 using Mail.Shared.Logging;

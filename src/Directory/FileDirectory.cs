@@ -2,6 +2,7 @@
 // list. Lookups read immutable snapshots that follow the files as they change;
 // changes made by mailctl are written to a temporary file, fsynced and renamed
 // over the old one under an exclusive lock, so readers never see half a file.
+using Mail.Shared.Smtp;
 using System.Text;
 
 namespace Mail.Shared.UserDirectory;

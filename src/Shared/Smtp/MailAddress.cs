@@ -1,7 +1,7 @@
-// Mail addresses as the directory keys them: "local@domain", lower-cased,
+// Mail addresses as the directory and SMTP key them: "local@domain", lower-cased,
 // bounded (RFC 5321 4.5.3.1: local part 64, domain 255 octets), with no
 // characters that could split a log line or a directory file's field.
-namespace Mail.Shared.UserDirectory;
+namespace Mail.Shared.Smtp;
 
 public readonly record struct MailAddress(string Local, string Domain)
 {

@@ -5,6 +5,7 @@
 // pooled data source. Any database fault becomes DirectoryUnavailableException
 // after a short Polly retry, and a circuit breaker keeps an outage from
 // making every caller wait for its own time-out.
+using Mail.Shared.Smtp;
 using Npgsql;
 using Polly;
 using Polly.CircuitBreaker;
