@@ -6,6 +6,7 @@
 // the directory fsynced. Input is untrusted: every line, the message size and
 // the recipient count are bounded.
 using System.Buffers;
+using System.Collections.Frozen;
 using System.Diagnostics;
 using System.Text;
 using Grpc.Core;
@@ -21,112 +22,73 @@ namespace Mail.Lmtp;
 
 internal sealed record LmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, string Delimiter, bool QuotaTemporary);
 
-internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOptions options)
+internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOptions options) : SmtpServerSession<LmtpSession>(conn)
 {
-    private static readonly Logger Log = MailLog.For("lmtp");
+    private static readonly Logger LmtpLog = MailLog.For("lmtp");
+    protected override Logger Log => LmtpLog;
+    protected override string Protocol => "LMTP";
+    protected override string Greeting => $"220 {options.Hostname} LMTP ready";
+    protected override bool Greeted => _lhlo != null;
+    protected override string HeloFirst => "503 5.5.1 LHLO first";
+    protected override string UnknownCommand => "500 5.5.2 Unknown command";
+    protected override int ErrorLimit => 50;
+    protected override FrozenDictionary<string, SmtpCommand<LmtpSession>> Commands => Table;
+    protected override void Ended() => Reset();
+
+    /// <summary>The commands (RFC 2033 4, RFC 3030).</summary>
+    private static readonly FrozenDictionary<string, SmtpCommand<LmtpSession>> Table = new SmtpCommand<LmtpSession>[]
+    {
+        new("LHLO", SmtpCommandFlags.Junk, (s, a) => s.LhloAsync(a)),
+        new("HELO", SmtpCommandFlags.Junk, (s, _) => s.Say("500 5.5.1 This is LMTP: use LHLO")),
+        new("EHLO", SmtpCommandFlags.Junk, (s, _) => s.Say("500 5.5.1 This is LMTP: use LHLO")),
+        new("MAIL", SmtpCommandFlags.NeedsHelo, async (s, a) => { await s.MailAsync(a); return true; }),
+        new("RCPT", SmtpCommandFlags.None, async (s, a) => { await s.RcptAsync(a); return true; }),
+        new("DATA", SmtpCommandFlags.None, (s, a) => s.DataAsync(a)),
+        new("BDAT", SmtpCommandFlags.None, (s, a) => s.BdatAsync(a)),
+        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return s.Say("250 2.0.0 OK"); }),
+        new("NOOP", SmtpCommandFlags.Junk, (s, _) => s.Say("250 2.0.0 OK")),
+        new("VRFY", SmtpCommandFlags.Junk, (s, _) => s.Say("502 5.5.1 VRFY is not offered")),
+        new("QUIT", SmtpCommandFlags.None, (s, _) => s.QuitAsync()),
+    }.ToFrozenDictionary(c => c.Verb, StringComparer.Ordinal);
     private sealed record Recipient(string Address, MailUser User, string? Detail);
 
     private string? _lhlo;
     private string? _from;
     private readonly List<Recipient> _rcpts = [];
-    private int _messages;
-    private int _errors;
 
-    public async Task RunAsync()
+    /// <summary>A reply from a handler: after too many errors the session ends (the core closes it).</summary>
+    private new async Task Reply(string line)
     {
-        var started = Stopwatch.StartNew();
-        Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription}");
-        await conn.WriteLineAsync($"220 {options.Hostname} LMTP ready");
-        try
-        {
-            while (true)
-            {
-                var read = await conn.ReadLineAsync();
-                if (read.Status == LineStatus.Shutdown) { await conn.WriteLineAsync("421 4.3.2 Service shutting down"); return; }
-                if (read.Status == LineStatus.Timeout) { await conn.WriteLineAsync("421 4.4.2 Idle timeout, closing connection"); return; }
-                if (read.Status == LineStatus.Closed) return;
-                if (read.Status == LineStatus.TooLong) { await Reply("500 5.5.2 Line too long"); continue; }
-                if (!await CommandAsync(read.Text)) return;
-            }
-        }
-        finally
-        {
-            Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription} lhlo={_lhlo != null} messages={_messages} errors={_errors} time={started.Elapsed.TotalSeconds:0.000}s");
-        }
+        if (!await base.Reply(line)) throw new IOException("too many errors");
     }
 
-    private async ValueTask Reply(string line)
+    /// <summary>A one-line answer from the table.</summary>
+    private async Task<bool> Say(string line)
     {
-        if (line[0] is '4' or '5') _errors++;
-        if (_errors > 50)
-        {
-            await conn.WriteLineAsync("421 4.7.0 Too many errors, closing connection");
-            throw new IOException("too many errors");
-        }
-        // Replies to pipelined commands are flushed when no more input is waiting.
-        conn.BufferLine(line);
-        if (!conn.HasBufferedInput()) await conn.FlushAsync();
+        await Reply(line);
+        return true;
     }
 
-    private async Task<bool> CommandAsync(string line)
+    private async Task<bool> LhloAsync(string arg)
     {
-        int sp = line.IndexOf(' ');
-        var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
-        var arg = sp < 0 ? "" : line[(sp + 1)..];
-        if (SmtpGuard.IsForbidden(verb))
-        {
-            Log.Warn($"{conn.SessionId}: non-LMTP command from {conn.ClientDescription}: {MailLog.Safe(line, 100)}");
-            await conn.WriteLineAsync(SmtpGuard.Goodbye);
-            return false;
-        }
-        switch (verb)
-        {
-            case "LHLO":
-                if (arg.Trim().Length == 0) { await Reply("501 5.5.4 LHLO needs a host name"); return true; }
-                _lhlo = arg.Trim();
-                Reset();
-                conn.BufferLine($"250-{options.Hostname}");
-                conn.BufferLine("250-PIPELINING");
-                conn.BufferLine("250-ENHANCEDSTATUSCODES");
-                conn.BufferLine("250-8BITMIME");
-                conn.BufferLine("250-SMTPUTF8");
-                conn.BufferLine($"250-SIZE {options.MaxMessageSize}");
-                conn.BufferLine("250 CHUNKING");
-                await conn.FlushAsync();
-                return true;
-            case "HELO" or "EHLO":
-                await Reply("500 5.5.1 This is LMTP: use LHLO");
-                return true;
-            case "MAIL":
-                await MailAsync(arg);
-                return true;
-            case "RCPT":
-                await RcptAsync(arg);
-                return true;
-            case "DATA":
-                if (arg.Length > 0) { await Reply("501 5.5.4 DATA takes no argument"); return true; }
-                await DataAsync();
-                return true;
-            case "BDAT":
-                return await BdatAsync(arg);
-            case "RSET":
-                Reset();
-                await Reply("250 2.0.0 OK");
-                return true;
-            case "NOOP":
-                await Reply("250 2.0.0 OK");
-                return true;
-            case "VRFY":
-                await Reply("502 5.5.1 VRFY is not offered");
-                return true;
-            case "QUIT":
-                await conn.WriteLineAsync("221 2.0.0 Bye");
-                return false;
-            default:
-                Log.Info($"{conn.SessionId}: unknown command '{MailLog.Safe(verb, 20)}' from {conn.ClientDescription}");
-                await Reply("500 5.5.2 Unknown command");
-                return true;
-        }
+        if (arg.Length == 0) { await Reply("501 5.5.4 LHLO needs a host name"); return true; }
+        _lhlo = arg;
+        Reset();
+        conn.BufferLine($"250-{options.Hostname}");
+        conn.BufferLine("250-PIPELINING");
+        conn.BufferLine("250-ENHANCEDSTATUSCODES");
+        conn.BufferLine("250-8BITMIME");
+        conn.BufferLine("250-SMTPUTF8");
+        conn.BufferLine($"250-SIZE {options.MaxMessageSize}");
+        conn.BufferLine("250 CHUNKING");
+        await conn.FlushAsync();
+        return true;
+    }
+
+    private async Task<bool> QuitAsync()
+    {
+        await conn.WriteLineAsync("221 2.0.0 Bye");
+        return false;
     }
 
     private void Reset()
@@ -139,7 +101,6 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
 
     private async Task MailAsync(string arg)
     {
-        if (_lhlo == null) { await Reply("503 5.5.1 LHLO first"); return; }
         if (_from != null) { await Reply("503 5.5.1 MAIL already given"); return; }
         if (!arg.StartsWith("FROM:", StringComparison.OrdinalIgnoreCase)) { await Reply("501 5.5.4 Syntax: MAIL FROM:<address>"); return; }
         var (path, rest) = ParsePath(arg[5..]);
@@ -278,15 +239,17 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         return (pending, default);
     }
 
-    private async Task DataAsync()
+    private async Task<bool> DataAsync(string arg)
     {
-        if (_from == null) { await Reply("503 5.5.1 MAIL first"); return; }
-        if (_rcpts.Count == 0) { await Reply("503 5.5.1 No valid recipients"); return; }
+        if (arg.Length > 0) { await Reply("501 5.5.4 DATA takes no argument"); return true; }
+        if (_from == null) { await Reply("503 5.5.1 MAIL first"); return true; }
+        if (_rcpts.Count == 0) { await Reply("503 5.5.1 No valid recipients"); return true; }
         var (pending, failure) = await BeginMessageAsync(dotStuffed: true);
         await conn.WriteLineAsync("354 Start mail input; end with <CRLF>.<CRLF>");
         var writer = pending?.Writer ?? new DataWriter(Stream.Null, options.MaxMessageSize, dotStuffed: true);
         if (!await writer.ReadDataAsync(conn)) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
         await FinishMessageAsync(pending, failure, writer);
+        return true;
     }
 
     private async Task<bool> BdatAsync(string arg)
@@ -344,10 +307,10 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             }
         }
         pending?.Dispose();
-        _messages++;
+        Messages++;
         foreach (var r in replies)
         {
-            if (r[0] is '4' or '5') _errors++;
+            if (r[0] is '4' or '5') CountError();
             conn.BufferLine(r);
         }
         await conn.FlushAsync();

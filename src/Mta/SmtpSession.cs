@@ -6,6 +6,7 @@
 // smuggling). "250 queued" is said after the queue file and its directory
 // are fsynced.
 using System.Buffers;
+using System.Collections.Frozen;
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
@@ -26,9 +27,34 @@ internal enum SmtpPort { Mx, Submission, Submissions }
 internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
-    Func<X509Certificate2?> certificate, SmtpOptions options)
+    Func<X509Certificate2?> certificate, SmtpOptions options) : SmtpServerSession<SmtpSession>(conn)
 {
-    private static readonly Logger Log = MailLog.For("smtpd");
+    private static readonly Logger SmtpdLog = MailLog.For("smtpd");
+    protected override Logger Log => SmtpdLog;
+    protected override string Protocol => "SMTP";
+    protected override string Greeting => $"220 {options.Hostname} ESMTP";
+    protected override string ConnectDetail => $" port={port}";
+    protected override bool Greeted => _helo != null;
+    protected override string HeloFirst => "503 5.5.1 Error: send HELO/EHLO first";
+    protected override FrozenDictionary<string, SmtpCommand<SmtpSession>> Commands => Table;
+    protected override void Ended() => _bdat?.Dispose();
+
+    /// <summary>The commands (RFC 5321 4.1, 3207, 4954, 3030), as Postfix's smtpd_cmd_table.</summary>
+    private static readonly FrozenDictionary<string, SmtpCommand<SmtpSession>> Table = new SmtpCommand<SmtpSession>[]
+    {
+        new("EHLO", SmtpCommandFlags.Junk, (s, a) => s.HelloAsync("EHLO", a)),
+        new("HELO", SmtpCommandFlags.Junk, (s, a) => s.HelloAsync("HELO", a)),
+        new("STARTTLS", SmtpCommandFlags.None, (s, a) => s.StartTlsAsync(a)),
+        new("AUTH", SmtpCommandFlags.None, (s, a) => s.AuthAsync(a)),
+        new("MAIL", SmtpCommandFlags.NeedsHelo, (s, a) => s.MailAsync(a)),
+        new("RCPT", SmtpCommandFlags.None, (s, a) => s.RcptAsync(a)),
+        new("DATA", SmtpCommandFlags.None, (s, a) => s.DataAsync(a)),
+        new("BDAT", SmtpCommandFlags.None, (s, a) => s.BdatAsync(a)),
+        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return s.Reply("250 2.0.0 Ok"); }),
+        new("NOOP", SmtpCommandFlags.Junk, (s, _) => s.Reply("250 2.0.0 Ok")),
+        new("VRFY", SmtpCommandFlags.Junk, (s, _) => s.Reply("502 5.5.1 VRFY command is disabled")),
+        new("QUIT", SmtpCommandFlags.None, (s, _) => s.QuitAsync()),
+    }.ToFrozenDictionary(c => c.Verb, StringComparer.Ordinal);
     private string? _helo;
     private string? _user;
     private string? _from;
@@ -36,128 +62,45 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     private readonly Dictionary<string, string> _dsn = new(StringComparer.Ordinal); // RET, ENVID, NOTIFY, ORCPT as queue attributes
     private Incoming? _bdat;
     private bool _bdatFailed;
-    private int _errors;
-    private int _junk;
-    /// <summary>NOOP, RSET, VRFY and HELO/EHLO beyond this count as errors (Postfix: smtpd_junk_command_limit).</summary>
-    private const int JunkLimit = 100;
-    private const int ErrorLimit = 20;
-    private int _messages;
 
     private bool AuthOffered => port != SmtpPort.Mx && conn.IsSecure;
     private bool Trusted => _user != null || InMyNetworks(conn.RemoteIp);
 
-    public async Task RunAsync()
+    private async Task<bool> HelloAsync(string verb, string arg)
     {
-        Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription} port={port}");
-        await conn.WriteLineAsync($"220 {options.Hostname} ESMTP");
-        try
-        {
-            while (true)
-            {
-                var read = await conn.ReadLineAsync();
-                if (read.Status == LineStatus.Shutdown) { await conn.WriteLineAsync("421 4.3.2 Service shutting down"); return; }
-                if (read.Status == LineStatus.Timeout) { await conn.WriteLineAsync("421 4.4.2 Idle timeout, closing connection"); return; }
-                if (read.Status == LineStatus.Closed) return;
-                if (read.Status == LineStatus.TooLong) { if (!await Reply("500 5.5.2 Line too long")) return; continue; }
-                if (!await CommandAsync(read.Text)) return;
-            }
-        }
-        finally
-        {
-            _bdat?.Dispose();
-            // As Postfix's smtpd: how many of each command, then in all.
-            var counts = string.Concat(_commands.Select(c => $" {c.Key.ToLowerInvariant()}={c.Value}"));
-            Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription}{counts} commands={_commands.Values.Sum()} messages={_messages} errors={_errors}");
-        }
-    }
-
-    /// <summary>Sends a reply; false when the session must end (too many errors).</summary>
-    private async Task<bool> Reply(string line)
-    {
-        if (line[0] is '4' or '5' && ++_errors > ErrorLimit)
-        {
-            Log.Warn($"{conn.SessionId}: too many errors from {conn.ClientDescription}; last reply: {line}");
-            await conn.WriteLineAsync("421 4.7.0 Too many errors, closing connection");
-            return false;
-        }
-        conn.BufferLine(line);
-        if (!conn.HasBufferedInput()) await conn.FlushAsync();
+        if (arg.Length == 0) return await Reply($"501 5.5.4 {verb} needs a host name");
+        _helo = arg;
+        Reset();
+        if (verb == "HELO") return await Reply($"250 {options.Hostname}");
+        conn.BufferLine($"250-{options.Hostname}");
+        conn.BufferLine("250-PIPELINING");
+        conn.BufferLine($"250-SIZE {options.MaxMessageSize}");
+        if (!conn.IsTls && certificate() != null) conn.BufferLine("250-STARTTLS");
+        if (AuthOffered) conn.BufferLine("250-AUTH PLAIN LOGIN");
+        conn.BufferLine("250-ENHANCEDSTATUSCODES");
+        conn.BufferLine("250-8BITMIME");
+        conn.BufferLine("250-DSN");
+        conn.BufferLine("250-CHUNKING");
+        conn.BufferLine("250 SMTPUTF8");
+        await conn.FlushAsync();
         return true;
     }
 
-    /// <summary>Commands by verb, in the order first seen (for the disconnect line).</summary>
-    private readonly OrderedDictionary<string, int> _commands = new(StringComparer.Ordinal);
-
-    private async Task<bool> CommandAsync(string line)
+    private async Task<bool> QuitAsync()
     {
-        int sp = line.IndexOf(' ');
-        var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
-        var arg = sp < 0 ? "" : line[(sp + 1)..].Trim();
-        if (SmtpGuard.IsForbidden(verb))
-        {
-            Log.Warn($"{conn.SessionId}: non-SMTP command from {conn.ClientDescription}: {MailLog.Safe(line, 100)}");
-            await conn.WriteLineAsync(SmtpGuard.Goodbye);
-            return false;
-        }
-        var counted = verb is "EHLO" or "HELO" or "STARTTLS" or "AUTH" or "MAIL" or "RCPT" or "DATA" or "BDAT" or "RSET" or "NOOP" or "VRFY" or "QUIT" ? verb : "UNKNOWN";
-        _commands[counted] = _commands.GetValueOrDefault(counted) + 1;
-        if (verb is "NOOP" or "RSET" or "VRFY" or "HELO" or "EHLO" && ++_junk > JunkLimit && ++_errors > ErrorLimit)
-        {
-            Log.Warn($"{conn.SessionId}: too many junk commands from {conn.ClientDescription}");
-            await conn.WriteLineAsync("421 4.7.0 Too many junk commands, closing connection");
-            return false;
-        }
-        switch (verb)
-        {
-            case "EHLO" or "HELO":
-                if (arg.Length == 0) return await Reply($"501 5.5.4 {verb} needs a host name");
-                _helo = arg;
-                Reset();
-                if (verb == "HELO") return await Reply($"250 {options.Hostname}");
-                conn.BufferLine($"250-{options.Hostname}");
-                conn.BufferLine("250-PIPELINING");
-                conn.BufferLine($"250-SIZE {options.MaxMessageSize}");
-                if (!conn.IsTls && certificate() != null) conn.BufferLine("250-STARTTLS");
-                if (AuthOffered) conn.BufferLine("250-AUTH PLAIN LOGIN");
-                conn.BufferLine("250-ENHANCEDSTATUSCODES");
-                conn.BufferLine("250-8BITMIME");
-                conn.BufferLine("250-DSN");
-                conn.BufferLine("250-CHUNKING");
-                conn.BufferLine("250 SMTPUTF8");
-                await conn.FlushAsync();
-                return true;
-            case "STARTTLS":
-                var cert = certificate();
-                if (conn.IsTls || cert == null) return await Reply("502 5.5.1 STARTTLS not available");
-                if (arg.Length > 0) return await Reply("501 5.5.4 STARTTLS takes no argument");
-                if (!await conn.StartTlsAsync(cert, "220 2.0.0 Ready to start TLS")) return false;
-                _helo = null; // RFC 3207 4.2: forget what was said before TLS
-                Reset();
-                return true;
-            case "AUTH":
-                return await AuthAsync(arg);
-            case "MAIL":
-                return await MailAsync(arg);
-            case "RCPT":
-                return await RcptAsync(arg);
-            case "DATA":
-                return await DataAsync(arg);
-            case "BDAT":
-                return await BdatAsync(arg);
-            case "RSET":
-                Reset();
-                return await Reply("250 2.0.0 Ok");
-            case "NOOP":
-                return await Reply("250 2.0.0 Ok");
-            case "VRFY":
-                return await Reply("502 5.5.1 VRFY command is disabled");
-            case "QUIT":
-                await conn.WriteLineAsync("221 2.0.0 Bye");
-                return false;
-            default:
-                Log.Info($"{conn.SessionId}: unknown command '{MailLog.Safe(verb, 20)}' from {conn.ClientDescription}");
-                return await Reply("502 5.5.2 Error: command not recognized");
-        }
+        await conn.WriteLineAsync("221 2.0.0 Bye");
+        return false;
+    }
+
+    private async Task<bool> StartTlsAsync(string arg)
+    {
+        var cert = certificate();
+        if (conn.IsTls || cert == null) return await Reply("502 5.5.1 STARTTLS not available");
+        if (arg.Length > 0) return await Reply("501 5.5.4 STARTTLS takes no argument");
+        if (!await conn.StartTlsAsync(cert, "220 2.0.0 Ready to start TLS")) return false;
+        _helo = null; // RFC 3207 4.2: forget what was said before TLS
+        Reset();
+        return true;
     }
 
     private void Reset()
@@ -228,7 +171,6 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
 
     private async Task<bool> MailAsync(string arg)
     {
-        if (_helo == null) return await Reply("503 5.5.1 Error: send HELO/EHLO first");
         if (_from != null) return await Reply("503 5.5.1 Error: nested MAIL command");
         if (port != SmtpPort.Mx && _user == null) return await Reply("530 5.7.0 Authentication required");
         if (!arg.StartsWith("FROM:", StringComparison.OrdinalIgnoreCase)) return await Reply("501 5.5.4 Syntax: MAIL FROM:<address>");
@@ -440,7 +382,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             Reset();
             return await Reply(refusal);
         }
-        _messages++;
+        Messages++;
         Log.Info($"{id}: client={conn.ClientDescription}{(_user != null ? ", sasl_username=" + MailLog.Safe(_user) : "")}");
         Log.Info($"{id}: from=<{MailLog.Safe(_from)}>, size={file.ContentLength}, nrcpt={_rcpts.Count} (queue active)");
         Reset();

@@ -177,11 +177,6 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             try { args.Space(); name = args.Atom().ToUpperInvariant(); }
             catch (ImapSyntaxException) { await RefuseAsync(tag, "BAD Missing UID command"); return true; }
             _command = "UID " + name;
-            if (name is not ("FETCH" or "STORE" or "SEARCH" or "COPY" or "MOVE" or "EXPUNGE"))
-            {
-                await RefuseAsync(tag, "BAD Unknown UID command");
-                return true;
-            }
         }
         try
         {
@@ -215,72 +210,6 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             await RefuseAsync(tag, "NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
             return true;
         }
-    }
-
-    private async Task<bool> DispatchAsync(string tag, string name, Args args, bool uid)
-    {
-        switch (name)
-        {
-            case "CAPABILITY": args.End(); await Untagged($"CAPABILITY {Capabilities()}"); return await Ok(tag, "Capability completed.");
-            case "NOOP": args.End(); await SendUpdatesAsync(allowExpunge: true); return await Ok(tag, "NOOP completed.");
-            case "LOGOUT":
-                args.End();
-                conn.BufferLine("* BYE Logging out");
-                await Ok(tag, "Logout completed.");
-                return false;
-            case "ID": return await IdAsync(tag, args);
-        }
-        if (_user == null)
-        {
-            switch (name)
-            {
-                case "STARTTLS": return await StartTlsAsync(tag, args);
-                case "LOGIN": return await LoginAsync(tag, args);
-                case "AUTHENTICATE": return await AuthenticateAsync(tag, args);
-                case "SELECT" or "EXAMINE" or "CREATE" or "DELETE" or "RENAME" or "SUBSCRIBE" or "UNSUBSCRIBE" or "LIST" or "LSUB" or "STATUS" or "APPEND"
-                    or "ENABLE" or "NAMESPACE" or "CHECK" or "CLOSE" or "UNSELECT" or "EXPUNGE" or "SEARCH" or "FETCH" or "STORE" or "COPY" or "MOVE" or "IDLE"
-                    or "GETQUOTAROOT" or "GETQUOTA" or "SETQUOTA":
-                    return await Bad(tag, "Not authenticated.");
-                default: return await Bad(tag, "Unknown command.");
-            }
-        }
-        switch (name)
-        {
-            case "STARTTLS" or "LOGIN" or "AUTHENTICATE": return await Bad(tag, "Already authenticated.");
-            case "ENABLE": return await EnableAsync(tag, args);
-            case "NAMESPACE": args.End(); await Untagged("NAMESPACE ((\"\" \"/\")) NIL NIL"); return await Ok(tag, "Namespace completed.");
-            case "SELECT" or "EXAMINE": return await SelectAsync(tag, args, readOnly: name == "EXAMINE");
-            case "CREATE": return await CreateAsync(tag, args);
-            case "DELETE": return await DeleteAsync(tag, args);
-            case "RENAME": return await RenameAsync(tag, args);
-            case "SUBSCRIBE" or "UNSUBSCRIBE": return await SubscribeAsync(tag, args, name == "SUBSCRIBE");
-            case "LIST": return await ListAsync(tag, args, lsub: false);
-            case "LSUB": return await ListAsync(tag, args, lsub: true);
-            case "STATUS": return await StatusAsync(tag, args);
-            case "APPEND": return await AppendAsync(tag, args);
-            case "IDLE": args.End(); return await IdleAsync(tag);
-            case "GETQUOTAROOT": return await GetQuotaRootAsync(tag, args);
-            case "GETQUOTA": return await GetQuotaAsync(tag, args);
-            case "SETQUOTA": return await No(tag, "[NOPERM] Quotas are set in the user directory (mailctl user add --quota).");
-        }
-        if (_selected == null)
-            return name is "CHECK" or "CLOSE" or "UNSELECT" or "EXPUNGE" or "SEARCH" or "FETCH" or "STORE" or "COPY" or "MOVE"
-                ? await Bad(tag, "No mailbox selected.") : await Bad(tag, "Unknown command.");
-        switch (name)
-        {
-            case "CHECK": args.End(); await SendUpdatesAsync(allowExpunge: true); return await Ok(tag, "Check completed.");
-            case "CLOSE" or "UNSELECT":
-                args.End();
-                if (name == "CLOSE" && !_selected.ReadOnly) ExpungeDeleted(null);
-                Unselect();
-                return await Ok(tag, $"{name[0]}{name[1..].ToLowerInvariant()} completed.");
-            case "EXPUNGE": return await ExpungeAsync(tag, args, uid);
-            case "FETCH": return await FetchAsync(tag, args, uid);
-            case "STORE": return await StoreAsync(tag, args, uid);
-            case "SEARCH": return await SearchAsync(tag, args, uid);
-            case "COPY" or "MOVE": return await CopyAsync(tag, args, uid, move: name == "MOVE");
-        }
-        return await Bad(tag, "Unknown command.");
     }
 
     private async Task<bool> Ok(string tag, string text)
