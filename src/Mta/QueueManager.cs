@@ -166,12 +166,18 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         lock (_control)
             foreach (var path in Directory.EnumerateFiles(spool.DirPath(QueueDir.Deferred)))
             {
-                var state = Path.Combine(StateDir, Path.GetFileName(path));
-                if (File.Exists(state)) File.SetLastWriteTimeUtc(state, DateTime.UtcNow.AddSeconds(-1));
+                DueNow(Path.GetFileName(path));
                 n++;
             }
         Wake();
         return n;
+    }
+
+    /// <summary>A deferred message's next attempt is now (its state file's time is when it is due).</summary>
+    private void DueNow(string id)
+    {
+        var state = Path.Combine(StateDir, id);
+        if (File.Exists(state)) File.SetLastWriteTimeUtc(state, DateTime.UtcNow.AddSeconds(-1));
     }
 
     /// <summary>The outcome of an operation on queue ids: how many were done, and those in delivery (refused: try again).</summary>
@@ -197,8 +203,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     {
         var r = Act(target, [QueueDir.Hold], (id, dir) =>
         {
-            var state = Path.Combine(StateDir, id);
-            if (File.Exists(state)) File.SetLastWriteTimeUtc(state, DateTime.UtcNow.AddSeconds(-1));
+            DueNow(id);
             spool.Move(id, dir, QueueDir.Deferred);
             Log.Info($"{id}: released by the administrator");
         });

@@ -38,6 +38,8 @@ public static class QueueFileFormat
 public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
 {
     private readonly FileStream _file;
+    /// <summary>Records go through this: a failed write (a full disk) is held until the commit.</summary>
+    private readonly Mail.Shared.IO.HeldFailureStream _sink;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private byte[] _chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(QueueFileFormat.MaxChunk);
     private int _chunkLength;
@@ -56,6 +58,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
             Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None,
             UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, BufferSize = 64 * 1024,
         });
+        _sink = new Mail.Shared.IO.HeldFailureStream(_file);
         Write([.. QueueFileFormat.Magic, QueueFileFormat.Version]);
         Span<byte> time = stackalloc byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(time, envelope.Arrival.ToUnixTimeMilliseconds());
@@ -80,7 +83,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
     /// </summary>
     public void WriteContent(ReadOnlySpan<byte> data)
     {
-        if (_failure != null) return;
+        if (_sink.Failure != null) return;
         while (data.Length > 0)
         {
             int n = Math.Min(data.Length, QueueFileFormat.MaxChunk - _chunkLength);
@@ -102,7 +105,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
     /// <summary>Writes END, fsyncs the file and its directory. After this the message is safe.</summary>
     public async Task CommitAsync()
     {
-        if (_failure != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_failure);
+        if (_sink.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         FlushChunk();
         var digest = _hash.GetHashAndReset();
         Span<byte> header = stackalloc byte[5];
@@ -128,14 +131,10 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         Write(payload);
     }
 
-    private Exception? _failure;
-
     private void Write(ReadOnlySpan<byte> bytes)
     {
-        if (_failure != null) return;
         _hash.AppendData(bytes);
-        try { _file.Write(bytes); }
-        catch (IOException e) { _failure = e; }
+        _sink.Write(bytes);
     }
 
     /// <summary>An uncommitted file is removed: the client never got its "250".</summary>

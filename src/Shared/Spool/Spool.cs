@@ -107,7 +107,4 @@ public sealed class Spool
     }
 
     public static void FsyncDirectory(string dir) => Mail.Shared.IO.Disk.FsyncDirectory(dir);
-
-
-
 }

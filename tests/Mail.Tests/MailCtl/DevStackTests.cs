@@ -121,6 +121,10 @@ public sealed class DevStackTests
         private Stack(Process up) => _up = up;
         public int Pid => _up.Id;
 
+        /// <summary>The daemons mailctl up started (its child processes, whichever thread started them).</summary>
+        public List<int> Daemons() => System.IO.Directory.GetDirectories($"/proc/{_up.Id}/task")
+            .SelectMany(t => File.ReadAllText(Path.Combine(t, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(int.Parse).ToList();
+
         public static async Task<Stack> UpAsync(string root, params string[] args)
         {
             var psi = new ProcessStartInfo(Repo.Program("mailctl")) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -279,8 +283,7 @@ public sealed class DevStackTests
         using var stack = await Stack.UpAsync(root);
         // Start-up work (first look-ups, the JIT's background compilation) is over when
         // a daemon's CPU time stops growing.
-        var children = System.IO.Directory.GetDirectories($"/proc/{stack.Pid}/task")
-            .SelectMany(t => File.ReadAllText(Path.Combine(t, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(int.Parse).ToList();
+        var children = stack.Daemons();
         Assert.That(children, Has.Count.EqualTo(4), "authd, lmtpd, mtad, imappopd");
         foreach (var pid in children)
         {
@@ -320,8 +323,7 @@ public sealed class DevStackTests
         using var stack = await Stack.UpAsync(root);
         Assert.That(Ctl(conf, null, "domain", "add", "example.org").ExitCode, Is.EqualTo(0));
         Assert.That(Ctl(conf, "bob pass\n", "user", "add", "bob@example.org").ExitCode, Is.EqualTo(0));
-        var children = System.IO.Directory.GetDirectories($"/proc/{stack.Pid}/task")
-            .SelectMany(t => File.ReadAllText(Path.Combine(t, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(int.Parse).ToList();
+        var children = stack.Daemons();
         int PidOf(string name) => children.Single(p => File.ReadAllText($"/proc/{p}/comm").Trim() == name);
         var traces = new Dictionary<string, (Process Process, string File)>();
         foreach (var name in new[] { "mtad", "lmtpd" })
