@@ -10,7 +10,7 @@ using System.Text;
 using System.Globalization;
 using Mail.Shared.Config;
 using Mail.Shared.Smtp;
-using Mail.Shared.Spool;
+using Mail.Queue;
 
 namespace Mail.MailCtl;
 

@@ -9,7 +9,7 @@
 using System.Text;
 using Mail.Shared.Logging;
 using Mail.Shared.Smtp;
-using Mail.Shared.Spool;
+using Mail.Queue;
 using MimeKit;
 using NLog;
 

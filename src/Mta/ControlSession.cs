@@ -10,7 +10,7 @@
 // Anything else: "ERR why".
 using Mail.Shared.Logging;
 using Mail.Shared.Net;
-using Mail.Shared.Spool;
+using Mail.Queue;
 using NLog;
 
 namespace Mail.Mta;

@@ -8,7 +8,7 @@ using Mail.Shared.Config;
 using Mail.Shared.Logging;
 using Mail.Shared.Net;
 using Mail.Shared.Smtp;
-using Mail.Shared.Spool;
+using Mail.Queue;
 using Microsoft.Extensions.Hosting;
 
 return await Daemon.RunAsync("mtad", MtaSettings.Settings, args, MtaHost.Build,

@@ -20,7 +20,7 @@ using Mail.Shared.Auth;
 using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Smtp;
-using Mail.Shared.Spool;
+using Mail.Queue;
 using NLog;
 
 namespace Mail.Mta;

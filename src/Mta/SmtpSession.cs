@@ -17,7 +17,7 @@ using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Net;
 using Mail.Shared.Smtp;
-using Mail.Shared.Spool;
+using Mail.Queue;
 using NLog;
 
 namespace Mail.Mta;

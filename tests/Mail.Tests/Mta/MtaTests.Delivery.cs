@@ -4,6 +4,7 @@ using MailKit;
 using MailKit.Net.Smtp;
 using MailKit.Security;
 using MimeKit;
+using Mail.Queue;
 using Mail.Mta;
 using Mail.Tests.Support;
 
@@ -175,7 +176,7 @@ public sealed partial class MtaTests
         await _mta.DisposeAsync();
         File.WriteAllText(_authd.Dir["mtad.conf"], File.ReadAllText(_authd.Dir["mtad.conf"]).Replace($"127.0.0.1:{_lmtpPort}", $"127.0.0.1:{port}") +
                                                    "\ndestination_concurrency = 3\nmax_deliveries = 10\n");
-        _mta = MtaHost.Build(Mail.Shared.Config.MailConfig.Load("mtad", Mail.Shared.Smtp.MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable()));
+        _mta = MtaHost.Build(Mail.Shared.Config.MailConfig.Load("mtad", MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable()));
         await _mta.StartAsync();
         using var c = await Raw.ConnectAsync(_mx);
         await c.Expect("220");
@@ -214,7 +215,7 @@ public sealed partial class MtaTests
         foreach (var bad in new[] { "localhost", "unix:", "inet:127.0.0.1:0", "host name:24", "[::1:24" })
         {
             File.AppendAllText(_authd.Dir["mtad.conf"], $"\nlmtp_destination = {bad}\n");
-            var config = Mail.Shared.Config.MailConfig.Load("mtad", Mail.Shared.Smtp.MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable());
+            var config = Mail.Shared.Config.MailConfig.Load("mtad", MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable());
             var e = Assert.Throws<Mail.Shared.Config.ConfigException>(() => MtaHost.Build(config), bad);
             Assert.That(e!.Message, Does.Contain("lmtp_destination").And.Contain(bad));
         }

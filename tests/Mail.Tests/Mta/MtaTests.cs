@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Mail.Queue;
 using Mail.Mta;
 using Mail.Shared.Smtp;
 using Mail.Shared.Config;

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Mail.Queue;
 using Mail.Mta;
 using Mail.Shared.Config;
 using Mail.Shared.Net;

@@ -1,5 +1,5 @@
 using System.Text;
-using Mail.Shared.Spool;
+using Mail.Queue;
 using Mail.Tests.Support;
 
 namespace Mail.Tests.Spool;
@@ -11,9 +11,9 @@ public sealed class QueueFileTests
         rcpts.Length == 0 ? ["bob@example.org", "ann@example.org"] : rcpts,
         new Dictionary<string, string> { ["client"] = "[192.0.2.1]", ["helo"] = "client.test" });
 
-    private static async Task<(Mail.Shared.Spool.Spool Spool, string Id, byte[] Content)> Write(TempDir dir, int contentSize = 200_000)
+    private static async Task<(Mail.Queue.Spool Spool, string Id, byte[] Content)> Write(TempDir dir, int contentSize = 200_000)
     {
-        var spool = new Mail.Shared.Spool.Spool(dir.Path);
+        var spool = new Mail.Queue.Spool(dir.Path);
         var content = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, contentSize / 10).Select(i => $"line{i % 10000:D4}\n")));
         await using var w = spool.Create(Envelope(), out var id);
         var half = content.Length / 2;
@@ -37,7 +37,7 @@ public sealed class QueueFileTests
         using var ms = new MemoryStream();
         QueueFileReader.CopyContent(path, chunks, ms);
         Assert.That(ms.ToArray(), Is.EqualTo(content));
-        Assert.That(Mail.Shared.Spool.Spool.IsValidId(id), Is.True);
+        Assert.That(Mail.Queue.Spool.IsValidId(id), Is.True);
         Assert.That(File.GetUnixFileMode(path), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
     }
 
@@ -78,7 +78,7 @@ public sealed class QueueFileTests
     public async Task Uncommitted_file_is_removed_and_recovery_sorts_the_spool()
     {
         using var dir = new TempDir();
-        var spool = new Mail.Shared.Spool.Spool(dir.Path);
+        var spool = new Mail.Queue.Spool(dir.Path);
         string abandoned;
         await using (var w = spool.Create(Envelope(), out abandoned)) w.WriteContent("half"u8);
         Assert.That(File.Exists(spool.FilePath(QueueDir.Incoming, abandoned)), Is.False);

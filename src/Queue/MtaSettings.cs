@@ -1,7 +1,7 @@
 // The MTA's configuration parameters (mtad.conf); mailctl reads the same file for the queue tools.
 using Mail.Shared.Config;
 
-namespace Mail.Shared.Smtp;
+namespace Mail.Queue;
 
 public static class MtaSettings
 {

@@ -7,7 +7,7 @@ using System.Security.Cryptography;
 using Mail.Shared.Logging;
 using NLog;
 
-namespace Mail.Shared.Spool;
+namespace Mail.Queue;
 
 public enum QueueDir { Incoming, Active, Deferred, Hold, Corrupt }
 

@@ -5,7 +5,7 @@
 // wire form of an entry, written by mtad and read by mailctl.
 using System.Globalization;
 
-namespace Mail.Shared.Spool;
+namespace Mail.Queue;
 
 public sealed record QueueEntry(string Id, QueueDir Dir, long Size, DateTimeOffset Arrival, string Sender, IReadOnlyList<string> Recipients)
 {

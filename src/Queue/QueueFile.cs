@@ -14,7 +14,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace Mail.Shared.Spool;
+namespace Mail.Queue;
 
 public enum QueueFileStatus { Ok, Incomplete, Corrupt }
 
