@@ -27,10 +27,10 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
     private static readonly Logger LmtpLog = MailLog.For("lmtp");
     protected override Logger Log => LmtpLog;
     protected override string Protocol => "LMTP";
-    protected override string Greeting => $"220 {options.Hostname} LMTP ready";
+    protected override SmtpReply Greeting => new(220, "", $"{options.Hostname} LMTP ready");
     protected override bool Greeted => _lhlo != null;
-    protected override string HeloFirst => "503 5.5.1 LHLO first";
-    protected override string UnknownCommand => "500 5.5.2 Unknown command";
+    protected override SmtpReply HeloFirst => Replies.LhloFirst;
+    protected override SmtpReply UnknownCommand => Replies.Unrecognized;
     protected override int ErrorLimit => 50;
     protected override FrozenDictionary<string, SmtpCommand<LmtpSession>> Commands => Table;
     protected override void Ended() => Reset();
@@ -38,57 +38,48 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
     /// <summary>The commands (RFC 2033 4, RFC 3030).</summary>
     private static readonly FrozenDictionary<string, SmtpCommand<LmtpSession>> Table = new SmtpCommand<LmtpSession>[]
     {
-        new("LHLO", SmtpCommandFlags.Junk, (s, a) => s.LhloAsync(a)),
-        new("HELO", SmtpCommandFlags.Junk, (s, _) => s.Say("500 5.5.1 This is LMTP: use LHLO")),
-        new("EHLO", SmtpCommandFlags.Junk, (s, _) => s.Say("500 5.5.1 This is LMTP: use LHLO")),
-        new("MAIL", SmtpCommandFlags.NeedsHelo, async (s, a) => { await s.MailAsync(a); return true; }),
-        new("RCPT", SmtpCommandFlags.None, async (s, a) => { await s.RcptAsync(a); return true; }),
+        new("LHLO", SmtpCommandFlags.Junk, (s, a) => Task.FromResult(s.Lhlo(a))),
+        new("HELO", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(Replies.UseLhlo)),
+        new("EHLO", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(Replies.UseLhlo)),
+        new("MAIL", SmtpCommandFlags.NeedsHelo, (s, a) => Task.FromResult(s.Mail(a))),
+        new("RCPT", SmtpCommandFlags.None, (s, a) => s.RcptAsync(a)),
         new("DATA", SmtpCommandFlags.None, (s, a) => s.DataAsync(a)),
         new("BDAT", SmtpCommandFlags.None, (s, a) => s.BdatAsync(a)),
-        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return s.Say("250 2.0.0 OK"); }),
-        new("NOOP", SmtpCommandFlags.Junk, (s, _) => s.Say("250 2.0.0 OK")),
-        new("VRFY", SmtpCommandFlags.Junk, (s, _) => s.Say("502 5.5.1 VRFY is not offered")),
-        new("QUIT", SmtpCommandFlags.None, (s, _) => s.QuitAsync()),
+        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return Task.FromResult(SmtpReply.Ok); }),
+        new("NOOP", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.Ok)),
+        new("VRFY", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.VrfyDisabled)),
+        new("QUIT", SmtpCommandFlags.None, (_, _) => Task.FromResult(SmtpReply.Bye)),
     }.ToFrozenDictionary(c => c.Verb, StringComparer.Ordinal);
+
+    /// <summary>lmtpd's own replies (the rest are Shared/Smtp/SmtpReply's).</summary>
+    private static class Replies
+    {
+        // RFC 2033 4.1: LHLO, not HELO or EHLO.
+        public static readonly SmtpReply LhloFirst = new(503, "5.5.1", "Error: send LHLO first");
+        /// <summary>RFC 5321 4.2.4 500, as Dovecot's LMTP answers (Postfix's smtpd says 502).</summary>
+        public static readonly SmtpReply Unrecognized = new(500, "5.5.2", "Error: command not recognized");
+        public static readonly SmtpReply UseLhlo = new(500, "5.5.1", "Error: this is LMTP, use LHLO");
+        public static SmtpReply NeedHostName => new(501, "5.5.4", "Syntax: LHLO hostname");
+        public static readonly SmtpReply StartData = new(354, "", "Start mail input; end with <CRLF>.<CRLF>");
+        /// <summary>RFC 3463 X.2.1: the account exists but takes no mail.</summary>
+        public static readonly SmtpReply MailboxDisabled = new(550, "5.2.1", "Mailbox disabled");
+        /// <summary>RFC 2033 4.2: one reply per recipient after the data.</summary>
+        public static SmtpReply Saved(string address) => new SmtpReply(250, "2.0.0", "Saved").About(address);
+    }
+
     private sealed record Recipient(string Address, MailUser User, string? Detail);
 
     private string? _lhlo;
     private string? _from;
     private readonly List<Recipient> _rcpts = [];
 
-    /// <summary>A reply from a handler: after too many errors the session ends (the core closes it).</summary>
-    private new async Task Reply(string line)
+    /// <summary>RFC 2033 4.1: LHLO and the extensions offered.</summary>
+    private SmtpReply Lhlo(string arg)
     {
-        if (!await base.Reply(line)) throw new IOException("too many errors");
-    }
-
-    /// <summary>A one-line answer from the table.</summary>
-    private async Task<bool> Say(string line)
-    {
-        await Reply(line);
-        return true;
-    }
-
-    private async Task<bool> LhloAsync(string arg)
-    {
-        if (arg.Length == 0) { await Reply("501 5.5.4 LHLO needs a host name"); return true; }
+        if (arg.Length == 0) return Replies.NeedHostName;
         _lhlo = arg;
         Reset();
-        conn.BufferLine($"250-{options.Hostname}");
-        conn.BufferLine("250-PIPELINING");
-        conn.BufferLine("250-ENHANCEDSTATUSCODES");
-        conn.BufferLine("250-8BITMIME");
-        conn.BufferLine("250-SMTPUTF8");
-        conn.BufferLine($"250-SIZE {options.MaxMessageSize}");
-        conn.BufferLine("250 CHUNKING");
-        await conn.FlushAsync();
-        return true;
-    }
-
-    private async Task<bool> QuitAsync()
-    {
-        await conn.WriteLineAsync("221 2.0.0 Bye");
-        return false;
+        return new(250, "", string.Join('\n', options.Hostname, "PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", $"SIZE {options.MaxMessageSize}", "CHUNKING"));
     }
 
     private void Reset()
@@ -99,48 +90,46 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         _bdat = null;
     }
 
-    private async Task MailAsync(string arg)
+    private SmtpReply Mail(string arg)
     {
-        if (_from != null) { await Reply("503 5.5.1 MAIL already given"); return; }
-        if (!arg.StartsWith("FROM:", StringComparison.OrdinalIgnoreCase)) { await Reply("501 5.5.4 Syntax: MAIL FROM:<address>"); return; }
-        var (path, rest) = ParsePath(arg[5..]);
-        if (path == null) { await Reply("501 5.1.7 Bad sender address syntax"); return; }
-        foreach (var p in rest.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        if (_from != null) return SmtpReply.NestedMail;
+        if (!arg.StartsWith("FROM:", StringComparison.OrdinalIgnoreCase)) return SmtpReply.Syntax("MAIL FROM:<address>");
+        var (path, rest) = SmtpPath.Parse(arg[5..]);
+        if (path == null) return SmtpReply.BadSenderSyntax;
+        foreach (var (k, v) in SmtpPath.Parameters(rest))
         {
-            var (k, v) = p.IndexOf('=') is var eq and > 0 ? (p[..eq].ToUpperInvariant(), p[(eq + 1)..]) : (p.ToUpperInvariant(), "");
             if (k == "SIZE")
             {
-                if (!long.TryParse(v, out var size) || size < 0) { await Reply("501 5.5.4 Bad SIZE"); return; }
-                if (size > options.MaxMessageSize) { await Reply("552 5.3.4 Message too big"); return; }
+                if (!long.TryParse(v, out var size) || size < 0) return SmtpReply.BadParameter("SIZE");
+                if (size > options.MaxMessageSize) return SmtpReply.MessageTooBig;
             }
-            else if (k == "BODY") { if (v.ToUpperInvariant() is not ("7BIT" or "8BITMIME" or "BINARYMIME")) { await Reply("501 5.5.4 Bad BODY"); return; } }
-            else if (k is not ("SMTPUTF8" or "RET" or "ENVID" or "AUTH")) { await Reply("555 5.5.4 Unsupported parameter"); return; }
+            else if (k == "BODY") { if (v.ToUpperInvariant() is not ("7BIT" or "8BITMIME" or "BINARYMIME")) return SmtpReply.BadParameter("BODY"); }
+            else if (k is not ("SMTPUTF8" or "RET" or "ENVID" or "AUTH")) return SmtpReply.UnsupportedParameter(MailLog.Safe(k, 20));
         }
         _from = path;
-        await Reply("250 2.1.0 OK");
+        return SmtpReply.SenderOk;
     }
 
-    private async Task RcptAsync(string arg)
+    private async Task<SmtpReply> RcptAsync(string arg)
     {
-        if (_from == null) { await Reply("503 5.5.1 MAIL first"); return; }
-        if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) { await Reply("501 5.5.4 Syntax: RCPT TO:<address>"); return; }
-        var (path, _) = ParsePath(arg[3..]);
-        if (string.IsNullOrEmpty(path) || path.Length > 320) { await Reply("501 5.1.3 Bad recipient address syntax"); return; }
-        if (_rcpts.Count >= options.MaxRecipients) { await Reply("452 4.5.3 Too many recipients"); return; }
+        if (_from == null) return SmtpReply.NeedMail;
+        if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) return SmtpReply.Syntax("RCPT TO:<address>");
+        var (path, _) = SmtpPath.Parse(arg[3..]);
+        if (string.IsNullOrEmpty(path) || path.Length > 320) return SmtpReply.BadRecipientSyntax;
+        if (_rcpts.Count >= options.MaxRecipients) return SmtpReply.TooManyRecipients;
         LookupUserReply reply;
         try
         {
             reply = await auth.Api.LookupUserAsync(new LookupUserRequest
             {
                 User = path,
-                Client = new ClientInfo { Service = "lmtp", RemoteIp = conn.RemoteIp?.ToString() ?? "", SessionId = conn.SessionId },
+                Client = new ClientInfo { Service = "lmtp", RemoteIp = Conn.RemoteIp?.ToString() ?? "", SessionId = Conn.SessionId },
             }, deadline: DateTime.UtcNow.AddSeconds(30));
         }
         catch (RpcException e)
         {
-            Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(path)}>: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
-            await Reply("451 4.3.0 Temporary lookup failure");
-            return;
+            Log.Error($"{Conn.SessionId}: to=<{MailLog.Safe(path)}>: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
+            return SmtpReply.TemporaryLookupFailure.WithAddress(path);
         }
         switch (reply.Status)
         {
@@ -149,33 +138,16 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 var local = at > 0 ? path[..at] : path;
                 int d = options.Delimiter.Length == 0 ? -1 : local.IndexOfAny(options.Delimiter.ToCharArray());
                 _rcpts.Add(new Recipient(path, reply.User, d > 0 ? local[(d + 1)..] : null));
-                await Reply("250 2.1.5 OK");
-                return;
+                return SmtpReply.RecipientOk;
             case LookupStatus.Ok:
-                await Reply("550 5.2.1 Mailbox disabled");
-                return;
+                return Replies.MailboxDisabled.WithAddress(path);
             case LookupStatus.NotFound:
-                Log.Info($"{conn.SessionId}: reject RCPT to=<{MailLog.Safe(path)}>: user unknown");
-                await Reply("550 5.1.1 User unknown");
-                return;
+                Log.Info($"{Conn.SessionId}: reject RCPT to=<{MailLog.Safe(path)}>: user unknown");
+                return SmtpReply.UserUnknown.WithAddress(path);
             default:
-                Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(path)}>: lookup failed: {MailLog.Safe(reply.Reason)}");
-                await Reply("451 4.3.0 Temporary lookup failure");
-                return;
+                Log.Error($"{Conn.SessionId}: to=<{MailLog.Safe(path)}>: lookup failed: {MailLog.Safe(reply.Reason)}");
+                return SmtpReply.TemporaryLookupFailure.WithAddress(path);
         }
-    }
-
-    /// <summary>"&lt;addr&gt; params" → (addr, params); null addr when malformed. "&lt;&gt;" is the null sender.</summary>
-    private static (string? Path, string Params) ParsePath(string text)
-    {
-        text = text.TrimStart();
-        if (!text.StartsWith('<')) return (null, "");
-        int end = text.IndexOf('>');
-        if (end < 0) return (null, "");
-        var path = text[1..end];
-        if (path.Contains(':') && path.StartsWith('@')) path = path[(path.IndexOf(':') + 1)..]; // source route
-        foreach (var c in path) if (c <= ' ' || c == 0x7f || c == '<' || c == '>') return (null, "");
-        return (path, text[(end + 1)..].Trim());
     }
 
     // ---- message content ----
@@ -212,14 +184,14 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         catch (Exception e) when (StorageError.Is(e))
         {
             var kind = StorageError.Classify(e);
-            Log.Error($"{conn.SessionId}: cannot open a message in {first.Maildir} ({kind}): {MailLog.Safe(e.Message)}");
+            Log.Error($"{Conn.SessionId}: cannot open a message in {first.Maildir} ({kind}): {MailLog.Safe(e.Message)}");
             return (null, SmtpReply.MailboxFailure(kind, options.QuotaTemporary));
         }
         var headers = new StringBuilder();
         headers.Append("Return-Path: <").Append(_from).Append(">\n");
         if (_rcpts.Count == 1) headers.Append("Delivered-To: ").Append(_rcpts[0].Address).Append('\n');
-        headers.Append("Received: from ").Append(_lhlo).Append(" (").Append(conn.ClientDescription).Append(")\n\tby ")
-            .Append(options.Hostname).Append(" with LMTP id ").Append(conn.SessionId)
+        headers.Append("Received: from ").Append(_lhlo).Append(" (").Append(Conn.ClientDescription).Append(")\n\tby ")
+            .Append(options.Hostname).Append(" with LMTP id ").Append(Conn.SessionId)
             .Append(_rcpts.Count == 1 ? $"\n\tfor <{_rcpts[0].Address}>" : "").Append("; ")
             .Append(DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
         var headerBytes = Encoding.UTF8.GetBytes(headers.ToString());
@@ -233,59 +205,54 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         catch (Exception e) when (StorageError.Is(e))
         {
             pending.Dispose();
-            Log.Error($"{conn.SessionId}: cannot write a message in {first.Maildir} ({StorageError.Classify(e)}): {MailLog.Safe(e.Message)}");
+            Log.Error($"{Conn.SessionId}: cannot write a message in {first.Maildir} ({StorageError.Classify(e)}): {MailLog.Safe(e.Message)}");
             return (null, SmtpReply.MailboxFailure(StorageError.Classify(e), options.QuotaTemporary));
         }
         return (pending, default);
     }
 
-    private async Task<bool> DataAsync(string arg)
+    private async Task<SmtpReply> DataAsync(string arg)
     {
-        if (arg.Length > 0) { await Reply("501 5.5.4 DATA takes no argument"); return true; }
-        if (_from == null) { await Reply("503 5.5.1 MAIL first"); return true; }
-        if (_rcpts.Count == 0) { await Reply("503 5.5.1 No valid recipients"); return true; }
+        if (arg.Length > 0) return SmtpReply.Syntax("DATA");
+        if (_from == null) return SmtpReply.NeedMail;
+        if (_rcpts.Count == 0) return SmtpReply.NoValidRecipients;
         var (pending, failure) = await BeginMessageAsync(dotStuffed: true);
-        await conn.WriteLineAsync("354 Start mail input; end with <CRLF>.<CRLF>");
+        await SendAsync(Replies.StartData);
         var writer = pending?.Writer ?? new DataWriter(Stream.Null, options.MaxMessageSize, dotStuffed: true);
-        if (!await writer.ReadDataAsync(conn)) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
-        await FinishMessageAsync(pending, failure, writer);
-        return true;
+        if (!await writer.ReadDataAsync(Conn)) { pending?.Dispose(); throw new IOException("client went away during DATA"); }
+        return await FinishMessageAsync(pending, failure, writer);
     }
 
-    private async Task<bool> BdatAsync(string arg)
+    private async Task<SmtpReply> BdatAsync(string arg)
     {
         var parts = arg.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length is < 1 or > 2 || !long.TryParse(parts[0], out var size) || size < 0 ||
             (parts.Length == 2 && !parts[1].Equals("LAST", StringComparison.OrdinalIgnoreCase)))
-        {
-            // The chunk's length is unknown: the session cannot go on in step.
-            await conn.WriteLineAsync("501 5.5.4 Syntax: BDAT size [LAST]");
-            return false;
-        }
+            return SmtpReply.Syntax("BDAT count [LAST]").AndClose(); // the chunk's length is unknown: the session cannot go on in step
         bool last = parts.Length == 2;
-        var fail = _from == null ? "503 5.5.1 MAIL first" : _rcpts.Count == 0 ? "503 5.5.1 No valid recipients" : null;
+        SmtpReply? fail = _from == null ? SmtpReply.NeedMail : _rcpts.Count == 0 ? SmtpReply.NoValidRecipients : null;
         if (fail == null && _bdat == null)
         {
             (_bdat, var failure) = await BeginMessageAsync(dotStuffed: false);
-            if (_bdat == null) fail = failure.ToString();
+            if (_bdat == null) fail = failure;
         }
         // Read the chunk whatever happens, so the session stays in step.
         var writer = fail == null ? _bdat!.Writer : new DataWriter(Stream.Null, long.MaxValue, dotStuffed: false);
-        if (!await writer.ReadChunkAsync(conn, size, last)) { Reset(); throw new IOException("client went away during BDAT"); }
-        if (fail != null) { await Reply(fail); return true; }
-        if (!last) { await Reply($"250 2.0.0 {size} octets received"); return true; }
+        if (!await writer.ReadChunkAsync(Conn, size, last)) { Reset(); throw new IOException("client went away during BDAT"); }
+        if (fail is { } failed) return failed;
+        if (!last) return SmtpReply.ChunkReceived(size);
         var pending = _bdat!;
         _bdat = null;
-        await FinishMessageAsync(pending, default, writer);
-        return true;
+        return await FinishMessageAsync(pending, default, writer);
     }
 
-    private async Task FinishMessageAsync(Pending? pending, SmtpReply failure, DataWriter writer)
+    /// <summary>RFC 2033 4.2: one reply per recipient, in the order of the RCPTs.</summary>
+    private async Task<SmtpReply> FinishMessageAsync(Pending? pending, SmtpReply failure, DataWriter writer)
     {
-        var replies = new List<string>();
-        if (pending == null) replies.AddRange(_rcpts.Select(r => failure.About(r.Address).ToString()));
-        else if (writer.TooBig) replies.AddRange(_rcpts.Select(_ => "552 5.3.4 Message too big"));
-        else if (writer.HasNul) replies.AddRange(_rcpts.Select(_ => "554 5.6.0 Message contains NUL characters"));
+        var replies = new List<SmtpReply>();
+        if (pending == null) replies.AddRange(_rcpts.Select(r => failure.About(r.Address)));
+        else if (writer.TooBig) replies.AddRange(_rcpts.Select(r => SmtpReply.MessageTooBig.About(r.Address)));
+        else if (writer.HasNul) replies.AddRange(_rcpts.Select(r => SmtpReply.ContainsNul.About(r.Address)));
         else
         {
             try
@@ -302,22 +269,19 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             catch (Exception e) when (StorageError.Is(e))
             {
                 var kind = StorageError.Classify(e);
-                Log.Error($"{conn.SessionId}: cannot write the message ({kind}): {MailLog.Safe(e.Message)}");
-                while (replies.Count < _rcpts.Count) replies.Add(SmtpReply.MailboxFailure(kind, options.QuotaTemporary).About(_rcpts[replies.Count].Address).ToString());
+                Log.Error($"{Conn.SessionId}: cannot write the message ({kind}): {MailLog.Safe(e.Message)}");
+                while (replies.Count < _rcpts.Count) replies.Add(SmtpReply.MailboxFailure(kind, options.QuotaTemporary).About(_rcpts[replies.Count].Address));
             }
         }
         pending?.Dispose();
         Messages++;
-        foreach (var r in replies)
-        {
-            if (r[0] is '4' or '5') CountError();
-            conn.BufferLine(r);
-        }
-        await conn.FlushAsync();
         Reset();
+        // A recipient's failure is the mailbox's, not the client's: none counts toward the error limit.
+        foreach (var r in replies) await SendAsync(r);
+        return SmtpReply.None;
     }
 
-    private string Deliver(Recipient r, string tmpPath, long size, long vsize)
+    private SmtpReply Deliver(Recipient r, string tmpPath, long size, long vsize)
     {
         var u = r.User;
         var started = Stopwatch.StartNew();
@@ -331,8 +295,8 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                     (u.QuotaMessages > 0 && usage.Messages + 1 > (long)u.QuotaMessages))
                 {
                     var full = SmtpReply.MailboxFull(options.QuotaTemporary);
-                    Log.Info($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn={full.Status}, status={(full.Code >= 500 ? "bounced" : "deferred")} (over quota)");
-                    return full.About(r.Address).ToString();
+                    Log.Info($"{Conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn={full.Status}, status={(full.Code >= 500 ? "bounced" : "deferred")} (over quota)");
+                    return full.About(r.Address);
                 }
             }
             var folder = MaildirDelivery.FolderFor(u.Maildir, r.Detail);
@@ -340,15 +304,15 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             // across file systems); the tmp/ name goes when all are done.
             var path = MaildirDelivery.Publish(tmpPath, folder, size, vsize, link: true, u.Uid, u.Gid);
             MaildirQuota.Add(u.Maildir, size, 1);
-            Log.Info($"{conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({Path.GetFileName(path)})");
-            return $"250 2.0.0 <{r.Address}> Saved";
+            Log.Info($"{Conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({Path.GetFileName(path)})");
+            return Replies.Saved(r.Address);
         }
         catch (Exception e) when (StorageError.Is(e))
         {
             var kind = StorageError.Classify(e);
             var reply = SmtpReply.MailboxFailure(kind, options.QuotaTemporary);
-            Log.Error($"{conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn={reply.Status}, status=deferred ({kind}: {MailLog.Safe(e.Message)})");
-            return reply.About(r.Address).ToString();
+            Log.Error($"{Conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn={reply.Status}, status=deferred ({kind}: {MailLog.Safe(e.Message)})");
+            return reply.About(r.Address);
         }
     }
 }

@@ -13,7 +13,7 @@ public static class SmtpGuard
     };
 
     /// <summary>The reply before hanging up (Postfix's words).</summary>
-    public const string Goodbye = "221 2.7.0 Error: I can break rules, too. Goodbye.";
+    public static readonly SmtpReply Goodbye = new SmtpReply(221, "2.7.0", "Error: I can break rules, too. Goodbye.").AndClose();
 
     /// <param name="verb">The command's first word, upper-cased.</param>
     public static bool IsForbidden(string verb) => Forbidden.Contains(verb);

@@ -22,28 +22,29 @@ public enum SmtpCommandFlags
     NeedsHelo = 2,
 }
 
-/// <summary>A command of a session's table: its verb, flags and handler (false ends the session).</summary>
-public sealed record SmtpCommand<TSession>(string Verb, SmtpCommandFlags Flags, Func<TSession, string, Task<bool>> Run);
+/// <summary>A command of a session's table: its verb, flags and handler, which returns the reply.</summary>
+public sealed record SmtpCommand<TSession>(string Verb, SmtpCommandFlags Flags, Func<TSession, string, Task<SmtpReply>> Run);
 
 public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSession : SmtpServerSession<TSession>
 {
     private readonly OrderedDictionary<string, int> _commands = new(StringComparer.Ordinal);
     private int _junk;
 
+    protected LineConnection Conn => conn;
     protected int Errors { get; private set; }
     protected int Messages { get; set; }
 
     protected abstract Logger Log { get; }
     /// <summary>"SMTP" or "LMTP", for the log.</summary>
     protected abstract string Protocol { get; }
-    protected abstract string Greeting { get; }
+    protected abstract SmtpReply Greeting { get; }
     protected abstract FrozenDictionary<string, SmtpCommand<TSession>> Commands { get; }
     /// <summary>Has the client said HELO, EHLO or LHLO?</summary>
     protected abstract bool Greeted { get; }
     /// <summary>The reply to a command before HELO that needs it.</summary>
-    protected abstract string HeloFirst { get; }
+    protected abstract SmtpReply HeloFirst { get; }
     /// <summary>The reply to a verb the table does not have.</summary>
-    protected virtual string UnknownCommand => "502 5.5.2 Error: command not recognized";
+    protected virtual SmtpReply UnknownCommand => SmtpReply.Unrecognized;
     protected virtual int ErrorLimit => 20;
     protected virtual int JunkLimit => 100;
     /// <summary>Extra words for the connect log line.</summary>
@@ -54,17 +55,20 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
     public async Task RunAsync()
     {
         Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription}{ConnectDetail}");
-        await conn.WriteLineAsync(Greeting);
         try
         {
-            while (true)
+            var reply = Greeting;
+            while (await WriteAsync(reply))
             {
                 var read = await conn.ReadLineAsync();
-                if (read.Status == LineStatus.Shutdown) { await conn.WriteLineAsync("421 4.3.2 Service shutting down"); return; }
-                if (read.Status == LineStatus.Timeout) { await conn.WriteLineAsync("421 4.4.2 Idle timeout, closing connection"); return; }
-                if (read.Status == LineStatus.Closed) return;
-                if (read.Status == LineStatus.TooLong) { if (!await Reply("500 5.5.2 Line too long")) return; continue; }
-                if (!await CommandAsync(read.Text)) return;
+                reply = read.Status switch
+                {
+                    LineStatus.Shutdown => SmtpReply.ShuttingDown,
+                    LineStatus.Timeout => SmtpReply.IdleTimeout,
+                    LineStatus.Closed => SmtpReply.None.AndClose(),
+                    LineStatus.TooLong => SmtpReply.LineTooLong,
+                    _ => await CommandAsync(read.Text),
+                };
             }
         }
         finally
@@ -75,7 +79,7 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
         }
     }
 
-    private async Task<bool> CommandAsync(string line)
+    private async Task<SmtpReply> CommandAsync(string line)
     {
         int sp = line.IndexOf(' ');
         var verb = (sp < 0 ? line : line[..sp]).ToUpperInvariant();
@@ -83,8 +87,7 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
         if (SmtpGuard.IsForbidden(verb))
         {
             Log.Warn($"{conn.SessionId}: non-{Protocol} command from {conn.ClientDescription}: {MailLog.Safe(line, 100)}");
-            await conn.WriteLineAsync(SmtpGuard.Goodbye);
-            return false;
+            return SmtpGuard.Goodbye;
         }
         Commands.TryGetValue(verb, out var command);
         var counted = command?.Verb ?? "UNKNOWN";
@@ -92,35 +95,41 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
         if (command == null)
         {
             Log.Info($"{conn.SessionId}: unknown command '{MailLog.Safe(verb, 20)}' from {conn.ClientDescription}");
-            return await Reply(UnknownCommand);
+            return UnknownCommand;
         }
         if ((command.Flags & SmtpCommandFlags.Junk) != 0 && ++_junk > JunkLimit && ++Errors > ErrorLimit)
         {
             Log.Warn($"{conn.SessionId}: too many junk commands from {conn.ClientDescription}");
-            await conn.WriteLineAsync("421 4.7.0 Too many junk commands, closing connection");
-            return false;
+            return SmtpReply.TooManyJunk;
         }
-        if ((command.Flags & SmtpCommandFlags.NeedsHelo) != 0 && !Greeted) return await Reply(HeloFirst);
+        if ((command.Flags & SmtpCommandFlags.NeedsHelo) != 0 && !Greeted) return HeloFirst;
         return await command.Run((TSession)this, arg);
     }
 
     /// <summary>
-    /// Sends a reply, held back while the client has pipelined more (RFC 2920: one write for a
-    /// group); false when the session must end (too many errors).
+    /// Writes a handler's reply, held back while the client has pipelined more (RFC 2920: one
+    /// write for a group); false when the session ends (the reply closes it, or too many errors).
     /// </summary>
-    protected async Task<bool> Reply(string line)
+    private async Task<bool> WriteAsync(SmtpReply reply)
     {
-        if (line[0] is '4' or '5' && ++Errors > ErrorLimit)
+        if (reply.IsNone) return !reply.Closes;
+        if (reply.IsError && !reply.Closes && ++Errors > ErrorLimit)
         {
-            Log.Warn($"{conn.SessionId}: too many errors from {conn.ClientDescription}; last reply: {line}");
-            await conn.WriteLineAsync("421 4.7.0 Too many errors, closing connection");
-            return false;
+            Log.Warn($"{conn.SessionId}: too many errors from {conn.ClientDescription}; last reply: {reply}");
+            reply = SmtpReply.TooManyErrors;
         }
-        conn.BufferLine(line);
-        if (!conn.HasBufferedInput()) await conn.FlushAsync();
-        return true;
+        await SendAsync(reply);
+        if (reply.Closes) await conn.FlushAsync();
+        return !reply.Closes;
     }
 
-    /// <summary>Counts replies written without <see cref="Reply"/> (LMTP's per-recipient replies after the data).</summary>
-    protected void CountError() => Errors++;
+    /// <summary>
+    /// A reply before the handler's last: 354, a 334 challenge, LMTP's reply for each recipient
+    /// (RFC 2033 4.2). Written at once unless the client has pipelined more.
+    /// </summary>
+    protected async Task SendAsync(SmtpReply reply)
+    {
+        foreach (var line in reply.Lines()) conn.BufferLine(line);
+        if (!conn.HasBufferedInput()) await conn.FlushAsync();
+    }
 }
