@@ -26,7 +26,6 @@ internal static class Replies
     public static readonly SmtpReply AuthTemporaryFailure = new(454, "4.7.0", "Temporary authentication failure");
     public static readonly SmtpReply UnknownMechanism = new(504, "5.5.4", "Unrecognized authentication type");
     public static readonly SmtpReply AuthAborted = new(501, "5.7.0", "Authentication aborted");
-    public static readonly SmtpReply AuthMalformed = new(501, "5.5.2", "Malformed authentication response");
     public static readonly SmtpReply AuthFailed = new(535, "5.7.8", "Error: authentication failed");
     /// <summary>RFC 4954 6: submission without a login (RFC 6409 4.3).</summary>
     public static readonly SmtpReply AuthRequired = new(530, "5.7.0", "Authentication required");

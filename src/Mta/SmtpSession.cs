@@ -110,24 +110,10 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         if (_from != null) return Replies.AuthInTransaction;
         var parts = arg.Split(' ', 2);
         var mech = parts[0].ToUpperInvariant();
-        byte[]? initial = null;
-        if (parts.Length == 2)
-        {
-            if (parts[1] == "=") initial = [];
-            else if (!TryBase64(parts[1], out initial)) return Replies.CannotDecode;
-        }
-        SaslServerMessage result;
-        try
-        {
-            var client = new ClientInfo { Service = "smtp", RemoteIp = Conn.RemoteIp?.ToString() ?? "", Secured = Conn.IsSecure, SessionId = Conn.SessionId };
-            result = await auth.AuthenticateInteractiveAsync(mech, initial, client, Challenge);
-        }
-        catch (RpcException e)
-        {
-            Log.Error($"{Conn.SessionId}: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
-            return Replies.AuthTemporaryFailure;
-        }
-        if (result.Status == SaslStatus.Success)
+        var client = new ClientInfo { Service = "smtp", RemoteIp = Conn.RemoteIp?.ToString() ?? "", Secured = Conn.IsSecure, SessionId = Conn.SessionId };
+        var result = await SaslExchange.RunAsync(auth, Conn, "334 ", mech, parts.Length == 2 ? parts[1] : null, client);
+        if (result.Unreachable != null) Log.Error($"{Conn.SessionId}: authd unreachable: {MailLog.Safe(result.Unreachable)}");
+        if (result.Succeeded)
         {
             _user = result.User;
             Log.Info($"{Conn.SessionId}: client={Conn.ClientDescription}, sasl_method={MailLog.Safe(mech, 20)}, sasl_username={MailLog.Safe(_user)}");
@@ -138,26 +124,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             SaslStatus.Tempfail => Replies.AuthTemporaryFailure,
             SaslStatus.BadMechanism => Replies.UnknownMechanism,
             SaslStatus.Aborted => Replies.AuthAborted,
-            SaslStatus.Malformed => Replies.AuthMalformed,
+            SaslStatus.Malformed => Replies.CannotDecode,
             _ => Replies.AuthFailed,
         };
-    }
-
-    /// <summary>Sends a 334 challenge and reads the client's answer; null cancels.</summary>
-    private async Task<byte[]?> Challenge(byte[] challenge)
-    {
-        await SendAsync(new SmtpReply(334, "", Convert.ToBase64String(challenge)));
-        var line = await Conn.ReadLineAsync();
-        if (!line.IsLine || line.Text == "*") return null;
-        return TryBase64(line.Text, out var bytes) ? bytes : null;
-    }
-
-    private static bool TryBase64(string s, out byte[] bytes)
-    {
-        bytes = new byte[s.Length];
-        if (!Convert.TryFromBase64String(s, bytes, out var n)) return false;
-        bytes = bytes[..n];
-        return true;
     }
 
     /// <summary>RFC 5321 4.1.1.2 MAIL, with SIZE (RFC 1870), BODY (RFC 6152), RET and ENVID (RFC 3461), SMTPUTF8, AUTH.</summary>

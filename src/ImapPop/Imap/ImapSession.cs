@@ -317,7 +317,8 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var password = args.AString();
         args.End();
         if (!Secure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
-        var result = await auth.AuthenticatePlainAsync(user, password, Client());
+        var result = await SaslExchange.PlainAsync(auth, user, password, Client());
+        if (result.Unreachable != null) Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(result.Unreachable)}");
         return await FinishAuthAsync(tag, result, "LOGIN");
     }
 
@@ -325,37 +326,20 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     {
         args.Space();
         var mech = args.Atom().ToUpperInvariant();
-        byte[]? initial = null;
+        string? initial = null;
         if (!args.AtEnd)
         {
             args.Space();
-            var ir = args.Atom("=");
-            if (ir == "=") initial = [];
-            else
-            {
-                initial = new byte[ir.Length];
-                if (!Convert.TryFromBase64String(ir, initial, out var n)) return await Bad(tag, "Invalid base64 data in initial response");
-                initial = initial[..n];
-            }
+            initial = args.Atom("=");
         }
         args.End();
         if (!Secure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
-        if (mech is not ("PLAIN" or "LOGIN")) return await No(tag, "Unsupported authentication mechanism.");
-        var cancelled = false;
-        var result = await auth.AuthenticateInteractiveAsync(mech, initial, Client(), async challenge =>
-        {
-            await conn.WriteLineAsync("+ " + Convert.ToBase64String(challenge));
-            var line = await conn.ReadLineAsync();
-            if (!line.IsLine || line.Text == "*") { cancelled = true; return null; }
-            var bytes = new byte[line.Text.Length];
-            if (!Convert.TryFromBase64String(line.Text, bytes, out var n)) return null;
-            return bytes[..n];
-        });
-        if (cancelled) return await Bad(tag, "Authentication aborted by client.");
+        var result = await SaslExchange.RunAsync(auth, conn, "+ ", mech, initial, Client());
+        if (result.Unreachable != null) Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(result.Unreachable)}");
         return await FinishAuthAsync(tag, result, mech);
     }
 
-    private async Task<bool> FinishAuthAsync(string tag, SaslServerMessage result, string mech)
+    private async Task<bool> FinishAuthAsync(string tag, SaslOutcome result, string mech)
     {
         switch (result.Status)
         {
@@ -379,7 +363,8 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 return await Ok(tag, $"[CAPABILITY {Capabilities()}] Logged in");
             case SaslStatus.Tempfail: return await No(tag, "[UNAVAILABLE] Temporary authentication failure.");
             case SaslStatus.BadMechanism: return await No(tag, "Unsupported authentication mechanism.");
-            case SaslStatus.Malformed: return await Bad(tag, "Invalid authentication data.");
+            case SaslStatus.Malformed: return await Bad(tag, "Invalid base64 data.");
+            case SaslStatus.Aborted: return await Bad(tag, "Authentication aborted by client.");
             default: return await No(tag, "[AUTHENTICATIONFAILED] Authentication failed.");
         }
     }

@@ -118,7 +118,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
                     if (_pendingUser == null) return await Err("USER first");
                     var user = _pendingUser;
                     _pendingUser = null;
-                    return await FinishAuthAsync(await auth.AuthenticatePlainAsync(user, line.Length > 5 ? line[5..] : "", Client()), "USER");
+                    return await FinishAuthAsync(await SaslExchange.PlainAsync(auth, user, line.Length > 5 ? line[5..] : "", Client()), "USER");
                 case "AUTH":
                     return await AuthAsync(Arg(1).ToUpperInvariant(), Arg(2));
                 default:
@@ -217,37 +217,15 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
     private async Task<bool> AuthAsync(string mech, string initial)
     {
         if (!Secure) return await Err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
-        if (mech is not ("PLAIN" or "LOGIN")) return await Err("Unsupported authentication mechanism.");
-        byte[]? ir = null;
-        if (initial.Length > 0)
-        {
-            if (initial == "=") ir = [];
-            else
-            {
-                ir = new byte[initial.Length];
-                if (!Convert.TryFromBase64String(initial, ir, out var n)) return await Err("Invalid base64 data");
-                ir = ir[..n];
-            }
-        }
-        var cancelled = false;
-        SaslServerMessage result;
-        try
-        {
-            result = await auth.AuthenticateInteractiveAsync(mech, ir, Client(), async challenge =>
-            {
-                await conn.WriteLineAsync("+ " + Convert.ToBase64String(challenge));
-                var line = await conn.ReadLineAsync();
-                if (!line.IsLine || line.Text == "*") { cancelled = true; return null; }
-                var bytes = new byte[line.Text.Length];
-                return Convert.TryFromBase64String(line.Text, bytes, out var n) ? bytes[..n] : null;
-            });
-        }
-        catch (RpcException) { return await Err("[SYS/TEMP] Temporary authentication failure."); }
-        if (cancelled) return await Err("Authentication aborted.");
+        var result = await SaslExchange.RunAsync(auth, conn, "+ ", mech, initial.Length > 0 ? initial : null, Client());
+        if (result.Unreachable != null) Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(result.Unreachable)}");
+        if (result.Status == SaslStatus.Aborted) return await Err("Authentication aborted.");
+        if (result.Status == SaslStatus.Malformed) return await Err("Invalid base64 data");
+        if (result.Status == SaslStatus.BadMechanism) return await Err("Unsupported authentication mechanism.");
         return await FinishAuthAsync(result, mech);
     }
 
-    private async Task<bool> FinishAuthAsync(SaslServerMessage result, string method)
+    private async Task<bool> FinishAuthAsync(SaslOutcome result, string method)
     {
         if (result.Status == SaslStatus.Tempfail) return await Err("[SYS/TEMP] Temporary authentication failure.");
         if (result.Status != SaslStatus.Success) return await Err("[AUTH] Authentication failed.");

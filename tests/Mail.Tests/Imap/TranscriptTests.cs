@@ -62,6 +62,14 @@ public sealed class TranscriptTests
     };
 
     [Test]
+    public async Task Every_end_of_an_IMAP_or_POP3_SASL_exchange_gets_its_reply()
+    {
+        await Transcript.ReplayAsync("imap/authenticate.txt", _imap.Port);
+        await Transcript.ReplayAsync("pop3/auth.txt", _imap.Pop3Port);
+        Assert.That(_authd.Log(), Does.Contain("method=PLAIN").And.Contain("method=LOGIN"));
+    }
+
+    [Test]
     public async Task Uid_expunge_removes_only_the_messages_of_its_set()
     {
         await Transcript.ReplayAsync("imap/uid-expunge.txt", _imap.Port);

@@ -191,4 +191,12 @@ public sealed partial class MtaTests
         Assert.That(_authd.Log(), Does.Contain("non-SMTP command from [127.0.0.1]").And.Contain("GET / HTTP/1.1").And.Contain("From: someone"));
         Assert.That(_authd.Log(), Does.Contain("non-LMTP command from [127.0.0.1]"));
     }
+
+    [Test]
+    public async Task Every_end_of_an_AUTH_exchange_gets_its_reply()
+    {
+        await Transcript.ReplayAsync("smtp/auth.txt", _submission);
+        Assert.That(_authd.Log(), Does.Contain("sasl_method=LOGIN, sasl_username=bob@example.org"));
+        Assert.That(_authd.Log(), Does.Not.Contain("Ym9iIHBhc3M=").And.Not.Contain("bob pass"), "no AUTH payload in the log");
+    }
 }
