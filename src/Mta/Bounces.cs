@@ -41,14 +41,14 @@ internal static class Bounces
         var noticeEnvelope = new QueueEnvelope(DateTimeOffset.UtcNow, "", [envelope.Sender],
             new Dictionary<string, string> { ["origin"] = $"{Describe(kind)} of {id}" });
         await using var file = spool.Create(noticeEnvelope, out var noticeId);
-        // Written in the stored form (LF line ends) as bytes: the original's 8-bit content stays as it came.
+        // Written in the stored form (CRLF lines) as bytes: the original's 8-bit content stays as it came.
         notice.WriteTo(StoredForm, file.ContentStream);
         await file.CommitAsync();
         Log.Info($"{id}: sender {Describe(kind)}: {noticeId}");
         return noticeId;
     }
 
-    private static readonly FormatOptions StoredForm = new() { NewLineFormat = NewLineFormat.Unix };
+    private static readonly FormatOptions StoredForm = new() { NewLineFormat = NewLineFormat.Dos };
 
     private static string Describe(NoticeKind kind) => kind switch
     {
@@ -122,8 +122,8 @@ internal static class Bounces
             catch (FormatException) { } // not MIME enough to return whole: its headers then
         }
         // The header section as its bytes are (RFC 3462 text/rfc822-headers).
-        var end = original.AsSpan().IndexOf("\n\n"u8);
-        var headerBytes = end < 0 ? original : original[..(end + 1)];
+        var end = HeaderCleanup.HeaderLength(original);
+        var headerBytes = end < 0 ? original : original[..end];
         report.Add(new TextPart("rfc822-headers") { Content = new MimeContent(new MemoryStream(headerBytes)) });
         return message.WithBody(report);
     }

@@ -2,9 +2,11 @@
 // (Postfix's cleanup(8), in part): the header is held until its end (at most
 // MaxHeaderSize), counted for loop detection (Received headers, as Postfix's
 // hopcount_limit), and for submitted mail a missing Message-ID or Date is
-// added. The body passes straight through.
+// added. The body passes straight through. Lines end as they came (CRLF
+// from SMTP); what is added ends in CRLF too.
 using System.Globalization;
 using System.Text;
+using Mail.Queue;
 
 namespace Mail.Mta;
 
@@ -24,11 +26,18 @@ internal sealed class HeaderCleanup(Stream inner, string hostname, bool submissi
         if (HeaderTooBig) return;
         _header.Write(buffer);
         var bytes = _header.GetBuffer().AsSpan(0, (int)_header.Length);
-        // Stored lines end in LF: the header ends at the first empty line.
-        if (bytes.Length > 0 && bytes[0] == '\n') { EmitHeader(0); return; } // no header at all
-        int end = bytes.IndexOf("\n\n"u8);
-        if (end >= 0) { EmitHeader(end + 1); return; }
+        // The header ends at the first empty line (CRLF, or LF in a BDAT chunk).
+        int end = HeaderLength(bytes);
+        if (end >= 0) { EmitHeader(end); return; }
         if (_header.Length > MaxHeaderSize) HeaderTooBig = true;
+    }
+
+    /// <summary>The header lines without the empty line that ends them; -1 while it has not been seen.</summary>
+    public static int HeaderLength(ReadOnlySpan<byte> bytes)
+    {
+        int end = QueueFileReader.HeaderEnd(bytes);
+        if (end < 0) return -1;
+        return end - (end >= 2 && bytes[end - 2] == '\r' ? 2 : 1);
     }
 
     /// <summary>The message ended inside its header (no body): emit what there is.</summary>
@@ -41,13 +50,13 @@ internal sealed class HeaderCleanup(Stream inner, string hostname, bool submissi
     {
         var all = _header.ToArray();
         var header = Encoding.UTF8.GetString(all, 0, headerLength);
-        var names = header.Split('\n').Where(l => l.Length > 0 && !char.IsWhiteSpace(l[0]) && l.Contains(':'))
+        var names = header.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0 && !char.IsWhiteSpace(l[0]) && l.Contains(':'))
             .Select(l => l[..l.IndexOf(':')].Trim().ToLowerInvariant()).ToList();
         Received = names.Count(n => n == "received");
         var added = new StringBuilder();
-        if (submission && !names.Contains("message-id")) added.Append($"Message-ID: <{queueId}.{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}@{hostname}>\n");
+        if (submission && !names.Contains("message-id")) added.Append($"Message-ID: <{queueId}.{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}@{hostname}>\r\n");
         if (submission && !names.Contains("date"))
-            added.Append("Date: ").Append(DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)).Append('\n');
+            added.Append("Date: ").Append(DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)).Append("\r\n");
         inner.Write(all.AsSpan(0, headerLength));
         inner.Write(Encoding.UTF8.GetBytes(added.ToString()));
         inner.Write(all.AsSpan(headerLength));

@@ -455,8 +455,9 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     {
         var set = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var text = Encoding.UTF8.GetString(QueueFileReader.ReadHeader(path, chunks, HeaderCleanup.MaxHeaderSize));
-        foreach (var line in text.Split('\n'))
+        foreach (var raw in text.Split('\n'))
         {
+            var line = raw.TrimEnd('\r');
             if (line.Length == 0) break; // end of the header section
             if (line.StartsWith("Delivered-To:", StringComparison.OrdinalIgnoreCase)) set.Add(line["Delivered-To:".Length..].Trim().Trim('<', '>'));
         }

@@ -248,14 +248,14 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         };
         var envelope = new QueueEnvelope(DateTimeOffset.UtcNow, _from!, _rcpts.ToList(), attributes);
         var file = spool.Create(envelope, out var id);
-        var received = $"Received: from {_helo} ({Conn.ClientDescription})\n" +
-                       (_user != null ? "\t(authenticated sender)\n" : "") +
-                       $"\tby {options.Hostname} with {attributes["protocol"]}{(Conn.IsTls ? $" ({Conn.TlsProtocol})" : "")} id {id}\n" +
+        var received = $"Received: from {_helo} ({Conn.ClientDescription})\r\n" +
+                       (_user != null ? "\t(authenticated sender)\r\n" : "") +
+                       $"\tby {options.Hostname} with {attributes["protocol"]}{(Conn.IsTls ? $" ({Conn.TlsProtocol})" : "")} id {id}\r\n" +
                        (_rcpts.Count == 1 ? $"\tfor <{_rcpts[0]}>" : "\t") +
-                       $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\n";
+                       $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\r\n";
         file.WriteContent(Encoding.UTF8.GetBytes(received));
         var cleanup = new HeaderCleanup(file.ContentStream, options.Hostname, port != SmtpPort.Mx, id);
-        return new Incoming(file, id, cleanup, new DataWriter(cleanup, options.MaxMessageSize, dotStuffed));
+        return new Incoming(file, id, cleanup, new DataWriter(cleanup, options.MaxMessageSize, dotStuffed, keepCrLf: true));
     }
 
     /// <summary>RFC 5321 4.1.1.4 DATA: ends only at CRLF.CRLF; a bare LF or CR ends the session (SMTP smuggling).</summary>

@@ -308,6 +308,24 @@ public static class QueueFileReader
     /// <summary>The first <paramref name="max"/> bytes of the content at most.</summary>
     public static byte[] ReadContentPrefix(string path, IEnumerable<(long Offset, int Length)> chunks, int max) => ReadPrefix(path, chunks, max, headerOnly: false);
 
+    /// <summary>
+    /// The length of the header section with the empty line that ends it (CRLF, or a bare LF
+    /// as in older queue files and BDAT chunks); -1 while that line has not been seen.
+    /// </summary>
+    public static int HeaderEnd(ReadOnlySpan<byte> bytes)
+    {
+        for (int start = 0; start < bytes.Length;)
+        {
+            var rest = bytes[start..];
+            if (rest[0] == '\n') return start + 1;
+            if (rest.Length >= 2 && rest[0] == '\r' && rest[1] == '\n') return start + 2;
+            int lf = rest.IndexOf((byte)'\n');
+            if (lf < 0) return -1;
+            start += lf + 1;
+        }
+        return -1;
+    }
+
     private static byte[] ReadPrefix(string path, IEnumerable<(long Offset, int Length)> chunks, int max, bool headerOnly)
     {
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
@@ -324,9 +342,8 @@ public static class QueueFileReader
                 result.Write(buffer, 0, n);
                 if (!headerOnly) continue;
                 var all = result.GetBuffer().AsSpan(0, (int)result.Length);
-                if (all.Length > 0 && all[0] == '\n') return all[..1].ToArray();
-                int end = all.IndexOf("\n\n"u8);
-                if (end >= 0) return all[..(end + 2)].ToArray();
+                int end = HeaderEnd(all);
+                if (end >= 0) return all[..end].ToArray();
             }
             return result.ToArray();
         }

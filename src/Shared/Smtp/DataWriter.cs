@@ -1,5 +1,8 @@
 // Turns the bytes of DATA (dot-stuffed, CRLF lines) or of BDAT chunks into
-// the stored form: LF line ends, stuffing removed. Pure and resumable: it is
+// a stored form, stuffing removed: LF line ends for a Maildir (lmtpd, IMAP
+// APPEND; the one line-end conversion between SMTP and the mailbox), or the
+// lines as they came for mtad's queue (keepCrLf), which hands them on as
+// they are. Pure and resumable: it is
 // fed whatever the socket delivered and says how much it used; a trailing CR
 // or an undecided "." at a line start waits for the next bytes. The end of
 // DATA is CRLF "." CRLF only: a "." line after a bare LF is content (SMTP
@@ -9,7 +12,7 @@ using System.Buffers;
 
 namespace Mail.Shared.Smtp;
 
-public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
+public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed, bool keepCrLf = false)
 {
     private bool _atLineStart = true;
     private bool _lastLineCrLf = true;
@@ -40,8 +43,8 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
             _carriedCr = false;
             if (rest.FirstSpan[0] == '\n')
             {
-                await WriteAsync(new ReadOnlySequence<byte>(Lf)).ConfigureAwait(false);
-                Received++;
+                await WriteAsync(new ReadOnlySequence<byte>(keepCrLf ? CrLf : Lf)).ConfigureAwait(false);
+                if (!keepCrLf) Received++;
                 Lines++;
                 rest = rest.Slice(1);
                 _atLineStart = true;
@@ -89,8 +92,8 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
             var content = crlf ? line.Slice(0, line.Length - 1) : line;
             if (content.PositionOf((byte)'\r') != null) HasBareCr = true;
             await WriteAsync(content).ConfigureAwait(false);
-            await WriteAsync(new ReadOnlySequence<byte>(Lf)).ConfigureAwait(false);
-            if (crlf) Received++;
+            await WriteAsync(new ReadOnlySequence<byte>(crlf && keepCrLf ? CrLf : Lf)).ConfigureAwait(false);
+            if (crlf && !keepCrLf) Received++;
             Lines++;
             rest = rest.Slice(rest.GetPosition(1, lf.Value));
             _atLineStart = true;
@@ -184,6 +187,7 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed)
     }
 
     private static readonly byte[] Lf = [(byte)'\n'];
+    private static readonly byte[] CrLf = [(byte)'\r', (byte)'\n'];
     private static readonly byte[] Cr = [(byte)'\r'];
 
     private static byte LastByte(ReadOnlySequence<byte> s) => s.Slice(s.Length - 1).FirstSpan[0];

@@ -5,7 +5,7 @@
 // not verified); MAIL with SIZE, BODY, SMTPUTF8 and the DSN parameters when
 // offered; the envelope pipelined when PIPELINING is offered (RFC 2920); the
 // content in BDAT chunks when CHUNKING is offered (RFC 3030), else DATA with
-// dot-stuffing, converted once from the stored LF form (WireEncoder). LMTP
+// dot-stuffing (WireEncoder: the queue's CRLF lines pass as they are). LMTP
 // gives one reply per accepted recipient after the content. Every reply is
 // read with bounded lines, a bounded count and a time limit: what comes from
 // the server is untrusted. A failure before the server answered MAIL is
@@ -88,7 +88,7 @@ public sealed record ServerAddress(string Name, EndPoint EndPoint)
     }
 }
 
-/// <summary>One message to hand over: the envelope, its DSN requests and its content in the stored (LF) form.</summary>
+/// <summary>One message to hand over: the envelope, its DSN requests and its content as stored (CRLF lines; a bare LF gains its CR on the way).</summary>
 public sealed record OutgoingMessage(string Sender, IReadOnlyList<string> Recipients, long Size, IReadOnlyDictionary<string, string> Attributes,
     Func<CancellationToken, IAsyncEnumerable<ReadOnlyMemory<byte>>> Content);
 

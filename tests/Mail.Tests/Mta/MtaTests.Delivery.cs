@@ -1,3 +1,4 @@
+using System.Text;
 using System.Net;
 using System.Net.Sockets;
 using MailKit;
@@ -264,6 +265,13 @@ public sealed partial class MtaTests
         catch (OperationCanceledException) { Assert.Fail("mtad never tried the LMTP server: " + _authd.Log()); throw; }
         using var _ = held;
         var id = Path.GetFileName(System.IO.Directory.GetFiles(_authd.Dir["spool/active"]).Single());
+        // The queue keeps the lines as the client sent them (CRLF): the one line-end conversion
+        // between SMTP and the Maildir is lmtpd's.
+        var queued = Path.Combine(_authd.Dir["spool/active"], id);
+        Assert.That(QueueFileReader.Read(queued, out QueueEnvelope? _unused, out var chunks), Is.EqualTo(QueueFileStatus.Ok));
+        var content = Encoding.UTF8.GetString(QueueFileReader.ReadContentPrefix(queued, chunks, 1 << 20));
+        Assert.That(content, Does.StartWith("Received: from ").And.Contain("\r\n\r\nin delivery\r\n"));
+        Assert.That(content.Replace("\r\n", ""), Does.Not.Contain("\n"), "no bare LF");
 
         var list = Queue("list");
         Assert.That(list.Stdout, Does.Contain(id + "*").And.Contain("in 1 Request."), "postqueue's mark for a message in delivery");

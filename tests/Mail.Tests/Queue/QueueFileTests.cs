@@ -99,4 +99,15 @@ public sealed class QueueFileTests
         Assert.That(File.Exists(spool.FilePath(QueueDir.Corrupt, "BBBBBBBBBBBB")), Is.True);
         Assert.That(File.Exists(spool.FilePath(QueueDir.Incoming, "AAAAAAAAAAAA")), Is.False);
     }
+
+    [Test]
+    public void The_header_section_ends_at_the_first_empty_line_crlf_or_lf()
+    {
+        Assert.That(QueueFileReader.HeaderEnd("A: b\r\nC: d\r\n\r\nbody\r\n"u8), Is.EqualTo(14));
+        Assert.That(QueueFileReader.HeaderEnd("A: b\nC: d\n\nbody\n"u8), Is.EqualTo(11));
+        Assert.That(QueueFileReader.HeaderEnd("A: b\r\n\nbody"u8), Is.EqualTo(7));
+        Assert.That(QueueFileReader.HeaderEnd("\r\nbody"u8), Is.EqualTo(2), "no header at all");
+        Assert.That(QueueFileReader.HeaderEnd("A: b\r\n\tfolded\r\nC: d\r"u8), Is.EqualTo(-1), "not yet seen");
+        Assert.That(QueueFileReader.HeaderEnd("A: b\r\r\n"u8), Is.EqualTo(-1), "a CR inside a line is no empty line");
+    }
 }

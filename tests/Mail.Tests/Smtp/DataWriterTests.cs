@@ -12,10 +12,13 @@ namespace Mail.Tests.Smtp;
 public sealed class DataWriterTests
 {
     /// <summary>Feeds <paramref name="wire"/> cut at <paramref name="cuts"/>, carrying unconsumed bytes over as a socket reader does.</summary>
-    private static (string Stored, bool Ended, DataWriter Writer) Decode(byte[] wire, bool dotStuffed, params int[] cuts)
+    private static (string Stored, bool Ended, DataWriter Writer) Decode(byte[] wire, bool dotStuffed, params int[] cuts) =>
+        Decode(wire, dotStuffed, keepCrLf: false, cuts);
+
+    private static (string Stored, bool Ended, DataWriter Writer) Decode(byte[] wire, bool dotStuffed, bool keepCrLf, params int[] cuts)
     {
         var output = new MemoryStream();
-        var writer = new DataWriter(output, long.MaxValue, dotStuffed);
+        var writer = new DataWriter(output, long.MaxValue, dotStuffed, keepCrLf);
         var pending = new List<byte>();
         int start = 0;
         bool ended = false;
@@ -112,6 +115,52 @@ public sealed class DataWriterTests
                 Assert.That(ended, Is.True);
                 var expected = text.Length == 0 || text.EndsWith('\n') ? text : text + "\n";
                 Assert.That(back, Is.EqualTo(expected), $"'{text}' split at {cut}");
+            }
+        }
+    }
+
+    [Test]
+    public void Data_into_the_queue_keeps_its_crlf_lines_at_every_split()
+    {
+        var wire = "Subject: dots\r\n\r\n..leading dot\r\nbody\r\n.\r\n"u8.ToArray();
+        var (whole, ended, writer) = Decode(wire, dotStuffed: true, keepCrLf: true);
+        Assert.That(ended, Is.True);
+        Assert.That(whole, Is.EqualTo("Subject: dots\r\n\r\n.leading dot\r\nbody\r\n"), "unstuffed, the line ends as they came");
+        Assert.That(writer.Received, Is.EqualTo(wire.Length - 3), "the size counted is what the client sent before the final \".\" line");
+        for (int cut = 1; cut < wire.Length; cut++)
+            Assert.That(Decode(wire, true, true, cut).Stored, Is.EqualTo(whole), $"cut at {cut}");
+        var chunk = "a\r\nbare\rcr\r\nlast\r"u8.ToArray();
+        var bdat = Decode(chunk, dotStuffed: false, keepCrLf: true).Stored;
+        Assert.That(bdat, Is.EqualTo("a\r\nbare\rcr\r\nlast\r"));
+        for (int cut = 1; cut < chunk.Length; cut++)
+            Assert.That(Decode(chunk, false, true, cut).Stored, Is.EqualTo(bdat), $"BDAT cut at {cut}");
+    }
+
+    [Test]
+    public void Stored_crlf_lines_go_on_the_wire_as_they_are_and_a_bare_lf_gains_its_cr()
+    {
+        var cases = new[]
+        {
+            // stored, on the wire (DATA), stored again by the next hop's queue
+            ("Subject: a\r\n\r\nbody\r\n", "Subject: a\r\n\r\nbody\r\n", "Subject: a\r\n\r\nbody\r\n"),
+            (".\r\n..\r\n", "..\r\n...\r\n", ".\r\n..\r\n"),
+            ("mixed\nlines\r\n", "mixed\r\nlines\r\n", "mixed\r\nlines\r\n"),
+            ("ends in cr\r", "ends in cr\r\n", "ends in cr\r\n"),
+            ("no end", "no end\r\n", "no end\r\n"),
+        };
+        foreach (var (stored, expected, again) in cases)
+        {
+            var input = Encoding.Latin1.GetBytes(stored);
+            for (int cut = 0; cut <= input.Length; cut++)
+            {
+                var encoder = new WireEncoder(dotStuff: true);
+                var output = new byte[WireEncoder.MaxOutput(input.Length) + 8];
+                int n = encoder.Encode(input.AsSpan(0, cut), output);
+                n += encoder.Encode(input.AsSpan(cut), output.AsSpan(n));
+                n += encoder.Finish(output.AsSpan(n));
+                Assert.That(Encoding.Latin1.GetString(output, 0, n), Is.EqualTo(expected), $"'{stored}' split at {cut}");
+                var (back, _, _) = Decode(output[..n].Concat(".\r\n"u8.ToArray()).ToArray(), dotStuffed: true, keepCrLf: true);
+                Assert.That(back, Is.EqualTo(again), $"'{stored}' decodes back at {cut}");
             }
         }
     }
