@@ -2,6 +2,7 @@
 // and user look-ups through AuthD.
 using Mail.ImapPop;
 using Mail.ImapPop.Imap;
+using Mail.ImapPop.Pop3;
 using Mail.Shared.Auth;
 using Mail.Shared.Config;
 using Mail.Shared.Net;
@@ -24,8 +25,9 @@ namespace Mail.ImapPop
             };
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var hub = new MailboxHub();
-            var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, new UserSessions((int)config.GetInt("max_sessions_per_user")),
-                config.GetBool("trust_loopback"));
+            var sessions = new UserSessions((int)config.GetInt("max_sessions_per_user"));
+            var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, sessions, config.GetBool("trust_loopback"));
+            var pop3Options = new Pop3Options(sessions, config.GetBool("trust_loopback"));
             System.Security.Cryptography.X509Certificates.X509Certificate2? cert = null;
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");
@@ -45,7 +47,7 @@ namespace Mail.ImapPop
                         Name = (pop3 ? "pop3" : "imap") + (tls ? "s" : ""), Address = address, Limits = limits, ImplicitTls = tls,
                         BusyReply = pop3 ? "-ERR [SYS/TEMP] Too many connections, try later." : "* BYE Too many connections, try later.",
                     }, gate, () => cert, stopping, c => pop3
-                        ? new Mail.ImapPop.Pop3.Pop3Session(c, auth, () => cert, options).RunAsync()
+                        ? new Pop3Session(c, auth, () => cert, pop3Options).RunAsync()
                         : new ImapSession(c, auth, () => cert, options, tls).RunAsync());
             }, TimeSpan.FromSeconds(10));
             app.Lifetime.ApplicationStopped.Register(() => { hub.Dispose(); auth.Dispose(); });

@@ -24,7 +24,8 @@ internal enum ImapCommandFlags
     BreaksMailbox = 8,
 }
 
-internal sealed record ImapCommand(string Name, ImapState States, ImapCommandFlags Flags, Func<ImapSession, string, Args, bool, Task<bool>> Run);
+/// <summary>A command: its name, states and flags, and its handler (tag, arguments, UID form) returning the tagged response.</summary>
+internal sealed record ImapCommand(string Name, ImapState States, ImapCommandFlags Flags, Func<ImapSession, string, Args, bool, Task<ImapResponse>> Run);
 
 internal sealed partial class ImapSession
 {
@@ -32,98 +33,103 @@ internal sealed partial class ImapSession
 
     private static readonly FrozenDictionary<string, ImapCommand> Commands = new ImapCommand[]
     {
-        new("CAPABILITY", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.CapabilityAsync(t, a)),
-        new("NOOP", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.NoopAsync(t, a)),
-        new("LOGOUT", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.LogoutAsync(t, a)),
-        new("ID", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.IdAsync(t, a)),
+        new("CAPABILITY", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.CapabilityAsync(a)),
+        new("NOOP", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.NoopAsync(a)),
+        new("LOGOUT", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.LogoutAsync(a)),
+        new("ID", ImapState.Any, ImapCommandFlags.None, (s, t, a, _) => s.IdAsync(a)),
         new("STARTTLS", ImapState.NotAuthenticated, ImapCommandFlags.None, (s, t, a, _) => s.StartTlsAsync(t, a)),
-        new("LOGIN", ImapState.NotAuthenticated, ImapCommandFlags.None, (s, t, a, _) => s.LoginAsync(t, a)),
-        new("AUTHENTICATE", ImapState.NotAuthenticated, ImapCommandFlags.None, (s, t, a, _) => s.AuthenticateAsync(t, a)),
-        new("ENABLE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.EnableAsync(t, a)),
-        new("NAMESPACE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.NamespaceAsync(t, a)),
-        new("SELECT", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.SelectAsync(t, a, readOnly: false)),
-        new("EXAMINE", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.SelectAsync(t, a, readOnly: true)),
-        new("CREATE", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.CreateAsync(t, a)),
-        new("DELETE", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.DeleteAsync(t, a)),
-        new("RENAME", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.RenameAsync(t, a)),
-        new("SUBSCRIBE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.SubscribeAsync(t, a, subscribe: true)),
-        new("UNSUBSCRIBE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.SubscribeAsync(t, a, subscribe: false)),
-        new("LIST", Authed, ImapCommandFlags.None, (s, t, a, _) => s.ListAsync(t, a, lsub: false)),
-        new("LSUB", Authed, ImapCommandFlags.None, (s, t, a, _) => s.ListAsync(t, a, lsub: true)),
-        new("STATUS", Authed, ImapCommandFlags.None, (s, t, a, _) => s.StatusAsync(t, a)),
-        new("APPEND", Authed, ImapCommandFlags.None, (s, t, a, _) => s.AppendAsync(t, a)),
-        new("IDLE", Authed, ImapCommandFlags.None, (s, t, a, _) => { a.End(); return s.IdleAsync(t); }),
-        new("GETQUOTAROOT", Authed, ImapCommandFlags.None, (s, t, a, _) => s.GetQuotaRootAsync(t, a)),
-        new("GETQUOTA", Authed, ImapCommandFlags.None, (s, t, a, _) => s.GetQuotaAsync(t, a)),
-        new("SETQUOTA", Authed, ImapCommandFlags.None, (s, t, _, _) => s.No(t, "[NOPERM] Quotas are set in the user directory (mailctl user add --quota).")),
-        new("CHECK", ImapState.Selected, ImapCommandFlags.None, (s, t, a, _) => s.CheckAsync(t, a)),
-        new("CLOSE", ImapState.Selected, ImapCommandFlags.BreaksMailbox | ImapCommandFlags.BreaksSequences, (s, t, a, _) => s.CloseAsync(t, a, expunge: true)),
-        new("UNSELECT", ImapState.Selected, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.CloseAsync(t, a, expunge: false)),
-        new("EXPUNGE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.BreaksSequences, (s, t, a, u) => s.ExpungeAsync(t, a, u)),
-        new("FETCH", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.FetchAsync(t, a, u)),
-        new("STORE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.StoreAsync(t, a, u)),
+        new("LOGIN", ImapState.NotAuthenticated, ImapCommandFlags.None, (s, t, a, _) => s.LoginAsync(a)),
+        new("AUTHENTICATE", ImapState.NotAuthenticated, ImapCommandFlags.None, (s, t, a, _) => s.AuthenticateAsync(a)),
+        new("ENABLE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.EnableAsync(a)),
+        new("NAMESPACE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.NamespaceAsync(a)),
+        new("SELECT", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.SelectAsync(a, readOnly: false)),
+        new("EXAMINE", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.SelectAsync(a, readOnly: true)),
+        new("CREATE", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.CreateAsync(a)),
+        new("DELETE", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.DeleteAsync(a)),
+        new("RENAME", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.RenameAsync(a)),
+        new("SUBSCRIBE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.SubscribeAsync(a, subscribe: true)),
+        new("UNSUBSCRIBE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.SubscribeAsync(a, subscribe: false)),
+        new("LIST", Authed, ImapCommandFlags.None, (s, t, a, _) => s.ListAsync(a, lsub: false)),
+        new("LSUB", Authed, ImapCommandFlags.None, (s, t, a, _) => s.ListAsync(a, lsub: true)),
+        new("STATUS", Authed, ImapCommandFlags.None, (s, t, a, _) => s.StatusAsync(a)),
+        new("APPEND", Authed, ImapCommandFlags.None, (s, t, a, _) => s.AppendAsync(a)),
+        new("IDLE", Authed, ImapCommandFlags.None, (s, _, a, _) => { a.End(); return s.IdleAsync(); }),
+        new("GETQUOTAROOT", Authed, ImapCommandFlags.None, (s, t, a, _) => s.GetQuotaRootAsync(a)),
+        new("GETQUOTA", Authed, ImapCommandFlags.None, (s, t, a, _) => s.GetQuotaAsync(a)),
+        new("SETQUOTA", Authed, ImapCommandFlags.None, (_, _, _, _) => Task.FromResult(ImapResponse.No("[NOPERM] Quotas are set in the user directory (mailctl user add --quota)."))),
+        new("CHECK", ImapState.Selected, ImapCommandFlags.None, (s, t, a, _) => s.CheckAsync(a)),
+        new("CLOSE", ImapState.Selected, ImapCommandFlags.BreaksMailbox | ImapCommandFlags.BreaksSequences, (s, t, a, _) => s.CloseAsync(a, expunge: true)),
+        new("UNSELECT", ImapState.Selected, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.CloseAsync(a, expunge: false)),
+        new("EXPUNGE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.BreaksSequences, (s, t, a, u) => s.ExpungeAsync(a, u)),
+        new("FETCH", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.FetchAsync(a, u)),
+        new("STORE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.StoreAsync(a, u)),
         new("SEARCH", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.SearchAsync(t, a, u)),
-        new("COPY", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.CopyAsync(t, a, u, move: false)),
-        new("MOVE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences | ImapCommandFlags.BreaksSequences, (s, t, a, u) => s.CopyAsync(t, a, u, move: true)),
+        new("COPY", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.CopyAsync(a, u, move: false)),
+        new("MOVE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences | ImapCommandFlags.BreaksSequences, (s, t, a, u) => s.CopyAsync(a, u, move: true)),
     }.ToFrozenDictionary(c => c.Name, StringComparer.Ordinal);
 
     private ImapState State => _user == null ? ImapState.NotAuthenticated : _selected == null ? ImapState.Authenticated : ImapState.Selected;
 
-    /// <summary>Looks the command up and checks its state (RFC 9051 3) before it runs.</summary>
-    private async Task<bool> DispatchAsync(string tag, string name, Args args, bool uid)
+    /// <summary>
+    /// Looks the command up, checks its state (RFC 9051 3) before anything of it runs, runs it,
+    /// and then tells the client what changed in the selected mailbox meanwhile: with the
+    /// expunges unless the command took sequence numbers (RFC 9051 7.5.1: no EXPUNGE during
+    /// FETCH, STORE, SEARCH, COPY or MOVE, whose numbers the client must be able to trust).
+    /// </summary>
+    private async Task<ImapResponse> DispatchAsync(string tag, string name, Args args, bool uid)
     {
         Commands.TryGetValue(name, out var command);
-        if (uid && (command == null || (command.Flags & ImapCommandFlags.Uid) == 0)) return await Bad(tag, "Unknown UID command");
-        if (command == null) return await Bad(tag, "Unknown command.");
+        if (uid && (command == null || (command.Flags & ImapCommandFlags.Uid) == 0)) return ImapResponse.Bad("Unknown UID command");
+        if (command == null) return ImapResponse.Bad("Unknown command.");
         var state = State;
         if ((command.States & state) == 0)
-            return await Bad(tag, state == ImapState.NotAuthenticated ? "Not authenticated."
+            return ImapResponse.Bad(state == ImapState.NotAuthenticated ? "Not authenticated."
                 : command.States == ImapState.NotAuthenticated ? "Already authenticated."
                 : "No mailbox selected.");
-        return await command.Run(this, tag, args, uid);
+        var response = await command.Run(this, tag, args, uid);
+        if (!response.Closes && (command.Flags & (ImapCommandFlags.UsesSequences | ImapCommandFlags.BreaksMailbox)) == 0)
+            await SendUpdatesAsync(allowExpunge: true);
+        return response;
     }
 
-    private async Task<bool> CapabilityAsync(string tag, Args args)
+    private async Task<ImapResponse> CapabilityAsync(Args args)
     {
         args.End();
         await Untagged($"CAPABILITY {Capabilities()}");
-        return await Ok(tag, "Capability completed.");
+        return ImapResponse.Ok("Capability completed.");
     }
 
-    private async Task<bool> NoopAsync(string tag, Args args)
+    private async Task<ImapResponse> NoopAsync(Args args)
     {
         args.End();
-        await SendUpdatesAsync(allowExpunge: true);
-        return await Ok(tag, "NOOP completed.");
+        return ImapResponse.Ok("NOOP completed."); // the news follow every command
     }
 
-    private async Task<bool> LogoutAsync(string tag, Args args)
+    private async Task<ImapResponse> LogoutAsync(Args args)
     {
         args.End();
         conn.BufferLine("* BYE Logging out");
-        await Ok(tag, "Logout completed.");
-        return false;
+        return ImapResponse.Ok("Logout completed.").AndClose();
     }
 
-    private async Task<bool> NamespaceAsync(string tag, Args args)
+    private async Task<ImapResponse> NamespaceAsync(Args args)
     {
         args.End();
         await Untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
-        return await Ok(tag, "Namespace completed.");
+        return ImapResponse.Ok("Namespace completed.");
     }
 
-    private async Task<bool> CheckAsync(string tag, Args args)
+    private async Task<ImapResponse> CheckAsync(Args args)
     {
         args.End();
-        await SendUpdatesAsync(allowExpunge: true);
-        return await Ok(tag, "Check completed.");
+        return ImapResponse.Ok("Check completed.");
     }
 
-    private async Task<bool> CloseAsync(string tag, Args args, bool expunge)
+    private async Task<ImapResponse> CloseAsync(Args args, bool expunge)
     {
         args.End();
         if (expunge && !_selected!.ReadOnly) ExpungeDeleted(null);
         Unselect();
-        return await Ok(tag, expunge ? "Close completed." : "Unselect completed.");
+        return ImapResponse.Ok(expunge ? "Close completed." : "Unselect completed.");
     }
 }

@@ -66,7 +66,7 @@ internal sealed partial class ImapSession
         return flags;
     }
 
-    private async Task<bool> AppendAsync(string tag, Args args)
+    private async Task<ImapResponse> AppendAsync(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
@@ -90,12 +90,12 @@ internal sealed partial class ImapSession
         }
         var literal = args.Literal();
         args.End();
-        if (error != null) return await No(tag, "[CANNOT] " + error);
+        if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var folder = FolderOf(name);
-        if (!folder.Exists) return await No(tag, "[TRYCREATE] Mailbox doesn't exist: " + name);
+        if (!folder.Exists) return ImapResponse.No("[TRYCREATE] Mailbox doesn't exist: " + name);
         var letters = Letters(folder, flags, out var flagError);
-        if (letters == null) return await No(tag, flagError!);
-        if (!WithinQuota(literal.Length, 1)) return await No(tag, "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
+        if (letters == null) return ImapResponse.No(flagError!);
+        if (!WithinQuota(literal.Length, 1)) return ImapResponse.No("[OVERQUOTA] Quota exceeded (mailbox for user is full)");
         string baseName;
         long size;
         using (var input = literal.Open())
@@ -105,7 +105,7 @@ internal sealed partial class ImapSession
         var uid = state.Messages.FirstOrDefault(m => m.BaseName == baseName)?.Uid ?? 0;
         Log.Info($"{conn.SessionId}: append user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\" uid={uid} size={size}");
         if (_selected?.Name == name) await SendUpdatesAsync(allowExpunge: false);
-        return await Ok(tag, $"[APPENDUID {state.UidValidity} {uid}] Append completed.");
+        return ImapResponse.Ok($"[APPENDUID {state.UidValidity} {uid}] Append completed.");
     }
 
     // ---- FETCH ----
@@ -209,7 +209,7 @@ internal sealed partial class ImapSession
         return new Section(part, text, fields);
     }
 
-    private async Task<bool> FetchAsync(string tag, Args args, bool uid)
+    private async Task<ImapResponse> FetchAsync(Args args, bool uid)
     {
         args.Space();
         var set = args.SequenceSet();
@@ -323,7 +323,7 @@ internal sealed partial class ImapSession
                         catch (NotSupportedException)
                         {
                             conn.BufferText(")\r\n");
-                            return await No(tag, "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.");
+                            return ImapResponse.No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.");
                         }
                         var partName = string.Join('.', item.Section!.Part);
                         if (item.Name == "BINARY.SIZE") { conn.BufferText($"BINARY.SIZE[{partName}] {decoded.Length}"); break; }
@@ -354,8 +354,8 @@ internal sealed partial class ImapSession
         }
         index?.Save(s.Messages.Select(x => x.File.BaseName));
         // RFC 5530: the client should sync (NOOP) to learn of the expunge.
-        if (expunged) return await No(tag, "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
-        return await Ok(tag, uid ? "UID Fetch completed." : "Fetch completed.");
+        if (expunged) return ImapResponse.No("[EXPUNGEISSUED] Some of the requested messages no longer exist.");
+        return ImapResponse.Ok(uid ? "UID Fetch completed." : "Fetch completed.");
     }
 
     /// <summary>
@@ -403,16 +403,11 @@ internal sealed partial class ImapSession
     }
 
     /// <summary>RFC822.SIZE: the W= of the file name, else the file counted with CRLF line ends.</summary>
-    internal static long VirtualSize(FolderMessage m)
-    {
-        if (MaildirQuota.VirtualSizeFromName(m.Path) is { } v) return v;
-        try { return MessageView.ToCrLf(File.ReadAllBytes(m.Path)).Length; }
-        catch (IOException) { return 0; }
-    }
+    private static long VirtualSize(FolderMessage m) => MaildirReader.VirtualSize(m);
 
     // ---- STORE ----
 
-    private async Task<bool> StoreAsync(string tag, Args args, bool uid)
+    private async Task<ImapResponse> StoreAsync(Args args, bool uid)
     {
         args.Space();
         var set = args.SequenceSet();
@@ -435,9 +430,9 @@ internal sealed partial class ImapSession
         var flags = FlagListArg(args);
         args.End();
         var s = _selected!;
-        if (s.ReadOnly) return await No(tag, "Mailbox is read-only.");
+        if (s.ReadOnly) return ImapResponse.No("Mailbox is read-only.");
         var letters = Letters(s.Folder, flags, out var error);
-        if (letters == null) return await No(tag, error!);
+        if (letters == null) return ImapResponse.No(error!);
         s.Keywords.Clear();
         s.Keywords.AddRange(s.Folder.Keywords());
         s.CondStore = _condstore;
@@ -478,13 +473,13 @@ internal sealed partial class ImapSession
             if (!silent || s.CondStore)
                 conn.BufferLine($"* {seq} FETCH ({(uid ? $"UID {m.Uid} " : "")}{(silent ? "" : $"FLAGS ({FlagList(m)}) ")}{(s.CondStore ? $"MODSEQ ({s.ModSeqs.Of(m.Uid)})" : "")})".Replace(" )", ")"));
         }
-        if (modified.Count > 0) return await Ok(tag, $"[MODIFIED {SequenceSet.Compact(modified)}] Conditional store failed.");
-        return await Ok(tag, "Store completed.");
+        if (modified.Count > 0) return ImapResponse.Ok($"[MODIFIED {SequenceSet.Compact(modified)}] Conditional store failed.");
+        return ImapResponse.Ok("Store completed.");
     }
 
     // ---- COPY, MOVE, EXPUNGE ----
 
-    private async Task<bool> CopyAsync(string tag, Args args, bool uid, bool move)
+    private async Task<ImapResponse> CopyAsync(Args args, bool uid, bool move)
     {
         args.Space();
         var set = args.SequenceSet();
@@ -492,13 +487,13 @@ internal sealed partial class ImapSession
         var name = MailboxArg(args, out var error);
         args.End();
         var s = _selected!;
-        if (error != null) return await No(tag, "[CANNOT] " + error);
+        if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var target = FolderOf(name);
-        if (!target.Exists) return await No(tag, "[TRYCREATE] Mailbox doesn't exist: " + name);
-        if (move && s.ReadOnly) return await No(tag, "Mailbox is read-only.");
+        if (!target.Exists) return ImapResponse.No("[TRYCREATE] Mailbox doesn't exist: " + name);
+        if (move && s.ReadOnly) return ImapResponse.No("Mailbox is read-only.");
         var seqs = s.Resolve(set, uid);
         long copyBytes = seqs.Sum(q => MaildirQuota.SizeFromName(s.Messages[q - 1].File.Path) ?? 0);
-        if (!move && !WithinQuota(copyBytes, seqs.Count)) return await No(tag, "[OVERQUOTA] Quota exceeded (mailbox for user is full)");
+        if (!move && !WithinQuota(copyBytes, seqs.Count)) return ImapResponse.No("[OVERQUOTA] Quota exceeded (mailbox for user is full)");
         var copied = new List<(uint SourceUid, string BaseName)>();
         foreach (var seq in seqs)
         {
@@ -525,11 +520,11 @@ internal sealed partial class ImapSession
         var byName = state.Messages.ToDictionary(m => m.BaseName, m => m.Uid);
         var pairs = copied.Where(c => byName.ContainsKey(c.BaseName)).Select(c => (c.SourceUid, Dest: byName[c.BaseName])).ToList();
         var copyUid = pairs.Count == 0 ? "" : $"[COPYUID {state.UidValidity} {string.Join(',', pairs.Select(p => p.SourceUid))} {string.Join(',', pairs.Select(p => p.Dest))}] ";
-        if (!move) return await Ok(tag, copyUid + "Copy completed.");
+        if (!move) return ImapResponse.Ok(copyUid + "Copy completed.");
         if (copyUid.Length > 0) conn.BufferLine($"* OK {copyUid}Moved UIDs.");
         var uids = seqs.Select(q => s.Messages[q - 1].Uid).ToHashSet();
         ExpungeWhere(m => uids.Contains(m.Uid), countQuota: false);
-        return await Ok(tag, "Move completed.");
+        return ImapResponse.Ok("Move completed.");
     }
 
     private static string SizeSuffix(string baseName)
@@ -570,20 +565,20 @@ internal sealed partial class ImapSession
         s.ModSeqs.Observe(s.Folder.Sync(takeNew: false)); // drops the UIDs from dovecot-uidlist, records the expunges
     }
 
-    private async Task<bool> ExpungeAsync(string tag, Args args, bool uid)
+    private async Task<ImapResponse> ExpungeAsync(Args args, bool uid)
     {
         SequenceSet? set = null;
         if (uid) { args.Space(); set = args.SequenceSet(); } // RFC 4315 2.1: UID EXPUNGE sequence-set
         args.End();
-        if (_selected!.ReadOnly) return await No(tag, "Mailbox is read-only.");
+        if (_selected!.ReadOnly) return ImapResponse.No("Mailbox is read-only.");
         await SendUpdatesAsync(allowExpunge: true);
         ExpungeDeleted(set);
-        return await Ok(tag, "Expunge completed.");
+        return ImapResponse.Ok("Expunge completed.");
     }
 
     // ---- IDLE ----
 
-    private async Task<bool> IdleAsync(string tag)
+    private async Task<ImapResponse> IdleAsync()
     {
         using var signal = new SemaphoreSlim(0);
         using var subscription = _selected != null ? options.Hub.Subscribe(_selected.Folder.Path, () => { try { signal.Release(); } catch (ObjectDisposedException) { } }) : null;
@@ -599,9 +594,9 @@ internal sealed partial class ImapSession
             if (done == read)
             {
                 var line = await read;
-                if (!line.IsLine) return false;
-                if (!line.Text.Equals("DONE", StringComparison.OrdinalIgnoreCase)) return await Bad(tag, "Expected DONE.");
-                return await Ok(tag, "Idle completed.");
+                if (!line.IsLine) return ImapResponse.None.AndClose();
+                if (!line.Text.Equals("DONE", StringComparison.OrdinalIgnoreCase)) return ImapResponse.Bad("Expected DONE.");
+                return ImapResponse.Ok("Idle completed.");
             }
             // Let a burst of changes settle into one report.
             await Task.Delay(20);

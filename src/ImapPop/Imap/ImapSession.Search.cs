@@ -20,7 +20,7 @@ internal sealed partial class ImapSession
 
     private delegate bool SearchKey(SearchContext c);
 
-    private async Task<bool> SearchAsync(string tag, Args args, bool uid)
+    private async Task<ImapResponse> SearchAsync(string tag, Args args, bool uid)
     {
         args.Space();
         var returnOpts = new List<string>();
@@ -39,7 +39,7 @@ internal sealed partial class ImapSession
         {
             args.Space();
             var charset = args.AString().ToUpperInvariant();
-            if (charset is not ("UTF-8" or "US-ASCII")) return await No(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+            if (charset is not ("UTF-8" or "US-ASCII")) return ImapResponse.No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
             args.Space();
             word = null;
         }
@@ -47,7 +47,7 @@ internal sealed partial class ImapSession
         return await RunSearch(tag, args, uid, key, esearch || _rev2, returnOpts);
     }
 
-    private async Task<bool> RunSearch(string tag, Args args, bool uid, SearchKey key, bool esearch, List<string> returnOpts)
+    private async Task<ImapResponse> RunSearch(string tag, Args args, bool uid, SearchKey key, bool esearch, List<string> returnOpts)
     {
         while (!args.AtEnd)
         {
@@ -85,7 +85,7 @@ internal sealed partial class ImapSession
         }
         _searchModSeq = false;
         _searchIndex?.Save(s.Messages.Select(m => m.File.BaseName));
-        return await Ok(tag, uid ? "UID Search completed." : "Search completed.");
+        return ImapResponse.Ok(uid ? "UID Search completed." : "Search completed.");
     }
 
     private int _searchDepth;

@@ -7,6 +7,7 @@ using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Core;
+using Mail.ImapPop;
 using Mail.Shared.Auth;
 using Mail.Shared.IO;
 using Mail.Shared.Logging;
@@ -17,32 +18,6 @@ using NLog;
 namespace Mail.ImapPop.Imap;
 
 internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub, UserSessions Sessions, bool TrustLoopback = true);
-
-/// <summary>Sessions per user, bounded (Dovecot: mail_max_userip_connections).</summary>
-internal sealed class UserSessions(int max)
-{
-    private readonly Dictionary<string, int> _count = new(StringComparer.OrdinalIgnoreCase);
-
-    public bool TryEnter(string user)
-    {
-        lock (_count)
-        {
-            _count.TryGetValue(user, out var n);
-            if (n >= max) return false;
-            _count[user] = n + 1;
-            return true;
-        }
-    }
-
-    public void Leave(string user)
-    {
-        lock (_count)
-        {
-            if (!_count.TryGetValue(user, out var n)) return;
-            if (n <= 1) _count.Remove(user); else _count[user] = n - 1;
-        }
-    }
-}
 
 internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, Func<X509Certificate2?> certificate, ImapOptions options, bool implicitTls)
 {
@@ -92,9 +67,8 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 if (kind == ReadKind.Fatal) { await conn.WriteLineAsync("* BYE " + message); return; }
                 if (kind == ReadKind.Bad)
                 {
-                    if (++_badCommands > 20) { await conn.WriteLineAsync("* BYE Too many invalid commands."); return; }
                     _command = "";
-                    await RefuseAsync("*", "BAD " + message);
+                    if (!await RespondAsync("*", ImapResponse.Bad(message!))) return;
                     continue;
                 }
                 try
@@ -154,6 +128,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         }
     }
 
+    /// <summary>Runs one command and writes its tagged response; false when the session ends.</summary>
     private async Task<bool> ExecuteAsync(IReadOnlyList<CommandPart> parts)
     {
         var first = ((LinePart)parts[0]).Text;
@@ -162,10 +137,9 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         if (tag.Length == 0 || tag.Length > 64 || tag.Any(c => c <= ' ' || c > '~' || c is '(' or ')' or '{' or '%' or '*' or '"' or '\\' or '+'))
         {
             _command = "";
-            await RefuseAsync("*", "BAD Invalid tag");
-            return ++_badCommands <= 20;
+            return await RespondAsync("*", ImapResponse.Bad("Invalid tag"));
         }
-        if (sp < 0) { await RefuseAsync(tag, "BAD Missing command"); return true; }
+        if (sp < 0) return await RespondAsync(tag, ImapResponse.Bad("Missing command"));
         int sp2 = first.IndexOf(' ', sp + 1);
         var name = (sp2 < 0 ? first[(sp + 1)..] : first[(sp + 1)..sp2]).ToUpperInvariant();
         var args = new Args(parts, 0, sp2 < 0 ? first.Length : sp2); // handlers read their leading space
@@ -175,24 +149,22 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         {
             uid = true;
             try { args.Space(); name = args.Atom().ToUpperInvariant(); }
-            catch (ImapSyntaxException) { await RefuseAsync(tag, "BAD Missing UID command"); return true; }
+            catch (ImapSyntaxException) { return await RespondAsync(tag, ImapResponse.Bad("Missing UID command")); }
             _command = "UID " + name;
         }
+        ImapResponse response;
         try
         {
-            return await DispatchAsync(tag, name, args, uid);
+            response = await DispatchAsync(tag, name, args, uid);
         }
         catch (ImapSyntaxException e)
         {
-            if (++_badCommands > 20) { await conn.WriteLineAsync("* BYE Too many invalid commands."); return false; }
-            await RefuseAsync(tag, $"BAD Error in IMAP command {name}: {e.Message}");
-            return true;
+            response = ImapResponse.Bad($"Error in IMAP command {name}: {e.Message}");
         }
         catch (RpcException e)
         {
             Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
-            await RefuseAsync(tag, "NO [UNAVAILABLE] Temporary authentication failure");
-            return true;
+            response = ImapResponse.No("[UNAVAILABLE] Temporary authentication failure");
         }
         catch (Exception e) when (StorageError.Is(e))
         {
@@ -200,52 +172,37 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             var kind = StorageError.Classify(e);
             var line = $"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")} ({kind}): {MailLog.Safe(e.Message)}";
             if (StorageReply.IsFault(kind)) Log.Error(line); else Log.Info(line);
-            await RefuseAsync(tag, StorageReply.Imap(kind));
-            return true;
+            response = StorageReply.Imap(kind);
         }
         catch (Exception e) when (e is not OperationCanceledException && !conn.Stopping.IsCancellationRequested)
         {
             // A bug must cost this command, not the session.
             Log.Error(e, $"{conn.SessionId}: {name} failed for {MailLog.Safe(_user?.User ?? "-")}");
-            await RefuseAsync(tag, "NO [SERVERBUG] Internal error occurred. Refer to server log for more information.");
-            return true;
+            response = ImapResponse.No("[SERVERBUG] Internal error occurred. Refer to server log for more information.");
         }
-    }
-
-    private async Task<bool> Ok(string tag, string text)
-    {
-        conn.BufferLine($"{tag} OK {text}");
-        await conn.FlushAsync();
-        return true;
-    }
-
-    private async Task<bool> No(string tag, string text)
-    {
-        await RefuseAsync(tag, "NO " + text);
-        return true;
-    }
-
-    private async Task<bool> Bad(string tag, string text)
-    {
-        await RefuseAsync(tag, "BAD " + text);
-        return ++_badCommands <= 20 || await Bye();
+        return await RespondAsync(tag, response);
     }
 
     /// <summary>The command being run, for the log of what was refused.</summary>
     private string _command = "";
 
-    /// <summary>Sends a NO or BAD and logs it, as Postfix logs each command it rejects.</summary>
-    private async Task RefuseAsync(string tag, string reply)
+    /// <summary>
+    /// Writes the tagged response; a NO or BAD is logged, as Postfix logs each command it
+    /// rejects, and too many BADs end the session. False when the session ends.
+    /// </summary>
+    private async Task<bool> RespondAsync(string tag, ImapResponse response)
     {
-        Log.Info($"{conn.SessionId}: reject: {MailLog.Safe(_command, 40)} from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}: {MailLog.Safe(tag, 64)} {reply}");
-        conn.BufferLine($"{tag} {reply}");
+        if (response.IsNone) return !response.Closes;
+        if (response.IsRefusal)
+            Log.Info($"{conn.SessionId}: reject: {MailLog.Safe(_command, 40)} from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}: {MailLog.Safe(tag, 64)} {response}");
+        conn.BufferLine($"{tag} {response}");
+        if (response.Status == "BAD" && ++_badCommands > 20)
+        {
+            await conn.WriteLineAsync("* BYE Too many invalid commands.");
+            return false;
+        }
         await conn.FlushAsync();
-    }
-
-    private async Task<bool> Bye()
-    {
-        await conn.WriteLineAsync("* BYE Too many invalid commands.");
-        return false;
+        return !response.Closes;
     }
 
     private Task Untagged(string text)
@@ -254,7 +211,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         return Task.CompletedTask;
     }
 
-    private async Task<bool> IdAsync(string tag, Args args)
+    private async Task<ImapResponse> IdAsync(Args args)
     {
         // ID ( "name" "value" ... ) or NIL: logged, answered with our name.
         args.Space();
@@ -274,10 +231,10 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         else if (!args.Atom().Equals("NIL", StringComparison.OrdinalIgnoreCase)) throw new ImapSyntaxException("Expected a list or NIL");
         args.End();
         await Untagged("ID (\"name\" \"Mail suite\")");
-        return await Ok(tag, "ID completed.");
+        return ImapResponse.Ok("ID completed.");
     }
 
-    private async Task<bool> EnableAsync(string tag, Args args)
+    private async Task<ImapResponse> EnableAsync(Args args)
     {
         var enabled = new List<string>();
         while (!args.AtEnd)
@@ -291,17 +248,17 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             if (_selected != null) { _selected.CondStore = _condstore; _selected.Vanished = _qresync; _selected.Rev2 = _rev2; }
         }
         await Untagged("ENABLED" + string.Concat(enabled.Select(e => " " + e)));
-        return await Ok(tag, "Enabled.");
+        return ImapResponse.Ok("Enabled.");
     }
 
-    private async Task<bool> StartTlsAsync(string tag, Args args)
+    private async Task<ImapResponse> StartTlsAsync(string tag, Args args)
     {
         args.End();
         var cert = certificate();
-        if (conn.IsTls || cert == null) return await Bad(tag, "TLS not available.");
-        if (!await conn.StartTlsAsync(cert, $"{tag} OK Begin TLS negotiation now.")) return false;
+        if (conn.IsTls || cert == null) return ImapResponse.Bad("TLS not available.");
+        if (!await conn.StartTlsAsync(cert, $"{tag} OK Begin TLS negotiation now.")) return ImapResponse.None.AndClose();
         _reader.Reset();
-        return true;
+        return ImapResponse.None;
     }
 
     private ClientInfo Client() => new()
@@ -309,20 +266,20 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         Service = "imap", RemoteIp = conn.RemoteIp?.ToString() ?? "", LocalIp = conn.LocalIp?.ToString() ?? "", Secured = Secure, SessionId = conn.SessionId,
     };
 
-    private async Task<bool> LoginAsync(string tag, Args args)
+    private async Task<ImapResponse> LoginAsync(Args args)
     {
         args.Space();
         var user = args.AString();
         args.Space();
         var password = args.AString();
         args.End();
-        if (!Secure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+        if (!Secure) return ImapResponse.No("[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
         var result = await SaslExchange.PlainAsync(auth, user, password, Client());
         if (result.Unreachable != null) Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(result.Unreachable)}");
-        return await FinishAuthAsync(tag, result, "LOGIN");
+        return await FinishAuthAsync(result, "LOGIN");
     }
 
-    private async Task<bool> AuthenticateAsync(string tag, Args args)
+    private async Task<ImapResponse> AuthenticateAsync(Args args)
     {
         args.Space();
         var mech = args.Atom().ToUpperInvariant();
@@ -333,23 +290,23 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             initial = args.Atom("=");
         }
         args.End();
-        if (!Secure) return await No(tag, "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+        if (!Secure) return ImapResponse.No("[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
         var result = await SaslExchange.RunAsync(auth, conn, "+ ", mech, initial, Client());
         if (result.Unreachable != null) Log.Error($"{conn.SessionId}: authd unreachable: {MailLog.Safe(result.Unreachable)}");
-        return await FinishAuthAsync(tag, result, mech);
+        return await FinishAuthAsync(result, mech);
     }
 
-    private async Task<bool> FinishAuthAsync(string tag, SaslOutcome result, string mech)
+    private async Task<ImapResponse> FinishAuthAsync(SaslOutcome result, string mech)
     {
         switch (result.Status)
         {
             case SaslStatus.Success:
                 var lookup = await auth.Api.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
-                if (lookup.Status != LookupStatus.Ok) return await No(tag, "[UNAVAILABLE] Temporary user lookup failure.");
+                if (lookup.Status != LookupStatus.Ok) return ImapResponse.No("[UNAVAILABLE] Temporary user lookup failure.");
                 if (!options.Sessions.TryEnter(lookup.User.User))
                 {
                     Log.Warn($"{conn.SessionId}: login refused: user=<{MailLog.Safe(lookup.User.User)}> has too many sessions, rip={conn.RemoteIp}");
-                    return await No(tag, "[LIMIT] Too many simultaneous connections for this user.");
+                    return ImapResponse.No("[LIMIT] Too many simultaneous connections for this user.");
                 }
                 _user = lookup.User;
                 try { PrepareMaildir(); }
@@ -360,12 +317,12 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                     throw;
                 }
                 Log.Info($"{conn.SessionId}: login: user=<{MailLog.Safe(_user.User)}>, method={mech}, rip={conn.RemoteIp}{(conn.IsTls ? ", TLS" : "")}");
-                return await Ok(tag, $"[CAPABILITY {Capabilities()}] Logged in");
-            case SaslStatus.Tempfail: return await No(tag, "[UNAVAILABLE] Temporary authentication failure.");
-            case SaslStatus.BadMechanism: return await No(tag, "Unsupported authentication mechanism.");
-            case SaslStatus.Malformed: return await Bad(tag, "Invalid base64 data.");
-            case SaslStatus.Aborted: return await Bad(tag, "Authentication aborted by client.");
-            default: return await No(tag, "[AUTHENTICATIONFAILED] Authentication failed.");
+                return ImapResponse.Ok($"[CAPABILITY {Capabilities()}] Logged in");
+            case SaslStatus.Tempfail: return ImapResponse.No("[UNAVAILABLE] Temporary authentication failure.");
+            case SaslStatus.BadMechanism: return ImapResponse.No("Unsupported authentication mechanism.");
+            case SaslStatus.Malformed: return ImapResponse.Bad("Invalid base64 data.");
+            case SaslStatus.Aborted: return ImapResponse.Bad("Authentication aborted by client.");
+            default: return ImapResponse.No("[AUTHENTICATIONFAILED] Authentication failed.");
         }
     }
 
@@ -432,7 +389,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
 
     private string PermanentKeywords() => string.Join("", (_selected?.Keywords ?? []).Where(k => k.Length > 0).Select(k => " " + k));
 
-    private async Task<bool> SelectAsync(string tag, Args args, bool readOnly)
+    private async Task<ImapResponse> SelectAsync(Args args, bool readOnly)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
@@ -471,9 +428,9 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         // RFC 9051 and 7162: a mailbox left by a new SELECT is announced CLOSED.
         if (_selected != null) conn.BufferLine("* OK [CLOSED] Previous mailbox closed.");
         Unselect();
-        if (error != null) return await No(tag, error);
+        if (error != null) return ImapResponse.No(error);
         var folder = FolderOf(name);
-        if (!folder.Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        if (!folder.Exists) return ImapResponse.No("[NONEXISTENT] Mailbox doesn't exist: " + name);
         var state = folder.Sync(takeNew: !readOnly);
         var modSeqs = ModSeqStore.For(folder.Path, _user!.Uid, _user.Gid);
         modSeqs.Observe(state);
@@ -503,7 +460,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             }
         }
         Log.Info($"{conn.SessionId}: {(readOnly ? "examine" : "select")} user=<{MailLog.Safe(_user!.User)}> mailbox=\"{MailLog.Safe(name)}\" messages={s.Count}");
-        return await Ok(tag, readOnly ? "[READ-ONLY] Examine completed." : "[READ-WRITE] Select completed.");
+        return ImapResponse.Ok(readOnly ? "[READ-ONLY] Examine completed." : "[READ-WRITE] Select completed.");
     }
 
     /// <summary>Untagged news of the selected mailbox (other sessions, deliveries).</summary>
@@ -514,15 +471,15 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         await Task.CompletedTask;
     }
 
-    private async Task<bool> CreateAsync(string tag, Args args)
+    private async Task<ImapResponse> CreateAsync(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
         args.End();
-        if (name == "INBOX") return await No(tag, "[ALREADYEXISTS] Mailbox already exists");
-        if (error != null) return await No(tag, "[CANNOT] " + error);
+        if (name == "INBOX") return ImapResponse.No("[ALREADYEXISTS] Mailbox already exists");
+        if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var folder = FolderOf(name);
-        if (folder.Exists) return await No(tag, "[ALREADYEXISTS] Mailbox already exists");
+        if (folder.Exists) return ImapResponse.No("[ALREADYEXISTS] Mailbox already exists");
         // RFC 9051 6.3.4: superior hierarchical names are created too.
         for (int i = name.IndexOf(MailboxName.Separator); i > 0; i = name.IndexOf(MailboxName.Separator, i + 1))
         {
@@ -531,18 +488,18 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         }
         folder.Create();
         Log.Info($"{conn.SessionId}: create user=<{MailLog.Safe(_user!.User)}> mailbox=\"{MailLog.Safe(name)}\"");
-        return await Ok(tag, "Create completed.");
+        return ImapResponse.Ok("Create completed.");
     }
 
-    private async Task<bool> DeleteAsync(string tag, Args args)
+    private async Task<ImapResponse> DeleteAsync(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
         args.End();
-        if (name == "INBOX") return await No(tag, "[CANNOT] INBOX can't be deleted.");
-        if (error != null) return await No(tag, "[CANNOT] " + error);
+        if (name == "INBOX") return ImapResponse.No("[CANNOT] INBOX can't be deleted.");
+        if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var folder = FolderOf(name);
-        if (!folder.Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        if (!folder.Exists) return ImapResponse.No("[NONEXISTENT] Mailbox doesn't exist: " + name);
         if (_selected?.Name == name) Unselect();
         // As Dovecot: the folder's directory goes (renamed aside first, so no reader sees it half-deleted).
         var trash = Path.Combine(_user!.Maildir, "tmp", ".deleted." + Guid.NewGuid().ToString("N"));
@@ -551,22 +508,22 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         ModSeqStore.Forget(folder.Path);
         Directory.Delete(trash, recursive: true);
         Log.Info($"{conn.SessionId}: delete user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\"");
-        return await Ok(tag, "Delete completed.");
+        return ImapResponse.Ok("Delete completed.");
     }
 
-    private async Task<bool> RenameAsync(string tag, Args args)
+    private async Task<ImapResponse> RenameAsync(Args args)
     {
         args.Space();
         var from = MailboxArg(args, out var e1);
         args.Space();
         var to = MailboxArg(args, out var e2);
         args.End();
-        if (e1 != null || e2 != null) return await No(tag, "[CANNOT] " + (e1 ?? e2));
-        if (to == "INBOX") return await No(tag, "[ALREADYEXISTS] Target mailbox already exists");
+        if (e1 != null || e2 != null) return ImapResponse.No("[CANNOT] " + (e1 ?? e2));
+        if (to == "INBOX") return ImapResponse.No("[ALREADYEXISTS] Target mailbox already exists");
         var source = FolderOf(from);
         var target = FolderOf(to);
-        if (!source.Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + from);
-        if (target.Exists) return await No(tag, "[ALREADYEXISTS] Target mailbox already exists");
+        if (!source.Exists) return ImapResponse.No("[NONEXISTENT] Mailbox doesn't exist: " + from);
+        if (target.Exists) return ImapResponse.No("[ALREADYEXISTS] Target mailbox already exists");
         if (from == "INBOX")
         {
             // RFC 9051 6.3.6: INBOX's messages move to the new mailbox; INBOX stays, empty.
@@ -591,17 +548,17 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 ModSeqStore.Forget(child);
             }
         }
-        return await Ok(tag, "Rename completed.");
+        return ImapResponse.Ok("Rename completed.");
     }
 
-    private async Task<bool> SubscribeAsync(string tag, Args args, bool subscribe)
+    private async Task<ImapResponse> SubscribeAsync(Args args, bool subscribe)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
         args.End();
-        if (error != null) return await No(tag, "[CANNOT] " + error);
+        if (error != null) return ImapResponse.No("[CANNOT] " + error);
         Subscriptions.Update(_user!.Maildir, subs => subscribe ? subs.Add(name) : subs.Remove(name), _user.Uid, _user.Gid);
-        return await Ok(tag, subscribe ? "Subscribe completed." : "Unsubscribe completed.");
+        return ImapResponse.Ok(subscribe ? "Subscribe completed." : "Unsubscribe completed.");
     }
 
     /// <summary>Every folder of the user, INBOX first.</summary>
@@ -627,7 +584,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         return System.Text.RegularExpressions.Regex.IsMatch(name, rx, System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
     }
 
-    private async Task<bool> ListAsync(string tag, Args args, bool lsub)
+    private async Task<ImapResponse> ListAsync(Args args, bool lsub)
     {
         args.Space();
         var selectOpts = new List<string>();
@@ -671,7 +628,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         if (patterns.Count == 1 && patterns[0].Length == 0 && !lsub)
         {
             await Untagged("LIST (\\Noselect) \"/\" \"\"");
-            return await Ok(tag, "List completed.");
+            return ImapResponse.Ok("List completed.");
         }
         var folders = AllFolders();
         var subs = Subscriptions.Read(_user!.Maildir);
@@ -694,7 +651,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             await Untagged($"{(lsub ? "LSUB" : "LIST")} ({string.Join(' ', attrs)}) \"/\" {Wire(name)}");
             if (statusItems.Length > 0) await Untagged(StatusLine(name, statusItems));
         }
-        return await Ok(tag, lsub ? "Lsub completed." : "List completed.");
+        return ImapResponse.Ok(lsub ? "Lsub completed." : "List completed.");
     }
 
     private string StatusLine(string name, string[] items)
@@ -729,7 +686,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         return store.Highest;
     }
 
-    private async Task<bool> StatusAsync(string tag, Args args)
+    private async Task<ImapResponse> StatusAsync(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
@@ -738,10 +695,10 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         var items = new List<string>();
         while (!args.TryChar(')')) { if (items.Count > 0) args.Space(); items.Add(args.Atom().ToUpperInvariant()); }
         args.End();
-        if (error != null) return await No(tag, error);
-        if (!FolderOf(name).Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        if (error != null) return ImapResponse.No(error);
+        if (!FolderOf(name).Exists) return ImapResponse.No("[NONEXISTENT] Mailbox doesn't exist: " + name);
         await Untagged(StatusLine(name, [.. items]));
-        return await Ok(tag, "Status completed.");
+        return ImapResponse.Ok("Status completed.");
     }
 
     // ---- QUOTA (RFC 9208): one root, "", for the whole Maildir, from the directory's limits ----
@@ -757,28 +714,28 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         return $"QUOTA \"\" ({string.Join(' ', parts)})";
     }
 
-    private async Task<bool> GetQuotaRootAsync(string tag, Args args)
+    private async Task<ImapResponse> GetQuotaRootAsync(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
         args.End();
-        if (error != null) return await No(tag, error);
-        if (!FolderOf(name).Exists) return await No(tag, "[NONEXISTENT] Mailbox doesn't exist: " + name);
+        if (error != null) return ImapResponse.No(error);
+        if (!FolderOf(name).Exists) return ImapResponse.No("[NONEXISTENT] Mailbox doesn't exist: " + name);
         var quota = QuotaLine();
         await Untagged($"QUOTAROOT {Wire(name)}{(quota != null ? " \"\"" : "")}");
         if (quota != null) await Untagged(quota);
-        return await Ok(tag, "Getquotaroot completed.");
+        return ImapResponse.Ok("Getquotaroot completed.");
     }
 
-    private async Task<bool> GetQuotaAsync(string tag, Args args)
+    private async Task<ImapResponse> GetQuotaAsync(Args args)
     {
         args.Space();
         var root = args.AString();
         args.End();
         var quota = QuotaLine();
-        if (root.Length != 0 || quota == null) return await No(tag, "[NONEXISTENT] No such quota root");
+        if (root.Length != 0 || quota == null) return ImapResponse.No("[NONEXISTENT] No such quota root");
         await Untagged(quota);
-        return await Ok(tag, "Getquota completed.");
+        return ImapResponse.Ok("Getquota completed.");
     }
 
     /// <summary>True when adding <paramref name="bytes"/> in <paramref name="messages"/> messages stays within the user's quota.</summary>

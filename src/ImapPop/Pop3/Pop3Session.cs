@@ -9,7 +9,6 @@ using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Core;
-using Mail.ImapPop.Imap;
 using Mail.Shared.Auth;
 using Mail.Shared.IO;
 using Mail.Shared.Logging;
@@ -19,7 +18,9 @@ using NLog;
 
 namespace Mail.ImapPop.Pop3;
 
-internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X509Certificate2?> certificate, ImapOptions options)
+internal sealed record Pop3Options(UserSessions Sessions, bool TrustLoopback = true);
+
+internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X509Certificate2?> certificate, Pop3Options options)
 {
     private static readonly Logger Log = MailLog.For("pop3");
     private MailUser? _user;
@@ -49,7 +50,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
                     // The mail store failed this command; the session goes on.
                     var kind = StorageError.Classify(e);
                     Log.Error($"{conn.SessionId}: {MailLog.Safe(_command, 20)} failed for {MailLog.Safe(_user?.User ?? "-")} ({kind}): {MailLog.Safe(e.Message)}");
-                    go = await Err(Mail.ImapPop.Imap.StorageReply.Pop3(kind));
+                    go = await Err(StorageReply.Pop3(kind));
                 }
                 if (!go) return;
             }
@@ -183,7 +184,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
         return true;
     }
 
-    private static long Size(FolderMessage m) => ImapSession.VirtualSize(m);
+    private static long Size(FolderMessage m) => MaildirReader.VirtualSize(m);
 
     private string Uidl(FolderMessage m) => $"{m.Uid:x8}{_uidValidity:x8}"; // as Dovecot expands %08Xu%08Xv: lower-case hex
 

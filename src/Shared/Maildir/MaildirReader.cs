@@ -9,6 +9,21 @@ public sealed record MaildirMessage(string BaseName, string Path, long Size, str
 public static class MaildirReader
 {
     /// <summary>The folder names of a Maildir++ tree: "INBOX" and each ".Name" as "Name".</summary>
+    /// <summary>
+    /// A message's size with CRLF line ends, as IMAP's RFC822.SIZE and POP3's LIST count it:
+    /// from the file name's ",W=" when lmtpd or Dovecot wrote it, else counted from the file.
+    /// </summary>
+    public static long VirtualSize(FolderMessage m)
+    {
+        if (MaildirQuota.VirtualSizeFromName(m.Path) is { } v) return v;
+        try
+        {
+            var data = File.ReadAllBytes(m.Path).AsSpan();
+            return data.Length + data.Count((byte)'\n') - data.Count("\r\n"u8);
+        }
+        catch (IOException) { return 0; }
+    }
+
     public static IReadOnlyList<string> Folders(string maildir)
     {
         var list = new List<string> { "INBOX" };

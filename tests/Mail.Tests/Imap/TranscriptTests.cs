@@ -70,6 +70,12 @@ public sealed class TranscriptTests
     }
 
     [Test]
+    public async Task Changes_by_others_are_told_after_commands_that_take_no_sequence_numbers()
+    {
+        await Transcript.ReplayAsync("imap/updates-after-commands.txt", _imap.Port, actions: Elsewhere);
+    }
+
+    [Test]
     public async Task Uid_expunge_removes_only_the_messages_of_its_set()
     {
         await Transcript.ReplayAsync("imap/uid-expunge.txt", _imap.Port);
