@@ -91,45 +91,4 @@ internal sealed partial class ImapSession
             await SendUpdatesAsync(allowExpunge: true);
         return response;
     }
-
-    private async Task<ImapResponse> CapabilityAsync(Args args)
-    {
-        args.End();
-        await Untagged($"CAPABILITY {Capabilities()}");
-        return ImapResponse.Ok("Capability completed.");
-    }
-
-    private async Task<ImapResponse> NoopAsync(Args args)
-    {
-        args.End();
-        return ImapResponse.Ok("NOOP completed."); // the news follow every command
-    }
-
-    private async Task<ImapResponse> LogoutAsync(Args args)
-    {
-        args.End();
-        conn.BufferLine("* BYE Logging out");
-        return ImapResponse.Ok("Logout completed.").AndClose();
-    }
-
-    private async Task<ImapResponse> NamespaceAsync(Args args)
-    {
-        args.End();
-        await Untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
-        return ImapResponse.Ok("Namespace completed.");
-    }
-
-    private async Task<ImapResponse> CheckAsync(Args args)
-    {
-        args.End();
-        return ImapResponse.Ok("Check completed.");
-    }
-
-    private async Task<ImapResponse> CloseAsync(Args args, bool expunge)
-    {
-        args.End();
-        if (expunge && !_selected!.ReadOnly) ExpungeDeleted(null);
-        Unselect();
-        return ImapResponse.Ok(expunge ? "Close completed." : "Unselect completed.");
-    }
 }

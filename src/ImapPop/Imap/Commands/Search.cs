@@ -184,36 +184,36 @@ internal sealed partial class ImapSession
             case "OLD": return c => !c.Message.Recent;
             case "NEW": return c => c.Message.Recent && !HasFlag(c, 'S');
             case "KEYWORD" or "UNKEYWORD":
-            {
-                args.Space();
-                var word = args.Atom();
-                bool want = atom == "KEYWORD";
-                return c =>
                 {
-                    var i = _selected!.Keywords.FindIndex(k => k.Equals(word, StringComparison.OrdinalIgnoreCase));
-                    return (i >= 0 && HasFlag(c, (char)('a' + i))) == want;
-                };
-            }
+                    args.Space();
+                    var word = args.Atom();
+                    bool want = atom == "KEYWORD";
+                    return c =>
+                    {
+                        var i = _selected!.Keywords.FindIndex(k => k.Equals(word, StringComparison.OrdinalIgnoreCase));
+                        return (i >= 0 && HasFlag(c, (char)('a' + i))) == want;
+                    };
+                }
             case "NOT": { args.Space(); var k = SearchKey1(args); return c => !k(c); }
             case "OR":
-            {
-                args.Space();
-                var a = SearchKey1(args);
-                args.Space();
-                var b = SearchKey1(args);
-                return c => a(c) || b(c);
-            }
+                {
+                    args.Space();
+                    var a = SearchKey1(args);
+                    args.Space();
+                    var b = SearchKey1(args);
+                    return c => a(c) || b(c);
+                }
             case "UID": { args.Space(); var set = args.SequenceSet(); return c => set.Contains(c.Message.Uid, _selected!.Max(uid: true)); }
             case "MODSEQ":
-            {
-                // MODSEQ [entry-name entry-type] mod-sequence (RFC 7162 3.1.5): the entry is not needed to answer.
-                args.Space();
-                if (args.Peek() == '"') { args.Quoted(); args.Space(); args.Atom(); args.Space(); }
-                var since = args.Number64();
-                _condstore = true;
-                _searchModSeq = true;
-                return c => _selected!.ModSeqs.Of(c.Message.Uid) >= since;
-            }
+                {
+                    // MODSEQ [entry-name entry-type] mod-sequence (RFC 7162 3.1.5): the entry is not needed to answer.
+                    args.Space();
+                    if (args.Peek() == '"') { args.Quoted(); args.Space(); args.Atom(); args.Space(); }
+                    var since = args.Number64();
+                    _condstore = true;
+                    _searchModSeq = true;
+                    return c => _selected!.ModSeqs.Of(c.Message.Uid) >= since;
+                }
             case "LARGER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) > n; }
             case "SMALLER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) < n; }
             case "BEFORE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date < d; }
@@ -223,27 +223,27 @@ internal sealed partial class ImapSession
             case "SENTON": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date == d; }
             case "SENTSINCE": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date >= d; }
             case "FROM" or "TO" or "CC" or "BCC" or "SUBJECT":
-            {
-                args.Space();
-                var text = args.AString();
-                var field = atom[0] + atom[1..].ToLowerInvariant();
-                return c => Contains(Header(c, field), text);
-            }
+                {
+                    args.Space();
+                    var text = args.AString();
+                    var field = atom[0] + atom[1..].ToLowerInvariant();
+                    return c => Contains(Header(c, field), text);
+                }
             case "HEADER":
-            {
-                args.Space();
-                var field = args.AString();
-                args.Space();
-                var text = args.AString();
-                return c => Header(c, field) is { } v && (text.Length == 0 || Contains(v, text));
-            }
+                {
+                    args.Space();
+                    var field = args.AString();
+                    args.Space();
+                    var text = args.AString();
+                    return c => Header(c, field) is { } v && (text.Length == 0 || Contains(v, text));
+                }
             case "BODY": { args.Space(); var text = args.AString(); return c => RawMiss(c, text) ? false : Contains(BodyText(c), text); }
             case "TEXT":
-            {
-                args.Space();
-                var text = args.AString();
-                return c => !RawMiss(c, text) && (c.View.Message.Headers.Any(h => Contains(h.Value, text)) || Contains(BodyText(c), text));
-            }
+                {
+                    args.Space();
+                    var text = args.AString();
+                    return c => !RawMiss(c, text) && (c.View.Message.Headers.Any(h => Contains(h.Value, text)) || Contains(BodyText(c), text));
+                }
             default: throw new ImapSyntaxException("Unknown search key " + Mail.Shared.Logging.MailLog.Safe(atom, 30));
         }
     }

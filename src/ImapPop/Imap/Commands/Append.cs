@@ -1,0 +1,52 @@
+// APPEND (RFC 9051 6.3.12, UIDPLUS RFC 4315 APPENDUID, LITERAL+ RFC 7888):
+// through the Maildir library, converted once from CRLF.
+using System.Globalization;
+using Mail.Shared.Logging;
+using Mail.Shared.Maildir;
+
+namespace Mail.ImapPop.Imap;
+
+internal sealed partial class ImapSession
+{
+    private async Task<ImapResponse> AppendAsync(Args args)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.Space();
+        var flags = new List<string>();
+        if (args.Peek() == '(') { flags = FlagListArg(args); args.Space(); }
+        DateTimeOffset? date = null;
+        if (args.Peek() == '"')
+        {
+            var text = args.Quoted();
+            if (!DateTimeOffset.TryParseExact(text.Trim(), ["d-MMM-yyyy HH:mm:ss zzz", "dd-MMM-yyyy HH:mm:ss zzz"], CultureInfo.InvariantCulture, DateTimeStyles.None, out var d))
+            {
+                // "zzz" wants +hh:mm; IMAP writes +hhmm.
+                var fixedText = text.Trim();
+                if (fixedText.Length > 5) fixedText = fixedText[..^2] + ":" + fixedText[^2..];
+                if (!DateTimeOffset.TryParseExact(fixedText, ["d-MMM-yyyy HH:mm:ss zzz", "dd-MMM-yyyy HH:mm:ss zzz"], CultureInfo.InvariantCulture, DateTimeStyles.None, out d))
+                    throw new ImapSyntaxException("Invalid date-time");
+            }
+            date = d;
+            args.Space();
+        }
+        var literal = args.Literal();
+        args.End();
+        if (error != null) return ImapResponse.No("[CANNOT] " + error);
+        var folder = FolderOf(name);
+        if (!folder.Exists) return ImapResponse.No("[TRYCREATE] Mailbox doesn't exist: " + name);
+        var letters = Letters(folder, flags, out var flagError);
+        if (letters == null) return ImapResponse.No(flagError!);
+        if (!WithinQuota(literal.Length, 1)) return ImapResponse.No("[OVERQUOTA] Quota exceeded (mailbox for user is full)");
+        string baseName;
+        long size;
+        using (var input = literal.Open())
+            (baseName, size) = await folder.AppendAsync(input, date ?? DateTimeOffset.UtcNow, letters);
+        MaildirQuota.Add(_user!.Maildir, size, 1);
+        var state = folder.Sync(takeNew: false);
+        var uid = state.Messages.FirstOrDefault(m => m.BaseName == baseName)?.Uid ?? 0;
+        Log.Info($"{conn.SessionId}: append user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\" uid={uid} size={size}");
+        if (_selected?.Name == name) await SendUpdatesAsync(allowExpunge: false);
+        return ImapResponse.Ok($"[APPENDUID {state.UidValidity} {uid}] Append completed.");
+    }
+}
