@@ -44,10 +44,7 @@ namespace Mail.ImapPop
                 foreach (var (address, tls, pop3) in listeners)
                     k.ListenLines(new LineListenerOptions
                     {
-                        Name = (pop3 ? "pop3" : "imap") + (tls ? "s" : ""),
-                        Address = address,
-                        Limits = limits,
-                        ImplicitTls = tls,
+                        Name = (pop3 ? "pop3" : "imap") + (tls ? "s" : ""), Address = address, Limits = limits, ImplicitTls = tls,
                         BusyReply = pop3 ? "-ERR [SYS/TEMP] Too many connections, try later." : "* BYE Too many connections, try later.",
                     }, gate, () => cert, stopping, c => pop3
                         ? new Pop3Session(c, auth, () => cert, pop3Options).RunAsync()

@@ -143,29 +143,29 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
                 await conn.FlushAsync();
                 return true;
             case "RETR" or "TOP":
+            {
+                if (!TryMessage(Arg(1), out var n)) return await Err("[SYS/PERM] No such message");
+                int? lines = null;
+                if (cmd == "TOP")
                 {
-                    if (!TryMessage(Arg(1), out var n)) return await Err("[SYS/PERM] No such message");
-                    int? lines = null;
-                    if (cmd == "TOP")
-                    {
-                        if (!int.TryParse(Arg(2), NumberStyles.None, CultureInfo.InvariantCulture, out var l)) return await Err("TOP needs a line count");
-                        lines = l;
-                    }
-                    byte[] data;
-                    try { data = File.ReadAllBytes(_messages[n].Path); }
-                    catch (FileNotFoundException) { return await Err("[SYS/TEMP] The message is gone"); }
-                    conn.BufferLine("+OK");
-                    WriteDotStuffed(data, lines);
-                    conn.BufferLine(".");
-                    await conn.FlushAsync();
-                    return true;
+                    if (!int.TryParse(Arg(2), NumberStyles.None, CultureInfo.InvariantCulture, out var l)) return await Err("TOP needs a line count");
+                    lines = l;
                 }
+                byte[] data;
+                try { data = File.ReadAllBytes(_messages[n].Path); }
+                catch (FileNotFoundException) { return await Err("[SYS/TEMP] The message is gone"); }
+                conn.BufferLine("+OK");
+                WriteDotStuffed(data, lines);
+                conn.BufferLine(".");
+                await conn.FlushAsync();
+                return true;
+            }
             case "DELE":
-                {
-                    if (!TryMessage(Arg(1), out var n)) return await Err("[SYS/PERM] No such message");
-                    _deleted.Add(n);
-                    return await Ok("Marked to be deleted.");
-                }
+            {
+                if (!TryMessage(Arg(1), out var n)) return await Err("[SYS/PERM] No such message");
+                _deleted.Add(n);
+                return await Ok("Marked to be deleted.");
+            }
             case "RSET":
                 _deleted.Clear();
                 return await Ok("");
@@ -212,11 +212,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
 
     private ClientInfo Client() => new()
     {
-        Service = "pop3",
-        RemoteIp = conn.RemoteIp?.ToString() ?? "",
-        LocalIp = conn.LocalIp?.ToString() ?? "",
-        Secured = Secure,
-        SessionId = conn.SessionId,
+        Service = "pop3", RemoteIp = conn.RemoteIp?.ToString() ?? "", LocalIp = conn.LocalIp?.ToString() ?? "", Secured = Secure, SessionId = conn.SessionId,
     };
 
     private async Task<bool> AuthAsync(string mech, string initial)
