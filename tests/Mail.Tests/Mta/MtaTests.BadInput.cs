@@ -17,48 +17,11 @@ public sealed partial class MtaTests
         return c;
     }
 
-    [TestCase(false, "", "MAIL FROM:<x@remote.test>", "503 5.5.1")]
-    [TestCase(false, "", "HELO", "501 5.5.4")]
-    [TestCase(true, "", "MAIL TO:<x@remote.test>", "501 5.5.4")]
-    [TestCase(true, "", "MAIL FROM:<not an address>", "501 5.1.7")]
-    [TestCase(true, "", "MAIL FROM:x@remote.test", "501 5.1.7")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> SIZE=999999999999", "552 5.3.4")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> SIZE=-1", "501 5.5.4")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> BODY=BINARYMIME", "501 5.5.4")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> XFOO=1", "555 5.5.4")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> RET=ALL", "501 5.5.4")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> RET=FULL RET=HDRS", "501 5.5.4")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> ENVID=a=b", "501 5.5.4")]
-    [TestCase(true, "", "MAIL FROM:<x@remote.test> ENVID=+zz", "501 5.5.4")]
-    [TestCase(true, "", "RCPT TO:<bob@example.org>", "503 5.5.1")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "MAIL FROM:<y@remote.test>", "503 5.5.1")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<>", "501 5.1.3")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT FROM:<bob@example.org>", "501 5.5.4")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> NOTIFY=SOMETIMES", "501 5.5.4")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> NOTIFY=NEVER,SUCCESS", "501 5.5.4")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> ORCPT=bob@example.org", "501 5.5.4")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.org> XFOO", "555 5.5.4")]
-    [TestCase(true, "", "DATA", "503 5.5.1")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "DATA", "554 5.5.1")]
-    [TestCase(true, "MAIL FROM:<x@remote.test>", "DATA now", "501 5.5.4")]
-    [TestCase(true, "", "BDAT 5 LAST\r\nabc", "503 5.5.1")] // the CRLF the test appends completes the five bytes
-    [TestCase(true, "", "VRFY bob@example.org", "502 5.5.1")]
-    [TestCase(true, "", "EXPN staff", "502 5.5.2")]
-    [TestCase(true, "", "STARTTLS now", "501 5.5.4")]
-    [TestCase(true, "", "AUTH PLAIN", "503 5.5.1")]
-    [TestCase(true, "", "\u00ff\u00fe garbage", "502 5.5.2")]
-    public async Task Each_error_path_has_its_reply_code_and_the_session_goes_on(bool ehlo, string before, string command, string expected)
+    [Test]
+    public async Task Each_error_path_has_its_reply_code_and_the_session_goes_on()
     {
-        using var c = await GreetedAsync(ehlo);
-        if (before.Length > 0)
-        {
-            await c.Send(before + "\r\n");
-            await c.Expect("250");
-        }
-        await c.Send(command + "\r\n");
-        await c.Expect(expected);
-        await c.Send("NOOP\r\n");
-        await c.Expect("250");
+        await Transcript.ReplayAsync("smtp/protocol-errors.txt", _mx);
+        await Transcript.ReplayAsync("smtp/protocol-errors-transaction.txt", _mx);
     }
 
     [Test]
