@@ -9,19 +9,67 @@ namespace Mail.ImapPop.Imap;
 
 internal sealed partial class ImapSession
 {
-    private sealed class SearchContext(ImapSession session, SelectedMessage message, int seq)
+    private sealed class SearchContext(SelectedMessage message, int seq, FolderIndex? index)
     {
         public SelectedMessage Message { get; } = message;
         public int Seq { get; } = seq;
+        /// <summary>The folder's index, whose text filters spare most messages a MIME parse.</summary>
+        public FolderIndex? Index { get; } = index;
         private MessageView? _view;
         public MessageView View => _view ??= MessageView.Load(Message.File.Path);
-        public ImapSession Session { get; } = session;
     }
 
     private delegate bool SearchKey(SearchContext c);
 
-    private async Task<ImapResponse> SearchAsync(string tag, Args args, bool uid)
+    /// <summary>A SEARCH command parsed, before anything of it runs.</summary>
+    private sealed record SearchQuery(SearchKey Key, bool Esearch, IReadOnlyList<string> ReturnOptions, bool UsesModSeq);
+
+    /// <summary>What parsing the keys notes as it goes: the nesting depth (bounded) and a MODSEQ key.</summary>
+    private sealed class SearchParse
     {
+        public int Depth;
+        public bool UsesModSeq;
+    }
+
+    private Task<ImapResponse> SearchAsync(string tag, Args args, bool uid)
+    {
+        if (ParseSearch(args, out var refusal) is not { } query) return Task.FromResult(refusal);
+        if (query.UsesModSeq) _condstore = true; // RFC 7162 3.1: a CONDSTORE-enabling command
+        var s = _selected!;
+        var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
+        var hits = new List<uint>();
+        var hitSeqs = new List<int>();
+        for (int i = 0; i < s.Messages.Count; i++)
+        {
+            bool match;
+            try { match = query.Key(new SearchContext(s.Messages[i], i + 1, index)); }
+            catch (FileNotFoundException) { match = false; }
+            if (match) { hits.Add(uid ? s.Messages[i].Uid : (uint)(i + 1)); hitSeqs.Add(i); }
+        }
+        if (query.Esearch)
+        {
+            var parts = new List<string>();
+            var returnOpts = query.ReturnOptions.Count == 0 ? ["ALL"] : query.ReturnOptions;
+            if (returnOpts.Contains("MIN") && hits.Count > 0) parts.Add($"MIN {hits.Min()}");
+            if (returnOpts.Contains("MAX") && hits.Count > 0) parts.Add($"MAX {hits.Max()}");
+            if (returnOpts.Contains("ALL") && hits.Count > 0) parts.Add($"ALL {SequenceSet.Compact(hits)}");
+            if (returnOpts.Contains("COUNT")) parts.Add($"COUNT {hits.Count}");
+            conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}{string.Concat(parts.Select(p => " " + p))}");
+        }
+        else
+        {
+            // With a MODSEQ key the answer names the highest mod-sequence of what matched.
+            var modseq = query.UsesModSeq && hitSeqs.Count > 0 ? $" (MODSEQ {hitSeqs.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))})" : "";
+            conn.BufferLine("* SEARCH" + string.Concat(hits.Select(h => " " + h.ToString(CultureInfo.InvariantCulture))) + modseq);
+        }
+        index?.Save(s.Messages.Select(m => m.File.BaseName));
+        return Task.FromResult(ImapResponse.Ok(uid ? "UID Search completed." : "Search completed."));
+    }
+
+    /// <summary>SEARCH [RETURN (...)] [CHARSET x] keys (RFC 9051 6.4.4, ESEARCH RFC 4731); null with the refusal.</summary>
+    private SearchQuery? ParseSearch(Args args, out ImapResponse refusal)
+    {
+        refusal = default;
         args.Space();
         var returnOpts = new List<string>();
         bool esearch = false;
@@ -39,68 +87,35 @@ internal sealed partial class ImapSession
         {
             args.Space();
             var charset = args.AString().ToUpperInvariant();
-            if (charset is not ("UTF-8" or "US-ASCII")) return ImapResponse.No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+            if (charset is not ("UTF-8" or "US-ASCII"))
+            {
+                refusal = ImapResponse.No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+                return null;
+            }
             args.Space();
             word = null;
         }
-        var key = word != null ? KeyFromAtom(word, args) : SearchKey1(args);
-        return await RunSearch(tag, args, uid, key, esearch || _rev2, returnOpts);
-    }
-
-    private async Task<ImapResponse> RunSearch(string tag, Args args, bool uid, SearchKey key, bool esearch, List<string> returnOpts)
-    {
+        var parse = new SearchParse();
+        var key = word != null ? KeyFromAtom(word, args, parse) : SearchKey1(args, parse);
         while (!args.AtEnd)
         {
             args.Space();
-            var next = SearchKey1(args);
+            var next = SearchKey1(args, parse);
             var prev = key;
             key = c => prev(c) && next(c);
         }
-        var s = _selected!;
-        _searchIndex = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
-        var hits = new List<uint>();
-        var hitSeqs = new List<int>();
-        for (int i = 0; i < s.Messages.Count; i++)
-        {
-            bool match;
-            try { match = key(new SearchContext(this, s.Messages[i], i + 1)); }
-            catch (FileNotFoundException) { match = false; }
-            if (match) { hits.Add(uid ? s.Messages[i].Uid : (uint)(i + 1)); hitSeqs.Add(i); }
-        }
-        if (esearch)
-        {
-            var parts = new List<string>();
-            if (returnOpts.Count == 0) returnOpts.Add("ALL");
-            if (returnOpts.Contains("MIN") && hits.Count > 0) parts.Add($"MIN {hits.Min()}");
-            if (returnOpts.Contains("MAX") && hits.Count > 0) parts.Add($"MAX {hits.Max()}");
-            if (returnOpts.Contains("ALL") && hits.Count > 0) parts.Add($"ALL {SequenceSet.Compact(hits)}");
-            if (returnOpts.Contains("COUNT")) parts.Add($"COUNT {hits.Count}");
-            conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}{string.Concat(parts.Select(p => " " + p))}");
-        }
-        else
-        {
-            // With a MODSEQ key the answer names the highest mod-sequence of what matched.
-            var modseq = _searchModSeq && hitSeqs.Count > 0 ? $" (MODSEQ {hitSeqs.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))})" : "";
-            conn.BufferLine("* SEARCH" + string.Concat(hits.Select(h => " " + h.ToString(CultureInfo.InvariantCulture))) + modseq);
-        }
-        _searchModSeq = false;
-        _searchIndex?.Save(s.Messages.Select(m => m.File.BaseName));
-        return ImapResponse.Ok(uid ? "UID Search completed." : "Search completed.");
+        return new SearchQuery(key, esearch || _rev2, returnOpts, parse.UsesModSeq);
     }
 
-    private int _searchDepth;
-    private FolderIndex? _searchIndex;
-    private bool _searchModSeq;
-
-    private SearchKey SearchKey1(Args args)
+    private SearchKey SearchKey1(Args args, SearchParse p)
     {
-        if (++_searchDepth > 50) throw new ImapSyntaxException("Search nested too deep");
+        if (++p.Depth > 50) throw new ImapSyntaxException("Search nested too deep");
         try
         {
             if (args.TryChar('('))
             {
-                var keys = new List<SearchKey> { SearchKey1(args) };
-                while (!args.TryChar(')')) { args.Space(); keys.Add(SearchKey1(args)); }
+                var keys = new List<SearchKey> { SearchKey1(args, p) };
+                while (!args.TryChar(')')) { args.Space(); keys.Add(SearchKey1(args, p)); }
                 return c => keys.All(k => k(c));
             }
             if (char.IsAsciiDigit(args.Peek()) || args.Peek() is '*' or '$')
@@ -109,9 +124,9 @@ internal sealed partial class ImapSession
                 return c => set.Contains((uint)c.Seq, (uint)_selected!.Count);
             }
             var atom = args.Atom().ToUpperInvariant();
-            return KeyFromAtom(atom, args);
+            return KeyFromAtom(atom, args, p);
         }
-        finally { _searchDepth--; }
+        finally { p.Depth--; }
     }
 
     private static DateTime DateArg(Args args)
@@ -133,10 +148,10 @@ internal sealed partial class ImapSession
         // A needle with white space may span a folded header line, which decoding unfolds.
         if (text.Length == 0 || !System.Text.Ascii.IsValid(text) || text.Any(char.IsWhiteSpace)) return false;
         // The index's filter answers "surely not" without reading the message.
-        var entry = c.Session._searchIndex?.TryGet(c.Message.File.BaseName);
+        var entry = c.Index?.TryGet(c.Message.File.BaseName);
         if (TextFilter.Usable(text) && entry is { TextFilter: { Length: > 0 } filter } && !TextFilter.MayContain(filter, text))
             return true;
-        if (entry is { TextFilter: null }) c.Session._searchIndex!.SetFilter(c.Message.File.BaseName, TextFilter.Build(c.View.Bytes) ?? []);
+        if (entry is { TextFilter: null }) c.Index!.SetFilter(c.Message.File.BaseName, TextFilter.Build(c.View.Bytes) ?? []);
         var raw = c.View.Bytes;
         if (raw.AsSpan().IndexOf("=?"u8) >= 0) return false;
         var lower = new byte[raw.Length];
@@ -165,7 +180,7 @@ internal sealed partial class ImapSession
         return sb.ToString();
     }
 
-    private SearchKey KeyFromAtom(string atom, Args args)
+    private SearchKey KeyFromAtom(string atom, Args args, SearchParse p)
     {
         switch (atom)
         {
@@ -194,13 +209,13 @@ internal sealed partial class ImapSession
                         return (i >= 0 && HasFlag(c, (char)('a' + i))) == want;
                     };
                 }
-            case "NOT": { args.Space(); var k = SearchKey1(args); return c => !k(c); }
+            case "NOT": { args.Space(); var k = SearchKey1(args, p); return c => !k(c); }
             case "OR":
                 {
                     args.Space();
-                    var a = SearchKey1(args);
+                    var a = SearchKey1(args, p);
                     args.Space();
-                    var b = SearchKey1(args);
+                    var b = SearchKey1(args, p);
                     return c => a(c) || b(c);
                 }
             case "UID": { args.Space(); var set = args.SequenceSet(); return c => set.Contains(c.Message.Uid, _selected!.Max(uid: true)); }
@@ -210,8 +225,7 @@ internal sealed partial class ImapSession
                     args.Space();
                     if (args.Peek() == '"') { args.Quoted(); args.Space(); args.Atom(); args.Space(); }
                     var since = args.Number64();
-                    _condstore = true;
-                    _searchModSeq = true;
+                    p.UsesModSeq = true;
                     return c => _selected!.ModSeqs.Of(c.Message.Uid) >= since;
                 }
             case "LARGER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) > n; }
