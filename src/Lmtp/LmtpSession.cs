@@ -28,6 +28,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
     protected override Logger Log => LmtpLog;
     protected override string Protocol => "LMTP";
     protected override SmtpReply Greeting => new(220, "", $"{options.Hostname} LMTP ready");
+    protected override bool InTransaction => _from != null;
     protected override bool Greeted => _lhlo != null;
     protected override SmtpReply HeloFirst => Replies.LhloFirst;
     protected override SmtpReply UnknownCommand => Replies.Unrecognized;
@@ -42,14 +43,10 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         new("HELO", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(Replies.UseLhlo)),
         new("EHLO", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(Replies.UseLhlo)),
         new("MAIL", SmtpCommandFlags.NeedsHelo, (s, a) => Task.FromResult(s.Mail(a))),
-        new("RCPT", SmtpCommandFlags.None, (s, a) => s.RcptAsync(a)),
-        new("DATA", SmtpCommandFlags.None, (s, a) => s.DataAsync(a)),
+        new("RCPT", SmtpCommandFlags.NeedsMail, (s, a) => s.RcptAsync(a)),
+        new("DATA", SmtpCommandFlags.NeedsMail, (s, a) => s.DataAsync(a)),
         new("BDAT", SmtpCommandFlags.None, (s, a) => s.BdatAsync(a)),
-        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return Task.FromResult(SmtpReply.Ok); }),
-        new("NOOP", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.Ok)),
-        new("VRFY", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.VrfyDisabled)),
-        new("QUIT", SmtpCommandFlags.None, (_, _) => Task.FromResult(SmtpReply.Bye)),
-    }.ToFrozenDictionary(c => c.Verb, StringComparer.Ordinal);
+    }.Concat(CommonCommands).ToFrozenDictionary(c => c.Verb, StringComparer.Ordinal);
 
     /// <summary>lmtpd's own replies (the rest are Shared/Smtp/SmtpReply's).</summary>
     private static class Replies
@@ -82,7 +79,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         return new(250, "", string.Join('\n', options.Hostname, "PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", $"SIZE {options.MaxMessageSize}", "CHUNKING"));
     }
 
-    private void Reset()
+    protected override void Reset()
     {
         _from = null;
         _rcpts.Clear();
@@ -112,7 +109,6 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
 
     private async Task<SmtpReply> RcptAsync(string arg)
     {
-        if (_from == null) return SmtpReply.NeedMail;
         if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) return SmtpReply.Syntax("RCPT TO:<address>");
         var (path, _) = SmtpPath.Parse(arg[3..]);
         if (string.IsNullOrEmpty(path) || path.Length > 320) return SmtpReply.BadRecipientSyntax;
@@ -214,7 +210,6 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
     private async Task<SmtpReply> DataAsync(string arg)
     {
         if (arg.Length > 0) return SmtpReply.Syntax("DATA");
-        if (_from == null) return SmtpReply.NeedMail;
         if (_rcpts.Count == 0) return SmtpReply.NoValidRecipients;
         var (pending, failure) = await BeginMessageAsync(dotStuffed: true);
         await SendAsync(Replies.StartData);

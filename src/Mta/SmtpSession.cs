@@ -34,6 +34,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     protected override string Protocol => "SMTP";
     protected override SmtpReply Greeting => new(220, "", $"{options.Hostname} ESMTP");
     protected override string ConnectDetail => $" port={port}";
+    protected override bool InTransaction => _from != null;
     protected override bool Greeted => _helo != null;
     protected override SmtpReply HeloFirst => Replies.SendHeloFirst;
     protected override FrozenDictionary<string, SmtpCommand<SmtpSession>> Commands => Table;
@@ -47,14 +48,10 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         new("STARTTLS", SmtpCommandFlags.None, (s, a) => s.StartTlsAsync(a)),
         new("AUTH", SmtpCommandFlags.None, (s, a) => s.AuthAsync(a)),
         new("MAIL", SmtpCommandFlags.NeedsHelo, (s, a) => s.MailAsync(a)),
-        new("RCPT", SmtpCommandFlags.None, (s, a) => s.RcptAsync(a)),
-        new("DATA", SmtpCommandFlags.None, (s, a) => s.DataAsync(a)),
+        new("RCPT", SmtpCommandFlags.NeedsMail, (s, a) => s.RcptAsync(a)),
+        new("DATA", SmtpCommandFlags.NeedsMail, (s, a) => s.DataAsync(a)),
         new("BDAT", SmtpCommandFlags.None, (s, a) => s.BdatAsync(a)),
-        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return Task.FromResult(SmtpReply.Ok); }),
-        new("NOOP", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.Ok)),
-        new("VRFY", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.VrfyDisabled)),
-        new("QUIT", SmtpCommandFlags.None, (_, _) => Task.FromResult(SmtpReply.Bye)),
-    }.ToFrozenDictionary(c => c.Verb, StringComparer.Ordinal);
+    }.Concat(CommonCommands).ToFrozenDictionary(c => c.Verb, StringComparer.Ordinal);
     private string? _helo;
     private string? _user;
     private string? _from;
@@ -91,7 +88,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         return SmtpReply.None;
     }
 
-    private void Reset()
+    protected override void Reset()
     {
         _from = null;
         _rcpts.Clear();
@@ -182,7 +179,6 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     /// <summary>RFC 5321 4.1.1.3 RCPT, with NOTIFY and ORCPT (RFC 3461); relay control as Postfix's smtpd_relay_restrictions.</summary>
     private async Task<SmtpReply> RcptAsync(string arg)
     {
-        if (_from == null) return SmtpReply.NeedMail;
         if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) return SmtpReply.Syntax("RCPT TO:<address>");
         var (path, rest) = SmtpPath.Parse(arg[3..]);
         if (string.IsNullOrEmpty(path) || !MailAddress.TryParse(path, out var address) || address.Local.Contains('"'))
@@ -263,7 +259,6 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     {
         if (_bdat != null) return Replies.BdatInProgress;
         if (arg.Length > 0) return SmtpReply.Syntax("DATA");
-        if (_from == null) return SmtpReply.NeedMail;
         if (_rcpts.Count == 0) return SmtpReply.NoValidRecipients;
         Incoming begun;
         try { begun = BeginMessage(dotStuffed: true); }

@@ -215,6 +215,18 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private MaildirFolder FolderOf(string name) => new(MailboxName.Directory(_user!.Maildir, name), _user.Uid, _user.Gid);
 
     /// <summary>A mailbox argument: decoded from modified UTF-7 (or UTF-8 once enabled), normalised, and checked.</summary>
+    /// <summary>A mailbox name as a command gave it, decoded (mUTF-7 unless UTF8=ACCEPT), and why it cannot be used, if it cannot.</summary>
+    private readonly record struct MailboxArgument(string Name, string? Error);
+
+    /// <summary>Commands whose only argument is a mailbox (CREATE, DELETE, SUBSCRIBE, GETQUOTAROOT).</summary>
+    private MailboxArgument OnlyMailbox(Args args)
+    {
+        args.Space();
+        var name = MailboxArg(args, out var error);
+        args.End();
+        return new(name, error);
+    }
+
     private string MailboxArg(Args args, out string? error)
     {
         var raw = args.AString();

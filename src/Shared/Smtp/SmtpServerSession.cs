@@ -20,6 +20,8 @@ public enum SmtpCommandFlags
     Junk = 1,
     /// <summary>Only after HELO, EHLO or LHLO (RFC 5321 4.1.4).</summary>
     NeedsHelo = 2,
+    /// <summary>Only inside a transaction, after MAIL (RFC 5321 4.1.4: RCPT, DATA; BDAT reads its chunk first and checks itself).</summary>
+    NeedsMail = 4,
 }
 
 /// <summary>A command of a session's table: its verb, flags and handler, which returns the reply.</summary>
@@ -41,6 +43,8 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
     protected abstract FrozenDictionary<string, SmtpCommand<TSession>> Commands { get; }
     /// <summary>Has the client said HELO, EHLO or LHLO?</summary>
     protected abstract bool Greeted { get; }
+    /// <summary>Has the client said MAIL in this transaction?</summary>
+    protected abstract bool InTransaction { get; }
     /// <summary>The reply to a command before HELO that needs it.</summary>
     protected abstract SmtpReply HeloFirst { get; }
     /// <summary>The reply to a verb the table does not have.</summary>
@@ -51,6 +55,17 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
     protected virtual string ConnectDetail => "";
     /// <summary>Runs when the session ends, however it ends.</summary>
     protected virtual void Ended() { }
+    /// <summary>Forgets the transaction (RSET, RFC 5321 4.1.1.5; also after HELO and STARTTLS).</summary>
+    protected abstract void Reset();
+
+    /// <summary>The commands SMTP and LMTP answer alike (RFC 5321 4.1.1.5, 4.1.1.9, 3.5.3, 4.1.1.10).</summary>
+    protected static readonly SmtpCommand<TSession>[] CommonCommands =
+    [
+        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return Task.FromResult(SmtpReply.Ok); }),
+        new("NOOP", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.Ok)),
+        new("VRFY", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.VrfyDisabled)),
+        new("QUIT", SmtpCommandFlags.None, (_, _) => Task.FromResult(SmtpReply.Bye)),
+    ];
 
     public async Task RunAsync()
     {
@@ -103,6 +118,7 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
             return SmtpReply.TooManyJunk;
         }
         if ((command.Flags & SmtpCommandFlags.NeedsHelo) != 0 && !Greeted) return HeloFirst;
+        if ((command.Flags & SmtpCommandFlags.NeedsMail) != 0 && !InTransaction) return SmtpReply.NeedMail;
         return await command.Run((TSession)this, arg);
     }
 

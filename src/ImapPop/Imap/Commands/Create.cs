@@ -8,9 +8,7 @@ internal sealed partial class ImapSession
 {
     private async Task<ImapResponse> CreateAsync(Args args)
     {
-        args.Space();
-        var name = MailboxArg(args, out var error);
-        args.End();
+        var (name, error) = OnlyMailbox(args);
         if (name == "INBOX") return ImapResponse.No("[ALREADYEXISTS] Mailbox already exists");
         if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var folder = FolderOf(name);

@@ -8,9 +8,7 @@ internal sealed partial class ImapSession
 {
     private async Task<ImapResponse> DeleteAsync(Args args)
     {
-        args.Space();
-        var name = MailboxArg(args, out var error);
-        args.End();
+        var (name, error) = OnlyMailbox(args);
         if (name == "INBOX") return ImapResponse.No("[CANNOT] INBOX can't be deleted.");
         if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var folder = FolderOf(name);

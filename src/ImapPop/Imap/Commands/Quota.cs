@@ -18,9 +18,7 @@ internal sealed partial class ImapSession
 
     private async Task<ImapResponse> GetQuotaRootAsync(Args args)
     {
-        args.Space();
-        var name = MailboxArg(args, out var error);
-        args.End();
+        var (name, error) = OnlyMailbox(args);
         if (error != null) return ImapResponse.No(error);
         if (!FolderOf(name).Exists) return ImapResponse.No("[NONEXISTENT] Mailbox doesn't exist: " + name);
         var quota = QuotaLine();

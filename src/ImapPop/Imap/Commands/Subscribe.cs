@@ -7,9 +7,7 @@ internal sealed partial class ImapSession
 {
     private async Task<ImapResponse> SubscribeAsync(Args args, bool subscribe)
     {
-        args.Space();
-        var name = MailboxArg(args, out var error);
-        args.End();
+        var (name, error) = OnlyMailbox(args);
         if (error != null) return ImapResponse.No("[CANNOT] " + error);
         Subscriptions.Update(_user!.Maildir, subs => subscribe ? subs.Add(name) : subs.Remove(name), _user.Uid, _user.Gid);
         return ImapResponse.Ok(subscribe ? "Subscribe completed." : "Unsubscribe completed.");
