@@ -6,13 +6,22 @@ namespace Mail.ImapPop.Imap;
 
 internal sealed partial class ImapSession
 {
-    private async Task<ImapResponse> CopyAsync(Args args, bool uid, bool move)
+    /// <summary>A COPY or MOVE parsed: the messages and the target mailbox (RFC 9051 6.4.7, RFC 6851 3.1).</summary>
+    private sealed record CopyQuery(SequenceSet Set, MailboxArgument Target);
+
+    private CopyQuery ParseCopy(Args args)
     {
         args.Space();
         var set = args.SequenceSet();
         args.Space();
         var name = MailboxArg(args, out var error);
         args.End();
+        return new CopyQuery(set, new(name, error));
+    }
+
+    private async Task<ImapResponse> CopyAsync(Args args, bool uid, bool move)
+    {
+        var (set, (name, error)) = ParseCopy(args);
         var s = _selected!;
         if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var target = FolderOf(name);

@@ -106,7 +106,10 @@ internal sealed partial class ImapSession
         return new Section(part, text, fields);
     }
 
-    private async Task<ImapResponse> FetchAsync(Args args, bool uid)
+    /// <summary>A FETCH command parsed, before anything of it runs (RFC 9051 6.4.5; CHANGEDSINCE and VANISHED, RFC 7162).</summary>
+    private sealed record FetchQuery(SequenceSet Set, List<FetchItem> Items, ulong? ChangedSince, bool Vanished);
+
+    private FetchQuery ParseFetch(Args args, bool uid)
     {
         args.Space();
         var set = args.SequenceSet();
@@ -128,6 +131,12 @@ internal sealed partial class ImapSession
             if (vanished && changedSince == null) throw new ImapSyntaxException("VANISHED needs CHANGEDSINCE");
         }
         args.End();
+        return new FetchQuery(set, items, changedSince, vanished);
+    }
+
+    private async Task<ImapResponse> FetchAsync(Args args, bool uid)
+    {
+        var (set, items, changedSince, vanished) = ParseFetch(args, uid);
         var s = _selected!;
         if (uid && !items.Any(i => i.Name == "UID")) items.Insert(0, new FetchItem("UID"));
         if (changedSince != null || items.Any(i => i.Name == "MODSEQ")) { _condstore = s.CondStore = true; }

@@ -5,7 +5,10 @@ namespace Mail.ImapPop.Imap;
 
 internal sealed partial class ImapSession
 {
-    private async Task<ImapResponse> StoreAsync(Args args, bool uid)
+    /// <summary>A STORE command parsed, before anything of it runs (RFC 9051 6.4.6; UNCHANGEDSINCE, RFC 7162 3.1.3).</summary>
+    private sealed record StoreQuery(SequenceSet Set, ulong? UnchangedSince, string Op, bool Silent, List<string> Flags);
+
+    private static StoreQuery ParseStore(Args args)
     {
         args.Space();
         var set = args.SequenceSet();
@@ -18,7 +21,6 @@ internal sealed partial class ImapSession
             unchangedSince = args.Number64();
             args.Expect(')');
             args.Space();
-            _condstore = true;
         }
         var op = args.Atom().ToUpperInvariant();
         bool silent = op.EndsWith(".SILENT");
@@ -27,6 +29,13 @@ internal sealed partial class ImapSession
         args.Space();
         var flags = FlagListArg(args);
         args.End();
+        return new StoreQuery(set, unchangedSince, op, silent, flags);
+    }
+
+    private async Task<ImapResponse> StoreAsync(Args args, bool uid)
+    {
+        var (set, unchangedSince, op, silent, flags) = ParseStore(args);
+        if (unchangedSince != null) _condstore = true; // RFC 7162 3.1: a CONDSTORE-enabling command
         var s = _selected!;
         if (s.ReadOnly) return ImapResponse.No("Mailbox is read-only.");
         var letters = Letters(s.Folder, flags, out var error);
