@@ -63,7 +63,7 @@ public sealed class ImapBadInputTests
     [TestCase(true, "STATUS INBOX (MESSAGES", "BAD")]
     [TestCase(true, "STATUS INBOX (BOGUS)", "BAD")]
     [TestCase(true, "LIST \"\" \"*\" RETURN (", "BAD")]
-    [TestCase(true, "ENABLE", "OK")]
+    [TestCase(true, "ENABLE", "BAD")] // RFC 5161 3: at least one capability
     public async Task Wrong_commands_get_a_tagged_answer_and_the_session_goes_on(bool login, string command, string expected)
     {
         using var c = await ConnectAsync(login);

@@ -76,6 +76,12 @@ public sealed class TranscriptTests
     }
 
     [Test]
+    public async Task Enable_with_a_syntax_error_enables_nothing()
+    {
+        await Transcript.ReplayAsync("imap/enable-all-or-nothing.txt", _imap.Port);
+    }
+
+    [Test]
     public async Task Uid_expunge_removes_only_the_messages_of_its_set()
     {
         await Transcript.ReplayAsync("imap/uid-expunge.txt", _imap.Port);

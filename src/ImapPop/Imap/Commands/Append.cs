@@ -8,7 +8,10 @@ namespace Mail.ImapPop.Imap;
 
 internal sealed partial class ImapSession
 {
-    private async Task<ImapResponse> AppendAsync(Args args)
+    /// <summary>An APPEND parsed: mailbox, flags, date-time and the message's literal (RFC 9051 6.3.12).</summary>
+    private sealed record AppendQuery(MailboxArgument Mailbox, List<string> Flags, DateTimeOffset? Date, LiteralPart Literal);
+
+    private AppendQuery ParseAppend(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
@@ -32,6 +35,12 @@ internal sealed partial class ImapSession
         }
         var literal = args.Literal();
         args.End();
+        return new AppendQuery(new(name, error), flags, date, literal);
+    }
+
+    private async Task<ImapResponse> AppendAsync(Args args)
+    {
+        var ((name, error), flags, date, literal) = ParseAppend(args);
         if (error != null) return ImapResponse.No("[CANNOT] " + error);
         var folder = FolderOf(name);
         if (!folder.Exists) return ImapResponse.No("[TRYCREATE] Mailbox doesn't exist: " + name);

@@ -4,19 +4,31 @@ namespace Mail.ImapPop.Imap;
 
 internal sealed partial class ImapSession
 {
-    private async Task<ImapResponse> EnableAsync(Args args)
+    /// <summary>The capabilities named, parsed to the end first: a bad one enables none of them.</summary>
+    private static List<string> ParseEnable(Args args)
     {
-        var enabled = new List<string>();
+        var caps = new List<string>();
         while (!args.AtEnd)
         {
             args.Space();
-            var cap = args.Atom().ToUpperInvariant();
+            if (caps.Count >= 20) throw new ImapSyntaxException("Too many capabilities");
+            caps.Add(args.Atom().ToUpperInvariant());
+        }
+        if (caps.Count == 0) throw new ImapSyntaxException("Missing capability");
+        return caps;
+    }
+
+    private async Task<ImapResponse> EnableAsync(Args args)
+    {
+        var enabled = new List<string>();
+        foreach (var cap in ParseEnable(args))
+        {
             if (enabled.Contains(cap)) continue;
             if (cap is "UTF8=ACCEPT" or "IMAP4REV2") { enabled.Add(cap); _utf8 = true; _rev2 |= cap == "IMAP4REV2"; }
             else if (cap == "CONDSTORE") { enabled.Add(cap); _condstore = true; }
             else if (cap == "QRESYNC") { enabled.Add(cap); _condstore = _qresync = true; }
-            if (_selected != null) { _selected.CondStore = _condstore; _selected.Vanished = _qresync; _selected.Rev2 = _rev2; }
         }
+        if (_selected != null) { _selected.CondStore = _condstore; _selected.Vanished = _qresync; _selected.Rev2 = _rev2; }
         await Untagged("ENABLED" + string.Concat(enabled.Select(e => " " + e)));
         return ImapResponse.Ok("Enabled.");
     }

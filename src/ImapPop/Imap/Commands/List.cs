@@ -31,7 +31,10 @@ internal sealed partial class ImapSession
         return System.Text.RegularExpressions.Regex.IsMatch(name, rx, System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
     }
 
-    private async Task<ImapResponse> ListAsync(Args args, bool lsub)
+    /// <summary>A LIST or LSUB parsed (RFC 9051 6.3.9, LIST-EXTENDED RFC 5258 selection and return options, LIST-STATUS RFC 5819).</summary>
+    private sealed record ListQuery(List<string> SelectOptions, string Reference, List<string> Patterns, List<string> ReturnOptions, string[] StatusItems);
+
+    private static ListQuery ParseList(Args args, bool lsub)
     {
         args.Space();
         var selectOpts = new List<string>();
@@ -72,6 +75,12 @@ internal sealed partial class ImapSession
             }
         }
         args.End();
+        return new ListQuery(selectOpts, reference, patterns, returnOpts, statusItems);
+    }
+
+    private async Task<ImapResponse> ListAsync(Args args, bool lsub)
+    {
+        var (selectOpts, reference, patterns, returnOpts, statusItems) = ParseList(args, lsub);
         if (patterns.Count == 1 && patterns[0].Length == 0 && !lsub)
         {
             await Untagged("LIST (\\Noselect) \"/\" \"\"");

@@ -5,13 +5,22 @@ namespace Mail.ImapPop.Imap;
 
 internal sealed partial class ImapSession
 {
-    private async Task<ImapResponse> RenameAsync(Args args)
+    /// <summary>A RENAME parsed: the existing name and the new one (RFC 9051 6.3.6).</summary>
+    private sealed record RenameQuery(MailboxArgument From, MailboxArgument To);
+
+    private RenameQuery ParseRename(Args args)
     {
         args.Space();
         var from = MailboxArg(args, out var e1);
         args.Space();
         var to = MailboxArg(args, out var e2);
         args.End();
+        return new RenameQuery(new(from, e1), new(to, e2));
+    }
+
+    private async Task<ImapResponse> RenameAsync(Args args)
+    {
+        var ((from, e1), (to, e2)) = ParseRename(args);
         if (e1 != null || e2 != null) return ImapResponse.No("[CANNOT] " + (e1 ?? e2));
         if (to == "INBOX") return ImapResponse.No("[ALREADYEXISTS] Target mailbox already exists");
         var source = FolderOf(from);

@@ -13,19 +13,23 @@ internal sealed partial class ImapSession
         _selected = null;
     }
 
-    private async Task<ImapResponse> SelectAsync(Args args, bool readOnly)
+    /// <summary>A SELECT or EXAMINE parsed: the mailbox and its CONDSTORE or QRESYNC parameters (RFC 9051 6.3.2, RFC 7162 3.1.8, 3.2.5).</summary>
+    private sealed record SelectQuery(MailboxArgument Mailbox, bool CondStore, (uint Validity, ulong ModSeq, SequenceSet? Known)? Qresync);
+
+    private SelectQuery ParseSelect(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
         // SELECT mailbox (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids]))
         (uint Validity, ulong ModSeq, SequenceSet? Known)? qresync = null;
+        bool condstore = false;
         if (args.TryChar(' '))
         {
             args.Expect('(');
             while (!args.TryChar(')'))
             {
                 var p = args.Atom().ToUpperInvariant();
-                if (p == "CONDSTORE") _condstore = true;
+                if (p == "CONDSTORE") condstore = true;
                 else if (p == "QRESYNC")
                 {
                     if (!_qresync) throw new ImapSyntaxException("QRESYNC not enabled");
@@ -49,6 +53,13 @@ internal sealed partial class ImapSession
             }
         }
         args.End();
+        return new SelectQuery(new(name, error), condstore, qresync);
+    }
+
+    private async Task<ImapResponse> SelectAsync(Args args, bool readOnly)
+    {
+        var ((name, error), condstore, qresync) = ParseSelect(args);
+        if (condstore) _condstore = true; // RFC 7162 3.1: a CONDSTORE-enabling command
         // RFC 9051 and 7162: a mailbox left by a new SELECT is announced CLOSED.
         if (_selected != null) conn.BufferLine("* OK [CLOSED] Previous mailbox closed.");
         Unselect();

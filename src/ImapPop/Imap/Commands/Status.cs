@@ -37,7 +37,10 @@ internal sealed partial class ImapSession
         return store.Highest;
     }
 
-    private async Task<ImapResponse> StatusAsync(Args args)
+    /// <summary>A STATUS command parsed: the mailbox and the items asked for (RFC 9051 6.3.11).</summary>
+    private sealed record StatusQuery(MailboxArgument Mailbox, List<string> Items);
+
+    private StatusQuery ParseStatus(Args args)
     {
         args.Space();
         var name = MailboxArg(args, out var error);
@@ -46,6 +49,12 @@ internal sealed partial class ImapSession
         var items = new List<string>();
         while (!args.TryChar(')')) { if (items.Count > 0) args.Space(); items.Add(args.Atom().ToUpperInvariant()); }
         args.End();
+        return new StatusQuery(new(name, error), items);
+    }
+
+    private async Task<ImapResponse> StatusAsync(Args args)
+    {
+        var ((name, error), items) = ParseStatus(args);
         if (error != null) return ImapResponse.No(error);
         if (!FolderOf(name).Exists) return ImapResponse.No("[NONEXISTENT] Mailbox doesn't exist: " + name);
         await Untagged(StatusLine(name, [.. items]));
