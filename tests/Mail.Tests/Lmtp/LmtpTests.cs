@@ -170,29 +170,24 @@ public sealed class LmtpTests
     [Test]
     public async Task Bdat_chunks_make_one_message()
     {
-        using var c = await Raw.ConnectAsync(_port);
-        await c.Expect("220");
-        await c.Send("LHLO x\r\n");
-        await c.ExpectLast("250 CHUNKING");
-        var part1 = "Subject: chunks\r\n\r\nfirst ";
-        var part2 = "second\r\n.not stuffed\r\n";
-        await c.Send($"MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nBDAT {part1.Length}\r\n{part1}BDAT {part2.Length} LAST\r\n{part2}");
-        await c.Expect("250"); await c.Expect("250");
-        await c.Expect($"250 2.0.0 {part1.Length} octets");
-        await c.Expect("250 2.0.0 <bob@example.org>");
-        Assert.That(File.ReadAllText(NewFiles("bob").Single()), Does.EndWith("Subject: chunks\n\nfirst second\n.not stuffed\n"));
+        await Transcript.ReplayAsync("lmtp/bdat-chunks.txt", _port, actions: new Dictionary<string, Func<Task>>
+        {
+            ["one-message-from-both-chunks"] = () =>
+            {
+                Assert.That(File.ReadAllText(NewFiles("bob").Single()), Does.EndWith("Subject: chunks\n\nfirst second\n.not stuffed\n"));
+                return Task.CompletedTask;
+            },
+        });
     }
 
     [Test]
     public async Task Authd_unreachable_is_451_never_550()
     {
-        await _authd.App.StopAsync();
-        using var c = await Raw.ConnectAsync(_port);
-        await c.Expect("220");
-        await c.Send("LHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\n");
-        await c.ExpectLast("250 CHUNKING");
-        await c.Expect("250");
-        await c.Expect("451 4.3.0");
+        await Transcript.ReplayAsync("lmtp/authd-unreachable.txt", _port, actions: new Dictionary<string, Func<Task>>
+        {
+            ["stop-authd"] = () => _authd.App.StopAsync(),
+        });
+        Assert.That(_authd.Log(), Does.Contain("authd unreachable"));
     }
 
     [Test]
