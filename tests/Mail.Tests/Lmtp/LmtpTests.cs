@@ -212,20 +212,16 @@ public sealed class LmtpTests
     [Test]
     public async Task Nul_bytes_are_refused_and_bare_cr_is_kept_as_content()
     {
-        using var c = await Raw.ConnectAsync(_port);
-        await c.Expect("220");
-        await c.Send("LHLO x\r\n");
-        await c.ExpectLast("250 CHUNKING");
-        await c.Send("MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
-        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
-        await c.Send("Subject: nul\r\n\r\nbad\0byte\r\n.\r\n");
-        await c.Expect("554 5.6.0");
-        Assert.That(NewFiles("bob"), Is.Empty);
-        await c.Send("MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
-        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
-        await c.Send("Subject: cr\r\n\r\na\rb\r\n.\r\n");
-        await c.Expect("250 2.0.0");
-        Assert.That(File.ReadAllText(NewFiles("bob").Single()), Does.EndWith("\na\rb\n"));
+        await Transcript.ReplayAsync("lmtp/nul-and-bare-cr.txt", _port, new Dictionary<string, string> { ["NUL"] = "\0", ["CR"] = "\r" },
+            new Dictionary<string, Func<Task>>
+            {
+                ["nothing-stored"] = () => { Assert.That(NewFiles("bob"), Is.Empty); return Task.CompletedTask; },
+                ["bare-cr-kept"] = () =>
+                {
+                    Assert.That(File.ReadAllText(NewFiles("bob").Single()), Does.EndWith("\na\rb\n"));
+                    return Task.CompletedTask;
+                },
+            });
     }
 
     [Test]
