@@ -56,7 +56,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         /// <summary>RFC 5321 4.2.4 500, as Dovecot's LMTP answers (Postfix's smtpd says 502).</summary>
         public static readonly SmtpReply Unrecognized = new(500, "5.5.2", "Error: command not recognized");
         public static readonly SmtpReply UseLhlo = new(500, "5.5.1", "Error: this is LMTP, use LHLO");
-        public static SmtpReply NeedHostName => new(501, "5.5.4", "Syntax: LHLO hostname");
+        public static readonly SmtpReply NeedHostName = new(501, "5.5.4", "Syntax: LHLO hostname");
         public static readonly SmtpReply StartData = new(354, "", "Start mail input; end with <CRLF>.<CRLF>");
         /// <summary>RFC 3463 X.2.1: the account exists but takes no mail.</summary>
         public static readonly SmtpReply MailboxDisabled = new(550, "5.2.1", "Mailbox disabled");

@@ -65,7 +65,4 @@ internal sealed partial class ImapSession
         }
         return flags;
     }
-
-    /// <summary>RFC822.SIZE: the W= of the file name, else the file counted with CRLF line ends.</summary>
-    private static long VirtualSize(FolderMessage m) => MaildirReader.VirtualSize(m);
 }

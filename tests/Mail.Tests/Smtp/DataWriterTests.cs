@@ -40,6 +40,17 @@ public sealed class DataWriterTests
         return (Encoding.Latin1.GetString(output.ToArray()), ended, writer);
     }
 
+    /// <summary>The wire form of <paramref name="input"/> encoded in two pieces split at <paramref name="cut"/>: any split must give the same bytes.</summary>
+    private static byte[] EncodeInTwo(byte[] input, int cut)
+    {
+        var encoder = new WireEncoder(dotStuff: true);
+        var output = new byte[WireEncoder.MaxOutput(input.Length) + 8];
+        int n = encoder.Encode(input.AsSpan(0, cut), output);
+        n += encoder.Encode(input.AsSpan(cut), output.AsSpan(n));
+        n += encoder.Finish(output.AsSpan(n));
+        return output[..n];
+    }
+
     private static readonly string[] Corpus =
     [
         "Subject: a\r\n\r\nbody\r\n.\r\n",
@@ -103,14 +114,9 @@ public sealed class DataWriterTests
             var input = Encoding.Latin1.GetBytes(text);
             for (int cut = 0; cut <= input.Length; cut++)
             {
-                // Encoded in two pieces (any split of the content must give the same wire form).
-                var encoder = new WireEncoder(dotStuff: true);
-                var output = new byte[WireEncoder.MaxOutput(input.Length) + 8];
-                int n = encoder.Encode(input.AsSpan(0, cut), output);
-                n += encoder.Encode(input.AsSpan(cut), output.AsSpan(n));
-                n += encoder.Finish(output.AsSpan(n));
-                var wire = output[..n].Concat(".\r\n"u8.ToArray()).ToArray();
-                Assert.That(wire.AsSpan(0, n).IndexOf("\r\n.\r\n"u8), Is.EqualTo(-1), "no end of DATA inside the content");
+                var content = EncodeInTwo(input, cut);
+                var wire = content.Concat(".\r\n"u8.ToArray()).ToArray();
+                Assert.That(content.AsSpan().IndexOf("\r\n.\r\n"u8), Is.EqualTo(-1), "no end of DATA inside the content");
                 var (back, ended, _) = Decode(wire, dotStuffed: true);
                 Assert.That(ended, Is.True);
                 var expected = text.Length == 0 || text.EndsWith('\n') ? text : text + "\n";
@@ -153,13 +159,9 @@ public sealed class DataWriterTests
             var input = Encoding.Latin1.GetBytes(stored);
             for (int cut = 0; cut <= input.Length; cut++)
             {
-                var encoder = new WireEncoder(dotStuff: true);
-                var output = new byte[WireEncoder.MaxOutput(input.Length) + 8];
-                int n = encoder.Encode(input.AsSpan(0, cut), output);
-                n += encoder.Encode(input.AsSpan(cut), output.AsSpan(n));
-                n += encoder.Finish(output.AsSpan(n));
-                Assert.That(Encoding.Latin1.GetString(output, 0, n), Is.EqualTo(expected), $"'{stored}' split at {cut}");
-                var (back, _, _) = Decode(output[..n].Concat(".\r\n"u8.ToArray()).ToArray(), dotStuffed: true, keepCrLf: true);
+                var content = EncodeInTwo(input, cut);
+                Assert.That(Encoding.Latin1.GetString(content), Is.EqualTo(expected), $"'{stored}' split at {cut}");
+                var (back, _, _) = Decode(content.Concat(".\r\n"u8.ToArray()).ToArray(), dotStuffed: true, keepCrLf: true);
                 Assert.That(back, Is.EqualTo(again), $"'{stored}' decodes back at {cut}");
             }
         }

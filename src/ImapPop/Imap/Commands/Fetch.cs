@@ -2,6 +2,7 @@
 // items parsed first, then answered from the index or the file.
 using System.Text;
 using Mail.Shared.Logging;
+using Mail.Shared.Maildir;
 
 namespace Mail.ImapPop.Imap;
 
@@ -161,7 +162,7 @@ internal sealed partial class ImapSession
             if (missing.Count > 16)
                 Parallel.ForEach(missing, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, f =>
                 {
-                    try { index.Get(f.BaseName, f.Path, VirtualSize(f)); }
+                    try { index.Get(f.BaseName, f.Path, MaildirReader.VirtualSize(f)); }
                     catch (IOException) { } // gone meanwhile: skipped below
                 });
         }
@@ -190,7 +191,7 @@ internal sealed partial class ImapSession
             try
             {
                 if (needView) view = MessageView.Load(m.File.Path);
-                if (index != null) cached = index.Get(m.File.BaseName, m.File.Path, VirtualSize(m.File));
+                if (index != null) cached = index.Get(m.File.BaseName, m.File.Path, MaildirReader.VirtualSize(m.File));
             }
             catch (FileNotFoundException) { expunged = true; continue; } // expunged this very moment
             conn.BufferText($"* {seq} FETCH (");
@@ -209,7 +210,7 @@ internal sealed partial class ImapSession
                         var received = cached != null ? new DateTimeOffset(cached.InternalDate, TimeSpan.Zero) : ReceivedDate(m.File.Path);
                         conn.BufferText("INTERNALDATE " + InternalDate(received));
                         break;
-                    case "RFC822.SIZE": conn.BufferText("RFC822.SIZE " + VirtualSize(m.File)); break;
+                    case "RFC822.SIZE": conn.BufferText("RFC822.SIZE " + MaildirReader.VirtualSize(m.File)); break;
                     case "ENVELOPE": conn.BufferText("ENVELOPE " + cached!.Envelope); break;
                     case "BODYSTRUCTURE": conn.BufferText("BODYSTRUCTURE " + cached!.BodyStructure); break;
                     case "BODY" when item.Section == null: conn.BufferText("BODY " + cached!.Body); break;

@@ -3,6 +3,7 @@
 // and text keys read the message (MimeKit decodes headers and bodies, so a
 // search matches what the user sees, case-insensitively).
 using System.Globalization;
+using Mail.Shared.Maildir;
 using MimeKit;
 
 namespace Mail.ImapPop.Imap;
@@ -228,8 +229,8 @@ internal sealed partial class ImapSession
                     p.UsesModSeq = true;
                     return c => _selected!.ModSeqs.Of(c.Message.Uid) >= since;
                 }
-            case "LARGER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) > n; }
-            case "SMALLER": { args.Space(); var n = args.Number64(); return c => (ulong)VirtualSize(c.Message.File) < n; }
+            case "LARGER": { args.Space(); var n = args.Number64(); return c => (ulong)MaildirReader.VirtualSize(c.Message.File) > n; }
+            case "SMALLER": { args.Space(); var n = args.Number64(); return c => (ulong)MaildirReader.VirtualSize(c.Message.File) < n; }
             case "BEFORE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date < d; }
             case "ON": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date == d; }
             case "SINCE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date >= d; }
