@@ -37,7 +37,8 @@ namespace Mail.Mta
                 if (parts.Length == 2 && (!int.TryParse(parts[1], out bits) || bits < 0 || bits > max)) throw new ConfigException($"mtad: bad network '{n}' in 'mynetworks'");
                 return (ip, bits);
             }).ToList();
-            var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks);
+            var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks,
+                config.Get("smtpd_tls_security_level") == "encrypt");
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var spool = new Spool(config.GetPath("spool_dir"));
             var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"));

@@ -24,7 +24,7 @@ namespace Mail.Mta;
 
 internal enum SmtpPort { Mx, Submission, Submissions }
 
-internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks);
+internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
     Func<X509Certificate2?> certificate, SmtpOptions options) : SmtpServerSession<SmtpSession>(conn)
@@ -43,9 +43,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     /// <summary>The commands (RFC 5321 4.1, 3207, 4954, 3030), as Postfix's smtpd_cmd_table.</summary>
     private static readonly FrozenDictionary<string, SmtpCommand<SmtpSession>> Table = new SmtpCommand<SmtpSession>[]
     {
-        new("EHLO", SmtpCommandFlags.Junk, (s, a) => Task.FromResult(s.Hello("EHLO", a))),
-        new("HELO", SmtpCommandFlags.Junk, (s, a) => Task.FromResult(s.Hello("HELO", a))),
-        new("STARTTLS", SmtpCommandFlags.None, (s, a) => s.StartTlsAsync(a)),
+        new("EHLO", SmtpCommandFlags.Junk | SmtpCommandFlags.PreTls, (s, a) => Task.FromResult(s.Hello("EHLO", a))),
+        new("HELO", SmtpCommandFlags.Junk | SmtpCommandFlags.PreTls, (s, a) => Task.FromResult(s.Hello("HELO", a))),
+        new("STARTTLS", SmtpCommandFlags.PreTls, (s, a) => s.StartTlsAsync(a)),
         new("AUTH", SmtpCommandFlags.None, (s, a) => s.AuthAsync(a)),
         new("MAIL", SmtpCommandFlags.NeedsHelo, (s, a) => s.MailAsync(a)),
         new("RCPT", SmtpCommandFlags.NeedsMail, (s, a) => s.RcptAsync(a)),
@@ -61,6 +61,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     private bool _bdatFailed;
 
     private bool AuthOffered => port != SmtpPort.Mx && Conn.IsSecure;
+    /// <summary>Submission needs TLS except from loopback (RFC 8314 3.3); the MX only with smtpd_tls_security_level = encrypt.</summary>
+    protected override bool TlsRequired => port == SmtpPort.Mx ? options.MxRequiresTls && !Conn.IsTls : !Conn.IsSecure;
     private bool Trusted => _user != null || InMyNetworks(Conn.RemoteIp);
 
     /// <summary>RFC 5321 4.1.1.1: HELO, or EHLO with the extensions offered (RFC 2920, 1870, 3207, 4954, 2034, 6152, 3461, 3030, 6531).</summary>

@@ -13,6 +13,7 @@ public static class MtaSettings
         Setting.Path("pickup_socket", "/run/mail/pickup", "Unix socket where the sendmail command hands over local mail (mode 0666: any local user may send, as with Postfix's maildrop); empty for none."),
         Setting.Path("tls_cert", "/etc/mail/tls/cert.pem", "TLS certificate (PEM)."),
         Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
+        Setting.Choice("smtpd_tls_security_level", "may", "TLS on the MX listener: may (STARTTLS offered) or encrypt (nothing but EHLO, HELO, STARTTLS, NOOP, RSET and QUIT before STARTTLS; RFC 3207 forbids this on a public MX, it suits a private relay). Submission always needs TLS except from loopback.", "may", "encrypt"),
         Setting.List("mynetworks", "127.0.0.0/8 ::1/128", "Clients that may relay without AUTH (as Postfix's mynetworks)."),
         Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket."),
         Setting.Path("control_socket", "/run/mail/mtad.ctl", "Unix socket (mode 0600) through which mailctl's queue commands act on the queue at once."),

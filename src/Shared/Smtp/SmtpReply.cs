@@ -61,6 +61,8 @@ public readonly record struct SmtpReply(int Code, string Status, string Text)
     public static readonly SmtpReply NeedMail = new(503, "5.5.1", "Error: need MAIL command");
     public static readonly SmtpReply NoValidRecipients = new(554, "5.5.1", "Error: no valid recipients");
     public static readonly SmtpReply VrfyDisabled = new(502, "5.5.1", "VRFY command is disabled");            // 3.5.3 allows it
+    /// <summary>RFC 3207 4: a command before STARTTLS where the listener requires TLS.</summary>
+    public static readonly SmtpReply StartTlsFirst = new(530, "5.7.0", "Must issue a STARTTLS command first");
     public static SmtpReply Syntax(string usage) => new(501, "5.5.4", "Syntax: " + usage);
     public static SmtpReply BadParameter(string name) => new(501, "5.5.4", $"Bad {name} parameter");
     /// <summary>RFC 5321 4.1.1.11 / 4.2.4: a MAIL or RCPT parameter we do not offer.</summary>

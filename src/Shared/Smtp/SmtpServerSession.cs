@@ -1,7 +1,8 @@
 // The one session loop of mtad's SMTP and lmtpd's LMTP (RFC 5321, RFC 2033):
 // read a line, end at once on a non-SMTP command (SmtpGuard), look the verb up
 // in the session's command table, apply the table's flags (junk commands
-// limited as Postfix's smtpd_junk_command_limit, HELO/LHLO required), run
+// limited as Postfix's smtpd_junk_command_limit, STARTTLS first where the
+// listener requires TLS, HELO/LHLO required), run
 // the handler, and write replies (buffered while the client has pipelined
 // more, flushed when it waits). Errors are counted; too many end the session.
 // The disconnect line counts commands by verb, as Postfix's smtpd does.
@@ -22,6 +23,8 @@ public enum SmtpCommandFlags
     NeedsHelo = 2,
     /// <summary>Only inside a transaction, after MAIL (RFC 5321 4.1.4: RCPT, DATA; BDAT reads its chunk first and checks itself).</summary>
     NeedsMail = 4,
+    /// <summary>Allowed before STARTTLS where the listener requires TLS (RFC 3207 4: EHLO, HELO, STARTTLS, NOOP, RSET, QUIT).</summary>
+    PreTls = 8,
 }
 
 /// <summary>A command of a session's table: its verb, flags and handler, which returns the reply.</summary>
@@ -49,6 +52,8 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
     protected abstract SmtpReply HeloFirst { get; }
     /// <summary>The reply to a verb the table does not have.</summary>
     protected virtual SmtpReply UnknownCommand => SmtpReply.Unrecognized;
+    /// <summary>Does this listener refuse all but <see cref="SmtpCommandFlags.PreTls"/> commands until STARTTLS?</summary>
+    protected virtual bool TlsRequired => false;
     protected virtual int ErrorLimit => 20;
     protected virtual int JunkLimit => 100;
     /// <summary>Extra words for the connect log line.</summary>
@@ -61,10 +66,10 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
     /// <summary>The commands SMTP and LMTP answer alike (RFC 5321 4.1.1.5, 4.1.1.9, 3.5.3, 4.1.1.10).</summary>
     protected static readonly SmtpCommand<TSession>[] CommonCommands =
     [
-        new("RSET", SmtpCommandFlags.Junk, (s, _) => { s.Reset(); return Task.FromResult(SmtpReply.Ok); }),
-        new("NOOP", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.Ok)),
+        new("RSET", SmtpCommandFlags.Junk | SmtpCommandFlags.PreTls, (s, _) => { s.Reset(); return Task.FromResult(SmtpReply.Ok); }),
+        new("NOOP", SmtpCommandFlags.Junk | SmtpCommandFlags.PreTls, (_, _) => Task.FromResult(SmtpReply.Ok)),
         new("VRFY", SmtpCommandFlags.Junk, (_, _) => Task.FromResult(SmtpReply.VrfyDisabled)),
-        new("QUIT", SmtpCommandFlags.None, (_, _) => Task.FromResult(SmtpReply.Bye)),
+        new("QUIT", SmtpCommandFlags.PreTls, (_, _) => Task.FromResult(SmtpReply.Bye)),
     ];
 
     public async Task RunAsync()
@@ -116,6 +121,11 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
         {
             Log.Warn($"{conn.SessionId}: too many junk commands from {conn.ClientDescription}");
             return SmtpReply.TooManyJunk;
+        }
+        if ((command.Flags & SmtpCommandFlags.PreTls) == 0 && TlsRequired)
+        {
+            Log.Info($"{conn.SessionId}: reject: {command.Verb} before STARTTLS from {conn.ClientDescription}");
+            return SmtpReply.StartTlsFirst;
         }
         if ((command.Flags & SmtpCommandFlags.NeedsHelo) != 0 && !Greeted) return HeloFirst;
         if ((command.Flags & SmtpCommandFlags.NeedsMail) != 0 && !InTransaction) return SmtpReply.NeedMail;

@@ -167,6 +167,28 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task Mx_set_to_encrypt_takes_only_the_pre_tls_commands_until_starttls_then_mail()
+    {
+        await RestartMtaAsync("smtpd_tls_security_level = encrypt");
+        await Transcript.ReplayAsync("smtp/mx-requires-tls.txt", _mx);
+        Assert.That(_authd.Log(), Does.Contain("reject: MAIL before STARTTLS from [127.0.0.1]"), "refusals are logged");
+        var r = Python($$"""
+            import smtplib, ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = smtplib.SMTP("127.0.0.1", {{_mx}}, timeout=30)
+            s.ehlo("client.test")
+            s.starttls(context=ctx)
+            s.sendmail("x@remote.test", ["bob@example.org"], "Subject: over tls\r\n\r\nhi\r\n")
+            s.quit()
+            """);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout + r.Stderr);
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.Contain("with ESMTPS"));
+    }
+
+    [Test]
     public async Task Mx_accepts_local_mail_refuses_unknown_users_and_relaying()
     {
         await Transcript.ReplayAsync("smtp/mx-accepts-local-mail.txt", _mx, new Dictionary<string, string> { ["CRLF"] = "\r\n" },
