@@ -79,24 +79,17 @@ public sealed class LmtpTests
     [Test]
     public async Task One_reply_per_recipient_and_one_file_linked_for_all()
     {
-        using var c = await Raw.ConnectAsync(_port);
-        await c.Expect("220");
-        await c.Send("LHLO client.test\r\n");
-        await c.ExpectLast("250 CHUNKING");
-        await c.Send("MAIL FROM:<alice@remote.test>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<ann+lists@example.org>\r\nRCPT TO:<off@example.org>\r\nDATA\r\n");
-        await c.Expect("250 2.1.0");
-        await c.Expect("250 2.1.5");
-        await c.Expect("550 5.1.1");
-        await c.Expect("250 2.1.5");
-        await c.Expect("550 5.2.1");
-        await c.Expect("354");
-        await c.Send("Subject: hi\r\n\r\nbody\r\n.\r\n");
-        await c.Expect("250 2.0.0 <bob@example.org>");
-        await c.Expect("250 2.0.0 <ann+lists@example.org>");
-        var bob = NewFiles("bob").Single();
-        var ann = NewFiles("ann").Single(); // no .lists folder: INBOX
-        Assert.That(Inode(bob), Is.EqualTo(Inode(ann)), "one copy on disk, hard-linked");
-        Assert.That(File.ReadAllText(bob), Does.Not.Contain("Delivered-To"), "no Delivered-To when the copy is shared");
+        await Transcript.ReplayAsync("lmtp/recipients.txt", _port, actions: new Dictionary<string, Func<Task>>
+        {
+            ["one-file-for-both"] = () =>
+            {
+                var bob = NewFiles("bob").Single();
+                var ann = NewFiles("ann").Single(); // no .lists folder: INBOX
+                Assert.That(Inode(bob), Is.EqualTo(Inode(ann)), "one copy on disk, hard-linked");
+                Assert.That(File.ReadAllText(bob), Does.Not.Contain("Delivered-To"), "no Delivered-To when the copy is shared");
+                return Task.CompletedTask;
+            },
+        });
     }
 
     [Test]
@@ -114,36 +107,29 @@ public sealed class LmtpTests
     [Test]
     public async Task Over_quota_is_552_and_maildirsize_is_kept()
     {
-        using var c = await Raw.ConnectAsync(_port);
-        await c.Expect("220");
-        await c.Send("LHLO x\r\n");
-        await c.ExpectLast("250 CHUNKING");
-        await c.Send("MAIL FROM:<a@remote.test>\r\nRCPT TO:<small@example.org>\r\nDATA\r\n");
-        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
-        await c.Send("Subject: small\r\n\r\n" + new string('a', 500) + "\r\n.\r\n");
-        await c.Expect("250 2.0.0");
-        Assert.That(File.ReadAllText(Path.Combine(Mail, "example.org", "small", "maildirsize")), Does.StartWith("1500S\n"));
-        await c.Send("MAIL FROM:<a@remote.test>\r\nRCPT TO:<small@example.org>\r\nDATA\r\n");
-        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
-        await c.Send("Subject: big\r\n\r\n" + new string('b', 1200) + "\r\n.\r\n");
-        await c.Expect("552 5.2.2");
-        Assert.That(NewFiles("small"), Has.Length.EqualTo(1));
+        await Transcript.ReplayAsync("lmtp/quota.txt", _port, QuotaValues(1200, "552 5.2.2"), new Dictionary<string, Func<Task>>
+        {
+            ["maildirsize-counts-it"] = () =>
+            {
+                Assert.That(File.ReadAllText(Path.Combine(Mail, "example.org", "small", "maildirsize")), Does.StartWith("1500S\n"));
+                return Task.CompletedTask;
+            },
+            ["still-one-message"] = () => { Assert.That(NewFiles("small"), Has.Length.EqualTo(1)); return Task.CompletedTask; },
+        });
     }
+
+    private static Dictionary<string, string> QuotaValues(int big, string over) =>
+        new() { ["SMALL"] = new string('a', 500), ["BIG"] = new string('b', big), ["OVER"] = over };
 
     [Test]
     public async Task Over_quota_can_be_made_a_temporary_452()
     {
         await using var temporary = await LmtpServer.StartAsync(_authd, "quota_temporary = yes", name: "lmtp-temp");
-        File.WriteAllText(_authd.Dir["passwd"], File.ReadAllText(_authd.Dir["passwd"]).Replace("small@example.org:", "tiny@example.org:") +
-            "small@example.org:{PLAIN}x::::::userdb_quota_rule=*:bytes=100\n");
-        using var c = await Raw.ConnectAsync(temporary.Port);
-        await c.Expect("220");
-        await c.Send("LHLO x\r\n");
-        await c.ExpectLast("250 CHUNKING");
-        await c.Send("MAIL FROM:<a@remote.test>\r\nRCPT TO:<small@example.org>\r\nDATA\r\n");
-        await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
-        await c.Send("Subject: big\r\n\r\n" + new string('b', 300) + "\r\n.\r\n");
-        await c.Expect("452 4.2.2");
+        await Transcript.ReplayAsync("lmtp/quota.txt", temporary.Port, QuotaValues(1200, "452 4.2.2"), new Dictionary<string, Func<Task>>
+        {
+            ["maildirsize-counts-it"] = () => Task.CompletedTask,
+            ["still-one-message"] = () => { Assert.That(NewFiles("small"), Has.Length.EqualTo(1)); return Task.CompletedTask; },
+        });
     }
 
     [Test]
