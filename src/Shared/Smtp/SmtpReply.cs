@@ -56,6 +56,8 @@ public readonly record struct SmtpReply(int Code, string Status, string Text)
 
     // RFC 5321 4.2.4, 4.3.2: syntax and sequence.
     public static readonly SmtpReply LineTooLong = new(500, "5.5.2", "Error: line too long");                 // 4.5.3.1.4
+    /// <summary>A NUL, bare CR or other control character, or bytes that are not UTF-8, in a command line (RFC 5321 4.1.1, RFC 6531 3.3).</summary>
+    public static readonly SmtpReply ControlCharacters = new(500, "5.5.2", "Error: bad syntax: control characters or invalid UTF-8 in command");
     public static readonly SmtpReply Unrecognized = new(502, "5.5.2", "Error: command not recognized");
     public static readonly SmtpReply NestedMail = new(503, "5.5.1", "Error: nested MAIL command");
     public static readonly SmtpReply NeedMail = new(503, "5.5.1", "Error: need MAIL command");

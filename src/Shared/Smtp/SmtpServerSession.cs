@@ -109,6 +109,13 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
             Log.Warn($"{conn.SessionId}: non-{Protocol} command from {conn.ClientDescription}: {MailLog.Safe(line, 100)}");
             return SmtpGuard.Goodbye;
         }
+        if (HasControlCharacters(line))
+        {
+            // A NUL or bare CR in a command would reach a header (HELO in Received) or a
+            // later hop's parser; Postfix refuses such lines alike.
+            Log.Info($"{conn.SessionId}: reject: command with control characters from {conn.ClientDescription}: {MailLog.Safe(line, 100)}");
+            return SmtpReply.ControlCharacters;
+        }
         Commands.TryGetValue(verb, out var command);
         var counted = command?.Verb ?? "UNKNOWN";
         _commands[counted] = _commands.GetValueOrDefault(counted) + 1;
@@ -132,6 +139,14 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
         return await command.Run((TSession)this, arg);
     }
 
+    /// <summary>A C0 control character other than TAB, DEL, or bytes that were not UTF-8 (decoded as U+FFFD).</summary>
+    private static bool HasControlCharacters(string line)
+    {
+        foreach (var c in line)
+            if ((c < ' ' && c != '\t') || c == '\x7f' || c == '\ufffd') return true;
+        return false;
+    }
+
     /// <summary>
     /// Writes a handler's reply, held back while the client has pipelined more (RFC 2920: one
     /// write for a group); false when the session ends (the reply closes it, or too many errors).
@@ -139,7 +154,7 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
     private async Task<bool> WriteAsync(SmtpReply reply)
     {
         if (reply.IsNone) return !reply.Closes;
-        if (reply.IsError && !reply.Closes && ++Errors > ErrorLimit)
+        if (reply.IsError && ++Errors > ErrorLimit && !reply.Closes)
         {
             Log.Warn($"{conn.SessionId}: too many errors from {conn.ClientDescription}; last reply: {reply}");
             reply = SmtpReply.TooManyErrors;

@@ -25,6 +25,24 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task Control_characters_in_a_command_are_refused_and_never_reach_a_header()
+    {
+        await Transcript.ReplayAsync("smtp/control-characters.txt", _mx, new Dictionary<string, string> { ["NUL"] = "\0", ["CR"] = "\r", ["BEL"] = "\a" },
+            new Dictionary<string, Func<Task>>
+            {
+                ["received-names-the-clean-ehlo"] = async () =>
+                {
+                    Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+                    var text = File.ReadAllText(Inbox("bob")[0]);
+                    Assert.That(text, Does.Contain("Received: from client.test ("));
+                    Assert.That(text, Does.Not.Contain("\0").And.Not.Contain("evil"));
+                },
+            });
+        Assert.That(_authd.Log(), Does.Contain("reject: command with control characters from [127.0.0.1]"));
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("errors=6"), TimeSpan.FromSeconds(10)), Is.True, "each refusal is counted in the disconnect line");
+    }
+
+    [Test]
     public async Task An_unparsable_bdat_count_ends_the_session()
     {
         using var c = await GreetedAsync();
