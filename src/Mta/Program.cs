@@ -38,7 +38,7 @@ namespace Mail.Mta
                 return (ip, bits);
             }).ToList();
             var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks,
-                config.Get("smtpd_tls_security_level") == "encrypt");
+                config.Get("smtpd_tls_security_level") == "encrypt", Postmaster(config));
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var spool = new Spool(config.GetPath("spool_dir"));
             var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"));
@@ -93,6 +93,17 @@ namespace Mail.Mta
             });
             app.Lifetime.ApplicationStopped.Register(auth.Dispose);
             return app;
+        }
+
+        /// <summary>postmaster_address, or postmaster@ the hostname without its first label.</summary>
+        private static string Postmaster(MailConfig config)
+        {
+            var configured = config.Get("postmaster_address");
+            if (configured.Length > 0)
+                return MailAddress.TryParse(configured, out _) ? configured : throw new ConfigException($"mtad: bad address '{configured}' in 'postmaster_address'");
+            var host = config.Get("hostname");
+            int dot = host.IndexOf('.');
+            return "postmaster@" + (dot > 0 && host.IndexOf('.', dot + 1) > 0 ? host[(dot + 1)..] : host);
         }
     }
 }

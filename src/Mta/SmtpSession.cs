@@ -24,7 +24,7 @@ namespace Mail.Mta;
 
 internal enum SmtpPort { Mx, Submission, Submissions }
 
-internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls);
+internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
     Func<X509Certificate2?> certificate, SmtpOptions options) : SmtpServerSession<SmtpSession>(conn)
@@ -183,6 +183,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     {
         if (!arg.StartsWith("TO:", StringComparison.OrdinalIgnoreCase)) return SmtpReply.Syntax("RCPT TO:<address>");
         var (path, rest) = SmtpPath.Parse(arg[3..]);
+        // RFC 5321 4.5.1: <postmaster> without a domain must be taken.
+        if (path != null && path.Equals("postmaster", StringComparison.OrdinalIgnoreCase)) path = options.Postmaster;
         if (string.IsNullOrEmpty(path) || !MailAddress.TryParse(path, out var address) || address.Local.Contains('"'))
             return SmtpReply.BadRecipientSyntax;
         DsnNotify? notify = null;

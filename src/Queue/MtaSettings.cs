@@ -21,6 +21,7 @@ public static class MtaSettings
         Setting.Path("spool_dir", "/var/spool/mail-suite", "The queue: incoming, active, deferred, hold, corrupt."),
         Setting.Text("lmtp_destination", "unix:/run/mail/lmtp", "Where local mail goes: unix:PATH or host:port of an LMTP server (ours or Dovecot's)."),
         Setting.Text("hostname", Environment.MachineName, "Name in the greeting, EHLO reply and Received headers."),
+        Setting.Text("postmaster_address", "", "Where mail to <postmaster> with no domain goes (RFC 5321 4.5.1); empty: postmaster@ the hostname's domain (mx.example.org: postmaster@example.org)."),
         Setting.Size("max_message_size", "50M", "Largest message accepted (SIZE); larger ones get 552 5.3.4."),
         Setting.Int("max_recipients", 1000, 1, 100000, "Recipients per message; more get 452 4.5.3."),
         Setting.Duration("idle_timeout", "5m", "A silent client is disconnected after this long."),

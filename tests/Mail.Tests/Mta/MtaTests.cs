@@ -189,6 +189,20 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task Postmaster_without_a_domain_is_taken_and_delivered_to_postmaster_address()
+    {
+        await RestartMtaAsync("postmaster_address = bob.alias@example.org");
+        await Transcript.ReplayAsync("smtp/postmaster.txt", _mx, actions: new Dictionary<string, Func<Task>>
+        {
+            ["delivered-to-bob"] = async () =>
+            {
+                Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+                Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.Contain("Subject: to the postmaster"));
+            },
+        });
+    }
+
+    [Test]
     public async Task Mx_accepts_local_mail_refuses_unknown_users_and_relaying()
     {
         await Transcript.ReplayAsync("smtp/mx-accepts-local-mail.txt", _mx, new Dictionary<string, string> { ["CRLF"] = "\r\n" },
