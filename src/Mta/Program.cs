@@ -38,7 +38,8 @@ namespace Mail.Mta
                 return (ip, bits);
             }).ToList();
             var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks,
-                config.Get("smtpd_tls_security_level") == "encrypt", Postmaster(config));
+                config.Get("smtpd_tls_security_level") == "encrypt", Postmaster(config),
+                config.Get("smtpd_forbid_bare_newline") == "reject");
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var spool = new Spool(config.GetPath("spool_dir"));
             var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"));

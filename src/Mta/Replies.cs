@@ -42,7 +42,7 @@ internal static class Replies
     public static readonly SmtpReply StartData = new(354, "", "End data with <CR><LF>.<CR><LF>");
     public static readonly SmtpReply BdatInProgress = new(503, "5.5.1", "Error: BDAT transaction in progress");
     public static readonly SmtpReply BdatFailedEarlier = new(503, "5.5.1", "Error: earlier BDAT failed; send RSET");
-    /// <summary>SMTP smuggling: a bare LF or CR in DATA ends the session (Postfix's smtpd_forbid_bare_newline).</summary>
+    /// <summary>SMTP smuggling: a bare CR in DATA, or a bare LF with smtpd_forbid_bare_newline = reject, ends the session.</summary>
     public static SmtpReply BareLineEnd(string hostname, string what) => new SmtpReply(521, "5.5.2", $"{hostname} Error: bare <{what}> received").AndClose();
     public static readonly SmtpReply BareCrInChunk = new(554, "5.6.0", "Error: bare <CR> received");
     /// <summary>RFC 5321 6.3: a loop, by the count of Received headers.</summary>

@@ -2,8 +2,8 @@
 // Relay control as Postfix's permit_mynetworks, permit_sasl_authenticated,
 // reject_unauth_destination; AUTH through AuthD, offered only under TLS or
 // on loopback; on submission the sender must belong to the logged-in user.
-// DATA ends only at CRLF.CRLF and a bare LF or CR is refused (SMTP
-// smuggling). "250 queued" is said after the queue file and its directory
+// DATA ends only at CRLF.CRLF, a bare CR is refused and a bare LF ends a
+// line (SMTP smuggling; Postfix's smtpd_forbid_bare_newline = normalize). "250 queued" is said after the queue file and its directory
 // are fsynced.
 using System.Buffers;
 using System.Collections.Frozen;
@@ -24,7 +24,7 @@ namespace Mail.Mta;
 
 internal enum SmtpPort { Mx, Submission, Submissions }
 
-internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster);
+internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster, bool RejectBareLf);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
     Func<X509Certificate2?> certificate, SmtpOptions options) : SmtpServerSession<SmtpSession>(conn)
@@ -258,7 +258,11 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         return new Incoming(file, id, cleanup, new DataWriter(cleanup, options.MaxMessageSize, dotStuffed, keepCrLf: true));
     }
 
-    /// <summary>RFC 5321 4.1.1.4 DATA: ends only at CRLF.CRLF; a bare LF or CR ends the session (SMTP smuggling).</summary>
+    /// <summary>
+    /// RFC 5321 4.1.1.4 DATA: ends only at CRLF.CRLF. A bare CR ends the session (SMTP smuggling);
+    /// a line ended by a bare LF is taken as if it ended in CRLF (many PHP mailers write them), or
+    /// with smtpd_forbid_bare_newline = reject ends the session for clients outside mynetworks.
+    /// </summary>
     private async Task<SmtpReply> DataAsync(string arg)
     {
         if (_bdat != null) return Replies.BdatInProgress;
@@ -270,9 +274,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         using var message = begun;
         await SendAsync(Replies.StartData);
         if (!await message.Writer.ReadDataAsync(Conn)) throw new IOException("client went away during DATA");
-        if (message.Writer.HasBareLf || message.Writer.HasBareCr)
+        if (message.Writer.HasBareCr || (message.Writer.HasBareLf && options.RejectBareLf && !Trusted))
         {
-            var what = message.Writer.HasBareLf ? "LF" : "CR";
+            var what = message.Writer.HasBareCr ? "CR" : "LF";
             Log.Warn($"{Conn.SessionId}: reject: bare <{what}> in DATA from {Conn.ClientDescription}");
             return Replies.BareLineEnd(options.Hostname, what);
         }

@@ -14,6 +14,7 @@ public static class MtaSettings
         Setting.Path("tls_cert", "/etc/mail/tls/cert.pem", "TLS certificate (PEM)."),
         Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
         Setting.Choice("smtpd_tls_security_level", "may", "TLS on the MX listener: may (STARTTLS offered) or encrypt (nothing but EHLO, HELO, STARTTLS, NOOP, RSET and QUIT before STARTTLS; RFC 3207 forbids this on a public MX, it suits a private relay). Submission always needs TLS except from loopback.", "may", "encrypt"),
+        Setting.Choice("smtpd_forbid_bare_newline", "normalize", "A DATA line ended by a bare LF: normalize (taken as if it ended in CRLF; DATA still ends only at CRLF.CRLF) or reject (521 and the session ends, except for mynetworks and logged-in clients), as Postfix 3.9's setting. A bare CR is always refused.", "normalize", "reject"),
         Setting.List("mynetworks", "127.0.0.0/8 ::1/128", "Clients that may relay without AUTH (as Postfix's mynetworks)."),
         Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket."),
         Setting.Path("control_socket", "/run/mail/mtad.ctl", "Unix socket (mode 0600) through which mailctl's queue commands act on the queue at once."),

@@ -92,7 +92,9 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed, boo
             var content = crlf ? line.Slice(0, line.Length - 1) : line;
             if (content.PositionOf((byte)'\r') != null) HasBareCr = true;
             await WriteAsync(content).ConfigureAwait(false);
-            await WriteAsync(new ReadOnlySequence<byte>(crlf && keepCrLf ? CrLf : Lf)).ConfigureAwait(false);
+            // keepCrLf: a line that ended in a bare LF is stored as if it ended in CRLF (as
+            // Postfix's smtpd_forbid_bare_newline = normalize); the caller may refuse it instead.
+            await WriteAsync(new ReadOnlySequence<byte>(keepCrLf ? CrLf : Lf)).ConfigureAwait(false);
             if (crlf && !keepCrLf) Received++;
             Lines++;
             rest = rest.Slice(rest.GetPosition(1, lf.Value));

@@ -239,14 +239,16 @@ public sealed partial class MtaTests
     }
 
     // The end-of-data variants published with the SMTP smuggling research: none ends DATA.
-    [TestCase("\n.\n")]
-    [TestCase("\n.\r\n")]
-    [TestCase("\r.\n")]
-    [TestCase("\r.\r\n")]
-    [TestCase("\r\n.\n")]
-    [TestCase("\r\n.\r")]
-    [TestCase("\r\n\r\n.\r")]
-    public async Task Smuggled_end_of_data_variants_do_not_end_data_and_are_refused(string end)
+    // Those with a bare CR end the session; with only bare LFs (normalized as Postfix 3.9
+    // does) the whole text up to the real CRLF.CRLF is one message to its one recipient.
+    [TestCase("\n.\n", false)]
+    [TestCase("\n.\r\n", false)]
+    [TestCase("\r.\n", true)]
+    [TestCase("\r.\r\n", true)]
+    [TestCase("\r\n.\n", false)]
+    [TestCase("\r\n.\r", true)]
+    [TestCase("\r\n\r\n.\r", true)]
+    public async Task Smuggled_end_of_data_variants_do_not_end_data(string end, bool refused)
     {
         using var c = await Raw.ConnectAsync(_mx);
         await c.Expect("220");
@@ -255,11 +257,47 @@ public sealed partial class MtaTests
         await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
         await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
         await c.Send($"Subject: smuggle\r\n\r\nhi{end}MAIL FROM:<evil@x>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\nsmuggled\r\n.\r\n");
-        await c.Expect("521 5.5.2");
-        Assert.That(await c.Read(), Is.Null, "the session ends");
-        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty, "nothing queued");
+        if (refused)
+        {
+            await c.Expect("521 5.5.2");
+            Assert.That(await c.Read(), Is.Null, "the session ends");
+            Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty, "nothing queued");
+        }
+        else
+        {
+            await c.Expect("250 2.0.0 Ok: queued as");
+            await c.Send("QUIT\r\n");
+            await c.Expect("221");
+            Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+            Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.Contain("\nMAIL FROM:<evil@x>\nRCPT TO:<ann@example.org>\nDATA\nsmuggled\n"), "the would-be commands are content");
+        }
         Assert.That(_authd.Log(), Does.Not.Contain("from=<evil@x>"), "no smuggled transaction");
         Assert.That(Inbox("ann"), Is.Empty);
+    }
+
+    [Test]
+    public async Task Bare_lf_lines_as_php_mailers_write_them_are_delivered_with_crlf_or_refused_when_so_set()
+    {
+        const string php = "From: admin@remote.test\nTo: bob@example.org\nSubject: Welcome\nMIME-Version: 1.0\n\nYour mailbox is ready.\n.\nstill the message\r\n.\r\n";
+        using (var c = await GreetedAsync())
+        {
+            await c.Send("MAIL FROM:<admin@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+            await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+            await c.Send(php);
+            await c.Expect("250 2.0.0 Ok: queued as");
+        }
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.Contain("\nSubject: Welcome\nMIME-Version: 1.0\n\nYour mailbox is ready.\n\nstill the message\n"), "the \".\" line after a bare LF is content, unstuffed as any other");
+        await RestartMtaAsync("smtpd_forbid_bare_newline = reject");
+        using (var c = await GreetedAsync())
+        {
+            await c.Send("MAIL FROM:<admin@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+            await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+            await c.Send(php);
+            await c.Expect("521 5.5.2");
+        }
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("reject: bare <LF> in DATA from [127.0.0.1]"), TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]), Is.Empty, "nothing left behind");
     }
 
     [Test]
