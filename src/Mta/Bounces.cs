@@ -1,7 +1,7 @@
 // Delivery status notifications (RFC 3464), as Postfix sends them: a
 // multipart/report with a human-readable part, the message/delivery-status
 // part and the original message (whole, up to bounce_size_limit, for a
-// failure unless RET=HDRS; else its headers). Three kinds: failed (a
+// failure unless RET=HDRS or the client was a stranger; else its headers). Three kinds: failed (a
 // bounce), delayed (a warning, once, after delay_warning_time) and delivered
 // (only on NOTIFY=SUCCESS). Each recipient's NOTIFY decides whether it is
 // reported; nothing is ever sent to the null sender, so a notice of a notice
@@ -24,6 +24,8 @@ internal static class Bounces
     private static readonly Logger Log = MailLog.For("bounce");
     /// <summary>Largest original message returned whole (Postfix: bounce_size_limit).</summary>
     public const int SizeLimit = 50_000;
+    /// <summary>Queue attribute: "yes" when the client neither logged in nor was in mynetworks.</summary>
+    public const string StrangerAttribute = "stranger";
 
     /// <summary>Queues a notice of <paramref name="kind"/>; returns its queue id, or null when none is due.</summary>
     public static async Task<string?> QueueAsync(Spool spool, string hostname, string id, QueueEnvelope envelope, string queuePath,
@@ -59,8 +61,11 @@ internal static class Bounces
         IReadOnlyList<(long Offset, int Length)> chunks, NoticeKind kind, IReadOnlyList<RecipientNotice> recipients, DateTimeOffset retryUntil)
     {
         long size = chunks.Sum(c => (long)c.Length);
+        // A stranger's message (no login, not mynetworks) never goes back whole: its sender may be
+        // forged, and the bounce would carry the stranger's content to a third party (backscatter).
         bool whole = kind == NoticeKind.Failed && size <= SizeLimit &&
-                     !(envelope.Attributes.TryGetValue(DsnAttributes.Ret, out var ret) && ret == "HDRS");
+                     !(envelope.Attributes.TryGetValue(DsnAttributes.Ret, out var ret) && ret == "HDRS") &&
+                     envelope.Attributes.GetValueOrDefault(StrangerAttribute) != "yes";
         var original = QueueFileReader.ReadContentPrefix(queuePath, chunks, whole ? SizeLimit : HeaderCleanup.MaxHeaderSize);
 
         var message = new MimeMessage();

@@ -245,6 +245,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         {
             ["client"] = Conn.ClientDescription, ["helo"] = _helo ?? "", ["sasl_username"] = _user ?? "",
             ["protocol"] = (Conn.IsTls ? "ESMTPS" : "ESMTP") + (_user != null ? "A" : ""),
+            [Bounces.StrangerAttribute] = Trusted ? "no" : "yes",
         };
         var envelope = new QueueEnvelope(DateTimeOffset.UtcNow, _from!, _rcpts.ToList(), attributes);
         var file = spool.Create(envelope, out var id);
@@ -326,7 +327,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     {
         var (id, writer, cleanup, file) = (message.Id, message.Writer, message.Cleanup, message.File);
         cleanup.Complete();
-        var refusal = writer.TooBig ? SmtpReply.MessageTooBig
+        // The limit covers the message as queued, with the headers added here, so that a next
+        // hop with the same limit (lmtpd's counts what it is sent) never refuses it after our 250.
+        var refusal = writer.TooBig || file.ContentLength > options.MaxMessageSize ? SmtpReply.MessageTooBig
             : cleanup.HeaderTooBig ? SmtpReply.HeaderTooBig
             : cleanup.Received > HeaderCleanup.HopLimit ? Replies.TooManyHops
             : writer.HasNul ? SmtpReply.ContainsNul

@@ -43,6 +43,25 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task The_size_limit_counts_the_headers_mtad_adds_so_lmtpd_with_the_same_limit_never_refuses_after_250()
+    {
+        await _lmtp!.DisposeAsync();
+        _lmtp = await LmtpServer.StartAsync(_authd, "max_message_size = 4k", port: _lmtpPort);
+        await RestartMtaAsync("max_message_size = 4k");
+        string Body(int dataBytes) => "Subject: size\r\n\r\n" + new string('s', dataBytes - 21) + "\r\n.\r\n"; // 21: the header, blank line and last CRLF
+        using var c = await GreetedAsync();
+        foreach (var (bytes, reply) in new[] { (4096 - 40, "552 5.3.4 Message size exceeds fixed limit"), (3000, "250 2.0.0 Ok: queued as") })
+        {
+            await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+            await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+            await c.Send(Body(bytes));
+            await c.Expect(reply);
+        }
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True, "the one mtad took, lmtpd took too");
+        Assert.That(_authd.Log(), Does.Not.Contain("non-delivery notification"));
+    }
+
+    [Test]
     public async Task An_unparsable_bdat_count_ends_the_session()
     {
         using var c = await GreetedAsync();

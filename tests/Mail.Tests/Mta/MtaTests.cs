@@ -315,6 +315,8 @@ public sealed partial class MtaTests
         Assert.That(dsn, Does.Contain("Final-Recipient: rfc822; tiny@example.org"));
         Assert.That(dsn, Does.Contain("Action: failed").And.Contain("Status: 5.2.2"));
         Assert.That(dsn, Does.Contain("Subject: too big for tiny"), "the original headers come back");
+        Assert.That(dsn, Does.Contain("text/rfc822-headers").And.Not.Contain("zzzzzzzzzz"),
+            "a stranger's message (no login, not mynetworks) comes back as headers only: its sender may be forged");
         Assert.That(dsn, Does.Not.Contain("ann@example.org>:"), "only the failed recipient is reported");
 
         // A message from the null sender that fails makes no bounce.
