@@ -27,11 +27,33 @@ internal sealed class MessageView
         get
         {
             if (_message != null) return _message;
-            var parser = new MimeParser(new MemoryStream(Bytes, writable: false), MimeFormat.Entity);
-            parser.MimeEntityEnd += (_, e) => _ranges[e.Entity] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset, e.Lines);
-            parser.MimeMessageEnd += (_, e) => _messages[e.Message] = (e.BeginOffset, e.HeadersEndOffset, e.EndOffset);
-            return _message = parser.ParseMessage();
+            try { return _message = Parse(Bytes); }
+            catch (FormatException)
+            {
+                // A header that never ends (no empty line, no final newline: "abc\r\nRC") is all
+                // header with an empty body, as Dovecot serves it; one such message costs only itself.
+                _ranges.Clear();
+                _messages.Clear();
+                try { return _message = Parse([.. Bytes, .. "\r\n\r\n"u8]); }
+                catch (FormatException)
+                {
+                    // Not even a header line (MimeKit needs one): no fields, an empty text body.
+                    var empty = MimeMessage.Load(new MemoryStream("\r\n"u8.ToArray(), writable: false));
+                    _messages[empty] = (0, Bytes.Length, Bytes.Length);
+                    if (empty.Body is { } body) _ranges[body] = (Bytes.Length, Bytes.Length, Bytes.Length, 0);
+                    return _message = empty;
+                }
+            }
         }
+    }
+
+    private MimeMessage Parse(byte[] bytes)
+    {
+        long Clamp(long offset) => Math.Min(offset, Bytes.Length);
+        var parser = new MimeParser(new MemoryStream(bytes, writable: false), MimeFormat.Entity);
+        parser.MimeEntityEnd += (_, e) => _ranges[e.Entity] = (Clamp(e.BeginOffset), Clamp(e.HeadersEndOffset), Clamp(e.EndOffset), e.Lines);
+        parser.MimeMessageEnd += (_, e) => _messages[e.Message] = (Clamp(e.BeginOffset), Clamp(e.HeadersEndOffset), Clamp(e.EndOffset));
+        return parser.ParseMessage();
     }
 
     /// <summary>
@@ -48,11 +70,25 @@ internal sealed class MessageView
         try
         {
             if (Imap.BodyStructure.Scan(buffer, n) is { } scanned) return new(scanned.Envelope, scanned.BodyStructure, scanned.Body, time);
-            var (envelope, structure, body) = Parsed(buffer.AsSpan(0, n).ToArray());
-            return new(envelope, structure, body, time);
+            try
+            {
+                var (envelope, structure, body) = Parsed(buffer.AsSpan(0, n).ToArray());
+                return new(envelope, structure, body, time);
+            }
+            catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException or NotSupportedException)
+            {
+                // A message no parser understands costs only itself: no fields, one empty text part.
+                Log.Error($"cannot parse {path}: {e.Message}");
+                return new(EmptyEnvelope, EmptyStructure, EmptyBody, time);
+            }
         }
         finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
+
+    private static readonly NLog.Logger Log = Mail.Shared.Logging.MailLog.For("imap");
+    private const string EmptyEnvelope = "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
+    private const string EmptyBody = "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)";
+    private const string EmptyStructure = "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)";
 
     /// <summary>A message file opened for reading, whatever others do to its name meanwhile.</summary>
     public static SafeFileHandle OpenFile(string path) => File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);

@@ -76,6 +76,12 @@ public sealed class TranscriptTests
     }
 
     [Test]
+    public async Task A_message_with_no_body_and_no_final_newline_costs_only_itself()
+    {
+        await Transcript.ReplayAsync("imap/malformed-message.txt", _imap.Port);
+    }
+
+    [Test]
     public async Task Enable_with_a_syntax_error_enables_nothing()
     {
         await Transcript.ReplayAsync("imap/enable-all-or-nothing.txt", _imap.Port);
