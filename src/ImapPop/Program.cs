@@ -20,14 +20,16 @@ namespace Mail.ImapPop
             {
                 MaxLineLength = 65536,
                 IdleTimeout = config.GetDuration("idle_timeout"),
+                StressTimeout = config.GetDuration("stress_timeout"),
+                MinDataRate = (int)config.GetInt("min_data_rate"),
                 MaxConnections = (int)config.GetInt("max_connections"),
                 MaxConnectionsPerIp = (int)config.GetInt("max_connections_per_ip"),
             };
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var hub = new MailboxHub();
             var sessions = new UserSessions((int)config.GetInt("max_sessions_per_user"));
-            var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, sessions, config.GetBool("trust_loopback"));
-            var pop3Options = new Pop3Options(sessions, config.GetBool("trust_loopback"));
+            var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"));
+            var pop3Options = new Pop3Options(sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"));
             System.Security.Cryptography.X509Certificates.X509Certificate2? cert = null;
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");

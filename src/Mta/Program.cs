@@ -24,6 +24,8 @@ namespace Mail.Mta
             {
                 MaxLineLength = 4096,
                 IdleTimeout = config.GetDuration("idle_timeout"),
+                StressTimeout = config.GetDuration("stress_timeout"),
+                MinDataRate = (int)config.GetInt("min_data_rate"),
                 MaxConnections = (int)config.GetInt("max_connections"),
                 MaxConnectionsPerIp = (int)config.GetInt("max_connections_per_ip"),
             };

@@ -36,6 +36,14 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     private readonly SemaphoreSlim _slots = new(options.MaxDeliveries);
     private readonly ConcurrentDictionary<string, Task> _inFlight = new();
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _destinations = new();
+
+    /// <summary>
+    /// A deferred message's retry state when its state file could not be written (a full or
+    /// failing disk): kept here until a later attempt can write it, so that the queue goes on
+    /// retrying without a restart and without retrying at once, again and again.
+    /// </summary>
+    private sealed record RetryState(DateTime Due, int Attempts, bool Warned, List<string> Still);
+    private readonly ConcurrentDictionary<string, RetryState> _retry = new();
     private readonly SmtpClient _lmtp = new(ClientProtocol.Lmtp, options.Hostname, TlsLevel.None);
     private readonly NextHop _nextHop = options.Routes ?? new NextHop("", 25, []);
     private readonly SmtpClient _smtp = new(ClientProtocol.Smtp, options.Hostname, options.SmtpTls);
@@ -104,7 +112,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             var id = Path.GetFileName(path);
             if (id.StartsWith('.') || _inFlight.ContainsKey(id)) continue;
             var state = Path.Combine(StateDir, id);
-            var due = File.Exists(state) ? File.GetLastWriteTimeUtc(state) : now;
+            var due = _retry.TryGetValue(id, out var kept) ? kept.Due : File.Exists(state) ? File.GetLastWriteTimeUtc(state) : now;
             if (due > now)
             {
                 if (due < next) next = due;
@@ -141,7 +149,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         {
             try { await DeliverAsync(id, ct); }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
-            catch (Exception e) { Log.Error(e, $"{id}: delivery failed unexpectedly; the message stays in active/ until the next start"); }
+            catch (Exception e) { DeferAfterFault(id, e); }
             finally
             {
                 _inFlight.TryRemove(id, out _);
@@ -150,6 +158,24 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 Wake();
             }
         }, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// A fault stopped this message's delivery (a full disk while writing its state or a notice,
+    /// a bug): the message, never the queue, waits, back in deferred/ with a retry at retry_min.
+    /// </summary>
+    private void DeferAfterFault(string id, Exception e)
+    {
+        var kind = StorageError.Is(e) ? StorageError.Classify(e).ToString() : e.GetType().Name;
+        Log.Error($"{id}: delivery stopped by a fault ({kind}: {MailLog.Safe(e.Message)}); deferred, retry in {options.RetryMin.TotalSeconds:0}s");
+        if (!StorageError.Is(e)) Log.Debug(e, $"{id}: fault");
+        var kept = _retry.GetValueOrDefault(id);
+        _retry[id] = new RetryState(DateTime.UtcNow + options.RetryMin, kept?.Attempts ?? 0, kept?.Warned ?? false, kept?.Still ?? []);
+        try { spool.Move(id, QueueDir.Active, QueueDir.Deferred, durable: false); }
+        catch (Exception m) when (m is IOException or UnauthorizedAccessException)
+        {
+            Log.Error($"{id}: cannot move back to deferred/ ({MailLog.Safe(m.Message)}); it is retried from active/ at the next start");
+        }
     }
 
     // ---- the administrator's queue operations (mtad's control socket) ----
@@ -249,7 +275,13 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         int attempts = 0;
         bool warned = false;
         var remaining = envelope!.Recipients.ToList();
-        if (File.Exists(statePath))
+        if (_retry.TryGetValue(id, out var kept) && kept.Still.Count > 0)
+        {
+            // The state a full disk kept from its file: fresher than any file there may be.
+            (attempts, warned) = (kept.Attempts, kept.Warned);
+            remaining = kept.Still.Where(envelope.Recipients.Contains).ToList();
+        }
+        else if (File.Exists(statePath))
         {
             var lines = File.ReadAllLines(statePath);
             var head = lines.Length >= 1 ? lines[0].Split(' ') : [];
@@ -367,14 +399,25 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             // delivered again (a duplicate, never a loss), as with Postfix.
             File.Delete(path);
             File.Delete(statePath);
+            _retry.TryRemove(id, out _);
             Log.Info($"{id}: removed");
             return;
         }
         attempts++;
         var delay = TimeSpan.FromTicks(Math.Min(options.RetryMax.Ticks, options.RetryMin.Ticks * (1L << Math.Min(attempts - 1, 20))));
         foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.0.0", "deferred", why);
-        AtomicFile.WriteText(statePath, string.Join('\n', [attempts.ToString(CultureInfo.InvariantCulture) + (warned ? " warned" : ""), .. still]) + "\n");
-        File.SetLastWriteTimeUtc(statePath, DateTime.UtcNow + delay); // when it is due; set before the message is in deferred/
+        try
+        {
+            AtomicFile.WriteText(statePath, string.Join('\n', [attempts.ToString(CultureInfo.InvariantCulture) + (warned ? " warned" : ""), .. still]) + "\n");
+            File.SetLastWriteTimeUtc(statePath, DateTime.UtcNow + delay); // when it is due; set before the message is in deferred/
+            _retry.TryRemove(id, out _);
+        }
+        catch (Exception e) when (StorageError.Is(e))
+        {
+            // No room for the state file: the queue keeps it in memory and goes on.
+            Log.Warn($"{id}: cannot record the retry state ({StorageError.Classify(e)}); kept in memory");
+            _retry[id] = new RetryState(DateTime.UtcNow + delay, attempts, warned, still);
+        }
         spool.Move(id, QueueDir.Active, QueueDir.Deferred, durable: false);
     }
 

@@ -274,7 +274,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         catch (Exception e) when (StorageError.Is(e)) { return SpoolRefusal(e); }
         using var message = begun;
         await SendAsync(Replies.StartData);
-        if (!await message.Writer.ReadDataAsync(Conn)) throw new IOException("client went away during DATA");
+        if (!await message.Writer.ReadDataAsync(Conn)) return DataEnded("DATA");
         if (message.Writer.HasBareCr || (message.Writer.HasBareLf && options.RejectBareLf && !Trusted))
         {
             var what = message.Writer.HasBareCr ? "CR" : "LF";
@@ -307,7 +307,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             catch (Exception e) when (StorageError.Is(e)) { fail = SpoolRefusal(e); _bdatFailed = true; }
         }
         var writer = fail == null ? _bdat!.Writer : new DataWriter(Stream.Null, long.MaxValue, dotStuffed: false);
-        if (!await writer.ReadChunkAsync(Conn, size, last)) throw new IOException("client went away during BDAT");
+        if (!await writer.ReadChunkAsync(Conn, size, last)) return DataEnded("BDAT");
         if (fail is { } failed) return failed;
         if (writer.HasBareCr)
         {
@@ -321,6 +321,14 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         using var message = _bdat!;
         _bdat = null;
         return await FinishMessageAsync(message);
+    }
+
+    /// <summary>DATA or BDAT ended before its end: the deadline passed (421, as Postfix), or the client went away.</summary>
+    private SmtpReply DataEnded(string verb)
+    {
+        if (!Conn.TimedOut) throw new IOException($"client went away during {verb}");
+        Log.Info($"{Conn.SessionId}: timeout after {verb} from {Conn.ClientDescription}");
+        return SmtpReply.IdleTimeout;
     }
 
     private async Task<SmtpReply> FinishMessageAsync(Incoming message)

@@ -26,6 +26,8 @@ public static class MtaSettings
         Setting.Size("max_message_size", "50M", "Largest message accepted (SIZE); larger ones get 552 5.3.4."),
         Setting.Int("max_recipients", 1000, 1, 100000, "Recipients per message; more get 452 4.5.3."),
         Setting.Duration("idle_timeout", "5m", "A silent client is disconnected after this long."),
+        Setting.Duration("stress_timeout", "10s", "The timeout instead of idle_timeout while three quarters of max_connections are taken (Postfix's stress-dependent smtpd_timeout)."),
+        Setting.Int("min_data_rate", 500, 1, 1000000000, "Bytes per second DATA and BDAT must keep up to earn time beyond the timeout (Postfix's smtpd_min_data_rate); a command line must arrive whole within the timeout."),
         Setting.Int("max_connections", 500, 1, 100000, "SMTP connections at once."),
         Setting.Int("max_connections_per_ip", 50, 1, 100000, "SMTP connections at once from one client address."),
         Setting.Duration("retry_min", "5m", "First retry delay of a deferred message; doubles up to retry_max (Postfix: minimal_backoff_time)."),

@@ -20,7 +20,7 @@ internal sealed record LiteralPart(long Length, byte[]? Bytes, Stream? Spilled, 
 
 internal enum ReadKind { NeedMore, Command, Continue, Bad, Fatal }
 
-internal readonly record struct ReadResult(ReadKind Kind, IReadOnlyList<CommandPart>? Parts = null, string Message = "");
+internal readonly record struct ReadResult(ReadKind Kind, IReadOnlyList<CommandPart>? Parts = null, string Message = "", string Tag = "*");
 
 internal sealed class ReaderLimits
 {
@@ -99,7 +99,8 @@ internal sealed class CommandReader(ReaderLimits limits, Func<long, Stream>? spi
                 var text = Encoding.UTF8.GetString(_line.ToArray());
                 _line.Clear();
                 _total += text.Length + 2;
-                if (_total > limits.MaxCommand) { Reset(); consumed = reader.Position; return new ReadResult(ReadKind.Bad, Message: "Command too long"); }
+                var tag = TagOf(_parts.Count > 0 ? ((LinePart)_parts[0]).Text : text);
+                if (_total > limits.MaxCommand) { Reset(); consumed = reader.Position; return new ReadResult(ReadKind.Bad, Message: "Command too long", Tag: tag); }
                 var literal = LiteralAtEnd(text, out var textBefore, out var nonSync, out var binary);
                 if (literal == null)
                 {
@@ -121,7 +122,7 @@ internal sealed class CommandReader(ReaderLimits limits, Func<long, Stream>? spi
                     // the bytes of a non-synchronising one are on their way and the stream is lost.
                     return nonSync
                         ? new ReadResult(ReadKind.Fatal, Message: "Literal too big")
-                        : new ReadResult(ReadKind.Bad, Message: literal > max && isAppend ? "[TOOBIG] Message too big" : "Literal too big");
+                        : new ReadResult(ReadKind.Bad, Message: literal > max && isAppend ? "[TOOBIG] Message too big" : "Literal too big", Tag: tag);
                 }
                 _literalLength = literal.Value;
                 _literalLeft = literal.Value;
@@ -135,7 +136,7 @@ internal sealed class CommandReader(ReaderLimits limits, Func<long, Stream>? spi
                     {
                         consumed = reader.Position;
                         Reset();
-                        return nonSync ? new ReadResult(ReadKind.Fatal, Message: "Command too long") : new ReadResult(ReadKind.Bad, Message: "Command too long");
+                        return nonSync ? new ReadResult(ReadKind.Fatal, Message: "Command too long") : new ReadResult(ReadKind.Bad, Message: "Command too long", Tag: tag);
                     }
                     _literalBytes = new byte[literal.Value];
                 }
@@ -182,6 +183,14 @@ internal sealed class CommandReader(ReaderLimits limits, Func<long, Stream>? spi
     }
 
     /// <summary>Forgets a partly read command (after an error, or when the connection ends); its spilled literals are closed.</summary>
+    /// <summary>The tag a refused command began with, for its tagged BAD; "*" when it has none that is valid.</summary>
+    private static string TagOf(string firstLine)
+    {
+        int sp = firstLine.IndexOf(' ');
+        var tag = sp < 0 ? firstLine : firstLine[..sp];
+        return tag.Length is > 0 and <= 64 && tag.All(c => c > ' ' && c <= '~' && c is not ('(' or ')' or '{' or '%' or '*' or '"' or '\\' or '+')) ? tag : "*";
+    }
+
     public void Reset()
     {
         foreach (var p in _parts) if (p is LiteralPart { Spilled: { } s }) s.Dispose();

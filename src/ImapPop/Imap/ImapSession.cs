@@ -18,7 +18,7 @@ using NLog;
 
 namespace Mail.ImapPop.Imap;
 
-internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub, UserSessions Sessions, bool TrustLoopback = true);
+internal sealed record ImapOptions(string Hostname, long MaxMessageSize, MailboxHub Hub, UserSessions Sessions, TimeSpan LoginTimeout, bool TrustLoopback = true);
 
 internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, Func<X509Certificate2?> certificate, ImapOptions options, bool implicitTls)
 {
@@ -27,6 +27,18 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private MailUser? _user;
     private Selected? _selected;
     private CommandReader _reader = null!;
+    private static readonly ReaderLimits PreLoginLimits = new()
+    {
+        MaxLine = 8192, MaxMemoryLiteral = 8192, MaxLiteral = 8192, MaxAppendLiteral = 8192, MaxLiterals = 4, MaxCommand = 16384,
+    };
+
+    /// <summary>Logged in: commands may be as large as the limits allow, APPEND literals spill to disk, no login deadline.</summary>
+    private void LoggedIn()
+    {
+        _reader = new CommandReader(new ReaderLimits { MaxAppendLiteral = options.MaxMessageSize }, SpillLiteral);
+        conn.SetSessionDeadline(null);
+        conn.StressApplies = false;
+    }
     private int _badCommands;
     private bool _utf8;
     private bool _condstore, _qresync;
@@ -51,14 +63,18 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
 
     public async Task RunAsync()
     {
-        _reader = new CommandReader(new ReaderLimits { MaxAppendLiteral = options.MaxMessageSize }, SpillLiteral);
+        // Before login a command is small and held in memory (Dovecot's login processes allow
+        // a few KiB): a stranger's connection costs little, and all of them at most
+        // max_connections times this; the session must log in within login_timeout.
+        _reader = new CommandReader(PreLoginLimits);
+        conn.SetSessionDeadline(options.LoginTimeout);
         Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription}{(implicitTls ? " (TLS)" : "")}");
         await conn.WriteLineAsync($"* OK [CAPABILITY {Capabilities()}] {options.Hostname} IMAP ready.");
         try
         {
             while (true)
             {
-                var (kind, parts, message) = await ReadCommandAsync();
+                var (kind, parts, message, badTag) = await ReadCommandAsync();
                 if (kind == ReadKind.NeedMore) // the connection ended
                 {
                     if (conn.Stopping.IsCancellationRequested) await TryWrite("* BYE Server shutting down.");
@@ -69,7 +85,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 if (kind == ReadKind.Bad)
                 {
                     _command = "";
-                    if (!await RespondAsync("*", ImapResponse.Bad(message!))) return;
+                    if (!await RespondAsync(badTag, ImapResponse.Bad(message!))) return;
                     continue;
                 }
                 try
@@ -106,27 +122,40 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     }
 
     /// <summary>Reads one whole command; NeedMore with Message "timeout"/"closed" when the connection ends.</summary>
+    /// <remarks>
+    /// Waiting for a command is idle time; once its first bytes are in, the command with its
+    /// literals is one transfer with one deadline (a byte now and then does not keep it alive).
+    /// </remarks>
     private async Task<ReadResult> ReadCommandAsync()
     {
-        while (true)
+        try
         {
-            var read = await conn.ReadRawAsync();
-            if (read == null) return new ReadResult(ReadKind.NeedMore, Message: conn.Stopping.IsCancellationRequested ? "stopping" : "timeout");
-            var buffer = read.Value.Buffer;
-            var result = _reader.Feed(buffer, out var consumed);
-            conn.Input.AdvanceTo(consumed, result.Kind == ReadKind.NeedMore ? buffer.End : consumed);
-            switch (result.Kind)
+            while (true)
             {
-                case ReadKind.NeedMore:
-                    if (read.Value.IsCompleted) return new ReadResult(ReadKind.NeedMore, Message: "closed");
-                    continue;
-                case ReadKind.Continue:
-                    await conn.WriteLineAsync("+ Ready for literal data");
-                    continue;
-                default:
-                    return result;
+                var read = await conn.ReadRawAsync();
+                if (read == null) return new ReadResult(ReadKind.NeedMore, Message: conn.Stopping.IsCancellationRequested ? "stopping" : "timeout");
+                var buffer = read.Value.Buffer;
+                var result = _reader.Feed(buffer, out var consumed);
+                var used = buffer.Slice(0, consumed).Length;
+                conn.Input.AdvanceTo(consumed, result.Kind == ReadKind.NeedMore ? buffer.End : consumed);
+                switch (result.Kind)
+                {
+                    case ReadKind.NeedMore:
+                        if (read.Value.IsCompleted) return new ReadResult(ReadKind.NeedMore, Message: "closed");
+                        if (!buffer.IsEmpty) conn.BeginTransferOnce();
+                        conn.Credit(used);
+                        continue;
+                    case ReadKind.Continue:
+                        conn.BeginTransferOnce();
+                        conn.Credit(used);
+                        await conn.WriteLineAsync("+ Ready for literal data");
+                        continue;
+                    default:
+                        return result;
+                }
             }
         }
+        finally { conn.EndTransfer(); }
     }
 
     /// <summary>Runs one command and writes its tagged response; false when the session ends.</summary>

@@ -18,7 +18,7 @@ using NLog;
 
 namespace Mail.ImapPop.Pop3;
 
-internal sealed record Pop3Options(UserSessions Sessions, bool TrustLoopback = true);
+internal sealed record Pop3Options(UserSessions Sessions, TimeSpan LoginTimeout, bool TrustLoopback = true);
 
 internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X509Certificate2?> certificate, Pop3Options options)
 {
@@ -35,6 +35,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
     public async Task RunAsync()
     {
         Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription}");
+        conn.SetSessionDeadline(options.LoginTimeout); // cleared at login
         await conn.WriteLineAsync("+OK POP3 ready.");
         try
         {
@@ -238,6 +239,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
         var state = new MaildirFolder(_user.Maildir, _user.Uid, _user.Gid).Sync(takeNew: true);
         _messages = state.Messages.ToList();
         _uidValidity = state.UidValidity;
+        conn.SetSessionDeadline(null);
         Log.Info($"{conn.SessionId}: login: user=<{MailLog.Safe(_user.User)}>, method={method}, rip={conn.RemoteIp}{(conn.IsTls ? ", TLS" : "")}, messages={_messages.Count}");
         return await Ok("Logged in.");
     }

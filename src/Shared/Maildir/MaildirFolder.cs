@@ -224,8 +224,8 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
     /// A rename by another session while readdir(3) runs can hide a file from one scan (its
     /// old name already passed, its new name not yet reached), and a listed message must not
     /// look expunged for that: it would lose its UID. What either scan saw stands (the later
-    /// scan's name first), and a listed message neither saw is looked for under the name it
-    /// was last seen with. Only a message found nowhere is gone.
+    /// scan's name first), and a listed message neither saw is looked for in a third scan and
+    /// under the name it was last seen with. Only a message found nowhere is gone.
     /// </summary>
     private Dictionary<string, (string Path, string Flags, bool InNew)> Confirm(
         Dictionary<string, (string Path, string Flags, bool InNew)> latest, Dictionary<string, (string Path, string Flags, bool InNew)> earlier, IEnumerable<string> listed)
@@ -233,9 +233,13 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         foreach (var (name, entry) in earlier)
             if (!latest.ContainsKey(name) && File.Exists(entry.Path)) latest[name] = entry;
         Dictionary<string, FolderMessage>? lastSeen = null;
+        Dictionary<string, (string Path, string Flags, bool InNew)>? third = null;
         foreach (var name in listed)
         {
             if (latest.ContainsKey(name)) continue;
+            // Missing from both scans: read the directories once more before anything counts as gone.
+            third ??= Scan();
+            if (third.TryGetValue(name, out var again)) { latest[name] = again; continue; }
             lastSeen ??= States.TryGetValue(Path, out var cached) ? cached.State.Messages.ToDictionary(m => m.BaseName, StringComparer.Ordinal) : [];
             if (lastSeen.TryGetValue(name, out var m) && File.Exists(m.Path))
                 latest[name] = (m.Path, m.Flags, m.Path.Contains("/new/", StringComparison.Ordinal));

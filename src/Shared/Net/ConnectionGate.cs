@@ -11,6 +11,9 @@ public sealed class ConnectionGate(NetLimits limits)
 
     public int Open { get { lock (_perIp) return _total; } }
 
+    /// <summary>Three quarters of the slots are taken: sessions get the short stress timeout.</summary>
+    public bool Stressed => Volatile.Read(ref _total) * 4L >= limits.MaxConnections * 3L;
+
     public bool TryEnter(IPAddress? ip, out string why)
     {
         lock (_perIp)

@@ -3,6 +3,14 @@
 // here comes from the network: lines are bounded by NetLimits.MaxLineLength,
 // reads by the idle timeout, and a STARTTLS upgrade drops whatever the client
 // pipelined before the handshake.
+//
+// Deadlines, as Postfix's smtpd_per_record_deadline and smtpd_min_data_rate:
+// a whole line must arrive within the timeout (a byte now and then does not
+// keep it alive); a transfer (DATA, a BDAT chunk, an IMAP command with its
+// literals) starts with the timeout and earns time only at the minimum data
+// rate; while the server is stressed (most of its connection slots taken) the
+// timeout is the short stress timeout; a session may also have a deadline of
+// its own (IMAP and POP3 before login). One process-wide watch checks them.
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
@@ -28,9 +36,12 @@ public sealed class LineConnection : IAsyncDisposable
     private readonly ConnectionContext _context;
     private readonly NetLimits _limits;
     private readonly CancellationToken _stopping;
-    private readonly Timer _idleTimer;
     private readonly CancellationTokenRegistration _stoppingRegistration;
-    private long _readSince; // Environment.TickCount64 when the pending read began; 0 when none
+    private readonly Func<bool>? _stressed;
+    private long _readDeadline; // Environment.TickCount64 by which the pending read must end; 0 when none is pending
+    private long _readStart; // when the pending read began
+    private long _sessionDeadline; // 0 when none
+    private long _transferDeadline; // while a transfer is on (else 0)
     private volatile bool _timedOut;
     private volatile bool _shuttingDown;
     private SslStream? _tls;
@@ -54,15 +65,14 @@ public sealed class LineConnection : IAsyncDisposable
     /// <summary>The client's address for logs, as Postfix prints it: host[ip]:port or unix.</summary>
     public string ClientDescription => IsUnixSocket ? "unix" : $"[{RemoteIp}]:{RemotePort}";
 
-    internal LineConnection(ConnectionContext context, string listenerName, NetLimits limits, CancellationToken stopping, bool implicitTls)
+    internal LineConnection(ConnectionContext context, string listenerName, NetLimits limits, CancellationToken stopping, bool implicitTls,
+        Func<bool>? stressed = null)
     {
         _context = context;
         _limits = limits;
         _stopping = stopping;
-        // One timer per connection checks for a read pending too long; each read
-        // only notes when it began, so the hot path costs no timer operations.
-        var period = TimeSpan.FromTicks(Math.Max(limits.IdleTimeout.Ticks / 4, TimeSpan.FromMilliseconds(20).Ticks));
-        _idleTimer = new Timer(static s => ((LineConnection)s!).CheckIdle(), this, period, period);
+        _stressed = stressed;
+        DeadlineWatch.Add(this, TimeSpan.FromTicks(Math.Min(limits.IdleTimeout.Ticks, limits.StressTimeout.Ticks)));
         _stoppingRegistration = stopping.Register(static s =>
         {
             var c = (LineConnection)s!;
@@ -93,9 +103,10 @@ public sealed class LineConnection : IAsyncDisposable
     {
         var max = _limits.MaxLineLength;
         bool discarding = false;
+        long deadline = Environment.TickCount64 + (long)Timeout.TotalMilliseconds; // for the whole line
         while (true)
         {
-            var read = await ReadRawAsync().ConfigureAwait(false);
+            var read = await ReadCoreAsync(deadline).ConfigureAwait(false);
             if (read == null) return new LineRead(_shuttingDown ? LineStatus.Shutdown : _timedOut ? LineStatus.Timeout : LineStatus.Closed);
             var result = read.Value;
             var buffer = result.Buffer;
@@ -137,14 +148,62 @@ public sealed class LineConnection : IAsyncDisposable
     /// Null when the client closed, idled out, or the server is stopping. The
     /// caller must AdvanceTo on Input after each successful read.
     /// </summary>
-    public async ValueTask<ReadResult?> ReadRawAsync()
+    public ValueTask<ReadResult?> ReadRawAsync()
+    {
+        var transfer = Volatile.Read(ref _transferDeadline);
+        return ReadCoreAsync(transfer != 0 ? transfer : Environment.TickCount64 + (long)Timeout.TotalMilliseconds);
+    }
+
+    /// <summary>The timeout now: the stress timeout while most connection slots are taken.</summary>
+    public TimeSpan Timeout => Stressed ? _limits.StressTimeout : _limits.IdleTimeout;
+
+    private bool Stressed => StressApplies && _stressed?.Invoke() == true && _limits.StressTimeout < _limits.IdleTimeout;
+
+    /// <summary>
+    /// Does the stress timeout apply to this session? Yes by default; IMAP turns it off at login,
+    /// so that a logged-in client's IDLE is not cut short when strangers fill the slots.
+    /// </summary>
+    public bool StressApplies { get; set; } = true;
+
+    /// <summary>
+    /// Starts a transfer (DATA, a BDAT chunk, an IMAP command and its literals): its reads share one
+    /// deadline, which <see cref="Credit"/> extends as bytes arrive, at NetLimits.MinDataRate.
+    /// </summary>
+    public void BeginTransfer() => Volatile.Write(ref _transferDeadline, Environment.TickCount64 + (long)Timeout.TotalMilliseconds);
+
+    /// <summary><paramref name="bytes"/> of the transfer arrived: the deadline moves on by their time at the minimum rate, at most to a full timeout from now.</summary>
+    public void Credit(long bytes)
+    {
+        var deadline = Volatile.Read(ref _transferDeadline);
+        if (deadline == 0 || bytes <= 0) return;
+        var earned = deadline + bytes * 1000 / Math.Max(1, _limits.MinDataRate);
+        Volatile.Write(ref _transferDeadline, Math.Min(earned, Environment.TickCount64 + (long)Timeout.TotalMilliseconds));
+    }
+
+    /// <summary>Starts a transfer unless one is on.</summary>
+    public void BeginTransferOnce()
+    {
+        if (Volatile.Read(ref _transferDeadline) == 0) BeginTransfer();
+    }
+
+    public void EndTransfer() => Volatile.Write(ref _transferDeadline, 0);
+
+    /// <summary>The session must end by then, whatever it does (IMAP and POP3 before login); null clears it.</summary>
+    public void SetSessionDeadline(TimeSpan? after) =>
+        Volatile.Write(ref _sessionDeadline, after is { } a ? Environment.TickCount64 + (long)a.TotalMilliseconds : 0);
+
+    /// <summary>Did the session end by a deadline (rather than the client closing)?</summary>
+    public bool TimedOut => _timedOut;
+
+    private async ValueTask<ReadResult?> ReadCoreAsync(long deadline)
     {
         if (_shuttingDown || _timedOut) return null;
         try
         {
-            Volatile.Write(ref _readSince, Environment.TickCount64);
+            Volatile.Write(ref _readStart, Environment.TickCount64);
+            Volatile.Write(ref _readDeadline, deadline);
             var result = await Input.ReadAsync().ConfigureAwait(false);
-            Volatile.Write(ref _readSince, 0);
+            Volatile.Write(ref _readDeadline, 0);
             IdleMemoryTrim.Touch();
             if (result.IsCanceled)
             {
@@ -159,11 +218,15 @@ public sealed class LineConnection : IAsyncDisposable
         }
     }
 
-    private void CheckIdle()
+    /// <summary>Called by the watch: ends a read past its deadline, or a session past its own.</summary>
+    internal void CheckDeadline(long now)
     {
-        var since = Volatile.Read(ref _readSince);
-        if (since == 0 || _timedOut) return;
-        if (Environment.TickCount64 - since >= (long)_limits.IdleTimeout.TotalMilliseconds)
+        if (_timedOut) return;
+        var read = Volatile.Read(ref _readDeadline);
+        var session = Volatile.Read(ref _sessionDeadline);
+        // Stress that began during a read shortens it too: the slots already held are freed.
+        var stressedOut = read != 0 && Stressed && now - Volatile.Read(ref _readStart) >= (long)_limits.StressTimeout.TotalMilliseconds;
+        if ((read != 0 && now >= read) || (session != 0 && now >= session) || stressedOut)
         {
             _timedOut = true;
             Input.CancelPendingRead();
@@ -248,7 +311,7 @@ public sealed class LineConnection : IAsyncDisposable
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping);
-            timeout.CancelAfter(_limits.IdleTimeout);
+            timeout.CancelAfter(Timeout);
             await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
             {
                 ServerCertificate = certificate,
@@ -270,7 +333,7 @@ public sealed class LineConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _idleTimer.DisposeAsync().ConfigureAwait(false);
+        DeadlineWatch.Remove(this);
         _stoppingRegistration.Dispose();
         if (_tls != null)
         {
@@ -278,5 +341,53 @@ public sealed class LineConnection : IAsyncDisposable
             try { await Input.CompleteAsync().ConfigureAwait(false); } catch { }
             await _tls.DisposeAsync().ConfigureAwait(false);
         }
+    }
+}
+
+/// <summary>
+/// One timer for all connections of the process: it runs only while there are connections, at a
+/// quarter of the shortest timeout (at most once a second), and ends reads past their deadline.
+/// Reads note their deadline in a field, so the hot path costs no timer operations.
+/// </summary>
+internal static class DeadlineWatch
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<LineConnection, byte> Watched = new();
+    private static readonly Lock Gate = new();
+    private static Timer? _timer;
+    private static long _periodMs = 1000;
+
+    public static void Add(LineConnection conn, TimeSpan shortestTimeout)
+    {
+        lock (Gate)
+        {
+            Watched[conn] = 0;
+            var period = Math.Clamp((long)shortestTimeout.TotalMilliseconds / 4, 20, 1000);
+            if (_timer == null)
+            {
+                _periodMs = period;
+                _timer = new Timer(static _ => Tick(), null, _periodMs, _periodMs);
+            }
+            else if (period < _periodMs)
+            {
+                _periodMs = period;
+                _timer.Change(_periodMs, _periodMs);
+            }
+        }
+    }
+
+    public static void Remove(LineConnection conn)
+    {
+        lock (Gate)
+        {
+            if (!Watched.TryRemove(conn, out _) || !Watched.IsEmpty || _timer == null) return;
+            _timer.Dispose(); // no connections: no wake-ups at all
+            _timer = null;
+        }
+    }
+
+    private static void Tick()
+    {
+        var now = Environment.TickCount64;
+        foreach (var conn in Watched.Keys) conn.CheckDeadline(now);
     }
 }

@@ -86,7 +86,7 @@ public static class LineListener
             }
             lo.Run(async context =>
             {
-                var conn = new LineConnection(context, options.Name, options.Limits, stopping, options.ImplicitTls);
+                var conn = new LineConnection(context, options.Name, options.Limits, stopping, options.ImplicitTls, () => gate.Stressed);
                 try
                 {
                     if (!gate.TryEnter(conn.IsUnixSocket ? null : conn.RemoteIp, out var why))

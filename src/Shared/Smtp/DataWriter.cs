@@ -146,44 +146,56 @@ public sealed class DataWriter(Stream output, long maxSize, bool dotStuffed, boo
     /// <summary>Reads DATA from <paramref name="conn"/> to its end; false if the client went away first.</summary>
     public async Task<bool> ReadDataAsync(Mail.Shared.Net.LineConnection conn)
     {
-        while (true)
+        conn.BeginTransfer(); // a client that trickles bytes runs out of time (Postfix's smtpd_min_data_rate)
+        try
         {
-            var read = await conn.ReadRawAsync().ConfigureAwait(false);
-            if (read == null) return false;
-            var buffer = read.Value.Buffer;
-            SequencePosition used = buffer.Start;
-            var done = await FeedAsync(buffer, p => used = p).ConfigureAwait(false);
-            // Once the end is found, what follows (a pipelined command) is not yet examined.
-            conn.Input.AdvanceTo(used, done ? used : buffer.End);
-            if (done) return true;
-            if (read.Value.IsCompleted) return false;
+            while (true)
+            {
+                var read = await conn.ReadRawAsync().ConfigureAwait(false);
+                if (read == null) return false;
+                var buffer = read.Value.Buffer;
+                SequencePosition used = buffer.Start;
+                var done = await FeedAsync(buffer, p => used = p).ConfigureAwait(false);
+                conn.Credit(buffer.Slice(0, used).Length);
+                // Once the end is found, what follows (a pipelined command) is not yet examined.
+                conn.Input.AdvanceTo(used, done ? used : buffer.End);
+                if (done) return true;
+                if (read.Value.IsCompleted) return false;
+            }
         }
+        finally { conn.EndTransfer(); }
     }
 
     /// <summary>Reads one BDAT chunk of exactly <paramref name="size"/> bytes; false if the client went away first.</summary>
     public async Task<bool> ReadChunkAsync(Mail.Shared.Net.LineConnection conn, long size, bool last)
     {
         long remaining = size;
-        while (remaining > 0)
+        conn.BeginTransfer();
+        try
         {
-            var read = await conn.ReadRawAsync().ConfigureAwait(false);
-            if (read == null) return false;
-            var buffer = read.Value.Buffer;
-            var take = buffer.Slice(0, Math.Min(buffer.Length, remaining));
-            SequencePosition used = take.Start;
-            await FeedAsync(take, p => used = p).ConfigureAwait(false);
-            var usedLength = take.Slice(0, used).Length;
-            // A CR held back at the chunk's end is judged with the next chunk's first byte.
-            if (usedLength < take.Length && take.Length == remaining)
+            while (remaining > 0)
             {
-                CarryCr();
-                usedLength = take.Length;
-                used = take.End;
+                var read = await conn.ReadRawAsync().ConfigureAwait(false);
+                if (read == null) return false;
+                var buffer = read.Value.Buffer;
+                var take = buffer.Slice(0, Math.Min(buffer.Length, remaining));
+                SequencePosition used = take.Start;
+                await FeedAsync(take, p => used = p).ConfigureAwait(false);
+                var usedLength = take.Slice(0, used).Length;
+                // A CR held back at the chunk's end is judged with the next chunk's first byte.
+                if (usedLength < take.Length && take.Length == remaining)
+                {
+                    CarryCr();
+                    usedLength = take.Length;
+                    used = take.End;
+                }
+                remaining -= usedLength;
+                conn.Credit(usedLength);
+                conn.Input.AdvanceTo(used, remaining == 0 ? used : buffer.End);
+                if (usedLength == 0 && read.Value.IsCompleted) return false;
             }
-            remaining -= usedLength;
-            conn.Input.AdvanceTo(used, remaining == 0 ? used : buffer.End);
-            if (usedLength == 0 && read.Value.IsCompleted) return false;
         }
+        finally { conn.EndTransfer(); }
         if (last) await FinishAsync().ConfigureAwait(false);
         return true;
     }

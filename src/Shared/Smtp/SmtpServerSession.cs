@@ -84,7 +84,7 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
                 reply = read.Status switch
                 {
                     LineStatus.Shutdown => SmtpReply.ShuttingDown,
-                    LineStatus.Timeout => SmtpReply.IdleTimeout,
+                    LineStatus.Timeout => TimedOut(),
                     LineStatus.Closed => SmtpReply.None.AndClose(),
                     LineStatus.TooLong => SmtpReply.LineTooLong,
                     _ => await CommandAsync(read.Text),
@@ -97,6 +97,15 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
             var counts = string.Concat(_commands.Select(c => $" {c.Key.ToLowerInvariant()}={c.Value}"));
             Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription}{counts} commands={_commands.Values.Sum()} messages={Messages} errors={Errors}");
         }
+    }
+
+    private string _lastVerb = "CONNECT";
+
+    /// <summary>The client did not finish a line in time: logged as Postfix's "timeout after VERB".</summary>
+    private SmtpReply TimedOut()
+    {
+        Log.Info($"{conn.SessionId}: timeout after {_lastVerb} from {conn.ClientDescription}");
+        return SmtpReply.IdleTimeout;
     }
 
     private async Task<SmtpReply> CommandAsync(string line)
@@ -118,6 +127,7 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
         }
         Commands.TryGetValue(verb, out var command);
         var counted = command?.Verb ?? "UNKNOWN";
+        _lastVerb = counted;
         _commands[counted] = _commands.GetValueOrDefault(counted) + 1;
         if (command == null)
         {

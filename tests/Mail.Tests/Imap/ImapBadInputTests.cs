@@ -48,6 +48,26 @@ public sealed class ImapBadInputTests
         return c;
     }
 
+    [Test]
+    public async Task Before_login_commands_are_small_and_the_session_has_a_deadline()
+    {
+        await Transcript.ReplayAsync("imap/before-login-limits.txt", _imap.Port,
+            new Dictionary<string, string> { ["K8"] = new string('k', 7998), ["K01"] = new string('k', 998) });
+        await using var quick = await ImapServer.StartAsync(_authd, "login_timeout = 2s");
+        using var c = await Raw.ConnectAsync(quick.Port);
+        Assert.That(await c.Read(), Does.StartWith("* OK"));
+        // NOOPs keep an idle timer alive; the login deadline ends the session all the same.
+        string? line = "";
+        for (int i = 0; i < 100 && line != null && !line.StartsWith("* BYE"); i++)
+        {
+            await Task.Delay(100); // a client that keeps talking, slowly
+            await c.Send($"n{i} NOOP\r\n");
+            line = await c.Read();
+        }
+        Assert.That(line, Does.StartWith("* BYE"));
+        Assert.That(await c.Read(), Is.Null);
+    }
+
     [TestCase(false, "SELECT INBOX", "BAD")]
     [TestCase(false, "FETCH 1 FLAGS", "BAD")]
     [TestCase(false, "LOGIN onlyuser", "BAD")]

@@ -10,7 +10,7 @@ namespace Mail.Tests.Imap;
 
 /// <summary>imappopd driven by MailKit's ImapClient, over mail that lmtpd delivered.</summary>
 [NonParallelizable]
-public sealed class ImapTests
+public sealed partial class ImapTests
 {
     private AuthDServer _authd = null!;
     private LmtpServer _lmtp = null!;

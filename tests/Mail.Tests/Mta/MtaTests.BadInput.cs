@@ -131,6 +131,49 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task A_command_line_or_data_trickled_a_byte_at_a_time_runs_out_of_time()
+    {
+        // A byte every 300 ms would keep an idle timer of 2 s alive for ever; a line must come
+        // whole within the timeout, and DATA earns time only at min_data_rate.
+        await RestartMtaAsync("idle_timeout = 2s\nmin_data_rate = 500");
+        var pace = TimeSpan.FromMilliseconds(300);
+        var slow = new string('x', 100);
+        using (var c = await GreetedAsync())
+        {
+            var (reply, sent) = await c.Trickle("NOOP " + slow, pace);
+            Assert.That(reply, Is.EqualTo("421 4.4.2 Idle timeout, closing connection"));
+            Assert.That(sent, Is.LessThan(30), "cut off near the timeout, not at the end of the text");
+        }
+        using (var c = await GreetedAsync())
+        {
+            await c.Send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+            await c.Expect("250"); await c.Expect("250"); await c.Expect("354");
+            var (reply, sent) = await c.Trickle("Subject: slow\r\n\r\n" + slow, pace);
+            Assert.That(reply, Is.EqualTo("421 4.4.2 Idle timeout, closing connection"));
+            Assert.That(sent, Is.LessThan(30));
+        }
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("timeout after EHLO from") && _authd.Log().Contains("timeout after DATA from"), TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(_authd.Dir["spool/incoming"]).Length == 0, TimeSpan.FromSeconds(10)), Is.True,
+            "the cut-off message leaves nothing behind");
+    }
+
+    [Test]
+    public async Task Under_stress_silent_sessions_get_the_short_timeout()
+    {
+        // Three of four slots taken: the idle timeout of ten minutes becomes stress_timeout,
+        // also for reads that began before the stress did.
+        await RestartMtaAsync("idle_timeout = 10m\nstress_timeout = 1s\nmax_connections = 4");
+        using var first = await GreetedAsync();
+        using var second = await GreetedAsync();
+        using var third = await GreetedAsync();
+        foreach (var c in new[] { first, second, third })
+            Assert.That(await c.Read(), Is.EqualTo("421 4.4.2 Idle timeout, closing connection"));
+        using var after = await GreetedAsync();
+        await after.Send("NOOP\r\n");
+        await after.Expect("250"); // one of four: no stress, the session goes on
+    }
+
+    [Test]
     public async Task A_client_that_drops_mid_data_leaves_nothing_in_the_queue()
     {
         foreach (var bdat in new[] { false, true })
@@ -180,6 +223,36 @@ public sealed partial class MtaTests
         await Transcript.ReplayAsync("smtp/full-spool.txt", _mx);
         Assert.That(_authd.Log(), Does.Contain("queue file write failed (NoSpace)").And.Contain("from=<ann@remote.test>"));
         Assert.That(System.IO.Directory.GetFiles(disk.Path).Select(Path.GetFileName), Is.EquivalentTo(new[] { ".filler" }), "no partial queue file left");
+    }
+
+    [Test]
+    public async Task A_full_spool_during_retries_defers_and_the_queue_recovers_without_a_restart()
+    {
+        // Mail waits in the queue (lmtpd is down); then the spool's disk fills, so no retry can
+        // write its state file. Each message waits in deferred/, none stays in active/, and once
+        // there is room and lmtpd is back, all are delivered by the same mtad.
+        await _lmtp!.DisposeAsync();
+        _lmtp = null;
+        Tmpfs? mounted = null;
+        await RestartMtaAsync("", () => mounted = Tmpfs.Mount(_authd.Dir["spool"], "2m"));
+        using var disk = mounted!;
+        for (int i = 0; i < 5; i++)
+        {
+            var r = Run.Program(Peers.Require("swaks"), ["--server", $"127.0.0.1:{_mx}", "--from", "x@remote.test", "--to", "bob@example.org", "--body", $"waiting {i}"]);
+            Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        }
+        string Dir(string d) => Path.Combine(_authd.Dir["spool"], d);
+        int Count(string d) => System.IO.Directory.Exists(Dir(d)) ? System.IO.Directory.GetFiles(Dir(d)).Length : 0;
+        Assert.That(await Wait.UntilAsync(() => Count("deferred") == 5, TimeSpan.FromSeconds(30)), Is.True, "deferred while lmtpd is down");
+        disk.Fill();
+        Assert.That(await Wait.UntilAsync(() => System.Text.RegularExpressions.Regex.Matches(_authd.Log(), "cannot record the retry state").Count >= 5, TimeSpan.FromSeconds(30)), Is.True,
+            "retries go on with the state kept in memory");
+        Assert.That(await Wait.UntilAsync(() => Count("deferred") == 5 && Count("active") == 0, TimeSpan.FromSeconds(30)), Is.True, "nothing stuck in active/");
+        disk.Empty();
+        _lmtp = await LmtpServer.StartAsync(_authd, port: _lmtpPort);
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 5, TimeSpan.FromSeconds(60)), Is.True, "delivered by the same mtad once the fault is gone");
+        Assert.That(await Wait.UntilAsync(() => Count("deferred") + Count("active") + Count("incoming") + Count("state") == 0, TimeSpan.FromSeconds(10)), Is.True, "nothing left behind");
+        await _mta.StopAsync(); // before the tmpfs goes
     }
 
     [Test]

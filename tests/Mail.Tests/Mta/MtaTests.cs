@@ -64,10 +64,11 @@ public sealed partial class MtaTests
     }
 
     /// <summary>Restarts mtad with <paramref name="extraConfig"/> lines added to its configuration.</summary>
-    private async Task RestartMtaAsync(string extraConfig)
+    private async Task RestartMtaAsync(string extraConfig, Action? whileStopped = null)
     {
         await _mta.StopAsync();
         await _mta.DisposeAsync();
+        whileStopped?.Invoke();
         File.AppendAllText(_authd.Dir["mtad.conf"], "\n" + extraConfig + "\n");
         _mta = MtaHost.Build(MailConfig.Load("mtad", MtaSettings.Settings, _authd.Dir["mtad.conf"], new System.Collections.Hashtable()));
         await _mta.StartAsync();

@@ -39,5 +39,22 @@ internal sealed class Raw : IDisposable
         Assert.That(line, Is.EqualTo(last));
     }
 
+    /// <summary>
+    /// Sends <paramref name="text"/> a byte at a time, one every <paramref name="pace"/>, until the server
+    /// answers or closes; returns the line it sent (null if it closed) and how many bytes had gone out.
+    /// </summary>
+    public async Task<(string? Reply, int Sent)> Trickle(string text, TimeSpan pace)
+    {
+        var reply = Read();
+        int sent = 0;
+        foreach (var b in Encoding.ASCII.GetBytes(text))
+        {
+            if (await Task.WhenAny(reply, Task.Delay(pace)) == reply) break;
+            try { await _s.WriteAsync(new[] { b }); } catch (IOException) { break; }
+            sent++;
+        }
+        return (await reply, sent);
+    }
+
     public void Dispose() => _tcp.Dispose();
 }

@@ -36,12 +36,26 @@ internal static class Peers
 
 internal static class Ports
 {
-    /// <summary>A loopback port free at the moment of asking.</summary>
+    // Below the kernel's ephemeral range (32768 and up by default): a port handed out here is
+    // never taken meanwhile as the source port of some test's outgoing connection.
+    private const int First = 20000, Last = 32000;
+    private static int _next = First + Random.Shared.Next(Last - First);
+
+    /// <summary>A loopback port free at the moment of asking, each one handed out once per run.</summary>
     public static int Free()
     {
-        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        for (int tries = 0; tries < Last - First; tries++)
+        {
+            var port = First + (Interlocked.Increment(ref _next) - First) % (Last - First);
+            try
+            {
+                using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+                l.Start();
+                return port;
+            }
+            catch (System.Net.Sockets.SocketException) { } // in use: the next one
+        }
+        throw new InvalidOperationException("no free loopback port");
     }
 }
 

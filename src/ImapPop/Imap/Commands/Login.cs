@@ -77,6 +77,7 @@ internal sealed partial class ImapSession
                     _user = null; // not logged in after all
                     throw;
                 }
+                LoggedIn();
                 Log.Info($"{conn.SessionId}: login: user=<{MailLog.Safe(_user.User)}>, method={mech}, rip={conn.RemoteIp}{(conn.IsTls ? ", TLS" : "")}");
                 return ImapResponse.Ok($"[CAPABILITY {Capabilities()}] Logged in");
             case SaslStatus.Tempfail: return ImapResponse.No("[UNAVAILABLE] Temporary authentication failure.");
