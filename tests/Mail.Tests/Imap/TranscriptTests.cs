@@ -130,4 +130,18 @@ public sealed class TranscriptTests
         Assert.That(stored, Has.Count.EqualTo(2), "what was refused left nothing behind; what was accepted is there");
         Assert.That(Directory.GetFiles(Path.Combine(Inbox, "tmp")), Is.Empty);
     }
+
+    [Test]
+    public async Task A_read_only_maildir_is_a_temporary_451_and_delivery_resumes_when_writable()
+    {
+        using var disk = Tmpfs.Mount(Inbox);
+        await Transcript.ReplayAsync("lmtp/read-only-maildir.txt", _lmtp.Port, actions: new Dictionary<string, Func<Task>>
+        {
+            ["read-only"] = () => { disk.SetReadOnly(true); return Task.CompletedTask; },
+            ["read-write"] = () => { disk.SetReadOnly(false); return Task.CompletedTask; },
+        });
+        Assert.That(_authd.Log(), Does.Contain("(NoPermission)"), "logged as the error it is");
+        Assert.That(Directory.GetFiles(Path.Combine(Inbox, "new")).Select(File.ReadAllText).Single(), Does.Contain("Subject: room again"));
+        Assert.That(Directory.GetFiles(Path.Combine(Inbox, "tmp")), Is.Empty);
+    }
 }

@@ -31,6 +31,13 @@ internal sealed class Tmpfs : IDisposable
         catch (IOException) { }
     }
 
+    /// <summary>Remounts read-only (writes fail with EROFS), or writable again.</summary>
+    public void SetReadOnly(bool readOnly)
+    {
+        var r = Run.Program(Peers.Require("mount"), ["-o", readOnly ? "remount,ro" : "remount,rw", Path]);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+    }
+
     /// <summary>Makes room again.</summary>
     public void Empty() => File.Delete(System.IO.Path.Combine(Path, ".filler"));
 
