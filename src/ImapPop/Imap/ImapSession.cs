@@ -224,7 +224,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     {
         if (response.IsNone) return !response.Closes;
         if (response.IsRefusal)
-            Log.Info($"{conn.SessionId}: reject: {MailLog.Safe(_command, 40)} from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}: {MailLog.Safe(tag, 64)} {response}");
+            Log.Info($"{conn.SessionId}: reject: {(_command.Length > 0 ? MailLog.Safe(_command, 40) : "command")} from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}: {MailLog.Safe(tag, 64)} {response}");
         conn.BufferLine($"{tag} {response}");
         if (response.Status == "BAD" && ++_badCommands > 20)
         {
