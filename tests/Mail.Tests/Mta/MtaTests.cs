@@ -87,17 +87,22 @@ public sealed partial class MtaTests
         return Run.Program(Peers.Require("python3"), [file]);
     }
 
+    /// <summary>Runs smtplib: EHLO and STARTTLS (any certificate) on <paramref name="port"/>, then <paramref name="afterTls"/> with the session as s.</summary>
+    private RunResult StartTlsPython(int port, string afterTls) => Python($$"""
+        import smtplib, ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = smtplib.SMTP("127.0.0.1", {{port}}, timeout=30)
+        s.ehlo("client.test")
+        s.starttls(context=ctx)
+        {{afterTls}}
+        """);
+
     [Test]
     public async Task Smtplib_sends_through_submission_with_starttls_and_auth_into_the_maildir()
     {
-        var r = Python($$"""
-            import smtplib, ssl
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            s = smtplib.SMTP("127.0.0.1", {{_submission}}, timeout=30)
-            s.ehlo("client.test")
-            s.starttls(context=ctx)
+        var r = StartTlsPython(_submission, """
             s.ehlo("client.test")
             s.login("bob@example.org", "bob pass")
             s.sendmail("bob@example.org", ["ann@example.org"], "Subject: via submission\r\n\r\nHello Ann.\r\n")
@@ -173,14 +178,7 @@ public sealed partial class MtaTests
         await RestartMtaAsync("smtpd_tls_security_level = encrypt");
         await Transcript.ReplayAsync("smtp/mx-requires-tls.txt", _mx);
         Assert.That(_authd.Log(), Does.Contain("reject: MAIL before STARTTLS from [127.0.0.1]"), "refusals are logged");
-        var r = Python($$"""
-            import smtplib, ssl
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            s = smtplib.SMTP("127.0.0.1", {{_mx}}, timeout=30)
-            s.ehlo("client.test")
-            s.starttls(context=ctx)
+        var r = StartTlsPython(_mx, """
             s.sendmail("x@remote.test", ["bob@example.org"], "Subject: over tls\r\n\r\nhi\r\n")
             s.quit()
             """);
