@@ -158,6 +158,21 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task Under_stress_silent_sessions_get_the_short_timeout()
+    {
+        // Three of four slots taken: the idle timeout of ten minutes becomes stress_timeout, also
+        // for reads that began before the stress did. Cutting one session ends the stress, so
+        // exactly which of the three goes first depends on timing: one of them must.
+        await RestartMtaAsync("idle_timeout = 10m\nstress_timeout = 1s\nmax_connections = 4");
+        using var first = await GreetedAsync();
+        using var second = await GreetedAsync();
+        using var third = await GreetedAsync();
+        var cut = await Task.WhenAny(first.Read(), second.Read(), third.Read());
+        Assert.That(await cut, Is.EqualTo("421 4.4.2 Idle timeout, closing connection"));
+        Assert.That(await Wait.UntilAsync(() => _authd.Log().Contains("timeout after EHLO from"), TimeSpan.FromSeconds(10)), Is.True);
+    }
+
+    [Test]
     public async Task A_client_that_drops_mid_data_leaves_nothing_in_the_queue()
     {
         foreach (var bdat in new[] { false, true })
