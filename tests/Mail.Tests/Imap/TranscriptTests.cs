@@ -113,13 +113,14 @@ public sealed class TranscriptTests
         Assert.That(left[0], Does.Contain("Subject: third"));
     }
 
-    [Test]
-    public async Task A_full_disk_is_452_4_3_1_in_lmtp_and_overquota_in_imap_and_nothing_else_breaks()
+    [TestCase("space")]
+    [TestCase("inodes")]
+    public async Task A_full_disk_is_452_4_3_1_in_lmtp_and_overquota_in_imap_and_nothing_else_breaks(string outOf)
     {
-        using var disk = Tmpfs.Mount(Inbox);
+        using var disk = Tmpfs.Mount(Inbox, inodes: 200);
         var actions = new Dictionary<string, Func<Task>>
         {
-            ["fill-disk"] = () => { disk.Fill(); return Task.CompletedTask; },
+            ["fill-disk"] = () => { disk.Fill(outOf); return Task.CompletedTask; },
             ["make-room"] = () => { disk.Empty(); return Task.CompletedTask; },
         };
         await Transcript.ReplayAsync("lmtp/full-disk.txt", _lmtp.Port, actions: actions);

@@ -214,14 +214,15 @@ public sealed partial class MtaTests
         Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
     }
 
-    [Test]
-    public async Task A_full_spool_refuses_with_452_4_3_1_after_the_data_and_the_session_goes_on()
+    [TestCase("space")]
+    [TestCase("inodes")]
+    public async Task A_full_spool_refuses_with_452_4_3_1_after_the_data_and_the_session_goes_on(string outOf)
     {
-        using var disk = Tmpfs.Mount(_authd.Dir["spool/incoming"]);
-        disk.Fill();
-        await Transcript.ReplayAsync("smtp/full-spool.txt", _mx);
+        using var disk = Tmpfs.Mount(_authd.Dir["spool/incoming"], inodes: 200);
+        disk.Fill(outOf);
+        await Transcript.ReplayAsync(outOf == "space" ? "smtp/full-spool.txt" : "smtp/spool-out-of-inodes.txt", _mx);
         Assert.That(_authd.Log(), Does.Contain("queue file write failed (NoSpace)").And.Contain("from=<ann@remote.test>"));
-        Assert.That(System.IO.Directory.GetFiles(disk.Path).Select(Path.GetFileName), Is.EquivalentTo(new[] { ".filler" }), "no partial queue file left");
+        Assert.That(System.IO.Directory.GetFiles(disk.Path).Select(Path.GetFileName), Is.EquivalentTo(outOf == "space" ? new[] { ".filler" } : []), "no partial queue file left");
     }
 
     [Test]
