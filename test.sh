@@ -36,6 +36,8 @@ if [ ! -f "$trx" ]; then
   echo "tests: 0 passed, 1 failed"
   exit 1
 fi
+# The fault suite's counts (acknowledged, delivered, duplicates, queued, lost per fault).
+[ -f "$results/faults.txt" ] && sed 's/^/fault suite: /' "$results/faults.txt"
 counters=$(grep -o '<Counters [^>]*>' "$trx")
 get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
 total=$(get total); executed=$(get executed); passed=$(get passed); failed=$(get failed)

@@ -59,7 +59,13 @@ public static partial class MaildirDelivery
         return Directory.Exists(Path.Combine(folder, "cur")) ? folder : maildir;
     }
 
-    /// <summary>Removes files left in tmp/ by interrupted deliveries (older than 36 hours).</summary>
+    /// <summary>
+    /// Removes files left in tmp/ by interrupted deliveries: those older than 36 hours (the
+    /// Maildir rule, for any writer), and at once those whose writer, named in the file name
+    /// (P&lt;pid&gt; on this host), no longer runs, so that a killed lmtpd leaves nothing behind
+    /// once the next message arrives. Were such a file still wanted, its writer's rename would
+    /// fail and the message be retried: nothing is lost either way.
+    /// </summary>
     public static void CleanTmp(string maildir)
     {
         var tmp = Path.Combine(maildir, "tmp");
@@ -67,9 +73,23 @@ public static partial class MaildirDelivery
         var limit = DateTime.UtcNow - StaleTmpAge;
         foreach (var f in Directory.EnumerateFiles(tmp))
         {
-            try { if (File.GetLastWriteTimeUtc(f) < limit) File.Delete(f); }
+            try { if (WriterIsGone(Path.GetFileName(f)) || File.GetLastWriteTimeUtc(f) < limit) File.Delete(f); }
             catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
         }
+    }
+
+    /// <summary>Is <paramref name="name"/> a unique name of this host whose process no longer runs?</summary>
+    internal static bool WriterIsGone(string name)
+    {
+        if (!name.EndsWith("." + Host, StringComparison.Ordinal) || !Directory.Exists("/proc/self")) return false;
+        var p = name.IndexOf(".M", StringComparison.Ordinal);
+        p = p < 0 ? -1 : name.IndexOf('P', p);
+        if (p < 0) return false;
+        int end = p + 1;
+        while (end < name.Length && char.IsAsciiDigit(name[end])) end++;
+        if (!int.TryParse(name.AsSpan(p + 1, end - p - 1), out var pid) || pid <= 0) return false;
+        return !Directory.Exists("/proc/" + pid);
     }
 
     /// <summary>A new file in <paramref name="maildir"/>/tmp (mode 0600, the mail user's) for a message being received.</summary>
