@@ -226,6 +226,21 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task A_read_only_spool_is_a_temporary_451_and_the_session_goes_on_once_writable()
+    {
+        using var disk = Tmpfs.Mount(_authd.Dir["spool/incoming"], "2m");
+        await Transcript.ReplayAsync("smtp/read-only-spool.txt", _mx, actions: new Dictionary<string, Func<Task>>
+        {
+            ["read-only"] = () => { disk.SetReadOnly(true); return Task.CompletedTask; },
+            ["read-write"] = () => { disk.SetReadOnly(false); return Task.CompletedTask; },
+        });
+        Assert.That(_authd.Log(), Does.Contain("(NoPermission)"), "logged as the error it is");
+        Assert.That(await Wait.UntilAsync(() => Inbox("bob").Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(File.ReadAllText(Inbox("bob")[0]), Does.Contain("Subject: writable again"));
+        await _mta.StopAsync(); // before the tmpfs goes
+    }
+
+    [Test]
     public async Task A_full_spool_during_retries_defers_and_the_queue_recovers_without_a_restart()
     {
         // Mail waits in the queue (lmtpd is down); then the spool's disk fills, so no retry can
