@@ -75,6 +75,9 @@ internal static class BodyStructure
         }
     }
 
+    private static readonly System.Buffers.SearchValues<byte> HeaderControls = System.Buffers.SearchValues.Create(
+        [.. Enumerable.Range(0, 32).Where(b => b != '\t').Select(b => (byte)b), 0x7f]);
+
     private sealed class Scanner(byte[] data)
     {
         private int _parts;
@@ -101,6 +104,11 @@ internal static class BodyStructure
                 if (data[i] == '\r' && i + 1 < end && data[i + 1] == '\n') { bodyStart = i + 2; break; }
                 int lf = data.AsSpan(i, end - i).IndexOf((byte)'\n');
                 int lineEnd = lf < 0 ? end : i + lf;
+                // Control bytes, a CR inside a line, a blank continuation line: how such a header
+                // reads is MimeKit's call (these shapes were found by fuzz/run to differ).
+                var text = data.AsSpan(i, lineEnd - i);
+                if (text.EndsWith("\r"u8)) text = text[..^1];
+                if (text.IndexOfAny(HeaderControls) >= 0 || text.Trim(" \t"u8).IsEmpty) return null;
                 if (data[i] is (byte)' ' or (byte)'\t')
                 {
                     if (!fields.Any) return null;
@@ -118,12 +126,16 @@ internal static class BodyStructure
                 }
                 i = lineEnd + 1;
             }
-            if (i >= end) bodyStart = end;
+            if (i >= end)
+            {
+                if (depth > 0) return null; // a part's header with no end: MimeKit's parse decides what it is
+                bodyStart = end;
+            }
 
             MimeValue type;
             if (fields.Get("Content-Type") is { } ctValue)
             {
-                if (MimeValue.ContentType(ctValue) is not { } parsed) return null;
+                if (ctValue.Any(c => c >= 0x7f) || MimeValue.ContentType(ctValue) is not { } parsed) return null;
                 type = parsed;
             }
             else type = parent != null && parent.Is("multipart", "digest") ? MimeValue.MessageRfc822 : MimeValue.TextPlain;
@@ -152,7 +164,9 @@ internal static class BodyStructure
             {
                 int lf = data.AsSpan(line, end - line).IndexOf((byte)'\n');
                 int lineEnd = lf < 0 ? end : line + lf;
-                if (data[line] == '-' && Delimiter(line, lineEnd, marker) is var kind and > 0)
+                var kind = data[line] == '-' ? Delimiter(line, lineEnd, marker) : 0;
+                if (kind < 0) return false;
+                if (kind > 0)
                 {
                     if (partStart >= 0)
                     {
@@ -172,6 +186,9 @@ internal static class BodyStructure
                 if (next < 0) break;
                 line = lineEnd + next + 1;
             }
+            // A delimiter with nothing after it (the data ends there): whether that opens an empty
+            // last part is MimeKit's call (found by fuzz/run: it makes none).
+            if (partStart >= end) return false;
             if (partStart >= 0)
             {
                 var last = Entity(partStart, end, multi.Type, depth + 1);
@@ -181,7 +198,7 @@ internal static class BodyStructure
             return true;
         }
 
-        /// <summary>1 for "--boundary", 2 for "--boundary--" (trailing white space allowed), 0 otherwise.</summary>
+        /// <summary>1 for "--boundary", 2 for "--boundary--" (trailing white space allowed), -1 for the boundary and more, 0 otherwise.</summary>
         private int Delimiter(int line, int lineEnd, byte[] marker)
         {
             int e = lineEnd;
@@ -189,7 +206,10 @@ internal static class BodyStructure
             var text = data.AsSpan(line, e - line);
             if (!text.StartsWith(marker)) return 0;
             if (text.Length == marker.Length) return 1;
-            return text.Length == marker.Length + 2 && text.EndsWith("--"u8) ? 2 : 0;
+            if (text.Length == marker.Length + 2 && text.EndsWith("--"u8)) return 2;
+            // More after the boundary: another boundary that begins with this one ("outer-inner"),
+            // or a line of text; with a control byte in it, what it is is MimeKit's call.
+            return text[marker.Length..].IndexOfAny(HeaderControls) >= 0 ? -1 : 0;
         }
     }
 
