@@ -259,7 +259,14 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 // Every stored line gains a CR in the virtual (RFC 822) size.
                 var vsize = size + pending.HeaderLines + writer.Lines;
                 pending.File.Dispose();
-                foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize));
+                if (Conn.ClientClosed())
+                {
+                    // The client (mtad killed, say) is gone and can never see a 250, so it will send
+                    // the message again: storing it now would only make a second copy.
+                    Log.Warn($"{Conn.SessionId}: client closed the connection before the message was stored; not delivered");
+                    replies.AddRange(_rcpts.Select(r => ClientGone.About(r.Address)));
+                }
+                else foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize));
             }
             catch (Exception e) when (StorageError.Is(e))
             {
@@ -275,6 +282,8 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         foreach (var r in replies) await SendAsync(r);
         return SmtpReply.None;
     }
+
+    private static readonly SmtpReply ClientGone = new(451, "4.4.2", "Connection closed before the message was stored");
 
     private SmtpReply Deliver(Recipient r, string tmpPath, long size, long vsize)
     {

@@ -192,6 +192,18 @@ public sealed class LineConnection : IAsyncDisposable
     public void SetSessionDeadline(TimeSpan? after) =>
         Volatile.Write(ref _sessionDeadline, after is { } a ? Environment.TickCount64 + (long)a.TotalMilliseconds : 0);
 
+    /// <summary>
+    /// Has the client closed its side with nothing left unread? Looks without consuming: a
+    /// server asks before it commits what the client can no longer be told about.
+    /// </summary>
+    public bool ClientClosed()
+    {
+        if (!Input.TryRead(out var r)) return false;
+        var closed = r.IsCompleted && r.Buffer.IsEmpty;
+        Input.AdvanceTo(r.Buffer.Start);
+        return closed;
+    }
+
     /// <summary>Did the session end by a deadline (rather than the client closing)?</summary>
     public bool TimedOut => _timedOut;
 
