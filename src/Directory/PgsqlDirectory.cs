@@ -41,6 +41,14 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
                 MaxRetryAttempts = 2,
                 Delay = TimeSpan.FromMilliseconds(50),
                 BackoffType = DelayBackoffType.Exponential,
+                // A connection-level fault (the server restarted, the socket
+                // went away) leaves every idle pooled connection dead too:
+                // drop them all at once rather than fail on each in turn.
+                OnRetry = args =>
+                {
+                    if (args.Outcome.Exception is NpgsqlException and not PostgresException) _db.Clear();
+                    return default;
+                },
             })
             .AddTimeout(TimeSpan.FromSeconds(5))
             .Build();
