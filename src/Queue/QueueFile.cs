@@ -10,6 +10,8 @@
 //     T arrival time (8 bytes, Unix milliseconds)   S sender (UTF-8, may be empty)
 //     R recipient (UTF-8)                           A attribute "name=value"
 //     C content chunk (at most 64 KiB each)         E end: SHA-256 of all bytes before it
+//     P header lines added once the content was in (the checks' results), written after the
+//       content and read before it
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
@@ -31,7 +33,7 @@ public static class QueueFileFormat
     public const int MaxChunk = 64 * 1024;
     public const int MaxRecipients = 100_000;
     public const int MaxEnvelopeField = 4096;
-    public const byte Time = (byte)'T', Sender = (byte)'S', Recipient = (byte)'R', Attribute = (byte)'A', Content = (byte)'C', End = (byte)'E';
+    public const byte Time = (byte)'T', Sender = (byte)'S', Recipient = (byte)'R', Attribute = (byte)'A', Content = (byte)'C', Prepend = (byte)'P', End = (byte)'E';
 }
 
 /// <summary>Writes one queue file; nothing is promised until <see cref="CommitAsync"/> returns.</summary>
@@ -45,6 +47,8 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
     private int _chunkLength;
     private bool _committed, _disposed;
     private readonly Action? _closed;
+    private long _position;
+    private readonly List<(long Offset, int Length)> _contentRecords = [];
 
     public string Path { get; }
     public long ContentLength { get; private set; }
@@ -98,8 +102,32 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
     private void FlushChunk()
     {
         if (_chunkLength == 0) return;
+        _contentRecords.Add((_position + 5, _chunkLength));
         Record(QueueFileFormat.Content, _chunk.AsSpan(0, _chunkLength));
         _chunkLength = 0;
+    }
+
+    /// <summary>
+    /// The content written so far, to read back before the commit (the checks that need the whole
+    /// message); null if a write failed. Seekable; valid until the commit or disposal.
+    /// </summary>
+    public Stream? ReadBack()
+    {
+        FlushChunk();
+        if (_sink.Failure != null) return null;
+        try { _file.Flush(); }
+        catch (Exception e) when (Mail.Shared.IO.StorageError.Is(e)) { return null; }
+        return new RangeStream(Path, _contentRecords);
+    }
+
+    /// <summary>Header lines (ending in CRLF) that readers get before the content; after all content, before the commit.</summary>
+    public void Prepend(ReadOnlySpan<byte> lines)
+    {
+        if (lines.Length == 0) return;
+        if (lines.Length > QueueFileFormat.MaxChunk) throw new ArgumentException("prepended header too long");
+        FlushChunk();
+        Record(QueueFileFormat.Prepend, lines);
+        ContentLength += lines.Length;
     }
 
     /// <summary>Writes END, fsyncs the file and its directory. After this the message is safe.</summary>
@@ -133,6 +161,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
 
     private void Write(ReadOnlySpan<byte> bytes)
     {
+        _position += bytes.Length;
         _hash.AppendData(bytes);
         _sink.Write(bytes);
     }
@@ -195,6 +224,7 @@ public static class QueueFileReader
         string? sender = null;
         var recipients = new List<string>();
         var attributes = new Dictionary<string, string>(StringComparer.Ordinal);
+        int prepended = 0;
         var header = new byte[5];
         while (true)
         {
@@ -217,7 +247,7 @@ public static class QueueFileReader
             if (!ReadExactly(fs, buffer.AsSpan(0, length))) return QueueFileStatus.Incomplete;
             var payload = buffer.AsSpan(0, length);
             hash.AppendData(payload);
-            if (type != QueueFileFormat.Content && length > QueueFileFormat.MaxEnvelopeField) return QueueFileStatus.Corrupt;
+            if (type is not (QueueFileFormat.Content or QueueFileFormat.Prepend) && length > QueueFileFormat.MaxEnvelopeField) return QueueFileStatus.Corrupt;
             switch (type)
             {
                 case QueueFileFormat.Time when length == 8 && time == null:
@@ -237,6 +267,9 @@ public static class QueueFileReader
                     break;
                 case QueueFileFormat.Content:
                     chunks.Add((offset, length));
+                    break;
+                case QueueFileFormat.Prepend:
+                    chunks.Insert(prepended++, (offset, length));
                     break;
                 default:
                     return QueueFileStatus.Corrupt;
@@ -348,5 +381,57 @@ public static class QueueFileReader
             return result.ToArray();
         }
         finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
+    }
+}
+
+/// <summary>A read-only, seekable view of byte ranges of a file, one after another.</summary>
+internal sealed class RangeStream : Stream
+{
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle;
+    private readonly (long Offset, int Length)[] _ranges;
+    private readonly long[] _starts;
+    private long _position;
+
+    public RangeStream(string path, IEnumerable<(long Offset, int Length)> ranges)
+    {
+        _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        _ranges = ranges.ToArray();
+        _starts = new long[_ranges.Length + 1];
+        for (int i = 0; i < _ranges.Length; i++) _starts[i + 1] = _starts[i] + _ranges[i].Length;
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => true;
+    public override bool CanWrite => false;
+    public override long Length => _starts[^1];
+    public override long Position { get => _position; set => _position = Math.Clamp(value, 0, Length); }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        if (_position >= Length || buffer.Length == 0) return 0;
+        int i = Array.BinarySearch(_starts, _position);
+        if (i < 0) i = ~i - 1;
+        while (i < _ranges.Length && _starts[i + 1] <= _position) i++;
+        var within = _position - _starts[i];
+        int n = (int)Math.Min(buffer.Length, _ranges[i].Length - within);
+        n = RandomAccess.Read(_handle, buffer[..n], _ranges[i].Offset + within);
+        if (n == 0) throw new IOException("queue file shorter than written");
+        _position += n;
+        return n;
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) =>
+        Position = origin switch { SeekOrigin.Begin => offset, SeekOrigin.Current => _position + offset, _ => Length + offset };
+
+    public override void Flush() { }
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _handle.Dispose();
+        base.Dispose(disposing);
     }
 }

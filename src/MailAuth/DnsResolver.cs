@@ -1,0 +1,116 @@
+// The DNS look-ups of the mail-authentication checks, through DnsClient. Each
+// answer is one of: records, no such domain, no records of the type (both
+// "void" for SPF's limit), or a temporary error (time-out, SERVFAIL, a
+// malformed or truncated reply that TCP could not complete, a CNAME loop).
+// Only records for the name asked, or for the names its CNAME chain leads to,
+// are taken: an answer for another name counts as none. Sizes are bounded:
+// TXT records past MaxTxt characters are dropped as if absent.
+using System.Net;
+using DnsClient;
+using DnsClient.Protocol;
+
+namespace Mail.MailAuth;
+
+public enum DnsStatus { Ok, NxDomain, NoData, TempError }
+
+public sealed record MxHost(int Preference, string Host);
+
+public readonly record struct DnsAnswer<T>(DnsStatus Status, IReadOnlyList<T> Records, string? Error = null)
+{
+    public bool Void => Status is DnsStatus.NxDomain or DnsStatus.NoData;
+    public static DnsAnswer<T> Temp(string error) => new(DnsStatus.TempError, [], error);
+}
+
+public sealed class DnsResolver
+{
+    public const int MaxTxt = 16 * 1024;
+    private const int MaxCnameChain = 8;
+    private readonly LookupClient _client;
+
+    /// <param name="servers">host[:port] of the DNS servers; none: the system's (/etc/resolv.conf).</param>
+    /// <param name="timeout">How long one query waits for its answer (one retry follows).</param>
+    public DnsResolver(IReadOnlyList<string> servers, TimeSpan timeout)
+    {
+        var endpoints = servers.Select(s => !IPEndPoint.TryParse(s, out var ep) ? throw new FormatException($"bad DNS server '{s}'")
+            : ep.Port == 0 ? new IPEndPoint(ep.Address, 53) : ep).ToArray();
+        var options = endpoints.Length > 0 ? new LookupClientOptions(endpoints) : new LookupClientOptions();
+        options.UseCache = true;
+        options.Timeout = timeout;
+        options.Retries = 1;
+        options.UseTcpFallback = true;
+        options.ContinueOnDnsError = false;
+        options.ContinueOnEmptyResponse = false;
+        options.ThrowDnsErrors = false;
+        options.EnableAuditTrail = false;
+        _client = new LookupClient(options);
+    }
+
+    public Task<DnsAnswer<string>> TxtAsync(string name, CancellationToken ct) =>
+        QueryAsync(name, QueryType.TXT, r => r is TxtRecord t ? Join(t) : null, ct);
+
+    private static string? Join(TxtRecord t)
+    {
+        // One record's strings are one text (RFC 7208 3.3, RFC 6376 3.6.2.2).
+        int length = t.Text.Sum(s => s.Length);
+        return length > MaxTxt ? null : string.Concat(t.Text);
+    }
+
+    public Task<DnsAnswer<IPAddress>> AddressesAsync(string name, bool ipv6, CancellationToken ct) =>
+        QueryAsync(name, ipv6 ? QueryType.AAAA : QueryType.A, r => r switch
+        {
+            ARecord a when !ipv6 => a.Address,
+            AaaaRecord a when ipv6 => a.Address,
+            _ => null,
+        }, ct);
+
+    public Task<DnsAnswer<MxHost>> MxAsync(string name, CancellationToken ct) =>
+        QueryAsync(name, QueryType.MX, r => r is MxRecord m ? new MxHost(m.Preference, Trim(m.Exchange.Value)) : null, ct);
+
+    public Task<DnsAnswer<string>> PtrAsync(IPAddress ip, CancellationToken ct) =>
+        QueryAsync(ReverseName(ip), QueryType.PTR, r => r is PtrRecord p ? Trim(p.PtrDomainName.Value) : null, ct);
+
+    /// <summary>The in-addr.arpa or ip6.arpa name of an address.</summary>
+    public static string ReverseName(IPAddress ip) => ip.GetArpaName();
+
+    private static string Trim(string name) => name.TrimEnd('.');
+
+    private async Task<DnsAnswer<T>> QueryAsync<T>(string name, QueryType type, Func<DnsResourceRecord, T?> pick, CancellationToken ct) where T : class
+    {
+        if (!IsQueryable(name)) return new(DnsStatus.NxDomain, [], "invalid name");
+        IDnsQueryResponse response;
+        try { response = await _client.QueryAsync(name, type, QueryClass.IN, ct).ConfigureAwait(false); }
+        catch (DnsResponseException e) { return DnsAnswer<T>.Temp(e.Message); }
+        catch (ArgumentException e) { return new(DnsStatus.NxDomain, [], e.Message); }
+        catch (IOException e) { return DnsAnswer<T>.Temp(e.Message); }
+        catch (System.Net.Sockets.SocketException e) { return DnsAnswer<T>.Temp(e.Message); }
+        if (response.Header.ResponseCode == DnsHeaderResponseCode.NotExistentDomain) return new(DnsStatus.NxDomain, []);
+        if (response.HasError) return DnsAnswer<T>.Temp($"{response.Header.ResponseCode}: {response.ErrorMessage}");
+        // Follow the CNAME chain inside the answer; take records only for the names on it.
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { Trim(name) };
+        var current = Trim(name);
+        for (int i = 0; ; i++)
+        {
+            var next = response.Answers.OfType<CNameRecord>().FirstOrDefault(c => Trim(c.DomainName.Value).Equals(current, StringComparison.OrdinalIgnoreCase));
+            if (next == null) break;
+            current = Trim(next.CanonicalName.Value);
+            if (!names.Add(current) || i >= MaxCnameChain) return DnsAnswer<T>.Temp($"CNAME loop at {name}");
+        }
+        var records = new List<T>();
+        foreach (var r in response.Answers)
+        {
+            if (r is CNameRecord || !names.Contains(Trim(r.DomainName.Value))) continue;
+            if (pick(r) is { } value) records.Add(value);
+        }
+        return records.Count > 0 ? new(DnsStatus.Ok, records) : new(DnsStatus.NoData, []);
+    }
+
+    /// <summary>A name DNS can carry: labels of 1 to 63 octets, 253 in all.</summary>
+    public static bool IsQueryable(string name)
+    {
+        var n = name.TrimEnd('.');
+        if (n.Length == 0 || n.Length > 253) return false;
+        foreach (var label in n.Split('.'))
+            if (label.Length is 0 or > 63) return false;
+        return true;
+    }
+}
