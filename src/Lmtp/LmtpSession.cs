@@ -266,7 +266,11 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                     Log.Warn($"{Conn.SessionId}: client closed the connection before the message was stored; not delivered");
                     replies.AddRange(_rcpts.Select(r => ClientGone.About(r.Address)));
                 }
-                else foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize));
+                else
+                {
+                    bool spam = MaildirDelivery.MarkedAsSpam(pending.TmpPath);
+                    foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize, spam));
+                }
             }
             catch (Exception e) when (StorageError.Is(e))
             {
@@ -285,7 +289,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
 
     private static readonly SmtpReply ClientGone = new(451, "4.4.2", "Connection closed before the message was stored");
 
-    private SmtpReply Deliver(Recipient r, string tmpPath, long size, long vsize)
+    private SmtpReply Deliver(Recipient r, string tmpPath, long size, long vsize, bool spam)
     {
         var u = r.User;
         var started = Stopwatch.StartNew();
@@ -304,11 +308,13 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 }
             }
             var folder = MaildirDelivery.FolderFor(u.Maildir, r.Detail);
+            // Marked as spam by the MX's checks: the Junk folder, unless a +detail chose another.
+            if (spam && folder == u.Maildir) folder = MaildirDelivery.JunkFolder(u.Maildir, u.Uid, u.Gid);
             // Every recipient gets a hard link to the one written file (a copy
             // across file systems); the tmp/ name goes when all are done.
             var path = MaildirDelivery.Publish(tmpPath, folder, size, vsize, link: true, u.Uid, u.Gid);
             MaildirQuota.Add(u.Maildir, size, 1);
-            Log.Info($"{Conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({Path.GetFileName(path)})");
+            Log.Info($"{Conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({(folder == u.Maildir ? "" : Path.GetFileName(folder) + "/")}{Path.GetFileName(path)})");
             return Replies.Saved(r.Address);
         }
         catch (Exception e) when (StorageError.Is(e))

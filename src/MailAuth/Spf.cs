@@ -515,6 +515,6 @@ public sealed class SpfChecker(DnsResolver dns, string receiver)
         };
         return $"{SpfOutcome.Name(o.Result)} ({AuthResults.CommentSafe(comment)}) client-ip={ip}; envelope-from=\"{AuthResults.QuoteSafe(o.Sender)}\"; " +
                $"helo={AuthResults.ValueSafe(helo)}; receiver={receiver}; identity={o.Identity};" +
-               (o.Mechanism != null && o.Result is not (SpfResult.TempError or SpfResult.PermError) ? $" mechanism=\"{AuthResults.QuoteSafe(o.Mechanism)}\";" : "");
+               (o.Mechanism != null && o.Mechanism != "default" && o.Result is SpfResult.Pass or SpfResult.Fail or SpfResult.SoftFail or SpfResult.Neutral ? $" mechanism=\"{AuthResults.QuoteSafe(o.Mechanism)}\";" : "");
     }
 }

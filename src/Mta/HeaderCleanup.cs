@@ -10,7 +10,7 @@ using Mail.Queue;
 
 namespace Mail.Mta;
 
-internal sealed class HeaderCleanup(Stream inner, string hostname, bool submission, string queueId) : Mail.Shared.IO.WriteOnlyStream
+internal sealed class HeaderCleanup(Stream inner, string hostname, bool submission, string queueId, bool stripAuthResults = false) : Mail.Shared.IO.WriteOnlyStream
 {
     public const int MaxHeaderSize = 1 << 20;
     public const int HopLimit = 50;
@@ -49,6 +49,7 @@ internal sealed class HeaderCleanup(Stream inner, string hostname, bool submissi
     private void EmitHeader(int headerLength)
     {
         var all = _header.ToArray();
+        if (stripAuthResults) (all, headerLength) = StripOurAuthResults(all, headerLength);
         var header = Encoding.UTF8.GetString(all, 0, headerLength);
         var names = header.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0 && !char.IsWhiteSpace(l[0]) && l.Contains(':'))
             .Select(l => l[..l.IndexOf(':')].Trim().ToLowerInvariant()).ToList();
@@ -62,6 +63,38 @@ internal sealed class HeaderCleanup(Stream inner, string hostname, bool submissi
         inner.Write(all.AsSpan(headerLength));
         _inBody = true;
         _header.SetLength(0);
+    }
+
+    public int StrippedAuthResults { get; private set; }
+
+    /// <summary>
+    /// RFC 8601 5: an Authentication-Results field the message brought that names our host as its
+    /// authserv-id is removed (with its continuation lines), so that only our own results carry our name.
+    /// </summary>
+    private (byte[], int) StripOurAuthResults(byte[] all, int headerLength)
+    {
+        var kept = new MemoryStream(all.Length);
+        int i = 0;
+        while (i < headerLength)
+        {
+            // One field: its first line and the continuation lines that follow.
+            int end = i;
+            do
+            {
+                int lf = Array.IndexOf(all, (byte)'\n', end, headerLength - end);
+                end = lf < 0 ? headerLength : lf + 1;
+            } while (end < headerLength && all[end] is (byte)' ' or (byte)'\t');
+            var field = Encoding.UTF8.GetString(all, i, end - i);
+            int colon = field.IndexOf(':');
+            if (colon > 0 && field[..colon].Trim().Equals("Authentication-Results", StringComparison.OrdinalIgnoreCase)
+                && Mail.MailAuth.AuthResults.ClaimsToBe(field[(colon + 1)..], hostname))
+                StrippedAuthResults++;
+            else kept.Write(all, i, end - i);
+            i = end;
+        }
+        int newLength = (int)kept.Length;
+        kept.Write(all, headerLength, all.Length - headerLength);
+        return (kept.ToArray(), newLength);
     }
 
 }

@@ -59,6 +59,7 @@ namespace Mail.Mta
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");
             if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
+            var checks = InboundChecksFrom(config);
             var gate = new ConnectionGate(limits);
             var listeners = new List<(ListenAddress Address, SmtpPort Port)>();
             foreach (var (key, port) in new[] { ("mx_listen", SmtpPort.Mx), ("submission_listen", SmtpPort.Submission), ("submissions_listen", SmtpPort.Submissions) })
@@ -77,7 +78,7 @@ namespace Mail.Mta
                     {
                         Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
                         BusyReply = "421 4.7.0 Too many connections, try later",
-                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options).RunAsync());
+                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks).RunAsync());
                 if (control.Length > 0)
                 {
                     var controlLimits = new NetLimits { MaxLineLength = 1024, IdleTimeout = TimeSpan.FromMinutes(1), MaxConnections = 10 };
@@ -96,6 +97,25 @@ namespace Mail.Mta
             });
             app.Lifetime.ApplicationStopped.Register(auth.Dispose);
             return app;
+        }
+
+        /// <summary>The mail-authentication checks of the MX as mtad.conf sets them (the same code runs in mailctl check).</summary>
+        public static Mail.MailAuth.InboundChecks InboundChecksFrom(MailConfig config)
+        {
+            try
+            {
+                var a = (string name) => Mail.MailAuth.InboundPolicy.ParseAction(config.Get(name));
+                var policy = new Mail.MailAuth.InboundPolicy(a("spf_action"), a("dkim_action"), a("dmarc_action"), a("reverse_client_check"),
+                    a("client_hostname_check"), a("helo_syntax_check"), a("helo_hostname_check"), a("dnsbl_action"),
+                    config.GetList("dnsbl_sites").Select(Mail.MailAuth.DnsblSite.Parse).ToList(), (int)config.GetInt("dnsbl_threshold"),
+                    config.GetList("arc_trusted_sealers"), config.GetDuration("mail_auth_deadline"));
+                var dns = new Mail.MailAuth.DnsResolver(config.GetList("dns_servers"), config.GetDuration("dns_timeout"));
+                var psl = new Mail.MailAuth.PublicSuffixList(config.GetPath("public_suffix_list"));
+                var recorder = new Mail.MailAuth.DmarcRecorder(Path.Combine(config.GetPath("spool_dir"), "dmarc"));
+                return new Mail.MailAuth.InboundChecks(dns, psl, config.Get("hostname"), policy, recorder);
+            }
+            catch (FormatException e) { throw new ConfigException($"mtad: {e.Message}"); }
+            catch (IOException e) { throw new ConfigException($"mtad: public_suffix_list: {e.Message}"); }
         }
 
         /// <summary>postmaster_address, or postmaster@ the hostname without its first label.</summary>

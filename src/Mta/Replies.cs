@@ -11,6 +11,9 @@ internal static class Replies
     public static readonly SmtpReply SendHeloFirst = new(503, "5.5.1", "Error: send HELO/EHLO first");
     public static SmtpReply NeedHostName(string verb) => new(501, "5.5.4", $"Syntax: {verb} hostname");
 
+    // RFC 7601/8601 checks at the end of DATA that could not run: this message waits, nothing else.
+    public static readonly SmtpReply ChecksFailed = new(451, "4.3.0", "Error: temporary failure in message checks, try again later");
+
     // RFC 3207 4: STARTTLS.
     public static readonly SmtpReply TlsNotAvailable = new(502, "5.5.1", "STARTTLS not available");
     public const string TlsGoAhead = "220 2.0.0 Ready to start TLS";

@@ -17,6 +17,7 @@ using Mail.Shared.IO;
 using Mail.Shared.Logging;
 using Mail.Shared.Net;
 using Mail.Shared.Smtp;
+using Mail.MailAuth;
 using Mail.Queue;
 using NLog;
 
@@ -27,7 +28,7 @@ internal enum SmtpPort { Mx, Submission, Submissions }
 internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster, bool RejectBareLf);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
-    Func<X509Certificate2?> certificate, SmtpOptions options) : SmtpServerSession<SmtpSession>(conn)
+    Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null) : SmtpServerSession<SmtpSession>(conn)
 {
     private static readonly Logger SmtpdLog = MailLog.For("smtpd");
     protected override Logger Log => SmtpdLog;
@@ -59,11 +60,19 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     private readonly Dictionary<string, string> _dsn = new(StringComparer.Ordinal); // RET, ENVID, NOTIFY, ORCPT as queue attributes
     private Incoming? _bdat;
     private bool _bdatFailed;
+    // The mail-authentication checks of a stranger on the MX: started as soon as their input is known.
+    private Task<(ReverseOutcome? Reverse, DnsblOutcome? Dnsbl)>? _addressCheck;
+    private Task<Check?>? _heloCheck;
+    private Task<(SpfOutcome MailFrom, SpfOutcome Helo)>? _spfCheck;
+    private Verdict? _rcptVerdict;
+    private ClientResults? _client;
 
     private bool AuthOffered => port != SmtpPort.Mx && Conn.IsSecure;
     /// <summary>Submission needs TLS except from loopback (RFC 8314 3.3); the MX only with smtpd_tls_security_level = encrypt.</summary>
     protected override bool TlsRequired => port == SmtpPort.Mx ? options.MxRequiresTls && !Conn.IsTls : !Conn.IsSecure;
     private bool Trusted => _user != null || InMyNetworks(Conn.RemoteIp);
+    /// <summary>Mail authentication applies on the MX to clients neither logged in nor in mynetworks.</summary>
+    private bool Checked => checks != null && port == SmtpPort.Mx && Conn.RemoteIp != null && !Trusted;
 
     /// <summary>RFC 5321 4.1.1.1: HELO, or EHLO with the extensions offered (RFC 2920, 1870, 3207, 4954, 2034, 6152, 3461, 3030, 6531).</summary>
     private SmtpReply Hello(string verb, string arg)
@@ -71,6 +80,12 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         if (arg.Length == 0) return Replies.NeedHostName(verb);
         _helo = arg;
         Reset();
+        if (Checked)
+        {
+            _addressCheck ??= checks!.CheckAddressAsync(Conn.RemoteIp!, CancellationToken.None);
+            _heloCheck = checks!.CheckHeloAsync(arg, CancellationToken.None);
+            _client = null;
+        }
         if (verb == "HELO") return new(250, "", options.Hostname);
         var lines = new List<string> { options.Hostname, "PIPELINING", $"SIZE {options.MaxMessageSize}" };
         if (!Conn.IsTls && certificate() != null) lines.Add("STARTTLS");
@@ -92,6 +107,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
 
     protected override void Reset()
     {
+        _spfCheck = null;
+        _rcptVerdict = null;
         _from = null;
         _rcpts.Clear();
         _dsn.Clear();
@@ -162,6 +179,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         }
         _from = path;
         foreach (var (k, v) in dsn) _dsn[k] = v;
+        if (Checked) _spfCheck = checks!.CheckSpfAsync(Conn.RemoteIp!, path, _helo!, CancellationToken.None);
         return SmtpReply.SenderOk;
     }
 
@@ -197,6 +215,11 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             else return SmtpReply.UnsupportedParameter(MailLog.Safe(k, 20));
         }
         if (_rcpts.Count >= options.MaxRecipients) return SmtpReply.TooManyRecipients;
+        if (Checked && await RcptVerdictAsync() is { Refusal: { } checkRefusal })
+        {
+            Log.Info($"{Conn.SessionId}: reject: RCPT from {Conn.ClientDescription}: {checkRefusal}; from=<{MailLog.Safe(_from)}> to=<{MailLog.Safe(address.ToString())}> helo=<{MailLog.Safe(_helo)}>");
+            return checkRefusal;
+        }
         ResolveRecipientReply r;
         try
         {
@@ -229,6 +252,45 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         return SmtpReply.RecipientOk;
     }
 
+    /// <summary>The client and SPF checks, decided once per transaction (as Postfix's smtpd_delay_reject, at RCPT).</summary>
+    private async Task<Verdict> RcptVerdictAsync()
+    {
+        if (_rcptVerdict != null) return _rcptVerdict;
+        var address = _addressCheck != null ? await _addressCheck : (null, null);
+        var helo = _heloCheck != null ? await _heloCheck : null;
+        _client = new ClientResults(Conn.RemoteIp!, _helo!, address.Reverse, helo, address.Dnsbl);
+        var spf = _spfCheck != null ? (await _spfCheck).MailFrom : null;
+        return _rcptVerdict = checks!.AtRcpt(_client, spf);
+    }
+
+    /// <summary>A fault in the checks defers this message (451) and harms nothing else.</summary>
+    private async Task<SmtpReply?> CheckMessageGuardedAsync(Incoming message)
+    {
+        try { return await CheckMessageAsync(message); }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Log.Error($"{message.Id}: message checks failed: {e.GetType().Name}: {MailLog.Safe(e.Message)}; from=<{MailLog.Safe(_from)}>, client={Conn.ClientDescription}");
+            return Replies.ChecksFailed;
+        }
+    }
+
+    /// <summary>DKIM, ARC and DMARC over the message as queued, before the commit: refuse, or add the results' headers.</summary>
+    private async Task<SmtpReply?> CheckMessageAsync(Incoming message)
+    {
+        var atRcpt = await RcptVerdictAsync();
+        using var content = message.File.ReadBack();
+        if (content == null) return null; // the write failed: the commit says so
+        MimeKit.MimeMessage parsed;
+        try { parsed = await MimeKit.MimeMessage.LoadAsync(content, persistent: true); }
+        catch (FormatException) { parsed = new MimeKit.MimeMessage(); }
+        var (spf, heloSpf) = _spfCheck != null ? await _spfCheck : (null!, null!);
+        var results = await checks!.CheckMessageAsync(parsed, _client!, _from ?? "", spf, heloSpf, atRcpt, CancellationToken.None);
+        Log.Info($"{message.Id}: auth: client={Conn.ClientDescription}, helo=<{MailLog.Safe(_helo)}>, from=<{MailLog.Safe(_from)}>, {results.Verdict.Log}");
+        if (results.Verdict.Refusal is { } refused) return refused;
+        message.File.Prepend(System.Text.Encoding.ASCII.GetBytes(results.Headers));
+        return null;
+    }
+
     /// <summary>A message being received: its queue file and the filters that feed it.</summary>
     private sealed class Incoming(QueueFileWriter file, string id, HeaderCleanup cleanup, DataWriter writer) : IDisposable
     {
@@ -255,7 +317,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
                        (_rcpts.Count == 1 ? $"\tfor <{_rcpts[0]}>" : "\t") +
                        $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\r\n";
         file.WriteContent(Encoding.UTF8.GetBytes(received));
-        var cleanup = new HeaderCleanup(file.ContentStream, options.Hostname, port != SmtpPort.Mx, id);
+        var cleanup = new HeaderCleanup(file.ContentStream, options.Hostname, port != SmtpPort.Mx, id, stripAuthResults: Checked);
         return new Incoming(file, id, cleanup, new DataWriter(cleanup, options.MaxMessageSize, dotStuffed, keepCrLf: true));
     }
 
@@ -341,6 +403,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             : cleanup.HeaderTooBig ? SmtpReply.HeaderTooBig
             : cleanup.Received > HeaderCleanup.HopLimit ? Replies.TooManyHops
             : writer.HasNul ? SmtpReply.ContainsNul
+            : Checked ? await CheckMessageGuardedAsync(message)
             : (SmtpReply?)null;
         if (refusal is { } refused)
         {

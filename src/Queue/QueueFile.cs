@@ -59,7 +59,7 @@ public sealed class QueueFileWriter : IAsyncDisposable, IDisposable
         _closed = closed;
         _file = new FileStream(path, new FileStreamOptions
         {
-            Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None,
+            Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.Read, // read back by the checks before the commit
             UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, BufferSize = 64 * 1024,
         });
         _sink = new Mail.Shared.IO.HeldFailureStream(_file);

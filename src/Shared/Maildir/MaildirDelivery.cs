@@ -59,6 +59,42 @@ public static partial class MaildirDelivery
         return Directory.Exists(Path.Combine(folder, "cur")) ? folder : maildir;
     }
 
+    /// <summary>The Junk folder (Maildir++ ".Junk", as Dovecot names it), created and subscribed when missing.</summary>
+    public static string JunkFolder(string maildir, uint uid, uint gid)
+    {
+        var junk = new MaildirFolder(Path.Combine(maildir, ".Junk"), uid, gid);
+        if (!junk.Exists)
+        {
+            junk.Create();
+            Subscriptions.Update(maildir, names => names.Add("Junk"), uid, gid);
+        }
+        return junk.Path;
+    }
+
+    /// <summary>
+    /// Whether the message's header has "X-Spam-Flag: YES", as the MX's checks (and SpamAssassin)
+    /// write it; only the header is read, at most 1 MiB of it.
+    /// </summary>
+    public static bool MarkedAsSpam(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+        var buffer = new byte[Math.Min(fs.Length, 1 << 20)];
+        int n = 0, read;
+        while (n < buffer.Length && (read = fs.Read(buffer, n, buffer.Length - n)) > 0) n += read;
+        var span = buffer.AsSpan(0, n);
+        int end = span.IndexOf("\n\n"u8);
+        int crlf = span.IndexOf("\r\n\r\n"u8);
+        if (crlf >= 0 && (end < 0 || crlf < end)) end = crlf;
+        if (end >= 0) span = span[..end];
+        foreach (var range in span.Split((byte)'\n'))
+        {
+            var line = span[range].TrimEnd((byte)'\r');
+            if (line.Length < 12 || !System.Text.Ascii.EqualsIgnoreCase(line[..12], "X-Spam-Flag:"u8)) continue;
+            if (System.Text.Ascii.EqualsIgnoreCase(line[12..].Trim((byte)' '), "YES"u8)) return true;
+        }
+        return false;
+    }
+
     /// <summary>
     /// Removes files left in tmp/ by interrupted deliveries: those older than 36 hours (the
     /// Maildir rule, for any writer), and at once those whose writer, named in the file name

@@ -272,7 +272,7 @@ public sealed partial class MtaTests
         var queued = Path.Combine(_authd.Dir["spool/active"], id);
         Assert.That(QueueFileReader.Read(queued, out QueueEnvelope? _unused, out var chunks), Is.EqualTo(QueueFileStatus.Ok));
         var content = Encoding.UTF8.GetString(QueueFileReader.ReadContentPrefix(queued, chunks, 1 << 20));
-        Assert.That(content, Does.StartWith("Received: from ").And.Contain("\r\n\r\nin delivery\r\n"));
+        Assert.That(content, Does.Contain("\r\nReceived: from ").And.Contain("\r\n\r\nin delivery\r\n"));
         Assert.That(content.Replace("\r\n", ""), Does.Not.Contain("\n"), "no bare LF");
 
         var list = Queue("list");

@@ -20,6 +20,13 @@ public sealed partial class MtaTests
     private LmtpServer? _lmtp;
     private WebApplication _mta = null!;
     private int _mx, _submission, _submissions, _lmtpPort;
+    private ZoneServer _dns = null!;
+
+    [OneTimeSetUp]
+    public void StartDns() => _dns = ZoneServer.Start(("test", ""), ("example.org", ""), ("127.in-addr.arpa", ""));
+
+    [OneTimeTearDown]
+    public void StopDns() => _dns.Dispose();
 
     [SetUp]
     public async Task Start()
@@ -39,6 +46,8 @@ public sealed partial class MtaTests
             tls_cert = {_authd.Dir["cert.pem"]}
             tls_key = {_authd.Dir["key.pem"]}
             mynetworks = 192.0.2.0/24
+            # A DNS server with nothing for these names: the MX's checks find no records and only tag.
+            dns_servers = {_dns.Address}
             authd_socket = {_authd.Socket}
             spool_dir = {_authd.Dir["spool"]}
             control_socket = {_authd.Dir["run/mtad.ctl"]}
