@@ -38,8 +38,9 @@ public sealed record DnsblSite(string Domain, string? Filter, int Weight)
         {
             filter = t[(eq + 1)..];
             t = t[..eq];
-            if (filter.Split('.').Length != 4) throw new FormatException($"bad reply filter in DNSBL site '{text}'");
-            _ = Matches(filter, IPAddress.Loopback); // syntax check
+            try { _ = Matches(filter, IPAddress.Loopback); } // syntax check
+            catch (FormatException) { throw new FormatException($"bad reply filter in DNSBL site '{text}'"); }
+            if (Octets(filter).Count != 4) throw new FormatException($"bad reply filter in DNSBL site '{text}'");
         }
         if (!DnsResolver.IsQueryable(t)) throw new FormatException($"bad DNSBL domain '{text}'");
         return new DnsblSite(t.ToLowerInvariant(), filter, weight);
@@ -49,11 +50,26 @@ public sealed record DnsblSite(string Domain, string? Filter, int Weight)
     public static bool Matches(string filter, IPAddress reply)
     {
         var octets = reply.GetAddressBytes();
-        var parts = filter.Split('.');
-        if (octets.Length != 4 || parts.Length != 4) return false;
+        var parts = Octets(filter);
+        if (octets.Length != 4 || parts.Count != 4) return false;
         for (int i = 0; i < 4; i++)
             if (!OctetMatches(parts[i], octets[i])) return false;
         return true;
+    }
+
+    /// <summary>The filter's four parts: split at dots outside brackets ("127.0.0.[2..11]").</summary>
+    private static List<string> Octets(string filter)
+    {
+        var parts = new List<string>();
+        int depth = 0, start = 0;
+        for (int i = 0; i < filter.Length; i++)
+        {
+            if (filter[i] == '[') depth++;
+            else if (filter[i] == ']') depth--;
+            else if (filter[i] == '.' && depth == 0) { parts.Add(filter[start..i]); start = i + 1; }
+        }
+        parts.Add(filter[start..]);
+        return parts;
     }
 
     private static bool OctetMatches(string pattern, byte value)
