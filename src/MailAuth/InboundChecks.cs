@@ -171,17 +171,8 @@ public sealed class InboundChecks(DnsResolver dns, PublicSuffixList psl, string 
         if (client.Reverse is { } rev)
             results.Add("iprev", rev.Forward switch { Check.Pass => "pass", Check.TempError => "temperror", _ => rev.Reverse == Check.TempError ? "temperror" : "fail" },
                 rev.Name, ("policy.iprev", client.Ip.ToString()));
-        if (spf != null)
-        {
-            if (sender.Length > 0) results.Add("spf", SpfOutcome.Name(spf.Result), null, ("smtp.mailfrom", sender));
-            if (heloSpf != null && (sender.Length == 0 || heloSpf.Result != SpfResult.None)) results.Add("spf", SpfOutcome.Name(heloSpf.Result), null, ("smtp.helo", client.Helo));
-        }
-        if (policy.Dkim != CheckAction.Off || policy.Dmarc != CheckAction.Off)
-        {
-            if (dkim.Count == 0) results.Add("dkim", "none", null);
-            foreach (var d in dkim)
-                results.Add("dkim", d.Result, d.Reason, ("header.d", d.Domain), ("header.s", d.Selector), ("header.a", d.Algorithm), ("header.b", d.SignaturePrefix));
-        }
+        if (spf != null) AddSpf(results, spf, heloSpf, sender, client.Helo);
+        if (policy.Dkim != CheckAction.Off || policy.Dmarc != CheckAction.Off) AddDkim(results, dkim);
         if (arc.Instances > 0) results.Add("arc", arc.Result, arc.SealerDomain != null ? $"i={arc.Instances} d={arc.SealerDomain}" : arc.Reason);
         if (dmarc != null)
         {
@@ -191,8 +182,7 @@ public sealed class InboundChecks(DnsResolver dns, PublicSuffixList psl, string 
         }
 
         var headers = new System.Text.StringBuilder();
-        if (spf != null && sender.Length > 0) headers.Append("Received-SPF: ").Append(Fold(_spf.ReceivedSpf(spf, client.Ip, client.Helo))).Append("\r\n");
-        else if (heloSpf != null) headers.Append("Received-SPF: ").Append(Fold(_spf.ReceivedSpf(heloSpf, client.Ip, client.Helo))).Append("\r\n");
+        if (spf != null) headers.Append(ReceivedSpfHeader(sender.Length > 0 || heloSpf == null ? spf : heloSpf, client.Ip, client.Helo));
         headers.Append(results.Header);
         if (refusal == null && junk.Count > 0)
             headers.Append("X-Spam-Flag: YES\r\nX-Spam-Status: Yes, reasons=").Append(string.Join(',', junk.Concat(tags))).Append("\r\n");
@@ -208,6 +198,31 @@ public sealed class InboundChecks(DnsResolver dns, PublicSuffixList psl, string 
                   $", action={(refusal != null ? "reject" : junk.Count > 0 ? "junk" : "accept")}" +
                   (junk.Count + tags.Count > 0 ? $" ({string.Join(',', junk.Concat(tags))})" : "");
         return new MessageResults(new Verdict(refusal, junk, tags, log), headers.ToString(), dkim, arc, dmarc);
+    }
+
+    /// <summary>The spf clauses: smtp.mailfrom, and smtp.helo when it says something (or stands in for an empty sender).</summary>
+    public static void AddSpf(AuthResults results, SpfOutcome mailFrom, SpfOutcome? helo, string sender, string heloName)
+    {
+        if (sender.Length > 0) results.Add("spf", SpfOutcome.Name(mailFrom.Result), null, ("smtp.mailfrom", sender));
+        if (helo != null && (sender.Length == 0 || helo.Result != SpfResult.None)) results.Add("spf", SpfOutcome.Name(helo.Result), null, ("smtp.helo", heloName));
+    }
+
+    /// <summary>One dkim clause per signature (RFC 8601 2.7.1, with header.a and header.b as RFC 6008 adds), or dkim=none.</summary>
+    public static void AddDkim(AuthResults results, IReadOnlyList<DkimOutcome> dkim)
+    {
+        if (dkim.Count == 0) results.Add("dkim", "none", null);
+        foreach (var d in dkim)
+            results.Add("dkim", d.Result, d.Reason, ("header.d", d.Domain), ("header.s", d.Selector), ("header.a", d.Algorithm), ("header.b", d.SignaturePrefix));
+    }
+
+    /// <summary>The Received-SPF header line, folded, ending in CRLF.</summary>
+    public string ReceivedSpfHeader(SpfOutcome spf, IPAddress ip, string helo) => "Received-SPF: " + Fold(_spf.ReceivedSpf(spf, ip, helo)) + "\r\n";
+
+    /// <summary>Every DKIM signature of a message, within the deadline.</summary>
+    public async Task<List<DkimOutcome>> VerifyDkimAsync(MimeMessage message, CancellationToken ct)
+    {
+        using var cts = Deadline(ct);
+        return await GuardList(_dkim.VerifyAsync(message, cts.Token)).ConfigureAwait(false);
     }
 
     private static async Task<List<DkimOutcome>> GuardList(Task<List<DkimOutcome>> task)

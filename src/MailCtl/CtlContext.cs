@@ -28,6 +28,15 @@ internal static class CtlContext
         return null;
     }
 
+    /// <summary>mtad.conf: as given, or $MAIL_MTAD_CONFIG, the dev stack's, /etc/mail's; the defaults when there is none.</summary>
+    public static MailConfig LoadMtaConfig(string? given)
+    {
+        var path = given ?? Environment.GetEnvironmentVariable("MAIL_MTAD_CONFIG");
+        if (string.IsNullOrEmpty(path))
+            path = new[] { Path.Combine("var", "dev", "etc", "mtad.conf"), "/etc/mail/mtad.conf" }.FirstOrDefault(File.Exists);
+        return MailConfig.Load("mtad", Mail.Queue.MtaSettings.Settings, path == null ? null : Path.GetFullPath(path));
+    }
+
     public static MailConfig LoadConfig(ParseResult parse) =>
         MailConfig.Load("authd", AuthDSettings.Settings, FindConfigPath(parse));
 

@@ -46,12 +46,9 @@ internal static class QueueCommands
 
     private static int Run(ParseResult parse, Func<Mta, int> action)
     {
-        var path = parse.GetValue(MtaConfig) ?? Environment.GetEnvironmentVariable("MAIL_MTAD_CONFIG");
-        if (string.IsNullOrEmpty(path))
-            path = new[] { Path.Combine("var", "dev", "etc", "mtad.conf"), "/etc/mail/mtad.conf" }.FirstOrDefault(File.Exists);
         try
         {
-            var config = MailConfig.Load("mtad", MtaSettings.Settings, path == null ? null : Path.GetFullPath(path));
+            var config = CtlContext.LoadMtaConfig(parse.GetValue(MtaConfig));
             return action(new Mta(config.GetPath("spool_dir"), config.GetPath("control_socket")));
         }
         catch (ConfigException e)

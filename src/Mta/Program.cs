@@ -59,7 +59,7 @@ namespace Mail.Mta
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");
             if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
-            var checks = InboundChecksFrom(config);
+            var checks = Mail.MailAuth.InboundChecksConfig.FromConfig(config, "mtad", recordDmarc: true);
             var gate = new ConnectionGate(limits);
             var listeners = new List<(ListenAddress Address, SmtpPort Port)>();
             foreach (var (key, port) in new[] { ("mx_listen", SmtpPort.Mx), ("submission_listen", SmtpPort.Submission), ("submissions_listen", SmtpPort.Submissions) })
@@ -97,25 +97,6 @@ namespace Mail.Mta
             });
             app.Lifetime.ApplicationStopped.Register(auth.Dispose);
             return app;
-        }
-
-        /// <summary>The mail-authentication checks of the MX as mtad.conf sets them (the same code runs in mailctl check).</summary>
-        public static Mail.MailAuth.InboundChecks InboundChecksFrom(MailConfig config)
-        {
-            try
-            {
-                var a = (string name) => Mail.MailAuth.InboundPolicy.ParseAction(config.Get(name));
-                var policy = new Mail.MailAuth.InboundPolicy(a("spf_action"), a("dkim_action"), a("dmarc_action"), a("reverse_client_check"),
-                    a("client_hostname_check"), a("helo_syntax_check"), a("helo_hostname_check"), a("dnsbl_action"),
-                    config.GetList("dnsbl_sites").Select(Mail.MailAuth.DnsblSite.Parse).ToList(), (int)config.GetInt("dnsbl_threshold"),
-                    config.GetList("arc_trusted_sealers"), config.GetDuration("mail_auth_deadline"));
-                var dns = new Mail.MailAuth.DnsResolver(config.GetList("dns_servers"), config.GetDuration("dns_timeout"));
-                var psl = new Mail.MailAuth.PublicSuffixList(config.GetPath("public_suffix_list"));
-                var recorder = new Mail.MailAuth.DmarcRecorder(Path.Combine(config.GetPath("spool_dir"), "dmarc"));
-                return new Mail.MailAuth.InboundChecks(dns, psl, config.Get("hostname"), policy, recorder);
-            }
-            catch (FormatException e) { throw new ConfigException($"mtad: {e.Message}"); }
-            catch (IOException e) { throw new ConfigException($"mtad: public_suffix_list: {e.Message}"); }
         }
 
         /// <summary>postmaster_address, or postmaster@ the hostname without its first label.</summary>

@@ -284,4 +284,40 @@ public sealed class InboundTests
         Assert.That(delivered, Does.Contain("Authentication-Results: elsewhere.test; spf=pass"));
         Assert.That(System.Text.RegularExpressions.Regex.Count(delivered, "Authentication-Results: mx.test;"), Is.EqualTo(1), "exactly one in our name");
     }
+
+    private RunResult Mailctl(params string[] args) =>
+        Run.Program(Repo.Program("mailctl"), ["check", .. args, "--mta-config", _authd.Dir["mtad.conf"], "--dns", _dns.Address]);
+
+    [Test]
+    public async Task Mailctl_check_prints_what_mtad_writes_for_the_same_input()
+    {
+        // SPF: the same Received-SPF and spf clause mtad put in the delivered message.
+        var spf = Mailctl("spf", "127.0.0.1", "alice@sender.test", "--helo", "mail.sender.test");
+        Assert.That(spf.ExitCode, Is.Zero, spf.Stderr);
+        Assert.That(spf.Stdout, Does.StartWith("mailfrom: pass (ip4:127.0.0.1)\n"));
+        Assert.That(spf.Stdout, Does.Contain("Authentication-Results: mx.test;\r\n\tspf=pass smtp.mailfrom=alice@sender.test"));
+        var message = Sign(Message("Alice <alice@sender.test>", "checked by hand"), "s1", "sender.test");
+        Assert.That(Send("127.0.0.1", "mail.sender.test", "alice@sender.test", message), Is.EqualTo("250 accepted"));
+        var delivered = await DeliveredWith("checked by hand");
+        var receivedSpf = spf.Stdout[spf.Stdout.IndexOf("Received-SPF:", StringComparison.Ordinal)..spf.Stdout.IndexOf("Authentication-Results:", StringComparison.Ordinal)];
+        Assert.That(delivered, Does.Contain(receivedSpf));
+
+        // DKIM: one line per signature, and the dkim clause.
+        using var dir = new TempDir();
+        File.WriteAllText(dir["signed.eml"], message);
+        var dkim = Mailctl("dkim", dir["signed.eml"]);
+        Assert.That(dkim.ExitCode, Is.Zero, dkim.Stderr + dkim.Stdout);
+        Assert.That(dkim.Stdout, Does.StartWith("d=sender.test s=s1 a=rsa-sha256: pass\n"));
+        var clause = System.Text.RegularExpressions.Regex.Match(dkim.Stdout, @"dkim=pass header\.d=sender\.test header\.s=s1 header\.a=rsa-sha256 header\.b=\S{8}").Value;
+        Assert.That(AuthenticationResults(delivered), Does.Contain(clause).And.Not.Empty);
+        File.WriteAllText(dir["tampered.eml"], message.Replace("Hello.", "Bye."));
+        Assert.That(Mailctl("dkim", dir["tampered.eml"]).Stdout, Does.StartWith("d=sender.test s=s1 a=rsa-sha256: fail (signature did not verify)"));
+
+        // DMARC: the whole decision, here a refusal at the end of DATA.
+        File.WriteAllText(dir["forged.eml"], Message("CEO <ceo@example.org>", "forged"));
+        var dmarc = Mailctl("dmarc", dir["forged.eml"], "--ip", "127.0.0.2", "--mail-from", "x@stranger.test", "--helo", "stranger.test");
+        Assert.That(dmarc.ExitCode, Is.EqualTo(1), dmarc.Stderr);
+        Assert.That(dmarc.Stdout, Does.Contain("mtad would refuse it at the end of DATA: 550 5.7.1 Rejected by DMARC policy for example.org"));
+        Assert.That(dmarc.Stdout, Does.Contain("dmarc=fail (p=reject dis=reject) header.from=example.org"));
+    }
 }
