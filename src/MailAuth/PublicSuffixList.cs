@@ -10,7 +10,7 @@ namespace Mail.MailAuth;
 public sealed class PublicSuffixList
 {
     public const string DebianPath = "/usr/share/publicsuffix/public_suffix_list.dat";
-    private static readonly TimeSpan CheckEvery = TimeSpan.FromMinutes(1);
+    private readonly TimeSpan _checkEvery;
     private readonly string _path;
     private Rules _rules;
     private DateTime _checked, _modified;
@@ -18,8 +18,12 @@ public sealed class PublicSuffixList
 
     private sealed record Rules(HashSet<string> Normal, HashSet<string> Wildcard, HashSet<string> Exception);
 
-    public PublicSuffixList(string path)
+    public PublicSuffixList(string path) : this(path, TimeSpan.FromMinutes(1)) { }
+
+    /// <param name="checkEvery">How often the file's modification time is looked at.</param>
+    internal PublicSuffixList(string path, TimeSpan checkEvery)
     {
+        _checkEvery = checkEvery;
         _path = path;
         _modified = File.GetLastWriteTimeUtc(path);
         _rules = Load(path);
@@ -48,10 +52,10 @@ public sealed class PublicSuffixList
     private Rules Current()
     {
         var now = DateTime.UtcNow;
-        if (now - _checked < CheckEvery) return _rules;
+        if (now - _checked < _checkEvery) return _rules;
         lock (_lock)
         {
-            if (now - _checked < CheckEvery) return _rules;
+            if (now - _checked < _checkEvery) return _rules;
             _checked = now;
             try
             {

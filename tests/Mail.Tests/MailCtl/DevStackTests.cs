@@ -14,6 +14,17 @@ public sealed class DevStackTests
     [DllImport("libc", EntryPoint = "kill")]
     private static extern int Kill(int pid, int signal);
 
+    // The dev stack's mtad checks mail from loopback on its MX (mynetworks is empty there) and
+    // asks the system's DNS; in the tests it asks this private server instead.
+    private static readonly Lazy<ZoneServer> Dns = new(() => ZoneServer.Start(("test", ""), ("example.org", ""), ("example.net", ""), ("127.in-addr.arpa", "")));
+    private static string DnsAddress => Dns.Value.Address;
+
+    [OneTimeTearDown]
+    public void StopDns()
+    {
+        if (Dns.IsValueCreated) Dns.Value.Dispose();
+    }
+
     private static RunResult Ctl(string config, string? stdin, params string[] args) =>
         Run.Program(Repo.Program("mailctl"), ["--config", config, .. args], stdin);
 
@@ -29,6 +40,7 @@ public sealed class DevStackTests
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
+            Environment = { ["MTAD_DNS_SERVERS"] = DnsAddress },
         };
         using var up = Process.Start(psi)!;
         var output = new System.Text.StringBuilder();
@@ -129,6 +141,7 @@ public sealed class DevStackTests
         {
             var psi = new ProcessStartInfo(Repo.Program("mailctl")) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (var a in (string[])["up", "--dir", root, .. args]) psi.ArgumentList.Add(a);
+            psi.Environment["MTAD_DNS_SERVERS"] = DnsAddress;
             var stack = new Stack(Process.Start(psi)!);
             stack._up.OutputDataReceived += (_, e) => { lock (stack._output) stack._output.AppendLine(e.Data); };
             stack._up.ErrorDataReceived += (_, e) => { lock (stack._output) stack._output.AppendLine(e.Data); };
