@@ -6,6 +6,13 @@
 // The "relay" rows send mail for another domain: both MTAs pass it by SMTP
 // to their relay host, Postfix's smtp-sink, which writes each message to a
 // file; end to end is until the last file is there.
+// The "checks" rows take mail from a stranger on the MX with its checks on:
+// a second mtad (reverse DNS, HELO, SPF, DKIM, ARC, DMARC) against the same
+// Postfix given policyd-spf (Debian's postfix-policyd-spf-python), OpenDKIM
+// and OpenDMARC as milters; DNS from NSD serving the test zones on
+// 127.0.0.1:53 of the private network namespace bench/smtp/run starts, where
+// /etc/resolv.conf names it for the add-ons. Each such row also prints ours
+// with checks against ours without.
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -23,7 +30,7 @@ var postconf = FindProgram("postconf")!;
 var postmap = FindProgram("postmap")!;
 var dir = Directory.CreateTempSubdirectory("smtpbench-").FullName;
 File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
-Process? authd = null, lmtpd = null, mtad = null, sink = null;
+Process? authd = null, lmtpd = null, mtad = null, sink = null, withChecks = null, nsd = null, opendkim = null, opendmarc = null;
 bool postfixStarted = false;
 try
 {
@@ -32,7 +39,7 @@ try
     File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
     Directory.CreateDirectory(Path.Combine(dir, "mail"));
     Run("chown", "5000:5001", Path.Combine(dir, "mail"));
-    var (lmtpPort, oursPort, postfixPort, sinkPort) = (FreePort(), FreePort(), FreePort(), FreePort());
+    var (lmtpPort, oursPort, postfixPort, sinkPort, checkedPort) = (FreePort(), FreePort(), FreePort(), FreePort(), FreePort());
     var sinkDir = Path.Combine(dir, "sink");
     Directory.CreateDirectory(sinkDir);
     WriteAuthdConfig(dir, $"{dir}/mail");
@@ -57,6 +64,14 @@ try
         hostname = mx.bench.test
         log_file = {dir}/mtad.log
         """);
+    // The same mtad with the MX's checks on: the client (127.0.0.1) is a stranger here.
+    File.WriteAllText(Path.Combine(dir, "mtad-checks.conf"), File.ReadAllText(Path.Combine(dir, "mtad.conf"))
+        .Replace($"mx_listen = 127.0.0.1:{oursPort}", $"mx_listen = 127.0.0.1:{checkedPort}")
+        .Replace($"spool_dir = {dir}/spool", $"spool_dir = {dir}/spool-checks")
+        .Replace($"control_socket = {dir}/mtad.ctl", $"control_socket = {dir}/mtad-checks.ctl")
+        .Replace($"log_file = {dir}/mtad.log", $"log_file = {dir}/mtad-checks.log")
+        + "mynetworks = 192.0.2.0/24\ndns_servers = 127.0.0.1:53\n");
+    nsd = StartDns(dir);
     StartPostfix(dir, postfixPort, lmtpPort, sinkPort);
     postfixStarted = true;
     File.SetUnixFileMode(sinkDir, (UnixFileMode)Convert.ToInt32("777", 8)); // smtp-sink writes as nobody
@@ -66,7 +81,8 @@ try
     await WaitForFile(Path.Combine(dir, "authd.sock"));
     lmtpd = Start(Path.Combine(bin, "lmtpd"), "--config", Path.Combine(dir, "lmtpd.conf"));
     mtad = Start(Path.Combine(bin, "mtad"), "--config", Path.Combine(dir, "mtad.conf"));
-    foreach (var p in new[] { lmtpPort, oursPort, postfixPort, sinkPort }) await WaitForPort(p);
+    withChecks = Start(Path.Combine(bin, "mtad"), "--config", Path.Combine(dir, "mtad-checks.conf"));
+    foreach (var p in new[] { lmtpPort, oursPort, postfixPort, sinkPort, checkedPort }) await WaitForPort(p);
 
     Console.WriteLine($"bench/smtp: smtp-source (one message per connection) into mtad and Postfix, both by LMTP into one lmtpd; median of 3 alternating rounds;");
     Console.WriteLine($"  both warmed with 1500 messages (and 500 relayed) first; spools and Maildir on {dir}; Postfix memory is the sum of its processes' peaks");
@@ -95,11 +111,41 @@ try
         Console.WriteLine($"{size / 1024 + "K" + (relay ? " relay" : ""),-10}{sessions,9}{n,6}{o.Accept,15:0}{p.Accept,11:0}{o.Accept / p.Accept,7:0.00}{o.EndToEnd,12:0}{p.EndToEnd,11:0}{o.EndToEnd / p.EndToEnd,7:0.00}   " +
                           $"{PeakKb(mtad.Id) / 1024.0:0.0} MiB / {postfixKb / 1024.0:0.0} MiB");
     }
+
+    // Checks on: Postfix gets its add-ons, ours is the second mtad.
+    (opendkim, opendmarc) = StartMilters(dir);
+    var (dkimPort, dmarcPort) = (int.Parse(File.ReadAllText(Path.Combine(dir, "opendkim.port"))), int.Parse(File.ReadAllText(Path.Combine(dir, "opendmarc.port"))));
+    await WaitForPort(dkimPort);
+    await WaitForPort(dmarcPort);
+    var etc = Path.Combine(dir, "postfix/etc");
+    Run(postconf, "-c", etc, "-e", $"smtpd_milters=inet:127.0.0.1:{dkimPort}, inet:127.0.0.1:{dmarcPort}", "milter_default_action=tempfail",
+        "smtpd_recipient_restrictions=reject_unauth_destination, check_policy_service unix:private/policyd-spf", "policyd-spf_time_limit=3600s");
+    Run(postfix, "-c", etc, "reload");
+    await Measure(smtpSource, checkedPort, Path.Combine(dir, "mail/bench.test/ours/new"), "ours@bench.test", 4096, 4, 500);
+    await Measure(smtpSource, postfixPort, Path.Combine(dir, "mail/bench.test/postfix/new"), "postfix@bench.test", 4096, 4, 500);
+    CheckHeaders(Path.Combine(dir, "mail/bench.test"));
+    Console.WriteLine($"{"size",-10}{"sessions",9}{"msgs",6}{"checks mtad/s",15}{"postfix/s",11}{"ratio",7}{"mtad no checks/s",18}{"on/off",8}   peak memory (mtad / Postfix, OpenDKIM, OpenDMARC)");
+    foreach (var (size, sessions, count) in new[] { (4096, 1, 400), (4096, 20, 2000) })
+    {
+        int n = Math.Max(20, (int)(count * scale));
+        var runs = new Dictionary<int, List<double>> { [0] = [], [1] = [], [2] = [] };
+        for (int round = 0; round < 3; round++)
+            foreach (var which in round % 2 == 0 ? new[] { 0, 1, 2 } : [2, 1, 0])
+                runs[which].Add((await Measure(smtpSource, which switch { 0 => checkedPort, 1 => postfixPort, _ => oursPort },
+                    Path.Combine(dir, "mail/bench.test", which == 1 ? "postfix" : "ours", "new"), which == 1 ? "postfix@bench.test" : "ours@bench.test", size, sessions, n)).Item1);
+        double Median(int which) => runs[which].Order().ElementAt(1);
+        var (o, p, plain) = (Median(0), Median(1), Median(2));
+        var theirsKb = Descendants(master).Append(master).Sum(PeakKb) + PeakKb(opendkim.Id) + PeakKb(opendmarc.Id);
+        Console.WriteLine($"{size / 1024 + "K checks",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}   " +
+                          $"{PeakKb(withChecks.Id) / 1024.0:0.0} MiB / {theirsKb / 1024.0:0.0} MiB");
+    }
 }
 finally
 {
     if (mtad != null) Stop(mtad);
+    if (withChecks != null) Stop(withChecks);
     if (sink != null) Stop(sink);
+    foreach (var p in new[] { nsd, opendkim, opendmarc }) if (p != null) Stop(p);
     if (postfixStarted) Run(postfix, "-c", Path.Combine(dir, "postfix/etc"), "stop");
     if (lmtpd != null) Stop(lmtpd);
     if (authd != null) Stop(authd);
@@ -117,10 +163,12 @@ void StartPostfix(string root, int port, int lmtpPort, int sinkPort)
         var f = Regex.Split(line.Trim(), @"\s+");
         if (line.Length == 0 || line[0] == '#' || char.IsWhiteSpace(line[0]) || f.Length < 8) { lines.Add(line); continue; }
         if (f[0] == "smtp" && f[1] == "inet") f[0] = $"127.0.0.1:{port}";
+        else if (f[0] == "policyd-spf") continue;
         else if (f[1] == "inet") continue;
         f[4] = "n"; // no chroot
         lines.Add(string.Join(' ', f));
     }
+    lines.Add("policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf");
     File.WriteAllText(Path.Combine(etc, "master.cf"), string.Join('\n', lines));
     File.WriteAllText(Path.Combine(etc, "main.cf"), "");
     File.WriteAllText(Path.Combine(etc, "vmailbox"), "postfix@bench.test x\n");
@@ -138,6 +186,62 @@ void StartPostfix(string root, int port, int lmtpPort, int sinkPort)
     Directory.CreateDirectory(Path.Combine(root, "postfix/queue"));
     Directory.CreateDirectory(Path.Combine(root, "postfix/data"));
     foreach (var step in new[] { "set-permissions", "check", "start" }) Run(postfix, "-c", etc, step);
+}
+
+// NSD on 127.0.0.1:53 of the bench's network namespace: the sender's domain with SPF and
+// DMARC records, the client's name and its reverse.
+static Process StartDns(string root)
+{
+    var dns = Path.Combine(root, "dns");
+    Directory.CreateDirectory(dns);
+    var zones = new Dictionary<string, string>
+    {
+        ["remote.test"] = "@ TXT \"v=spf1 ip4:127.0.0.1 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"",
+        ["client.test"] = "@ A 127.0.0.1",
+        ["bench.test"] = "",
+        ["0.0.127.in-addr.arpa"] = "1 PTR client.test.",
+    };
+    var conf = new StringBuilder($"server:\n  ip-address: 127.0.0.1\n  port: 53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dns}\"\n  pidfile: \"{dns}/nsd.pid\"\n" +
+        $"  database: \"\"\n  zonelistfile: \"{dns}/zone.list\"\n  xfrdfile: \"{dns}/xfrd.state\"\n  xfrdir: \"{dns}\"\n  logfile: \"{dns}/nsd.log\"\n  do-ip6: no\n" +
+        "remote-control:\n  control-enable: no\n");
+    foreach (var (zone, records) in zones)
+    {
+        File.WriteAllText(Path.Combine(dns, zone + ".zone"), $"$ORIGIN {zone}.\n$TTL 3600\n@ SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 60\n@ NS ns.{zone}.\nns A 127.0.0.1\n{records}\n");
+        conf.Append($"zone:\n  name: \"{zone}\"\n  zonefile: \"{zone}.zone\"\n");
+    }
+    File.WriteAllText(Path.Combine(dns, "nsd.conf"), conf.ToString());
+    var nsd = Start(FindProgram("nsd") ?? throw new InvalidOperationException("nsd is not installed"), "-d", "-c", Path.Combine(dns, "nsd.conf"));
+    WaitForPort(53).Wait();
+    return nsd;
+}
+
+// OpenDKIM (verifying) and OpenDMARC as milters on loopback, as a Postfix MX runs them.
+static (Process, Process) StartMilters(string root)
+{
+    var (dkimPort, dmarcPort) = (FreePort(), FreePort());
+    File.WriteAllText(Path.Combine(root, "opendkim.port"), dkimPort.ToString());
+    File.WriteAllText(Path.Combine(root, "opendmarc.port"), dmarcPort.ToString());
+    File.WriteAllText(Path.Combine(root, "ignore-hosts"), "192.0.2.1\n");
+    File.WriteAllText(Path.Combine(root, "opendkim.conf"), $"Mode v\nSocket inet:{dkimPort}@127.0.0.1\nPidFile {root}/opendkim.pid\n" +
+        $"InternalHosts {root}/ignore-hosts\nAuthservID mx.postfix.test\nSyslog no\n");
+    File.WriteAllText(Path.Combine(root, "opendmarc.conf"), $"Socket inet:{dmarcPort}@127.0.0.1\nPidFile {root}/opendmarc.pid\nAuthservID mx.postfix.test\n" +
+        $"TrustedAuthservIDs mx.postfix.test\nIgnoreHosts {root}/ignore-hosts\nPublicSuffixList /usr/share/publicsuffix/public_suffix_list.dat\n" +
+        "SPFIgnoreResults false\nSPFSelfValidate false\nRejectFailures true\nSyslog false\n");
+    return (Start(FindProgram("opendkim") ?? throw new InvalidOperationException("opendkim is not installed"), "-f", "-x", Path.Combine(root, "opendkim.conf")),
+            Start(FindProgram("opendmarc") ?? throw new InvalidOperationException("opendmarc is not installed"), "-f", "-c", Path.Combine(root, "opendmarc.conf")));
+}
+
+// One delivered message of each side, to show that both ran their checks.
+static void CheckHeaders(string mail)
+{
+    foreach (var who in new[] { "ours", "postfix" })
+    {
+        var newest = new DirectoryInfo(Path.Combine(mail, who, "new")).EnumerateFiles().OrderByDescending(f => f.LastWriteTimeUtc).First();
+        var header = File.ReadAllText(newest.FullName).Split("\n\n")[0];
+        var lines = header.Split('\n').Where(l => l.StartsWith("Authentication-Results:") || l.StartsWith("Received-SPF:") || l.StartsWith('\t') || l.StartsWith(' '))
+            .Where(l => !l.Contains("by mx.") && !l.Contains("for <")).Take(12);
+        Console.WriteLine($"  {who}: " + string.Join("\n    ", lines));
+    }
 }
 
 static void Run(string file, params string[] args)

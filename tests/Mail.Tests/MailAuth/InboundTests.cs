@@ -174,6 +174,10 @@ public sealed class InboundTests
         // One line with every result, as OpenDKIM and OpenDMARC log.
         var logged = new System.Text.RegularExpressions.Regex(@"auth: client=\S*\[127\.0\.0\.2\].*spf=none .*dmarc=fail \(from=example\.org p=reject dis=reject\).*action=reject");
         Assert.That(Wait.UntilAsync(() => logged.IsMatch(File.ReadAllText(_authd.LogFile)), TimeSpan.FromSeconds(10)).Result, Is.True, File.ReadAllText(_authd.LogFile));
+        // Kept for the aggregate report to example.org's owner.
+        var records = System.IO.Directory.GetFiles(Path.Combine(_authd.Dir["spool"], "dmarc"), "*.tsv").SelectMany(File.ReadAllLines);
+        Assert.That(records.Any(r => r.Split('\t') is var f && f[1] == "127.0.0.2" && f[2] == "example.org" && f.Contains("disposition=reject") && f.Contains("spf_aligned=fail")),
+            Is.True, string.Join('\n', records));
     }
 
     [Test]

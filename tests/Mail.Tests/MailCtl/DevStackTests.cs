@@ -16,7 +16,8 @@ public sealed class DevStackTests
 
     // The dev stack's mtad checks mail from loopback on its MX (mynetworks is empty there) and
     // asks the system's DNS; in the tests it asks this private server instead.
-    private static readonly Lazy<ZoneServer> Dns = new(() => ZoneServer.Start(("test", ""), ("example.org", ""), ("example.net", ""), ("127.in-addr.arpa", "")));
+    private static readonly Lazy<ZoneServer> Dns = new(() => ZoneServer.Start(("test", ""),
+        ("example.org", "@ TXT \"v=spf1 ip4:127.0.0.1 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\""), ("example.net", ""), ("127.in-addr.arpa", "")));
     private static string DnsAddress => Dns.Value.Address;
 
     [OneTimeTearDown]
@@ -90,6 +91,10 @@ public sealed class DevStackTests
                 TimeSpan.FromSeconds(30)), Is.True, "delivered through the queue");
             var relay = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2525", "--from", "x@remote.test", "--to", "y@remote.test", "--quit-after", "RCPT"]);
             Assert.That(relay.Stdout, Does.Contain("554 5.7.1"));
+            // A stranger's message claiming to be from example.org, whose DMARC policy is p=reject.
+            var forged = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2525", "--local-interface", "127.0.0.2", "--from", "x@remote.test",
+                "--to", "bob@example.org", "--header", "From: CEO <ceo@example.org>", "--body", "pay this invoice", "--timeout", "30"]);
+            Assert.That(forged.Stdout, Does.Contain("550 5.7.1 Rejected by DMARC policy for example.org"), forged.Stdout);
 
             var alias = Ctl(conf, null, "lookup", "info@example.org");
             Assert.That(alias.ExitCode, Is.EqualTo(0));
