@@ -70,7 +70,7 @@ try
         .Replace($"spool_dir = {dir}/spool", $"spool_dir = {dir}/spool-checks")
         .Replace($"control_socket = {dir}/mtad.ctl", $"control_socket = {dir}/mtad-checks.ctl")
         .Replace($"log_file = {dir}/mtad.log", $"log_file = {dir}/mtad-checks.log")
-        + "mynetworks = 192.0.2.0/24\ndns_servers = 127.0.0.1:53\n");
+        + "\nmynetworks = 192.0.2.0/24\ndns_servers = 127.0.0.1:53\n");
     nsd = StartDns(dir);
     StartPostfix(dir, postfixPort, lmtpPort, sinkPort);
     postfixStarted = true;
@@ -168,7 +168,11 @@ void StartPostfix(string root, int port, int lmtpPort, int sinkPort)
         f[4] = "n"; // no chroot
         lines.Add(string.Join(' ', f));
     }
-    lines.Add("policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf");
+    // policyd-spf writes its result as Authentication-Results in Postfix's name, for OpenDMARC to read;
+    // its default skip_addresses would leave loopback unchecked.
+    File.WriteAllText(Path.Combine(etc, "policyd-spf.conf"), "debugLevel = 0\nTestOnly = 1\nHELO_reject = Fail\nMail_From_reject = Fail\n" +
+        "PermError_reject = False\nTempError_Defer = False\nHeader_Type = AR\nAuthserv_Id = mx.postfix.test\nskip_addresses = 192.0.2.0/24\n");
+    lines.Add($"policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf {etc}/policyd-spf.conf");
     File.WriteAllText(Path.Combine(etc, "master.cf"), string.Join('\n', lines));
     File.WriteAllText(Path.Combine(etc, "main.cf"), "");
     File.WriteAllText(Path.Combine(etc, "vmailbox"), "postfix@bench.test x\n");
@@ -202,7 +206,7 @@ static Process StartDns(string root)
         ["0.0.127.in-addr.arpa"] = "1 PTR client.test.",
     };
     var conf = new StringBuilder($"server:\n  ip-address: 127.0.0.1\n  port: 53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dns}\"\n  pidfile: \"{dns}/nsd.pid\"\n" +
-        $"  database: \"\"\n  zonelistfile: \"{dns}/zone.list\"\n  xfrdfile: \"{dns}/xfrd.state\"\n  xfrdir: \"{dns}\"\n  logfile: \"{dns}/nsd.log\"\n  do-ip6: no\n" +
+        $"  database: \"\"\n  zonelistfile: \"{dns}/zone.list\"\n  xfrdfile: \"{dns}/xfrd.state\"\n  xfrdir: \"{dns}\"\n  logfile: \"{dns}/nsd.log\"\n  do-ip6: no\n  rrl-ratelimit: 0\n" +
         "remote-control:\n  control-enable: no\n");
     foreach (var (zone, records) in zones)
     {

@@ -2,9 +2,11 @@
 // answer is one of: records, no such domain, no records of the type (both
 // "void" for SPF's limit), or a temporary error (time-out, SERVFAIL, a
 // malformed or truncated reply that TCP could not complete, a CNAME loop).
-// Only records for the name asked, or for the names its CNAME chain leads to,
-// are taken: an answer for another name counts as none. Sizes are bounded:
-// TXT records past MaxTxt characters are dropped as if absent.
+// Answers are cached: those with records by DnsClient for their TTL, those
+// without by us for the SOA's negative TTL (RFC 2308). Only records for the
+// name asked, or for the names its CNAME chain leads to, are taken: an
+// answer for another name counts as none. Sizes are bounded: TXT records
+// past MaxTxt characters are dropped as if absent.
 using System.Net;
 using DnsClient;
 using DnsClient.Protocol;
@@ -26,6 +28,11 @@ public sealed class DnsResolver
     public const int MaxTxt = 16 * 1024;
     private const int MaxCnameChain = 8;
     private readonly LookupClient _client;
+    // Answers with no records (NXDOMAIN, or no records of the type) for as long as the zone's SOA
+    // allows (RFC 2308), at most NegativeMax: DnsClient keeps only answers that hold records.
+    private static readonly TimeSpan NegativeMax = TimeSpan.FromMinutes(5);
+    private const int NegativeEntries = 10_000;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, QueryType), (DnsStatus Status, long Until)> _negative = new();
 
     /// <param name="servers">host[:port] of the DNS servers; none: the system's (/etc/resolv.conf).</param>
     /// <param name="timeout">How long one query waits for its answer (one retry follows).</param>
@@ -77,14 +84,31 @@ public sealed class DnsResolver
     private async Task<DnsAnswer<T>> QueryAsync<T>(string name, QueryType type, Func<DnsResourceRecord, T?> pick, CancellationToken ct) where T : class
     {
         if (!IsQueryable(name)) return new(DnsStatus.NxDomain, [], "invalid name");
+        var key = (name.TrimEnd('.').ToLowerInvariant(), type);
+        if (_negative.TryGetValue(key, out var cached))
+        {
+            if (cached.Until > Environment.TickCount64) return new(cached.Status, []);
+            _negative.TryRemove(key, out _);
+        }
+        var (answer, ttl) = await QueryOnceAsync(name, type, pick, ct).ConfigureAwait(false);
+        if (answer.Void && answer.Error == null && ttl > TimeSpan.Zero)
+        {
+            if (_negative.Count >= NegativeEntries) _negative.Clear();
+            _negative[key] = (answer.Status, Environment.TickCount64 + (long)ttl.TotalMilliseconds);
+        }
+        return answer;
+    }
+
+    private async Task<(DnsAnswer<T> Answer, TimeSpan Ttl)> QueryOnceAsync<T>(string name, QueryType type, Func<DnsResourceRecord, T?> pick, CancellationToken ct) where T : class
+    {
         IDnsQueryResponse response;
         try { response = await _client.QueryAsync(name, type, QueryClass.IN, ct).ConfigureAwait(false); }
-        catch (DnsResponseException e) { return DnsAnswer<T>.Temp(e.Message); }
-        catch (ArgumentException e) { return new(DnsStatus.NxDomain, [], e.Message); }
-        catch (IOException e) { return DnsAnswer<T>.Temp(e.Message); }
-        catch (System.Net.Sockets.SocketException e) { return DnsAnswer<T>.Temp(e.Message); }
-        if (response.Header.ResponseCode == DnsHeaderResponseCode.NotExistentDomain) return new(DnsStatus.NxDomain, []);
-        if (response.HasError) return DnsAnswer<T>.Temp($"{response.Header.ResponseCode}: {response.ErrorMessage}");
+        catch (DnsResponseException e) { return (DnsAnswer<T>.Temp(e.Message), default); }
+        catch (ArgumentException e) { return (new(DnsStatus.NxDomain, [], e.Message), default); }
+        catch (IOException e) { return (DnsAnswer<T>.Temp(e.Message), default); }
+        catch (System.Net.Sockets.SocketException e) { return (DnsAnswer<T>.Temp(e.Message), default); }
+        if (response.Header.ResponseCode == DnsHeaderResponseCode.NotExistentDomain) return (new(DnsStatus.NxDomain, []), NegativeTtl(response));
+        if (response.HasError) return (DnsAnswer<T>.Temp($"{response.Header.ResponseCode}: {response.ErrorMessage}"), default);
         // Follow the CNAME chain inside the answer; take records only for the names on it.
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { Trim(name) };
         var current = Trim(name);
@@ -93,7 +117,7 @@ public sealed class DnsResolver
             var next = response.Answers.OfType<CNameRecord>().FirstOrDefault(c => Trim(c.DomainName.Value).Equals(current, StringComparison.OrdinalIgnoreCase));
             if (next == null) break;
             current = Trim(next.CanonicalName.Value);
-            if (!names.Add(current) || i >= MaxCnameChain) return DnsAnswer<T>.Temp($"CNAME loop at {name}");
+            if (!names.Add(current) || i >= MaxCnameChain) return (DnsAnswer<T>.Temp($"CNAME loop at {name}"), default);
         }
         var records = new List<T>();
         foreach (var r in response.Answers)
@@ -101,7 +125,16 @@ public sealed class DnsResolver
             if (r is CNameRecord || !names.Contains(Trim(r.DomainName.Value))) continue;
             if (pick(r) is { } value) records.Add(value);
         }
-        return records.Count > 0 ? new(DnsStatus.Ok, records) : new(DnsStatus.NoData, []);
+        return records.Count > 0 ? (new(DnsStatus.Ok, records), default) : (new(DnsStatus.NoData, []), NegativeTtl(response));
+    }
+
+    /// <summary>RFC 2308 5: the lesser of the SOA's TTL and its MINIMUM field, capped; none without an SOA.</summary>
+    private static TimeSpan NegativeTtl(IDnsQueryResponse response)
+    {
+        var soa = response.Authorities.OfType<SoaRecord>().FirstOrDefault();
+        if (soa == null) return TimeSpan.Zero;
+        var seconds = Math.Min((long)soa.InitialTimeToLive, (long)soa.Minimum);
+        return TimeSpan.FromSeconds(Math.Clamp(seconds, 0, (long)NegativeMax.TotalSeconds));
     }
 
     /// <summary>A name DNS can carry: labels of 1 to 63 octets, 253 in all.</summary>

@@ -191,9 +191,9 @@ public sealed class InboundChecks(DnsResolver dns, PublicSuffixList psl, string 
 
         var log = $"iprev={(client.Reverse == null ? "off" : client.Reverse.Forward.ToString().ToLowerInvariant())}" +
                   $", spf={(spf == null ? "off" : SpfOutcome.Name(spf.Result) + " (" + spf.Identity + " " + Printable(spf.Sender) + ")")}" +
-                  $", dkim={(dkim.Count == 0 ? "none" : string.Join(' ', dkim.Select(d => $"{d.Result}(d={d.Domain} s={d.Selector})")))}" +
-                  $", arc={arc.Result}{(arc.SealerDomain != null ? "(d=" + arc.SealerDomain + ")" : "")}" +
-                  $", dmarc={(dmarc == null ? "off" : $"{dmarc.Result} (from={dmarc.FromDomain} p={(dmarc.Record == null ? "-" : DmarcRecord.Name(dmarc.Policy))} dis={DmarcRecord.Name(dmarc.Disposition)}{(dmarc.Override != null ? " override=" + dmarc.Override : "")})")}" +
+                  $", dkim={(dkim.Count == 0 ? "none" : string.Join(' ', dkim.Select(d => $"{d.Result}(d={Printable(d.Domain)} s={Printable(d.Selector)})")))}" +
+                  $", arc={arc.Result}{(arc.SealerDomain != null ? "(d=" + Printable(arc.SealerDomain) + ")" : "")}" +
+                  $", dmarc={(dmarc == null ? "off" : $"{dmarc.Result} (from={Printable(dmarc.FromDomain)} p={(dmarc.Record == null ? "-" : DmarcRecord.Name(dmarc.Policy))} dis={DmarcRecord.Name(dmarc.Disposition)}{(dmarc.Override != null ? " override=" + dmarc.Override : "")})")}" +
                   $", dnsbl={(client.Dnsbl == null ? "off" : client.Dnsbl.Score.ToString(System.Globalization.CultureInfo.InvariantCulture))}" +
                   $", action={(refusal != null ? "reject" : junk.Count > 0 ? "junk" : "accept")}" +
                   (junk.Count + tags.Count > 0 ? $" ({string.Join(',', junk.Concat(tags))})" : "");

@@ -40,6 +40,8 @@ internal sealed class ZoneServer : IDisposable
               server-count: 1
               do-ip6: no
               verbosity: 1
+              # No response rate limiting: every query here comes from 127.0.0.1.
+              rrl-ratelimit: 0
             remote-control:
               control-enable: no
 
