@@ -221,6 +221,25 @@ public sealed class InboundTests
         return run.Stdout.Trim();
     }
 
+    /// <summary>dkim.arc_verify of python3-dkim (what arcverify runs), keys from our zone server: the chain's cv.</summary>
+    private string PythonArcVerifies(string message)
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir["m.eml"], message);
+        var script = $$"""
+            import sys, dkim, dns.resolver
+            r = dns.resolver.Resolver(configure=False); r.nameservers = ['127.0.0.1']; r.port = {{_dns.Port}}
+            def txt(name, timeout=5):
+                try: return b''.join(b''.join(a.strings) for a in r.resolve(name.decode().rstrip('.'), 'TXT'))
+                except Exception: return None
+            cv, results, reason = dkim.arc_verify(open(sys.argv[1], 'rb').read(), dnsfunc=txt)
+            print(cv.decode())
+            """;
+        var run = Run.Program("/usr/bin/python3", ["-c", script, dir["m.eml"]]);
+        Assert.That(run.ExitCode, Is.Zero, run.Stderr);
+        return run.Stdout.Trim();
+    }
+
     [Test]
     public async Task A_body_changed_after_signing_fails_dkim_here_and_in_python_dkim()
     {
@@ -240,6 +259,7 @@ public sealed class InboundTests
         var forwarded = "Authentication-Results: in.forwarder.test; dkim=pass header.d=sender.test; spf=pass smtp.mailfrom=alice@sender.test; dmarc=pass header.from=sender.test\r\n"
                         + original.Replace("Subject: to the list", "Subject: [list] to the list");
         var sealedByTrusted = Seal(forwarded, "fwd", "forwarder.test");
+        Assert.That(PythonArcVerifies(sealedByTrusted), Is.EqualTo("pass"), "python3-dkim's ARC verifier on the same input");
         Assert.That(Send("127.0.0.3", "mail.forwarder.test", "list-bounces@forwarder.test", sealedByTrusted), Is.EqualTo("250 accepted"));
         var results = AuthenticationResults(await DeliveredWith("[list] to the list"));
         Assert.That(results, Does.Contain("arc=pass (i=1 d=forwarder.test)"));

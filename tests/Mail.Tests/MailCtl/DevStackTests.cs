@@ -16,14 +16,24 @@ public sealed class DevStackTests
 
     // The dev stack's mtad checks mail from loopback on its MX (mynetworks is empty there) and
     // asks the system's DNS; in the tests it asks this private server instead.
-    private static readonly Lazy<ZoneServer> Dns = new(() => ZoneServer.Start(("test", ""),
-        ("example.org", "@ TXT \"v=spf1 ip4:127.0.0.1 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\""), ("example.net", ""), ("127.in-addr.arpa", "")));
+    // sender.test is a domain that signs its mail (key made by python3-dkim's dknewkey).
+    private static readonly TempDir Keys = new();
+    private static readonly Lazy<ZoneServer> Dns = new(() =>
+    {
+        var made = Run.Program(Peers.Require("dknewkey"), ["--ktype", "rsa", Keys["s1"]]);
+        Assert.That(made.ExitCode, Is.Zero, made.Stderr);
+        var key = string.Join(' ', File.ReadAllText(Keys["s1.dns"]).Trim().Chunk(200).Select(c => "\"" + new string(c) + "\""));
+        return ZoneServer.Start(("test", ""), ("example.org", "@ TXT \"v=spf1 ip4:127.0.0.1 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\""),
+            ("sender.test", $"@ TXT \"v=spf1 ip4:127.0.0.1 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"\ns1._domainkey TXT {key}"),
+            ("example.net", ""), ("127.in-addr.arpa", ""));
+    });
     private static string DnsAddress => Dns.Value.Address;
 
     [OneTimeTearDown]
     public void StopDns()
     {
         if (Dns.IsValueCreated) Dns.Value.Dispose();
+        Keys.Dispose();
     }
 
     private static RunResult Ctl(string config, string? stdin, params string[] args) =>
@@ -95,6 +105,18 @@ public sealed class DevStackTests
             var forged = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2525", "--local-interface", "127.0.0.2", "--from", "x@remote.test",
                 "--to", "bob@example.org", "--header", "From: CEO <ceo@example.org>", "--body", "pay this invoice", "--timeout", "30"]);
             Assert.That(forged.Stdout, Does.Contain("550 5.7.1 Rejected by DMARC policy for example.org"), forged.Stdout);
+            // A message signed by sender.test's server, from its address: delivered with every check passed.
+            var signed = Run.Program(Peers.Require("dkimsign"), ["s1", "sender.test", Keys["s1.key"]],
+                "From: Alice <alice@sender.test>\r\nTo: bob@example.org\r\nSubject: signed on the dev stack\r\nMessage-ID: <dev1@sender.test>\r\n\r\nHello.\r\n");
+            Assert.That(signed.ExitCode, Is.Zero, signed.Stderr);
+            var sent = Run.Program("/usr/bin/python3", ["-c", "import smtplib, sys; smtplib.SMTP('127.0.0.1', 2525, local_hostname='mail.sender.test', timeout=30)" +
+                ".sendmail('alice@sender.test', ['bob@example.org'], sys.stdin.buffer.read())"], signed.Stdout);
+            Assert.That(sent.ExitCode, Is.Zero, sent.Stderr);
+            string? arrived = null;
+            Assert.That(await Wait.UntilAsync(() => (arrived = System.IO.Directory.GetFiles(Path.Combine(root, "mail", "example.org", "bob", "new")).Select(File.ReadAllText)
+                .FirstOrDefault(m => m.Contains("Subject: signed on the dev stack"))) != null, TimeSpan.FromSeconds(30)), Is.True);
+            Assert.That(arrived, Does.Contain("spf=pass smtp.mailfrom=alice@sender.test").And.Contain("dkim=pass header.d=sender.test header.s=s1")
+                .And.Contain("dmarc=pass (p=reject dis=none) header.from=sender.test"));
 
             var alias = Ctl(conf, null, "lookup", "info@example.org");
             Assert.That(alias.ExitCode, Is.EqualTo(0));
