@@ -71,6 +71,9 @@ try
         .Replace($"control_socket = {dir}/mtad.ctl", $"control_socket = {dir}/mtad-checks.ctl")
         .Replace($"log_file = {dir}/mtad.log", $"log_file = {dir}/mtad-checks.log")
         + "\nmynetworks = 192.0.2.0/24\ndns_servers = 127.0.0.1:53\n");
+    // The sender's DKIM key (python3-dkim's dknewkey), published in its zone; one 4 KiB message signed with it.
+    Run(FindProgram("dknewkey") ?? throw new InvalidOperationException("dknewkey (package python3-dkim) is not installed"), "--ktype", "rsa", Path.Combine(dir, "s1"));
+    var signedMessage = SignedMessage(dir);
     nsd = StartDns(dir);
     StartPostfix(dir, postfixPort, lmtpPort, sinkPort);
     postfixStarted = true;
@@ -139,6 +142,22 @@ try
         Console.WriteLine($"{size / 1024 + "K checks",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}   " +
                           $"{PeakKb(withChecks.Id) / 1024.0:0.0} MiB / {theirsKb / 1024.0:0.0} MiB");
     }
+    // The same with a DKIM-signed message (sent by our own client: smtp-source cannot send a given message).
+    foreach (var (sessions, count) in new[] { (1, 400), (20, 2000) })
+    {
+        int n = Math.Max(20, (int)(count * scale));
+        var runs = new Dictionary<int, List<double>> { [0] = [], [1] = [], [2] = [] };
+        for (int round = 0; round < 3; round++)
+            foreach (var which in round % 2 == 0 ? new[] { 0, 1, 2 } : [2, 1, 0])
+                runs[which].Add(await SendSigned(which switch { 0 => checkedPort, 1 => postfixPort, _ => oursPort }, signedMessage,
+                    Path.Combine(dir, "mail/bench.test", which == 1 ? "postfix" : "ours", "new"), which == 1 ? "postfix@bench.test" : "ours@bench.test", sessions, n));
+        double Median(int which) => runs[which].Order().ElementAt(1);
+        var (o, p, plain) = (Median(0), Median(1), Median(2));
+        var theirsKb = Descendants(master).Append(master).Sum(PeakKb) + PeakKb(opendkim.Id) + PeakKb(opendmarc.Id);
+        Console.WriteLine($"{"4K signed",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}   " +
+                          $"{PeakKb(withChecks.Id) / 1024.0:0.0} MiB / {theirsKb / 1024.0:0.0} MiB");
+    }
+    CheckHeaders(Path.Combine(dir, "mail/bench.test"));
 }
 finally
 {
@@ -200,7 +219,8 @@ static Process StartDns(string root)
     Directory.CreateDirectory(dns);
     var zones = new Dictionary<string, string>
     {
-        ["remote.test"] = "@ TXT \"v=spf1 ip4:127.0.0.1 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"",
+        ["remote.test"] = "@ TXT \"v=spf1 ip4:127.0.0.1 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"\ns1._domainkey TXT " +
+            string.Join(' ', File.ReadAllText(Path.Combine(root, "s1.dns")).Trim().Chunk(200).Select(c => "\"" + new string(c) + "\"")),
         ["client.test"] = "@ A 127.0.0.1",
         ["bench.test"] = "",
         ["0.0.127.in-addr.arpa"] = "1 PTR client.test.",
@@ -259,6 +279,66 @@ static void Run(string file, params string[] args)
     if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {err.Result}");
 }
 
+
+// A 4 KiB message from sender@remote.test signed by python3-dkim's dkimsign with the key s1.
+static byte[] SignedMessage(string root)
+{
+    var body = string.Concat(Enumerable.Range(0, 56).Select(i => $"line {i:00} of a signed message for the checks rows of the benchmark ......\r\n"));
+    var message = $"From: <sender@remote.test>\r\nTo: <bench@bench.test>\r\nSubject: signed\r\nMessage-ID: <bench@remote.test>\r\n" +
+                  $"Date: Mon, 07 Dec 2026 00:00:00 +0000\r\n\r\n{body}";
+    var psi = new ProcessStartInfo(FindProgram("dkimsign") ?? throw new InvalidOperationException("dkimsign (package python3-dkim) is not installed"))
+        { UseShellExecute = false, RedirectStandardInput = true, RedirectStandardOutput = true };
+    foreach (var a in new[] { "s1", "remote.test", Path.Combine(root, "s1.key") }) psi.ArgumentList.Add(a);
+    using var p = Process.Start(psi)!;
+    p.StandardInput.Write(message);
+    p.StandardInput.Close();
+    var signed = p.StandardOutput.ReadToEnd();
+    p.WaitForExit();
+    return Encoding.ASCII.GetBytes(signed);
+}
+
+// Sends `n` copies of one message, one per connection, over `sessions` parallel connections;
+// returns messages per second until the last "250", after waiting for all to be delivered.
+static async Task<double> SendSigned(int port, byte[] message, string maildirNew, string rcpt, int sessions, int n)
+{
+    var before = Count(maildirNew);
+    int next = 0;
+    var clock = Stopwatch.StartNew();
+    await Task.WhenAll(Enumerable.Range(0, sessions).Select(async _ =>
+    {
+        while (Interlocked.Increment(ref next) <= n)
+        {
+            using var tcp = new TcpClient();
+            await tcp.ConnectAsync(IPAddress.Loopback, port);
+            using var stream = tcp.GetStream();
+            using var reader = new StreamReader(stream, Encoding.ASCII);
+            async Task Step(string? command, string code)
+            {
+                if (command != null) await stream.WriteAsync(Encoding.ASCII.GetBytes(command + "\r\n"));
+                string? line;
+                do line = await reader.ReadLineAsync();
+                while (line != null && line.Length > 3 && line[3] == '-');
+                if (line == null || !line.StartsWith(code, StringComparison.Ordinal)) throw new InvalidOperationException($"port {port}: {command}: {line}");
+            }
+            await Step(null, "220");
+            await Step("EHLO client.test", "250");
+            await Step("MAIL FROM:<sender@remote.test>", "250");
+            await Step($"RCPT TO:<{rcpt}>", "250");
+            await Step("DATA", "354");
+            await stream.WriteAsync(message);
+            await Step(".", "250");
+            await Step("QUIT", "221");
+        }
+    }));
+    var rate = n / clock.Elapsed.TotalSeconds;
+    var deadline = DateTime.UtcNow.AddMinutes(5);
+    while (Count(maildirNew) < before + n)
+    {
+        if (DateTime.UtcNow > deadline) throw new TimeoutException($"port {port}: {Count(maildirNew) - before} of {n} delivered after 5 minutes");
+        await Task.Delay(20);
+    }
+    return rate;
+}
 
 static int Count(string dir) => Directory.Exists(dir) ? Directory.EnumerateFiles(dir).Count() : 0;
 

@@ -38,9 +38,7 @@ public sealed record Verdict(SmtpReply? Refusal, IReadOnlyList<string> Junk, IRe
     public bool Refused => Refusal != null;
 }
 
-public sealed record MessageResults(Verdict Verdict, string Headers, DkimOutcomeList Dkim, ArcOutcome Arc, DmarcOutcome? Dmarc);
-
-public sealed class DkimOutcomeList(List<DkimOutcome> items) : List<DkimOutcome>(items);
+public sealed record MessageResults(Verdict Verdict, string Headers, IReadOnlyList<DkimOutcome> Dkim, ArcOutcome Arc, DmarcOutcome? Dmarc);
 
 public sealed class InboundChecks(DnsResolver dns, PublicSuffixList psl, string hostname, InboundPolicy policy, DmarcRecorder? recorder)
 {
@@ -101,7 +99,7 @@ public sealed class InboundChecks(DnsResolver dns, PublicSuffixList psl, string 
         void Act(CheckAction action, string name, SmtpReply reject, bool temporary)
         {
             if (action == CheckAction.Off) return;
-            if (action == CheckAction.Reject) { refusal ??= temporary ? reject : reject; return; }
+            if (action == CheckAction.Reject) { refusal ??= reject; return; }
             if (action == CheckAction.Junk && !temporary) junk.Add(name);
             else tags.Add(name);
         }
@@ -135,7 +133,7 @@ public sealed class InboundChecks(DnsResolver dns, PublicSuffixList psl, string 
     public async Task<MessageResults> CheckMessageAsync(MimeMessage message, ClientResults client, string sender, SpfOutcome? spf, SpfOutcome? heloSpf, Verdict atRcpt, CancellationToken ct)
     {
         using var cts = Deadline(ct);
-        var dkim = new DkimOutcomeList(policy.Dkim == CheckAction.Off && policy.Dmarc == CheckAction.Off ? [] : await GuardList(_dkim.VerifyAsync(message, cts.Token)).ConfigureAwait(false));
+        var dkim = policy.Dkim == CheckAction.Off && policy.Dmarc == CheckAction.Off ? [] : await GuardList(_dkim.VerifyAsync(message, cts.Token)).ConfigureAwait(false);
         var arc = policy.Dmarc == CheckAction.Off ? new ArcOutcome("none", 0, null, null, false)
             : await Guard(DmarcChecker.VerifyArcAsync(dns, message, cts.Token), new ArcOutcome("temperror", 0, null, "time-out", false)).ConfigureAwait(false);
         DmarcOutcome? dmarc = null;

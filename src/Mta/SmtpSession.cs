@@ -2,6 +2,8 @@
 // Relay control as Postfix's permit_mynetworks, permit_sasl_authenticated,
 // reject_unauth_destination; AUTH through AuthD, offered only under TLS or
 // on loopback; on submission the sender must belong to the logged-in user.
+// Strangers on the MX go through the mail-authentication checks (MailAuth):
+// client and SPF decided at RCPT, DKIM, ARC and DMARC at the end of the data.
 // DATA ends only at CRLF.CRLF, a bare CR is refused and a bare LF ends a
 // line (SMTP smuggling; Postfix's smtpd_forbid_bare_newline = normalize). "250 queued" is said after the queue file and its directory
 // are fsynced.
@@ -283,7 +285,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         MimeKit.MimeMessage parsed;
         try { parsed = await MimeKit.MimeMessage.LoadAsync(content, persistent: true); }
         catch (FormatException) { parsed = new MimeKit.MimeMessage(); }
-        var (spf, heloSpf) = _spfCheck != null ? await _spfCheck : (null!, null!);
+        SpfOutcome? spf = null, heloSpf = null;
+        if (_spfCheck != null) (spf, heloSpf) = await _spfCheck;
         var results = await checks!.CheckMessageAsync(parsed, _client!, _from ?? "", spf, heloSpf, atRcpt, CancellationToken.None);
         Log.Info($"{message.Id}: auth: client={Conn.ClientDescription}, helo=<{MailLog.Safe(_helo)}>, from=<{MailLog.Safe(_from)}>, {results.Verdict.Log}");
         if (results.Verdict.Refusal is { } refused) return refused;
