@@ -28,6 +28,7 @@ public static class Targets
         ["mime"] = Mime,
         ["socketmap"] = Socketmap,
         ["dovecot-auth"] = DovecotAuth,
+        ["mail-auth"] = MailAuthRecords,
     };
 
     /// <summary>Where a target that needs a file writes its input: one file per process, in memory when /dev/shm is there.</summary>
@@ -41,6 +42,29 @@ public static class Targets
     }
 
     private class Bug(string message) : Exception(message);
+
+    // --- Mail authentication: the parsers of what DNS and messages bring ---
+
+    /// <summary>
+    /// SPF, DMARC and DKIM tag records, DNS-list sites and HELO names as the DNS or a client may
+    /// send them: each parser gives its answer or its own format error, nothing else; text for a
+    /// header comes out with no line break or control character in it.
+    /// </summary>
+    private static void MailAuthRecords(byte[] input)
+    {
+        var text = Encoding.UTF8.GetString(input);
+        Mail.MailAuth.SpfChecker.TryParse("v=spf1 " + text, out _);
+        Mail.MailAuth.SpfChecker.TryParse(text, out _);
+        _ = Mail.MailAuth.DmarcRecord.Parse(text);
+        _ = Mail.MailAuth.DmarcRecord.Parse("v=DMARC1; " + text);
+        _ = Mail.MailAuth.Tags.Parse(text);
+        _ = Mail.MailAuth.ClientChecker.IsValidHelo(text);
+        try { _ = Mail.MailAuth.DnsblSite.Parse(text); } catch (FormatException) { }
+        _ = Mail.MailAuth.AuthResults.AuthservIdOf(text);
+        var header = new Mail.MailAuth.AuthResults("mx.test").Add("dkim", "pass", text, ("header.d", text), ("header.s", text)).Header;
+        if (header[..^2].Replace("\r\n\t", " ").Any(ch => ch is < ' ' or > '~'))
+            throw new Bug($"client text broke out of its place in a header: {header}");
+    }
 
     // --- IMAP: the command reader, with the limits before and after login ---
 

@@ -242,6 +242,15 @@ public sealed class SpfChecker(DnsResolver dns, string receiver)
 
     // ---- parsing (RFC 7208 12) ----
 
+    /// <summary>Whether a record parses (for the fuzz target); a syntax error is permerror's message.</summary>
+    internal static bool TryParse(string text, out string? error)
+    {
+        error = null;
+        if (!IsSpfRecord(text)) { error = "not an SPF record"; return false; }
+        try { Parse(text); return true; }
+        catch (PermErrorException e) { error = e.Message; return false; }
+    }
+
     private static Record Parse(string text)
     {
         var terms = new List<Term>();

@@ -91,12 +91,12 @@ public sealed class InboundTests
     [OneTimeTearDown]
     public async Task Stop()
     {
-        await _mta.StopAsync();
-        await _mta.DisposeAsync();
-        await _lmtp.DisposeAsync();
-        await _authd.DisposeAsync();
-        _dns.Dispose();
-        _keys.Dispose();
+        // Whatever the set-up got to: a failed start must not leave a DNS server running.
+        if (_mta != null) { await _mta.StopAsync(); await _mta.DisposeAsync(); }
+        if (_lmtp != null) await _lmtp.DisposeAsync();
+        if (_authd != null) await _authd.DisposeAsync();
+        _dns?.Dispose();
+        _keys?.Dispose();
     }
 
     private static string Message(string from, string subject, string body = "Hello.\r\n", string extraHeaders = "") =>
