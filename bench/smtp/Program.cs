@@ -247,7 +247,7 @@ static (Process, Process) StartMilters(string root)
     File.WriteAllText(Path.Combine(root, "opendmarc.port"), dmarcPort.ToString());
     File.WriteAllText(Path.Combine(root, "ignore-hosts"), "192.0.2.1\n");
     File.WriteAllText(Path.Combine(root, "opendkim.conf"), $"Mode v\nSocket inet:{dkimPort}@127.0.0.1\nPidFile {root}/opendkim.pid\n" +
-        $"InternalHosts {root}/ignore-hosts\nAuthservID mx.postfix.test\nSyslog no\n");
+        $"InternalHosts {root}/ignore-hosts\nAuthservID mx.postfix.test\nSyslog no\nNameservers 127.0.0.1\n"); // its resolver asks the root servers otherwise
     File.WriteAllText(Path.Combine(root, "opendmarc.conf"), $"Socket inet:{dmarcPort}@127.0.0.1\nPidFile {root}/opendmarc.pid\nAuthservID mx.postfix.test\n" +
         $"TrustedAuthservIDs mx.postfix.test\nIgnoreHosts {root}/ignore-hosts\nPublicSuffixList /usr/share/publicsuffix/public_suffix_list.dat\n" +
         "SPFIgnoreResults false\nSPFSelfValidate false\nRejectFailures true\nSyslog false\n");

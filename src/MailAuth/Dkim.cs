@@ -23,6 +23,11 @@ public sealed class DkimChecker(DnsResolver dns)
     /// <summary>The key records a check looked up, for ARC and DKIM alike; one per message (not shared between threads).</summary>
     internal sealed class KeyLocator(DnsResolver dns, CancellationToken ct) : DkimPublicKeyLocatorBase
     {
+        // Keys parsed from their records, by the record's text: making one (BouncyCastle checks an
+        // RSA modulus for small factors) costs some 14 ms, verifying with it a fraction of one.
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, AsymmetricKeyParameter> Parsed = new(StringComparer.Ordinal);
+        private const int MaxParsed = 1000;
+
         public readonly Dictionary<string, Dictionary<string, string>> Records = new(StringComparer.OrdinalIgnoreCase);
 
         public override AsymmetricKeyParameter LocatePublicKey(string methods, string domain, string selector, CancellationToken cancellationToken = default) =>
@@ -39,11 +44,16 @@ public sealed class DkimChecker(DnsResolver dns)
             Records[name] = tags;
             if (tags.TryGetValue("v", out var v) && v != "DKIM1") throw new KeyException(false, "key record version is not DKIM1");
             if (tags.TryGetValue("p", out var p) && p.Length == 0) throw new KeyException(false, "key revoked");
-            try { return GetPublicKey(record); }
+            if (Parsed.TryGetValue(record, out var known)) return known;
+            AsymmetricKeyParameter key;
+            try { key = GetPublicKey(record); }
             catch (Exception e) when (e is FormatException or ArgumentException or NotSupportedException or InvalidOperationException)
             {
                 throw new KeyException(false, "key record unusable: " + e.Message);
             }
+            if (Parsed.Count >= MaxParsed) Parsed.Clear();
+            Parsed[record] = key;
+            return key;
         }
     }
 
