@@ -77,15 +77,26 @@ public static partial class MaildirDelivery
     /// </summary>
     public static bool MarkedAsSpam(string path)
     {
+        // Read in blocks only as far as the header's end: a large message costs no more than a small one.
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
-        var buffer = new byte[Math.Min(fs.Length, 1 << 20)];
-        int n = 0, read;
-        while (n < buffer.Length && (read = fs.Read(buffer, n, buffer.Length - n)) > 0) n += read;
-        var span = buffer.AsSpan(0, n);
-        int end = span.IndexOf("\n\n"u8);
-        int crlf = span.IndexOf("\r\n\r\n"u8);
-        if (crlf >= 0 && (end < 0 || crlf < end)) end = crlf;
-        if (end >= 0) span = span[..end];
+        var pooled = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(fs.Length, 1 << 20));
+        try { return HasSpamFlag(fs, pooled.AsSpan(0, (int)Math.Min(fs.Length, 1 << 20))); }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(pooled); }
+    }
+
+    private static bool HasSpamFlag(FileStream fs, Span<byte> buffer)
+    {
+        int n = 0, read, end = -1;
+        while (end < 0 && n < buffer.Length && (read = fs.Read(buffer.Slice(n, Math.Min(8192, buffer.Length - n)))) > 0)
+        {
+            int from = Math.Max(0, n - 3);
+            n += read;
+            var seen = buffer[from..n];
+            int lf = seen.IndexOf("\n\n"u8), crlf = seen.IndexOf("\r\n\r\n"u8);
+            int at = lf < 0 ? crlf : crlf < 0 ? lf : Math.Min(lf, crlf);
+            if (at >= 0) end = from + at;
+        }
+        ReadOnlySpan<byte> span = buffer[..(end >= 0 ? end : n)];
         foreach (var range in span.Split((byte)'\n'))
         {
             var line = span[range].TrimEnd((byte)'\r');
