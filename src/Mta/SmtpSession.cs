@@ -441,19 +441,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     {
         if (ip == null) return true; // Unix socket: a local process
         foreach (var (net, bits) in options.MyNetworks)
-            if (net.AddressFamily == ip.AddressFamily && Matches(ip, net, bits)) return true;
+            if (SpfChecker.InNetwork(ip, net, bits)) return true; // the same prefix match as SPF's ip4/ip6
         return false;
-    }
-
-    private static bool Matches(IPAddress ip, IPAddress net, int bits)
-    {
-        var a = ip.GetAddressBytes();
-        var b = net.GetAddressBytes();
-        for (int i = 0; i < a.Length && bits > 0; i++, bits -= 8)
-        {
-            int mask = bits >= 8 ? 0xFF : (0xFF << (8 - bits)) & 0xFF;
-            if ((a[i] & mask) != (b[i] & mask)) return false;
-        }
-        return true;
     }
 }

@@ -3,8 +3,6 @@
 // and A records; --local domains answer NXDOMAIN for anything else).
 // Stopped by its process id.
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace Mail.Tests.Support;
 
@@ -26,24 +24,10 @@ internal sealed class DnsServer : IDisposable
             psi.ArgumentList.Add(a);
         foreach (var r in records) psi.ArgumentList.Add(r);
         var process = Process.Start(psi)!;
-        var up = Wait.UntilAsync(() =>
-        {
-            if (process.HasExited) return true;
-            try { using var c = new TcpClient(); c.Connect(IPAddress.Loopback, port); return true; }
-            catch (SocketException) { return false; }
-        }, TimeSpan.FromSeconds(30)).Result;
-        Assert.That(up && !process.HasExited, Is.True, "dnsmasq did not start: " + (process.HasExited ? process.StandardError.ReadToEnd() : "not listening"));
+        var up = PeerProcess.Listening(process, port);
+        Assert.That(up, Is.True, "dnsmasq did not start: " + (process.HasExited ? process.StandardError.ReadToEnd() : "not listening"));
         return new DnsServer(port, process);
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            if (!_process.HasExited) _process.Kill();
-            _process.WaitForExit(10_000);
-        }
-        catch (InvalidOperationException) { }
-        _process.Dispose();
-    }
+    public void Dispose() => PeerProcess.Stop(_process);
 }

@@ -34,6 +34,29 @@ internal static class Peers
     }
 }
 
+/// <summary>A peer server process of a test (a DNS server, say): waited for on its TCP port, stopped by its process id.</summary>
+internal static class PeerProcess
+{
+    /// <summary>True once the process accepts TCP connections on 127.0.0.1:<paramref name="port"/>; false if it exited or 30 s passed.</summary>
+    public static bool Listening(System.Diagnostics.Process process, int port) => Wait.UntilAsync(() =>
+    {
+        if (process.HasExited) return true;
+        try { using var c = new System.Net.Sockets.TcpClient(); c.Connect(System.Net.IPAddress.Loopback, port); return true; }
+        catch (System.Net.Sockets.SocketException) { return false; }
+    }, TimeSpan.FromSeconds(30)).Result && !process.HasExited;
+
+    public static void Stop(System.Diagnostics.Process process)
+    {
+        try
+        {
+            if (!process.HasExited) process.Kill();
+            process.WaitForExit(10_000);
+        }
+        catch (InvalidOperationException) { }
+        process.Dispose();
+    }
+}
+
 internal static class Ports
 {
     // Below the kernel's ephemeral range (32768 and up by default): a port handed out here is

@@ -3,8 +3,6 @@
 // gets its SOA and NS records; the test gives the rest in zone-file syntax,
 // names relative to the zone. Stopped by its process id.
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 
 namespace Mail.Tests.Support;
@@ -59,13 +57,8 @@ internal sealed class ZoneServer : IDisposable
         foreach (var a in new[] { "-d", "-c", dir["nsd.conf"] }) psi.ArgumentList.Add(a);
         var process = Process.Start(psi)!;
         var server = new ZoneServer(port, process, dir);
-        var up = Wait.UntilAsync(() =>
-        {
-            if (process.HasExited) return true;
-            try { using var c = new TcpClient(); c.Connect(IPAddress.Loopback, port); return true; }
-            catch (SocketException) { return false; }
-        }, TimeSpan.FromSeconds(30)).Result;
-        if (!up || process.HasExited)
+        var up = PeerProcess.Listening(process, port);
+        if (!up)
         {
             var log = File.Exists(dir["nsd.log"]) ? File.ReadAllText(dir["nsd.log"]) : "";
             server.Dispose();
@@ -78,13 +71,7 @@ internal sealed class ZoneServer : IDisposable
 
     public void Dispose()
     {
-        try
-        {
-            if (!_process.HasExited) _process.Kill();
-            _process.WaitForExit(10_000);
-        }
-        catch (InvalidOperationException) { }
-        _process.Dispose();
+        PeerProcess.Stop(_process);
         _dir.Dispose();
     }
 }
