@@ -385,6 +385,11 @@ public sealed class DevStackTests
             Assert.That(sent.ExitCode, Is.EqualTo(0), sent.Stdout);
             var inbox = Path.Combine(root, "mail", "example.org", "bob", "new");
             Assert.That(await Wait.UntilAsync(() => System.IO.Directory.Exists(inbox) && System.IO.Directory.GetFiles(inbox).Length == 1, TimeSpan.FromSeconds(30)), Is.True);
+            // The file is in new/ before lmtpd writes its 250, and strace records a write only
+            // after it returned: wait for both replies in the records before detaching.
+            bool Recorded(string name, string reply) => File.Exists(traces[name].File) && ReadShared(traces[name].File).Contains(reply);
+            Assert.That(await Wait.UntilAsync(() => Recorded("mtad", "250 2.0.0 Ok: queued as") && Recorded("lmtpd", "250 2.0.0 <bob@example.org> Saved"),
+                TimeSpan.FromSeconds(30)), Is.True, "both 250 replies recorded by strace");
         }
         finally
         {
@@ -426,6 +431,13 @@ public sealed class DevStackTests
             Assert.That(lines[done], Does.EndWith("= 0"), "and succeeded");
             last = at;
         }
+    }
+
+    /// <summary>The text of a file another process is still writing.</summary>
+    private static string ReadShared(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(stream).ReadToEnd();
     }
 
     /// <summary>User and system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15).</summary>
