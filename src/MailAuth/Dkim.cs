@@ -1,5 +1,6 @@
-// DKIM verification (RFC 6376) of every signature a message carries, with
-// MimeKit's verifier and keys looked up through our DNS resolver:
+// DKIM verification (RFC 6376) of every signature a message carries: MimeKit's
+// body hash, the header hash and signature check of DkimSignature (the
+// platform's RSA), keys looked up through our DNS resolver:
 // rsa-sha256 and ed25519-sha256 (RFC 8463); rsa-sha1 is checked and reported
 // but never trusted (RFC 8301); x= expiry; the key record's t=y (testing) and
 // h= (hash algorithms) restrictions; l= as OpenDKIM treats it: a signature
@@ -23,9 +24,11 @@ public sealed class DkimChecker(DnsResolver dns)
     /// <summary>The key records a check looked up, for ARC and DKIM alike; one per message (not shared between threads).</summary>
     internal sealed class KeyLocator(DnsResolver dns, CancellationToken ct) : DkimPublicKeyLocatorBase
     {
-        // Keys parsed from their records, by the record's text: making one (BouncyCastle checks an
-        // RSA modulus for small factors) costs some 14 ms, verifying with it a fraction of one.
+        // Keys parsed from their records, by the record's text: making one for BouncyCastle (ARC's
+        // verifier; it checks an RSA modulus for small factors) costs some 14 ms, for the platform's
+        // RSA 0.1 ms, verifying with either a fraction of that.
         private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, AsymmetricKeyParameter> Parsed = new(StringComparer.Ordinal);
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, DkimKey> Keys = new(StringComparer.Ordinal);
         private const int MaxParsed = 1000;
 
         public readonly Dictionary<string, Dictionary<string, string>> Records = new(StringComparer.OrdinalIgnoreCase);
@@ -35,15 +38,7 @@ public sealed class DkimChecker(DnsResolver dns)
 
         public override async Task<AsymmetricKeyParameter> LocatePublicKeyAsync(string methods, string domain, string selector, CancellationToken cancellationToken = default)
         {
-            var name = $"{selector}._domainkey.{domain}";
-            var txt = await dns.TxtAsync(name, ct).ConfigureAwait(false);
-            if (txt.Status == DnsStatus.TempError) throw new KeyException(true, $"key look-up for {name}: {txt.Error}");
-            if (txt.Records.Count == 0) throw new KeyException(false, $"no key for signature ({name})");
-            var record = txt.Records[0];
-            var tags = Tags.Parse(record);
-            Records[name] = tags;
-            if (tags.TryGetValue("v", out var v) && v != "DKIM1") throw new KeyException(false, "key record version is not DKIM1");
-            if (tags.TryGetValue("p", out var p) && p.Length == 0) throw new KeyException(false, "key revoked");
+            var (record, _) = await RecordAsync(domain, selector).ConfigureAwait(false);
             if (Parsed.TryGetValue(record, out var known)) return known;
             AsymmetricKeyParameter key;
             try { key = GetPublicKey(record); }
@@ -54,6 +49,31 @@ public sealed class DkimChecker(DnsResolver dns)
             if (Parsed.Count >= MaxParsed) Parsed.Clear();
             Parsed[record] = key;
             return key;
+        }
+
+        /// <summary>The key for our own signature check, made once per record text.</summary>
+        public async Task<DkimKey> KeyAsync(string domain, string selector)
+        {
+            var (record, tags) = await RecordAsync(domain, selector).ConfigureAwait(false);
+            if (Keys.TryGetValue(record, out var known)) return known;
+            var key = DkimKey.From(tags, out var error) ?? throw new KeyException(false, error!);
+            if (Keys.Count >= MaxParsed) Keys.Clear();
+            Keys[record] = key;
+            return key;
+        }
+
+        private async Task<(string Record, Dictionary<string, string> Tags)> RecordAsync(string domain, string selector)
+        {
+            var name = $"{selector}._domainkey.{domain}";
+            var txt = await dns.TxtAsync(name, ct).ConfigureAwait(false);
+            if (txt.Status == DnsStatus.TempError) throw new KeyException(true, $"key look-up for {name}: {txt.Error}");
+            if (txt.Records.Count == 0) throw new KeyException(false, $"no key for signature ({name})");
+            var record = txt.Records[0];
+            var tags = Tags.Parse(record);
+            Records[name] = tags;
+            if (tags.TryGetValue("v", out var v) && v != "DKIM1") throw new KeyException(false, "key record version is not DKIM1");
+            if (tags.TryGetValue("p", out var p) && p.Length == 0) throw new KeyException(false, "key revoked");
+            return (record, tags);
         }
     }
 
@@ -66,8 +86,6 @@ public sealed class DkimChecker(DnsResolver dns)
     {
         var results = new List<DkimOutcome>();
         var locator = new KeyLocator(dns, ct);
-        var verifier = new DkimVerifier(locator);
-        verifier.Enable(DkimSignatureAlgorithm.RsaSha1);
         long? bodyLengths = null;
         foreach (var header in message.Headers.Where(h => h.Id == HeaderId.DkimSignature).Take(MaxSignatures))
         {
@@ -93,16 +111,27 @@ public sealed class DkimChecker(DnsResolver dns)
                 results.Add(Outcome("permerror", "signature expired"));
                 continue;
             }
-            bool ok;
-            try { ok = await verifier.VerifyAsync(message, header, ct).ConfigureAwait(false); }
+            if (!Tag("v").Equals("1", StringComparison.Ordinal)) { results.Add(Outcome("permerror", "signature version is not 1")); continue; }
+            if (!Tag("h").Split(':').Any(h => h.Trim().Equals("from", StringComparison.OrdinalIgnoreCase)))
+            {
+                results.Add(Outcome("permerror", "From is not signed")); // RFC 6376 5.4
+                continue;
+            }
+            if (identity is not null && !WithinDomain(identity, d)) { results.Add(Outcome("permerror", "i= is not within d=")); continue; }
+            string? failure;
+            bool malformed;
+            try
+            {
+                var publicKey = await locator.KeyAsync(d, s).ConfigureAwait(false);
+                failure = DkimSignature.Verify(message, header, tags, publicKey, out malformed);
+            }
             catch (KeyException e) { results.Add(Outcome(e.Temporary ? "temperror" : "permerror", e.Message)); continue; }
-            catch (FormatException e) { results.Add(Outcome("permerror", e.Message)); continue; }
-            catch (Exception e) when (e is ArgumentException or NotSupportedException or InvalidCastException or CryptoException)
+            catch (Exception e) when (e is FormatException or ArgumentException or NotSupportedException or CryptoException or System.Security.Cryptography.CryptographicException)
             {
                 results.Add(Outcome("fail", e.Message));
                 continue;
             }
-            if (!ok) { results.Add(Outcome("fail", "signature did not verify")); continue; }
+            if (failure is not null) { results.Add(Outcome(malformed ? "permerror" : "fail", failure)); continue; }
             locator.Records.TryGetValue($"{s}._domainkey.{d}", out var key);
             key ??= [];
             var hash = a[(a.IndexOf('-') + 1)..];
@@ -131,6 +160,14 @@ public sealed class DkimChecker(DnsResolver dns)
             results.Add(Outcome("pass", null, trusted: true));
         }
         return results;
+    }
+
+    /// <summary>Whether the domain of an i= identity is d= or below it (RFC 6376 3.5).</summary>
+    private static bool WithinDomain(string identity, string d)
+    {
+        var domain = identity[(identity.LastIndexOf('@') + 1)..].TrimEnd('.');
+        d = d.TrimEnd('.');
+        return domain.Equals(d, StringComparison.OrdinalIgnoreCase) || domain.EndsWith("." + d, StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>The body's length after DKIM canonicalization (RFC 6376 3.4.3, 3.4.4).</summary>

@@ -241,7 +241,7 @@ public sealed class InboundTests
         var signed = Sign(Message("Alice <alice@sender.test>", "tampered"), "s1", "sender.test").Replace("Hello.", "Hello, changed.");
         Assert.That(Send("127.0.0.1", "mail.sender.test", "alice@sender.test", signed), Is.EqualTo("250 accepted"));
         var delivered = await DeliveredWith("tampered");
-        Assert.That(AuthenticationResults(delivered), Does.Match(@"dkim=fail \(signature did not verify\) header\.d=sender\.test"));
+        Assert.That(AuthenticationResults(delivered), Does.Match(@"dkim=fail \(body hash did not verify\) header\.d=sender\.test"));
         Assert.That(AuthenticationResults(delivered), Does.Contain("dmarc=pass"), "SPF is aligned");
         Assert.That(PythonVerifies(delivered), Is.EqualTo("False"));
     }
@@ -330,7 +330,7 @@ public sealed class InboundTests
         var clause = System.Text.RegularExpressions.Regex.Match(dkim.Stdout, @"dkim=pass header\.d=sender\.test header\.s=s1 header\.a=rsa-sha256 header\.b=\S{8}").Value;
         Assert.That(AuthenticationResults(delivered), Does.Contain(clause).And.Not.Empty);
         File.WriteAllText(dir["tampered.eml"], message.Replace("Hello.", "Bye."));
-        Assert.That(Mailctl("dkim", dir["tampered.eml"]).Stdout, Does.StartWith("d=sender.test s=s1 a=rsa-sha256: fail (signature did not verify)"));
+        Assert.That(Mailctl("dkim", dir["tampered.eml"]).Stdout, Does.StartWith("d=sender.test s=s1 a=rsa-sha256: fail (body hash did not verify)"));
 
         // DMARC: the whole decision, here a refusal at the end of DATA.
         File.WriteAllText(dir["forged.eml"], Message("CEO <ceo@example.org>", "forged"));
