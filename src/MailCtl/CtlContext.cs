@@ -17,7 +17,7 @@ internal static class CtlContext
     };
 
     public const int ExitUsage = 64, ExitDataErr = 65, ExitUnavailable = 69, ExitSoftware = 70,
-        ExitTempFail = 75, ExitNoPerm = 77, ExitConfig = 78;
+        ExitCantCreate = 73, ExitTempFail = 75, ExitNoPerm = 77, ExitConfig = 78;
 
     public static string? FindConfigPath(ParseResult parse)
     {

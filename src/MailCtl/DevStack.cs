@@ -76,6 +76,7 @@ internal static class DevStack
             lmtp_destination = unix:{root}/run/lmtp.sock
             pickup_socket = {root}/run/pickup
             control_socket = {root}/run/mtad.ctl
+            dkim_key_dir = {root}/dkim
             hostname = localhost
             log_file = {root}/log/mtad.log
             # Mail for other domains stays queued on the dev stack; for a server that sends it,

@@ -60,6 +60,8 @@ namespace Mail.Mta
             var keyPath = config.GetPath("tls_key");
             if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
             var checks = Mail.MailAuth.InboundChecksConfig.FromConfig(config, "mtad", recordDmarc: true);
+            var keyDir = config.GetPath("dkim_key_dir");
+            var signing = keyDir.Length > 0 ? new Mail.MailAuth.DkimKeyring(keyDir) : null;
             var gate = new ConnectionGate(limits);
             var listeners = new List<(ListenAddress Address, SmtpPort Port)>();
             foreach (var (key, port) in new[] { ("mx_listen", SmtpPort.Mx), ("submission_listen", SmtpPort.Submission), ("submissions_listen", SmtpPort.Submissions) })
@@ -78,7 +80,7 @@ namespace Mail.Mta
                     {
                         Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
                         BusyReply = "421 4.7.0 Too many connections, try later",
-                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks).RunAsync());
+                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks, signing).RunAsync());
                 if (control.Length > 0)
                 {
                     var controlLimits = new NetLimits { MaxLineLength = 1024, IdleTimeout = TimeSpan.FromMinutes(1), MaxConnections = 10 };

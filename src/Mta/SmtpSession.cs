@@ -30,7 +30,7 @@ internal enum SmtpPort { Mx, Submission, Submissions }
 internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster, bool RejectBareLf);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
-    Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null) : SmtpServerSession<SmtpSession>(conn)
+    Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null, DkimKeyring? signing = null) : SmtpServerSession<SmtpSession>(conn)
 {
     private static readonly Logger SmtpdLog = MailLog.For("smtpd");
     protected override Logger Log => SmtpdLog;
@@ -294,6 +294,34 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         return null;
     }
 
+    /// <summary>
+    /// Mail of our users (logged in, mynetworks, the pickup socket) gets a DKIM signature per key
+    /// of its From domain, put above the message as queued. A message that cannot be signed (a
+    /// fault of ours) is deferred, never sent unsigned by surprise.
+    /// </summary>
+    private SmtpReply? SignMessage(Incoming message)
+    {
+        try
+        {
+            using var content = message.File.ReadBack();
+            if (content == null) return null; // the write failed: the commit says so
+            MimeKit.MimeMessage parsed;
+            try { parsed = MimeKit.MimeMessage.Load(content, persistent: true); }
+            catch (FormatException) { return null; } // nothing to sign
+            var signatures = signing!.Sign(parsed, out var domain);
+            while (signing.Errors.TryTake(out var error)) Log.Error($"DKIM key unusable: {MailLog.Safe(error)}");
+            if (signatures.Length == 0) return null;
+            message.File.Prepend(System.Text.Encoding.ASCII.GetBytes(signatures));
+            Log.Info($"{message.Id}: DKIM-Signature added (d={domain}, {signing.KeysFor(domain!).Count} key{(signing.KeysFor(domain!).Count == 1 ? "" : "s")})");
+            return null;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Log.Error($"{message.Id}: DKIM signing failed: {e.GetType().Name}: {MailLog.Safe(e.Message)}; from=<{MailLog.Safe(_from)}>, client={Conn.ClientDescription}");
+            return Replies.ChecksFailed;
+        }
+    }
+
     /// <summary>A message being received: its queue file and the filters that feed it.</summary>
     private sealed class Incoming(QueueFileWriter file, string id, HeaderCleanup cleanup, DataWriter writer) : IDisposable
     {
@@ -407,6 +435,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             : cleanup.Received > HeaderCleanup.HopLimit ? Replies.TooManyHops
             : writer.HasNul ? SmtpReply.ContainsNul
             : Checked ? await CheckMessageGuardedAsync(message)
+            : Trusted && signing != null ? SignMessage(message)
             : (SmtpReply?)null;
         if (refusal is { } refused)
         {

@@ -55,6 +55,7 @@ public static class MtaSettings
         Setting.Duration("dns_timeout", "5s", "How long one DNS query of the checks waits for its answer (one retry follows)."),
         Setting.Duration("mail_auth_deadline", "20s", "Longest time all checks of one step (client, SPF, message) may take; what is unanswered then is a temporary error."),
         Setting.Path("public_suffix_list", "/usr/share/publicsuffix/public_suffix_list.dat", "The Public Suffix List (Debian's publicsuffix package), for DMARC's organizational domains; read again when it changes."),
+        Setting.Path("dkim_key_dir", "/etc/mail/dkim", "DKIM signing keys (mailctl dkim keygen): DOMAIN/SELECTOR.key, readable by mtad alone. Mail from logged-in users, mynetworks and the pickup socket is signed with every key of its From domain (or the nearest parent domain with keys); empty for no signing."),
         Setting.Path("log_file", "", "Log file; empty logs to standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
     ];
