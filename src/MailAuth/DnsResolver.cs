@@ -17,6 +17,8 @@ public enum DnsStatus { Ok, NxDomain, NoData, TempError }
 
 public sealed record MxHost(int Preference, string Host);
 
+public sealed record SrvTarget(int Priority, int Weight, int Port, string Target);
+
 public readonly record struct DnsAnswer<T>(DnsStatus Status, IReadOnlyList<T> Records, string? Error = null)
 {
     public bool Void => Status is DnsStatus.NxDomain or DnsStatus.NoData;
@@ -72,6 +74,9 @@ public sealed class DnsResolver
 
     public Task<DnsAnswer<MxHost>> MxAsync(string name, CancellationToken ct) =>
         QueryAsync(name, QueryType.MX, r => r is MxRecord m ? new MxHost(m.Preference, Trim(m.Exchange.Value)) : null, ct);
+
+    public Task<DnsAnswer<SrvTarget>> SrvAsync(string name, CancellationToken ct) =>
+        QueryAsync(name, QueryType.SRV, r => r is SrvRecord s ? new SrvTarget(s.Priority, s.Weight, s.Port, Trim(s.Target.Value)) : null, ct);
 
     public Task<DnsAnswer<string>> PtrAsync(IPAddress ip, CancellationToken ct) =>
         QueryAsync(ReverseName(ip), QueryType.PTR, r => r is PtrRecord p ? Trim(p.PtrDomainName.Value) : null, ct);
