@@ -62,6 +62,10 @@ namespace Mail.Mta
             var checks = Mail.MailAuth.InboundChecksConfig.FromConfig(config, "mtad", recordDmarc: true);
             var keyDir = config.GetPath("dkim_key_dir");
             var signing = keyDir.Length > 0 ? new Mail.MailAuth.DkimKeyring(keyDir) : null;
+            int Limit(string name) => (int)config.GetInt(name);
+            var anvil = new Anvil(new RateLimits(config.GetDuration("anvil_rate_time_unit"), Limit("smtpd_client_connection_rate_limit"),
+                Limit("smtpd_client_message_rate_limit"), Limit("smtpd_client_recipient_rate_limit"),
+                Limit("smtpd_user_message_rate_limit"), Limit("smtpd_user_recipient_rate_limit")));
             var gate = new ConnectionGate(limits);
             var listeners = new List<(ListenAddress Address, SmtpPort Port)>();
             foreach (var (key, port) in new[] { ("mx_listen", SmtpPort.Mx), ("submission_listen", SmtpPort.Submission), ("submissions_listen", SmtpPort.Submissions) })
@@ -80,7 +84,7 @@ namespace Mail.Mta
                     {
                         Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
                         BusyReply = "421 4.7.0 Too many connections, try later",
-                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks, signing).RunAsync());
+                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks, signing, anvil).RunAsync());
                 if (control.Length > 0)
                 {
                     var controlLimits = new NetLimits { MaxLineLength = 1024, IdleTimeout = TimeSpan.FromMinutes(1), MaxConnections = 10 };

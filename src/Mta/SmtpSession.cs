@@ -30,12 +30,34 @@ internal enum SmtpPort { Mx, Submission, Submissions }
 internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster, bool RejectBareLf);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
-    Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null, DkimKeyring? signing = null) : SmtpServerSession<SmtpSession>(conn)
+    Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null, DkimKeyring? signing = null, Anvil? anvil = null)
+    : SmtpServerSession<SmtpSession>(conn)
 {
     private static readonly Logger SmtpdLog = MailLog.For("smtpd");
     protected override Logger Log => SmtpdLog;
     protected override string Protocol => "SMTP";
-    protected override SmtpReply Greeting => new(220, "", $"{options.Hostname} ESMTP");
+    protected override SmtpReply Greeting =>
+        OverRate(RateKind.Connection, "connections") is { } refused ? refused : new(220, "", $"{options.Hostname} ESMTP");
+
+    /// <summary>
+    /// Counts an event against the client's rate limits (not for mynetworks and local clients, as
+    /// Postfix's smtpd_client_event_limit_exceptions) and the logged-in user's: the refusal when over.
+    /// </summary>
+    private SmtpReply? OverRate(RateKind kind, string what)
+    {
+        if (anvil == null) return null;
+        var ip = Conn.RemoteIp;
+        int? count = null;
+        string who = "";
+        if (ip != null && !InMyNetworks(ip) && anvil.Count(kind, false, ip.ToString()) is { } byClient) (count, who) = (byClient, ip.ToString());
+        if (count == null && _user != null && anvil.Count(kind, true, _user) is { } byUser) (count, who) = (byUser, "user " + _user);
+        if (count == null) return null;
+        var reply = kind == RateKind.Connection
+            ? new SmtpReply(421, "4.7.0", $"{options.Hostname} Error: too many connections from {who}").AndClose()
+            : new SmtpReply(450, "4.7.1", $"Error: too {(kind == RateKind.Message ? "much mail" : "many recipients")} from {MailLog.Safe(who)}");
+        Log.Warn($"{Conn.SessionId}: rate limit: {count} {what} in {anvil.Limits.Unit.TotalSeconds:0}s from {MailLog.Safe(who)} (client={Conn.ClientDescription}): {reply}");
+        return reply;
+    }
     protected override string ConnectDetail => $" port={port}";
     protected override bool InTransaction => _from != null;
     protected override bool Greeted => _helo != null;
@@ -174,6 +196,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             }
             else if (k is not ("SMTPUTF8" or "AUTH")) return SmtpReply.UnsupportedParameter(MailLog.Safe(k, 20));
         }
+        if (OverRate(RateKind.Message, "messages") is { } tooMuch) return tooMuch;
         if (_user != null && port != SmtpPort.Mx && !await SenderBelongsToUserAsync(path))
         {
             Log.Warn($"{Conn.SessionId}: reject MAIL from=<{MailLog.Safe(path)}>: not owned by user {MailLog.Safe(_user)}");
@@ -217,6 +240,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             else return SmtpReply.UnsupportedParameter(MailLog.Safe(k, 20));
         }
         if (_rcpts.Count >= options.MaxRecipients) return SmtpReply.TooManyRecipients;
+        if (OverRate(RateKind.Recipient, "recipients") is { } tooMany) return tooMany;
         if (Checked && await RcptVerdictAsync() is { Refusal: { } checkRefusal })
         {
             Log.Info($"{Conn.SessionId}: reject: RCPT from {Conn.ClientDescription}: {checkRefusal}; from=<{MailLog.Safe(_from)}> to=<{MailLog.Safe(address.ToString())}> helo=<{MailLog.Safe(_helo)}>");
