@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. As root on Debian 12 it first installs the peers
 # the tests drive (Postfix, Dovecot, PostgreSQL, swaks, python3, isync, dnsmasq, strace, NSD,
-# python3-spf and python3-dkim, OpenDKIM, the Public Suffix List); the tests
+# python3-spf and python3-dkim, OpenDKIM, postsrsd, the Public Suffix List); the tests
 # start private instances of them and never touch the system's services.
 # Ends with one line: "tests: N passed, N failed[, N skipped]".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
-packages=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3 fail2ban isync dnsmasq-base strace nsd python3-spf python3-dkim python3-nacl publicsuffix opendkim)
+packages=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3 fail2ban isync dnsmasq-base strace nsd python3-spf python3-dkim python3-nacl publicsuffix opendkim postsrsd)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

@@ -109,6 +109,26 @@ public sealed class DkimSigningKey
 
     internal DkimSigner Signer() => new FastSigner(this);
 
+    internal ArcSigner Sealer(string authservId) => new FastSealer(this, authservId);
+
+    /// <summary>MimeKit's ARC signer with RSA by the platform; the ARC-Authentication-Results are our own Authentication-Results.</summary>
+    private sealed class FastSealer(DkimSigningKey key, string authservId) : ArcSigner(key._key, key.Domain, key.Selector, key.Algorithm)
+    {
+        protected override ISigner CreateSigningContext() => key._rsa is { } rsa ? new PlatformRsaSigner(rsa) : base.CreateSigningContext();
+
+        protected override AuthenticationResults GenerateArcAuthenticationResults(FormatOptions options, MimeMessage message, CancellationToken cancellationToken)
+        {
+            // The checks our MX wrote on arrival (the topmost with our authserv-id), as RFC 8617 4.1.1 asks.
+            foreach (var header in message.Headers.Where(h => h.Id == HeaderId.AuthenticationResults))
+                if (AuthenticationResults.TryParse(header.RawValue, out var results) && string.Equals(results.AuthenticationServiceIdentifier, authservId, StringComparison.OrdinalIgnoreCase))
+                    return results;
+            return new AuthenticationResults(authservId);
+        }
+
+        protected override Task<AuthenticationResults> GenerateArcAuthenticationResultsAsync(FormatOptions options, MimeMessage message, CancellationToken cancellationToken) =>
+            Task.FromResult(GenerateArcAuthenticationResults(options, message, cancellationToken));
+    }
+
     /// <summary>MimeKit's signer, with RSA signatures made by the platform.</summary>
     private sealed class FastSigner(DkimSigningKey key) : DkimSigner(key._key, key.Domain, key.Selector, key.Algorithm)
     {
@@ -235,6 +255,30 @@ public sealed class DkimKeyring(string directory)
             message.Headers.RemoveAt(0); // not signed over by the next key
             added.Append(header.Field).Append(':').Append(System.Text.Encoding.ASCII.GetString(header.RawValue).ReplaceLineEndings("\r\n"));
         }
+        return added.ToString();
+    }
+
+    /// <summary>
+    /// The ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results; CRLF line ends) that
+    /// seals a message we forward, with <paramref name="domain"/>'s RSA key (RFC 8617 allows
+    /// rsa-sha256 alone); empty when the domain has none.
+    /// </summary>
+    public string Seal(MimeMessage message, string domain, string authservId)
+    {
+        var key = KeysFor(domain).FirstOrDefault(k => k.Algorithm == DkimSignatureAlgorithm.RsaSha256);
+        if (key == null) return "";
+        var before = message.Headers.Count;
+        var options = FormatOptions.Default.Clone();
+        options.NewLineFormat = NewLineFormat.Dos;
+        var sealer = key.Sealer(authservId);
+        sealer.HeaderCanonicalizationAlgorithm = DkimCanonicalizationAlgorithm.Relaxed;
+        sealer.BodyCanonicalizationAlgorithm = DkimCanonicalizationAlgorithm.Relaxed;
+        var fields = SignedFields.Where(f => !f.StartsWith("Content-", StringComparison.OrdinalIgnoreCase) || message.Body?.Headers.Contains(f) == true)
+            .Where(f => message.Headers.Contains(f) || message.Body?.Headers.Contains(f) == true).ToList();
+        sealer.Sign(options, message, fields);
+        var added = new System.Text.StringBuilder();
+        foreach (var header in message.Headers.Take(message.Headers.Count - before))
+            added.Append(header.Field).Append(':').Append(System.Text.Encoding.ASCII.GetString(header.RawValue).ReplaceLineEndings("\r\n"));
         return added.ToString();
     }
 

@@ -121,14 +121,22 @@ internal static class QueueCommands
         {
             entries = [];
             var recipients = new List<string>();
+            var reasons = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var line in reply.TakeWhile(l => !l.StartsWith("OK", StringComparison.Ordinal)))
             {
-                if (line.StartsWith("RCPT ", StringComparison.Ordinal) && entries.Count > 0) { recipients.Add(line[5..]); continue; }
-                if (entries.Count > 0) entries[^1] = entries[^1] with { Recipients = recipients };
-                recipients = [];
+                if (line.StartsWith("RCPT ", StringComparison.Ordinal) && entries.Count > 0)
+                {
+                    var rest = line[5..];
+                    var space = rest.IndexOf(' ');
+                    recipients.Add(space < 0 ? rest : rest[..space]);
+                    if (space > 0) reasons[rest[..space]] = rest[(space + 1)..];
+                    continue;
+                }
+                if (entries.Count > 0) entries[^1] = entries[^1] with { Recipients = recipients, Reasons = reasons };
+                (recipients, reasons) = ([], new Dictionary<string, string>(StringComparer.Ordinal));
                 entries.Add(QueueEntry.Parse(line) ?? throw new IOException("mtad sent a line mailctl cannot read: " + line));
             }
-            if (entries.Count > 0) entries[^1] = entries[^1] with { Recipients = recipients };
+            if (entries.Count > 0) entries[^1] = entries[^1] with { Recipients = recipients, Reasons = reasons };
         }
         Console.WriteLine("-Queue ID-   --Size-- ----Arrival Time---- -Sender/Recipient-------");
         foreach (var e in entries)
@@ -136,7 +144,13 @@ internal static class QueueCommands
             var mark = e.Dir switch { QueueDir.Active => "*", QueueDir.Hold => "!", _ => "" };
             var sender = e.Sender.Length == 0 ? "MAILER-DAEMON" : e.Sender;
             Console.WriteLine($"{e.Id + mark,-12} {e.Size,8} {e.Arrival.ToLocalTime().ToString("ddd MMM dd HH:mm:ss", CultureInfo.InvariantCulture)}  {sender}");
-            foreach (var r in e.Recipients) Console.WriteLine($"{"",42}{r}");
+            // As postqueue: each reason in parentheses above the recipients it holds back.
+            string? said = null;
+            foreach (var r in e.Recipients)
+            {
+                if (e.Reasons?.GetValueOrDefault(r) is { } why && why != said) Console.WriteLine($"({(said = why)})");
+                Console.WriteLine($"{"",42}{r}");
+            }
             Console.WriteLine();
         }
         var bytes = entries.Sum(e => e.Size);

@@ -17,41 +17,27 @@ internal sealed record Hop(string Name, IPAddress Address, int Port)
 }
 
 /// <summary>The hosts to try in order, or why there are none (Permanent: bounce; otherwise defer).</summary>
-internal sealed record Route(List<Hop> Hops, string? Dsn = null, string? Why = null, bool Permanent = false);
+/// <param name="NextHop">The relay host as configured, or the destination domain: the password table's key.</param>
+internal sealed record Route(List<Hop> Hops, string? Dsn = null, string? Why = null, bool Permanent = false, string NextHop = "");
 
 internal sealed class NextHop
 {
     private readonly ILookupClient _dns;
     private readonly string? _relayHost;
+    private readonly string? _relayText;
     private readonly bool _relayMx;
-    private readonly int _port;
+    private readonly int _port, _relayPort;
 
     /// <param name="relayHost">Postfix's relayhost syntax, or empty.</param>
     /// <param name="port">The SMTP port of MX hosts (25; tests use another).</param>
     /// <param name="dnsServers">host[:port] of the DNS servers to ask; none: the system's (/etc/resolv.conf).</param>
     public NextHop(string relayHost, int port, IReadOnlyList<string> dnsServers)
     {
-        _port = port;
+        _port = _relayPort = port;
         if (relayHost.Length > 0)
         {
-            var text = relayHost;
-            int relayPort = port;
-            if (text.StartsWith('['))
-            {
-                var close = text.IndexOf(']');
-                if (close < 0) throw new ArgumentException($"bad relayhost '{relayHost}'");
-                if (close + 1 < text.Length && (text[close + 1] != ':' || !int.TryParse(text.AsSpan(close + 2), out relayPort))) throw new ArgumentException($"bad relayhost '{relayHost}'");
-                _relayHost = text[1..close];
-                _relayMx = false;
-            }
-            else
-            {
-                var colon = text.LastIndexOf(':');
-                if (colon > 0 && !int.TryParse(text.AsSpan(colon + 1), out relayPort)) throw new ArgumentException($"bad relayhost '{relayHost}'");
-                _relayHost = colon > 0 ? text[..colon] : text;
-                _relayMx = true;
-            }
-            _port = relayPort;
+            (_relayHost, _relayMx, _relayPort) = ParseRelay(relayHost, port);
+            _relayText = relayHost;
         }
         var servers = dnsServers.Select(s => !IPEndPoint.TryParse(s, out var ep) ? throw new FormatException($"bad DNS server '{s}'")
             : ep.Port == 0 ? new IPEndPoint(ep.Address, 53) : ep).ToArray();
@@ -64,18 +50,37 @@ internal sealed class NextHop
         _dns = new LookupClient(options);
     }
 
-    public async Task<Route> ResolveAsync(string domain, CancellationToken ct)
+    /// <summary>Postfix's relayhost syntax: "[host]:port" as it stands, "host" or "host:port" by its MX records.</summary>
+    public static (string Host, bool Mx, int Port) ParseRelay(string text, int defaultPort)
     {
-        if (_relayHost != null)
+        int relayPort = defaultPort;
+        if (text.StartsWith('['))
         {
-            if (IPAddress.TryParse(_relayHost, out var literal)) return new Route([new Hop(_relayHost, literal, _port)]);
-            return _relayMx ? await ByMxAsync(_relayHost, ct) : await ByAddressAsync(_relayHost, _relayHost, ct);
+            var close = text.IndexOf(']');
+            if (close < 0) throw new ArgumentException($"bad relayhost '{text}'");
+            if (close + 1 < text.Length && (text[close + 1] != ':' || !int.TryParse(text.AsSpan(close + 2), out relayPort))) throw new ArgumentException($"bad relayhost '{text}'");
+            return (text[1..close], false, relayPort);
         }
-        if (domain.StartsWith('[') && domain.EndsWith(']') && IPAddress.TryParse(domain[1..^1], out var ip)) return new Route([new Hop(domain, ip, _port)]);
-        return await ByMxAsync(domain, ct);
+        var colon = text.LastIndexOf(':');
+        if (colon > 0 && !int.TryParse(text.AsSpan(colon + 1), out relayPort)) throw new ArgumentException($"bad relayhost '{text}'");
+        return (colon > 0 ? text[..colon] : text, true, relayPort);
     }
 
-    private async Task<Route> ByMxAsync(string domain, CancellationToken ct)
+    /// <param name="relay">The relay host for this message (sender_dependent_relayhost_maps) instead of relayhost.</param>
+    public async Task<Route> ResolveAsync(string domain, CancellationToken ct, string? relay = null)
+    {
+        var (host, mx, port) = relay != null ? ParseRelay(relay, _port) : (_relayHost, _relayMx, _relayPort);
+        if (host != null)
+        {
+            var route = IPAddress.TryParse(host, out var literal) ? new Route([new Hop(host, literal, port)])
+                : mx ? await ByMxAsync(host, ct, port) : await ByAddressAsync(host, host, ct, port);
+            return route with { NextHop = relay ?? _relayText ?? host };
+        }
+        if (domain.StartsWith('[') && domain.EndsWith(']') && IPAddress.TryParse(domain[1..^1], out var ip)) return new Route([new Hop(domain, ip, _port)], NextHop: domain);
+        return await ByMxAsync(domain, ct, _port) with { NextHop = domain };
+    }
+
+    private async Task<Route> ByMxAsync(string domain, CancellationToken ct, int port)
     {
         IDnsQueryResponse mx;
         try { mx = await _dns.QueryAsync(domain, QueryType.MX, cancellationToken: ct); }
@@ -85,7 +90,7 @@ internal sealed class NextHop
                 ? new Route([], "5.4.4", $"Host or domain name not found. Name service error for name={domain} type=MX: Host not found", true)
                 : Temporary(domain, "MX", mx.ErrorMessage);
         var records = mx.Answers.MxRecords().ToList();
-        if (records.Count == 0) return await ByAddressAsync(domain, domain, ct); // implicit MX
+        if (records.Count == 0) return await ByAddressAsync(domain, domain, ct, port); // implicit MX
         if (records.Count == 1 && records[0].Exchange.Value is "." or "")
             return new Route([], "5.1.10", $"Domain {domain} does not accept mail (nullMX)", true);
         var hops = new List<Hop>();
@@ -94,14 +99,14 @@ internal sealed class NextHop
             foreach (var record in group.OrderBy(_ => Random.Shared.Next()))
             {
                 var host = record.Exchange.Value.TrimEnd('.');
-                var route = await ByAddressAsync(host, host, ct);
+                var route = await ByAddressAsync(host, host, ct, port);
                 hops.AddRange(route.Hops);
                 lastError ??= route.Why;
             }
         return hops.Count > 0 ? new Route(hops) : new Route([], "4.4.3", lastError ?? $"no address for the MX hosts of {domain}");
     }
 
-    private async Task<Route> ByAddressAsync(string host, string name, CancellationToken ct)
+    private async Task<Route> ByAddressAsync(string host, string name, CancellationToken ct, int port)
     {
         var hops = new List<Hop>();
         foreach (var type in new[] { QueryType.A, QueryType.AAAA })
@@ -115,7 +120,7 @@ internal sealed class NextHop
                     return new Route([], "5.4.4", $"Host or domain name not found. Name service error for name={host} type={type}: Host not found", true);
                 return Temporary(host, type.ToString(), r.ErrorMessage);
             }
-            foreach (var a in r.Answers.OfType<AddressRecord>()) hops.Add(new Hop(name, a.Address, _port));
+            foreach (var a in r.Answers.OfType<AddressRecord>()) hops.Add(new Hop(name, a.Address, port));
         }
         return hops.Count > 0 ? new Route(hops) : new Route([], "5.4.4", $"Host or domain name not found. Name service error for name={host}: no address", true);
     }

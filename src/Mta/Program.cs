@@ -50,18 +50,40 @@ namespace Mail.Mta
             catch (Exception e) when (e is ArgumentException or FormatException) { throw new ConfigException($"mtad: bad relayhost or dns_servers: {e.Message}"); }
             var lmtp = ServerAddress.ParseDestination(config.Get("lmtp_destination"))
                        ?? throw new ConfigException($"mtad: bad value '{config.Get("lmtp_destination")}' in 'lmtp_destination': must be unix:PATH, host:port or [address]:port");
+            var keyDir = config.GetPath("dkim_key_dir");
+            var signing = keyDir.Length > 0 ? new Mail.MailAuth.DkimKeyring(keyDir) : null;
+            Mail.MailAuth.Srs? srs = null;
+            if (config.GetBool("srs_enable"))
+            {
+                var secretFile = config.GetPath("srs_secret_file") is { Length: > 0 } given ? given : Path.Combine(config.GetPath("spool_dir"), "srs.secret");
+                try
+                {
+                    if (!File.Exists(secretFile))
+                    {
+                        Directory.CreateDirectory(Path.GetDirectoryName(secretFile)!);
+                        Mail.Shared.IO.AtomicFile.WriteText(secretFile, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
+                    }
+                    var srsDomain = config.Get("srs_domain") is { Length: > 0 } d ? d : Postmaster(config)[("postmaster@".Length)..];
+                    srs = Mail.MailAuth.Srs.FromFile(secretFile, srsDomain);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+                {
+                    throw new ConfigException($"mtad: SRS secret {secretFile}: {e.Message} (or set srs_enable = no)");
+                }
+            }
+            var passwordMaps = config.GetBool("smtp_sasl_auth_enable") && config.GetPath("smtp_sasl_password_maps") is { Length: > 0 } pw ? new LookupTable(pw) : null;
+            var relayMaps = config.GetPath("sender_dependent_relayhost_maps") is { Length: > 0 } rh ? new LookupTable(rh) : null;
+            var logins = new RelayLogins(passwordMaps, relayMaps, config.GetBool("smtp_sender_dependent_authentication"));
             var queue = new QueueManager(spool, recipients, new QueueOptions(lmtp, config.Get("hostname"),
                 config.GetDuration("retry_min"), config.GetDuration("retry_max"), config.GetDuration("queue_lifetime"),
                 config.GetDuration("delay_warning_time"), (int)config.GetInt("max_deliveries"), (int)config.GetInt("destination_concurrency"),
                 routes, Enum.Parse<TlsLevel>(config.Get("smtp_tls_security_level"), ignoreCase: true),
-                config.GetList("defer_transports").Contains("smtp", StringComparer.OrdinalIgnoreCase)));
+                config.GetList("defer_transports").Contains("smtp", StringComparer.OrdinalIgnoreCase), logins, srs, signing));
             X509Certificate2? cert = null;
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");
             if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
             var checks = Mail.MailAuth.InboundChecksConfig.FromConfig(config, "mtad", recordDmarc: true);
-            var keyDir = config.GetPath("dkim_key_dir");
-            var signing = keyDir.Length > 0 ? new Mail.MailAuth.DkimKeyring(keyDir) : null;
             int Limit(string name) => (int)config.GetInt(name);
             var anvil = new Anvil(new RateLimits(config.GetDuration("anvil_rate_time_unit"), Limit("smtpd_client_connection_rate_limit"),
                 Limit("smtpd_client_message_rate_limit"), Limit("smtpd_client_recipient_rate_limit"),
@@ -84,7 +106,7 @@ namespace Mail.Mta
                     {
                         Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
                         BusyReply = "421 4.7.0 Too many connections, try later",
-                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks, signing, anvil).RunAsync());
+                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks, signing, anvil, srs).RunAsync());
                 if (control.Length > 0)
                 {
                     var controlLimits = new NetLimits { MaxLineLength = 1024, IdleTimeout = TimeSpan.FromMinutes(1), MaxConnections = 10 };

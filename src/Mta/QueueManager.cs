@@ -27,7 +27,8 @@ namespace Mail.Mta;
 
 internal sealed record QueueOptions(Func<CancellationToken, Task<ServerAddress>> LmtpDestination, string Hostname, TimeSpan RetryMin, TimeSpan RetryMax, TimeSpan Lifetime,
     TimeSpan DelayWarning, int MaxDeliveries = 100, int DestinationConcurrency = 20,
-    NextHop? Routes = null, TlsLevel SmtpTls = TlsLevel.May, bool DeferRemote = false);
+    NextHop? Routes = null, TlsLevel SmtpTls = TlsLevel.May, bool DeferRemote = false, RelayLogins? Logins = null,
+    Mail.MailAuth.Srs? Srs = null, Mail.MailAuth.DkimKeyring? Keys = null);
 
 internal sealed class QueueManager(Spool spool, RecipientCache recipients, QueueOptions options)
 {
@@ -287,7 +288,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             var head = lines.Length >= 1 ? lines[0].Split(' ') : [];
             if (head.Length >= 1 && int.TryParse(head[0], out var a)) attempts = a;
             warned = head.Contains("warned");
-            remaining = lines.Skip(1).Where(l => envelope.Recipients.Contains(l)).ToList();
+            remaining = lines.Skip(1).Select(l => l.Split('\t')[0]).Where(envelope.Recipients.Contains).ToList();
         }
         var started = Stopwatch.StartNew();
         var deferred = new List<(string Rcpt, string Why)>();
@@ -295,15 +296,25 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         var delivered = new List<RecipientNotice>();
         var relayed = new List<RecipientNotice>();
         var local = new Dictionary<string, List<string>>(StringComparer.Ordinal); // LMTP target -> envelope recipients
-        var remote = new Dictionary<string, List<(string Rcpt, string Target)>>(StringComparer.OrdinalIgnoreCase); // domain -> (recipient, address)
-        void Remote(string rcpt, string target)
+        // (domain, forwarded by an alias of ours) -> (recipient, address)
+        var remote = new Dictionary<(string Domain, bool Forwarded), List<(string Rcpt, string Target)>>();
+        void Remote(string rcpt, string target, bool forwarded = false)
         {
-            var domain = target[(target.LastIndexOf('@') + 1)..];
-            (remote.TryGetValue(domain, out var list) ? list : remote[domain] = []).Add((rcpt, target));
+            var domain = target[(target.LastIndexOf('@') + 1)..].ToLowerInvariant();
+            (remote.TryGetValue((domain, forwarded), out var list) ? list : remote[(domain, forwarded)] = []).Add((rcpt, target));
         }
         HashSet<string>? deliveredTo = null;
         foreach (var rcpt in remaining)
         {
+            // A bounce to an address we rewrote when forwarding: back to the original sender
+            // (its hash was checked on arrival; the time stamp is not checked again here).
+            if (options.Srs is { } srs && Mail.MailAuth.Srs.IsSrs(rcpt) && rcpt.EndsWith("@" + srs.Domain, StringComparison.OrdinalIgnoreCase))
+            {
+                if (srs.Reverse(rcpt, DateTimeOffset.UtcNow, checkAge: false) is { } original) { Remote(rcpt, original); continue; }
+                LogResult(id, envelope, rcpt, rcpt, "none", started, "5.1.1", "bounced", "invalid SRS address");
+                failed.Add(new RecipientNotice(rcpt, "5.1.1", "550 5.1.1 invalid SRS address"));
+                continue;
+            }
             ResolveRecipientReply r;
             try { r = await recipients.ResolveAsync(rcpt, null, ct); }
             catch (RpcException e) when (!ct.IsCancellationRequested) { deferred.Add((rcpt, "authd unreachable: " + e.Status.Detail)); continue; }
@@ -312,7 +323,7 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                 case RecipientStatus.Ok:
                     foreach (var t in r.Targets)
                     {
-                        if (!t.Local) { Remote(rcpt, t.Address); continue; }
+                        if (!t.Local) { Remote(rcpt, t.Address, forwarded: true); continue; }
                         // As Postfix's local(8): a message that already went to this mailbox has come back round a forwarding loop.
                         deliveredTo ??= DeliveredTo(path, chunks);
                         if (deliveredTo.Contains(t.Address))
@@ -370,9 +381,9 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             }
             finally { destination.Release(); }
         }
-        foreach (var (domain, list) in remote)
+        foreach (var ((domain, forwarded), list) in remote)
             if (options.DeferRemote) deferred.AddRange(list.Select(x => (x.Rcpt, "deferred transport (defer_transports = smtp)")));
-            else await DeliverRemoteAsync(id, envelope, path, chunks, domain, list, started, relayed, failed, deferred, ct);
+            else await DeliverRemoteAsync(id, envelope, path, chunks, domain, list, started, relayed, failed, deferred, ct, forwarded);
         var still = deferred.Select(d => d.Rcpt).Distinct().ToList();
         var age = DateTimeOffset.UtcNow - envelope.Arrival;
         if (still.Count > 0 && age > options.Lifetime)
@@ -408,7 +419,9 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         foreach (var (rcpt, why) in deferred) LogResult(id, envelope, rcpt, rcpt, "none", started, "4.0.0", "deferred", why);
         try
         {
-            AtomicFile.WriteText(statePath, string.Join('\n', [attempts.ToString(CultureInfo.InvariantCulture) + (warned ? " warned" : ""), .. still]) + "\n");
+            // A recipient per line, with why it waits (for the queue listing), as "address<TAB>reason".
+            AtomicFile.WriteText(statePath, string.Join('\n', [attempts.ToString(CultureInfo.InvariantCulture) + (warned ? " warned" : ""),
+                .. still.Select(r => r + "\t" + QueueEntry.CleanReason(deferred.First(d => d.Rcpt == r).Why))]) + "\n");
             File.SetLastWriteTimeUtc(statePath, DateTime.UtcNow + delay); // when it is due; set before the message is in deferred/
             _retry.TryRemove(id, out _);
         }
@@ -428,13 +441,14 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     /// </summary>
     private async Task DeliverRemoteAsync(string id, QueueEnvelope envelope, string path, IReadOnlyList<(long Offset, int Length)> chunks, string domain,
         List<(string Rcpt, string Target)> list, Stopwatch started, List<RecipientNotice> relayed, List<RecipientNotice> failed,
-        List<(string Rcpt, string Why)> deferred, CancellationToken ct)
+        List<(string Rcpt, string Why)> deferred, CancellationToken ct, bool forwarded = false)
     {
         var destination = Destination("smtp:" + domain.ToLowerInvariant());
         await destination.WaitAsync(ct);
         try
         {
-            var route = await _nextHop.ResolveAsync(domain, ct);
+            var logins = options.Logins ?? RelayLogins.None;
+            var route = await _nextHop.ResolveAsync(domain, ct, logins.RelayHostFor(envelope.Sender));
             if (route.Hops.Count == 0)
             {
                 foreach (var (rcpt, target) in list)
@@ -447,13 +461,15 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             }
             var targets = list.Select(x => x.Target).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
             var message = new OutgoingMessage(envelope.Sender, targets, ContentSize(chunks), envelope.Attributes, c => QueueFileReader.ReadContentAsync(path, chunks, c));
+            if (forwarded) message = await ForwardedAsync(id, message, envelope, path, chunks, list[0].Rcpt, ct);
             string lastError = "no host to try";
             foreach (var hop in route.Hops.Take(MaxHosts))
             {
                 SmtpClient.Outcome outcome;
                 try
                 {
-                    outcome = await _smtp.DeliverAsync(new ServerAddress(hop.Name, new IPEndPoint(hop.Address, hop.Port)), message, ct);
+                    outcome = await _smtp.DeliverAsync(new ServerAddress(hop.Name, new IPEndPoint(hop.Address, hop.Port)), message, ct,
+                        logins.LoginFor(envelope.Sender, route.NextHop, hop.Name, hop.Port));
                 }
                 catch (Exception e) when (e is IOException or SocketException or System.Security.Authentication.AuthenticationException
                                           || (e is OperationCanceledException && !ct.IsCancellationRequested))
@@ -486,6 +502,48 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
             foreach (var (rcpt, _) in list) deferred.Add((rcpt, lastError));
         }
         finally { destination.Release(); }
+    }
+
+    /// <summary>
+    /// A message an alias of ours sends on to another domain: its envelope sender rewritten by SRS
+    /// (unless it is ours, or empty), so that the next hop's SPF check passes for us; and sealed
+    /// with ARC over the checks our MX made on arrival, by the alias's domain's key.
+    /// </summary>
+    private async Task<OutgoingMessage> ForwardedAsync(string id, OutgoingMessage message, QueueEnvelope envelope, string path,
+        IReadOnlyList<(long Offset, int Length)> chunks, string alias, CancellationToken ct)
+    {
+        var sender = message.Sender;
+        if (options.Srs is { } srs && sender.Length > 0 && !Mail.MailAuth.Srs.IsSrs(sender))
+        {
+            var ours = false;
+            try { ours = (await recipients.ResolveAsync(sender, null, ct)).Status != RecipientStatus.NotOurDomain; }
+            catch (RpcException) { } // not known to be ours: rewritten, which is safe either way
+            if (!ours) sender = srs.Forward(sender, DateTimeOffset.UtcNow);
+        }
+        else if (options.Srs is { } again && Mail.MailAuth.Srs.IsSrs(sender)) sender = again.Forward(sender, DateTimeOffset.UtcNow);
+        byte[] seal = [];
+        if (options.Keys is { } keys)
+        {
+            try
+            {
+                using var content = QueueFileReader.OpenContent(path, chunks);
+                var parsed = await MimeKit.MimeMessage.LoadAsync(content, persistent: true, ct);
+                seal = Encoding.ASCII.GetBytes(keys.Seal(parsed, alias[(alias.LastIndexOf('@') + 1)..].ToLowerInvariant(), options.Hostname));
+            }
+            catch (Exception e) when (e is FormatException or IOException or ArgumentException or InvalidOperationException or Org.BouncyCastle.Crypto.CryptoException)
+            {
+                Log.Warn($"{id}: not ARC-sealed: {MailLog.Safe(e.Message)}");
+            }
+        }
+        if (sender != message.Sender) Log.Info($"{id}: forwarded: sender=<{MailLog.Safe(message.Sender)}> rewritten to <{MailLog.Safe(sender)}>{(seal.Length > 0 ? ", ARC-sealed" : "")}");
+        if (seal.Length == 0) return message with { Sender = sender };
+        var original = message.Content;
+        async IAsyncEnumerable<ReadOnlyMemory<byte>> Sealed([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken c)
+        {
+            yield return seal;
+            await foreach (var part in original(c)) yield return part;
+        }
+        return message with { Sender = sender, Size = message.Size + seal.Length, Content = Sealed };
     }
 
     private static readonly Dictionary<string, string> EmptyAttributes = [];

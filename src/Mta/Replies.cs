@@ -12,6 +12,7 @@ internal static class Replies
     public static SmtpReply NeedHostName(string verb) => new(501, "5.5.4", $"Syntax: {verb} hostname");
 
     // RFC 7601/8601 checks at the end of DATA that could not run: this message waits, nothing else.
+    public static readonly SmtpReply BadSrsAddress = new(550, "5.1.1", "Recipient address rejected: invalid or expired SRS address");
     public static readonly SmtpReply ChecksFailed = new(451, "4.3.0", "Error: temporary failure in message checks, try again later");
 
     // RFC 3207 4: STARTTLS.

@@ -30,7 +30,7 @@ internal enum SmtpPort { Mx, Submission, Submissions }
 internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster, bool RejectBareLf);
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
-    Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null, DkimKeyring? signing = null, Anvil? anvil = null)
+    Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null, DkimKeyring? signing = null, Anvil? anvil = null, Srs? srs = null)
     : SmtpServerSession<SmtpSession>(conn)
 {
     private static readonly Logger SmtpdLog = MailLog.For("smtpd");
@@ -245,6 +245,18 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
         {
             Log.Info($"{Conn.SessionId}: reject: RCPT from {Conn.ClientDescription}: {checkRefusal}; from=<{MailLog.Safe(_from)}> to=<{MailLog.Safe(address.ToString())}> helo=<{MailLog.Safe(_helo)}>");
             return checkRefusal;
+        }
+        if (srs != null && Srs.IsSrs(path) && address.Domain.Equals(srs.Domain, StringComparison.OrdinalIgnoreCase))
+        {
+            // A bounce (or reply) to a sender we rewrote: taken only when its hash and time stamp hold.
+            if (srs.Reverse(path, DateTimeOffset.UtcNow) == null)
+            {
+                var bad = Replies.BadSrsAddress.WithAddress(path);
+                Log.Info($"{Conn.SessionId}: reject: RCPT from {Conn.ClientDescription}: {bad}; from=<{MailLog.Safe(_from)}> to=<{MailLog.Safe(path)}>");
+                return bad;
+            }
+            if (!_rcpts.Contains(path, StringComparer.OrdinalIgnoreCase)) _rcpts.Add(path);
+            return SmtpReply.RecipientOk;
         }
         ResolveRecipientReply r;
         try

@@ -338,6 +338,9 @@ public static class QueueFileReader
     /// <summary>The content's header section (up to and including its empty line), at most <paramref name="max"/> bytes.</summary>
     public static byte[] ReadHeader(string path, IEnumerable<(long Offset, int Length)> chunks, int max) => ReadPrefix(path, chunks, max, headerOnly: true);
 
+    /// <summary>The content as one seekable stream over the file (prepended header lines first), for a parser.</summary>
+    public static Stream OpenContent(string path, IEnumerable<(long Offset, int Length)> chunks) => new RangeStream(path, chunks);
+
     /// <summary>The first <paramref name="max"/> bytes of the content at most.</summary>
     public static byte[] ReadContentPrefix(string path, IEnumerable<(long Offset, int Length)> chunks, int max) => ReadPrefix(path, chunks, max, headerOnly: false);
 

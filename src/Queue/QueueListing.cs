@@ -7,14 +7,19 @@ using System.Globalization;
 
 namespace Mail.Queue;
 
-public sealed record QueueEntry(string Id, QueueDir Dir, long Size, DateTimeOffset Arrival, string Sender, IReadOnlyList<string> Recipients)
+/// <param name="Reasons">Why a recipient waits (the last attempt's error), when it was tried.</param>
+public sealed record QueueEntry(string Id, QueueDir Dir, long Size, DateTimeOffset Arrival, string Sender, IReadOnlyList<string> Recipients,
+    IReadOnlyDictionary<string, string>? Reasons = null)
 {
-    /// <summary>"ENTRY id dir size arrival-ms &lt;sender&gt;" then "RCPT address" per recipient (addresses hold no spaces).</summary>
+    /// <summary>"ENTRY id dir size arrival-ms &lt;sender&gt;" then "RCPT address[ reason]" per recipient (addresses hold no spaces).</summary>
     public IEnumerable<string> ToLines()
     {
         yield return $"ENTRY {Id} {Dir.ToString().ToLowerInvariant()} {Size} {Arrival.ToUnixTimeMilliseconds()} <{Sender}>";
-        foreach (var r in Recipients) yield return "RCPT " + r;
+        foreach (var r in Recipients) yield return "RCPT " + r + (Reasons?.GetValueOrDefault(r) is { } why ? " " + why : "");
     }
+
+    /// <summary>A reason as the state file and the control socket carry it: printable, one line, bounded.</summary>
+    public static string CleanReason(string text) => new(text.Select(ch => ch < ' ' || ch == 127 ? ' ' : ch).Take(500).ToArray());
 
     /// <summary>Parses an ENTRY line (its RCPT lines are added by the reader); null when malformed.</summary>
     public static QueueEntry? Parse(string line)
@@ -49,9 +54,21 @@ public static class QueueListing
                 if (QueueFileReader.Read(f, out var env, out var chunks) != QueueFileStatus.Ok) continue;
                 var state = Path.Combine(root, "state", id);
                 List<string> remaining;
-                try { remaining = File.Exists(state) ? File.ReadAllLines(state).Skip(1).Where(env!.Recipients.Contains).ToList() : env!.Recipients.ToList(); }
+                var reasons = new Dictionary<string, string>(StringComparer.Ordinal);
+                try
+                {
+                    remaining = [];
+                    foreach (var line in File.Exists(state) ? File.ReadAllLines(state).Skip(1) : env!.Recipients)
+                    {
+                        var tab = line.IndexOf('\t');
+                        var rcpt = tab < 0 ? line : line[..tab];
+                        if (!env!.Recipients.Contains(rcpt)) continue;
+                        remaining.Add(rcpt);
+                        if (tab >= 0) reasons[rcpt] = line[(tab + 1)..];
+                    }
+                }
                 catch (IOException) { remaining = env!.Recipients.ToList(); }
-                list.Add(new QueueEntry(id, dir, chunks.Sum(c => (long)c.Length), env.Arrival, env.Sender, remaining));
+                list.Add(new QueueEntry(id, dir, chunks.Sum(c => (long)c.Length), env!.Arrival, env.Sender, remaining, reasons));
             }
         }
         return list;

@@ -13,7 +13,9 @@
 // the reply that concerns it. Connections are kept a few seconds and used for
 // the next transaction to the same server (RSET after one that did not end
 // in a delivery; a kept connection found dead before MAIL is replaced), as
-// Postfix's connection cache.
+// Postfix's connection cache. A relay host that wants a login gets AUTH PLAIN
+// (or LOGIN) after STARTTLS, never before: credentials are not sent in clear;
+// a refused login is an SmtpLoginException with the server's reply.
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
@@ -92,6 +94,15 @@ public sealed record ServerAddress(string Name, EndPoint EndPoint)
 public sealed record OutgoingMessage(string Sender, IReadOnlyList<string> Recipients, long Size, IReadOnlyDictionary<string, string> Attributes,
     Func<CancellationToken, IAsyncEnumerable<ReadOnlyMemory<byte>>> Content);
 
+/// <summary>A user name and password for a relay host (Postfix's smtp_sasl_password_maps).</summary>
+public sealed record SmtpLogin(string User, string Password)
+{
+    public override string ToString() => User; // never the password
+}
+
+/// <summary>The server refused the login, or could not be logged in to safely: the message waits (a temporary failure).</summary>
+public sealed class SmtpLoginException(string message) : IOException(message);
+
 public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLevel tls) : IDisposable
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
@@ -111,22 +122,23 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
     /// NOTIFY, ORCPT) go along when the server offers DSN; BODY=8BITMIME when it offers 8BITMIME;
     /// addresses that are not ASCII need its SMTPUTF8 (RFC 6531), or fail 5.6.7.
     /// </summary>
-    public async Task<Outcome> DeliverAsync(ServerAddress server, OutgoingMessage message, CancellationToken ct)
+    public async Task<Outcome> DeliverAsync(ServerAddress server, OutgoingMessage message, CancellationToken ct, SmtpLogin? login = null)
     {
-        while (TakeIdle(server) is { } cached)
+        var key = (server.EndPoint, login?.User ?? "");
+        while (TakeIdle(key) is { } cached)
         {
             try
             {
                 var outcome = await TransactAsync(cached, server, message, ct).ConfigureAwait(false);
-                await KeepAsync(server, cached).ConfigureAwait(false);
+                await KeepAsync(key, cached).ConfigureAwait(false);
                 return outcome;
             }
             catch (Exception e) when (e is IOException or SocketException && !cached.Started) { await cached.DisposeAsync().ConfigureAwait(false); }
             catch { await cached.DisposeAsync().ConfigureAwait(false); throw; }
         }
         Session session;
-        try { session = await OpenAsync(server, tls, ct).ConfigureAwait(false); }
-        catch (System.Security.Authentication.AuthenticationException) when (tls == TlsLevel.May)
+        try { session = await OpenAsync(server, login != null && tls == TlsLevel.May ? TlsLevel.Encrypt : tls, ct, login).ConfigureAwait(false); }
+        catch (System.Security.Authentication.AuthenticationException) when (tls == TlsLevel.May && login == null)
         {
             // Opportunistic TLS that fails is not worth a delay: again, in plain text (as Postfix does).
             session = await OpenAsync(server, TlsLevel.None, ct).ConfigureAwait(false);
@@ -141,7 +153,7 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
                 return new Outcome(message.Recipients.Select(r => new RecipientResult(r, $"554 5.4.6 mail for {r[(r.LastIndexOf('@') + 1)..]} loops back to myself")).ToList(), false);
             }
             var outcome = await TransactAsync(session, server, message, ct).ConfigureAwait(false);
-            await KeepAsync(server, session).ConfigureAwait(false);
+            await KeepAsync(key, session).ConfigureAwait(false);
             session = null!;
             return outcome;
         }
@@ -149,7 +161,7 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
     }
 
     /// <summary>Connected, greeted, EHLO (HELO) or LHLO said, and TLS when offered and allowed.</summary>
-    private async Task<Session> OpenAsync(ServerAddress server, TlsLevel level, CancellationToken ct)
+    private async Task<Session> OpenAsync(ServerAddress server, TlsLevel level, CancellationToken ct, SmtpLogin? login = null)
     {
         var endPoint = server.EndPoint;
         var socket = endPoint is UnixDomainSocketEndPoint
@@ -184,10 +196,44 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
                 }
                 else if (level == TlsLevel.Encrypt) throw new IOException($"TLS is required, but {server} refused STARTTLS: {go.Last}");
             }
-            else if (!Lmtp && level == TlsLevel.Encrypt) throw new IOException($"TLS is required, but was not offered by host {server}");
+            else if (!Lmtp && level == TlsLevel.Encrypt)
+                throw login != null ? new SmtpLoginException($"cannot log in to {server} as {login.User}: it offers no STARTTLS, and the password is not sent in clear")
+                    : new IOException($"TLS is required, but was not offered by host {server}");
+            if (login != null) await LoginAsync(wire, ehlo, server, login, ct).ConfigureAwait(false);
             return new Session(wire, ehlo, encrypted);
         }
         catch { socket.Dispose(); throw; }
+    }
+
+    /// <summary>RFC 4954 AUTH, PLAIN (RFC 4616) when offered, else LOGIN; over TLS only (the caller made sure).</summary>
+    private static async Task LoginAsync(Wire wire, Reply ehlo, ServerAddress server, SmtpLogin login, CancellationToken ct)
+    {
+        var mechanisms = ehlo.Lines.Skip(1).Select(l => l.Length > 4 ? l[4..] : "")
+            .Where(l => l.StartsWith("AUTH ", StringComparison.OrdinalIgnoreCase) || l.StartsWith("AUTH=", StringComparison.OrdinalIgnoreCase))
+            .SelectMany(l => l[5..].Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(m => m.ToUpperInvariant()).ToHashSet();
+        static string B64(string s) => Convert.ToBase64String(Encoding.UTF8.GetBytes(s));
+        Reply reply;
+        if (mechanisms.Contains("PLAIN"))
+        {
+            wire.Command("AUTH PLAIN " + B64("\0" + login.User + "\0" + login.Password));
+            await wire.FlushAsync(ct).ConfigureAwait(false);
+            reply = await wire.ReplyAsync(ct).ConfigureAwait(false);
+        }
+        else if (mechanisms.Contains("LOGIN"))
+        {
+            wire.Command("AUTH LOGIN");
+            await wire.FlushAsync(ct).ConfigureAwait(false);
+            reply = await wire.ReplyAsync(ct).ConfigureAwait(false);
+            foreach (var answer in new[] { login.User, login.Password })
+            {
+                if (!reply.Last.StartsWith("334")) break;
+                wire.Command(B64(answer));
+                await wire.FlushAsync(ct).ConfigureAwait(false);
+                reply = await wire.ReplyAsync(ct).ConfigureAwait(false);
+            }
+        }
+        else throw new SmtpLoginException($"cannot log in to {server} as {login.User}: it offers no AUTH PLAIN or LOGIN");
+        if (!reply.Last.StartsWith("235")) throw new SmtpLoginException($"SASL login to {server} as {login.User} failed: {reply.Last}");
     }
 
     private async Task<Reply> HelloAsync(Wire wire, CancellationToken ct)
@@ -397,12 +443,13 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
 
     private static readonly TimeSpan IdleLimit = TimeSpan.FromSeconds(5);
     private const int MaxIdlePerServer = 20;
-    private readonly ConcurrentDictionary<EndPoint, ConcurrentQueue<Session>> _idle = new();
+    // By server and the user logged in as (a connection logged in as one user never carries another's mail).
+    private readonly ConcurrentDictionary<(EndPoint, string), ConcurrentQueue<Session>> _idle = new();
 
-    /// <summary>A kept connection to <paramref name="server"/>, the oldest first; those kept too long are closed on the way.</summary>
-    private Session? TakeIdle(ServerAddress server)
+    /// <summary>A kept connection to the server (as the user), the oldest first; those kept too long are closed on the way.</summary>
+    private Session? TakeIdle((EndPoint, string) key)
     {
-        if (!_idle.TryGetValue(server.EndPoint, out var queue)) return null;
+        if (!_idle.TryGetValue(key, out var queue)) return null;
         while (queue.TryDequeue(out var s))
         {
             if (DateTime.UtcNow - s.LastUsed <= IdleLimit) return s;
@@ -411,9 +458,9 @@ public sealed class SmtpClient(ClientProtocol protocol, string hostname, TlsLeve
         return null;
     }
 
-    private async Task KeepAsync(ServerAddress server, Session session)
+    private async Task KeepAsync((EndPoint, string) key, Session session)
     {
-        var queue = _idle.GetOrAdd(server.EndPoint, _ => new ConcurrentQueue<Session>());
+        var queue = _idle.GetOrAdd(key, _ => new ConcurrentQueue<Session>());
         if (!session.Usable || queue.Count >= MaxIdlePerServer) { await session.DisposeAsync().ConfigureAwait(false); return; }
         session.LastUsed = DateTime.UtcNow;
         queue.Enqueue(session);

@@ -35,18 +35,8 @@ public sealed class RemoteDeliveryTests
         _lmtp = await LmtpServer.StartAsync(_authd);
         Certificates.EnsureSelfSigned(_authd.Dir["cert.pem"], _authd.Dir["key.pem"], "mx.remote.test");
         _vmail = new TempDir();
-        File.SetUnixFileMode(_vmail.Path, (UnixFileMode)Convert.ToInt32("755", 8));
-        Run.Program("chown", ["5000:5000", _vmail.Path]);
-        _remote = PostfixServer.Start(new Dictionary<string, string>
+        _remote = PostfixServer.StartMailbox(_vmail, "mx.remote.test", "remote.test", new Dictionary<string, string>
         {
-            ["myhostname"] = "mx.remote.test",
-            ["virtual_mailbox_domains"] = "remote.test",
-            ["virtual_transport"] = "virtual",
-            ["virtual_mailbox_base"] = _vmail.Path,
-            ["virtual_mailbox_maps"] = "static:mailbox/",
-            ["virtual_uid_maps"] = "static:5000",
-            ["virtual_gid_maps"] = "static:5000",
-            ["virtual_minimum_uid"] = "100",
             ["smtpd_tls_security_level"] = "may",
             ["smtpd_tls_cert_file"] = _authd.Dir["cert.pem"],
             ["smtpd_tls_key_file"] = _authd.Dir["key.pem"],

@@ -21,6 +21,29 @@ internal sealed class PostfixServer : IDisposable
         _postfix = postfix;
     }
 
+    /// <summary>
+    /// A Postfix that keeps all mail for <paramref name="domains"/> in one Maildir, <paramref name="vmail"/>/mailbox/
+    /// (written as uid 5000), with <paramref name="extra"/> settings on top.
+    /// </summary>
+    public static PostfixServer StartMailbox(TempDir vmail, string hostname, string domains, IDictionary<string, string>? extra = null)
+    {
+        File.SetUnixFileMode(vmail.Path, (UnixFileMode)Convert.ToInt32("755", 8));
+        Run.Program("chown", ["5000:5000", vmail.Path]);
+        var settings = new Dictionary<string, string>
+        {
+            ["myhostname"] = hostname,
+            ["virtual_mailbox_domains"] = domains,
+            ["virtual_transport"] = "virtual",
+            ["virtual_mailbox_base"] = vmail.Path,
+            ["virtual_mailbox_maps"] = "static:mailbox/",
+            ["virtual_uid_maps"] = "static:5000",
+            ["virtual_gid_maps"] = "static:5000",
+            ["virtual_minimum_uid"] = "100",
+        };
+        foreach (var (k, v) in extra ?? new Dictionary<string, string>()) settings[k] = v;
+        return Start(settings);
+    }
+
     public static PostfixServer Start(IDictionary<string, string> settings)
     {
         var postfix = Peers.Require("postfix");
