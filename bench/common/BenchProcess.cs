@@ -92,6 +92,14 @@ internal static class BenchProcess
     }
 
     /// <summary>VmHWM of a process in KiB (0 when it is gone).</summary>
+    /// <summary>User and system CPU time of a process so far, in milliseconds (/proc/PID/stat fields 14 and 15).</summary>
+    public static double CpuMs(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(f[11]) + long.Parse(f[12])) * 1000.0 / 100; // USER_HZ is 100 on Linux
+    }
+
     public static long PeakKb(int pid)
     {
         try

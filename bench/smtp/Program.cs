@@ -30,7 +30,7 @@ var postconf = FindProgram("postconf")!;
 var postmap = FindProgram("postmap")!;
 var dir = Directory.CreateTempSubdirectory("smtpbench-").FullName;
 File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
-Process? authd = null, lmtpd = null, mtad = null, sink = null, withChecks = null, nsd = null, opendkim = null, opendmarc = null;
+Process? authd = null, lmtpd = null, mtad = null, sink = null, withChecks = null, nsd = null, opendkim = null, opendmarc = null, signing = null, signer = null;
 bool postfixStarted = false;
 try
 {
@@ -39,7 +39,7 @@ try
     File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
     Directory.CreateDirectory(Path.Combine(dir, "mail"));
     Run("chown", "5000:5001", Path.Combine(dir, "mail"));
-    var (lmtpPort, oursPort, postfixPort, sinkPort, checkedPort) = (FreePort(), FreePort(), FreePort(), FreePort(), FreePort());
+    var (lmtpPort, oursPort, postfixPort, sinkPort, checkedPort, signPort) = (FreePort(), FreePort(), FreePort(), FreePort(), FreePort(), FreePort());
     var sinkDir = Path.Combine(dir, "sink");
     Directory.CreateDirectory(sinkDir);
     WriteAuthdConfig(dir, $"{dir}/mail");
@@ -71,6 +71,15 @@ try
         .Replace($"control_socket = {dir}/mtad.ctl", $"control_socket = {dir}/mtad-checks.ctl")
         .Replace($"log_file = {dir}/mtad.log", $"log_file = {dir}/mtad-checks.log")
         + "\nmynetworks = 192.0.2.0/24\ndns_servers = 127.0.0.1:53\n");
+    // The same mtad signing what it relays (mynetworks) with an RSA and an Ed25519 key of remote.test, smtp-source's sender domain.
+    File.WriteAllText(Path.Combine(dir, "mtad-sign.conf"), File.ReadAllText(Path.Combine(dir, "mtad.conf"))
+        .Replace($"mx_listen = 127.0.0.1:{oursPort}", $"mx_listen = 127.0.0.1:{signPort}")
+        .Replace($"spool_dir = {dir}/spool", $"spool_dir = {dir}/spool-sign")
+        .Replace($"control_socket = {dir}/mtad.ctl", $"control_socket = {dir}/mtad-sign.ctl")
+        .Replace($"log_file = {dir}/mtad.log", $"log_file = {dir}/mtad-sign.log")
+        + $"\ndkim_key_dir = {dir}/dkim\n");
+    foreach (var (selector, algorithm) in new[] { ("r1", "rsa"), ("e1", "ed25519") })
+        Run(Path.Combine(bin, "mailctl"), "dkim", "keygen", "remote.test", "--selector", selector, "--algorithm", algorithm, "--mta-config", Path.Combine(dir, "mtad-sign.conf"));
     // The sender's DKIM key (python3-dkim's dknewkey), published in its zone; one 4 KiB message signed with it.
     Run(FindProgram("dknewkey") ?? throw new InvalidOperationException("dknewkey (package python3-dkim) is not installed"), "--ktype", "rsa", Path.Combine(dir, "s1"));
     var signedMessage = SignedMessage(dir);
@@ -85,7 +94,8 @@ try
     lmtpd = Start(Path.Combine(bin, "lmtpd"), "--config", Path.Combine(dir, "lmtpd.conf"));
     mtad = Start(Path.Combine(bin, "mtad"), "--config", Path.Combine(dir, "mtad.conf"));
     withChecks = Start(Path.Combine(bin, "mtad"), "--config", Path.Combine(dir, "mtad-checks.conf"));
-    foreach (var p in new[] { lmtpPort, oursPort, postfixPort, sinkPort, checkedPort }) await WaitForPort(p);
+    signing = Start(Path.Combine(bin, "mtad"), "--config", Path.Combine(dir, "mtad-sign.conf"));
+    foreach (var p in new[] { lmtpPort, oursPort, postfixPort, sinkPort, checkedPort, signPort }) await WaitForPort(p);
 
     Console.WriteLine($"bench/smtp: smtp-source (one message per connection) into mtad and Postfix, both by LMTP into one lmtpd; median of 3 alternating rounds;");
     Console.WriteLine($"  both warmed with 1500 messages (and 500 relayed) first; spools and Maildir on {dir}; Postfix memory is the sum of its processes' peaks");
@@ -127,50 +137,85 @@ try
     await Measure(smtpSource, checkedPort, Path.Combine(dir, "mail/bench.test/ours/new"), "ours@bench.test", 4096, 4, 500);
     await Measure(smtpSource, postfixPort, Path.Combine(dir, "mail/bench.test/postfix/new"), "postfix@bench.test", 4096, 4, 500);
     CheckHeaders(Path.Combine(dir, "mail/bench.test"));
-    Console.WriteLine($"{"size",-10}{"sessions",9}{"msgs",6}{"checks mtad/s",15}{"postfix/s",11}{"ratio",7}{"mtad no checks/s",18}{"on/off",8}   peak memory (mtad / Postfix, OpenDKIM, OpenDMARC)");
+    // mtad's own CPU time per message (user + system, median of the rounds) beside the rates: unlike a
+    // rate on this 2-core machine, it does not move with what else runs at the time.
+    Console.WriteLine($"{"size",-10}{"sessions",9}{"msgs",6}{"checks mtad/s",15}{"postfix/s",11}{"ratio",7}{"mtad no checks/s",18}{"on/off",8}{"mtad CPU ms/msg on/off",24}   peak memory (mtad / Postfix, OpenDKIM, OpenDMARC)");
     foreach (var (size, sessions, count) in new[] { (4096, 1, 400), (4096, 20, 2000) })
     {
         int n = Math.Max(20, (int)(count * scale));
-        var runs = new Dictionary<int, List<double>> { [0] = [], [1] = [], [2] = [] };
-        for (int round = 0; round < 3; round++)
-            foreach (var which in round % 2 == 0 ? new[] { 0, 1, 2 } : [2, 1, 0])
-                runs[which].Add((await Measure(smtpSource, which switch { 0 => checkedPort, 1 => postfixPort, _ => oursPort },
-                    Path.Combine(dir, "mail/bench.test", which == 1 ? "postfix" : "ours", "new"), which == 1 ? "postfix@bench.test" : "ours@bench.test", size, sessions, n)).Item1);
-        double Median(int which) => runs[which].Order().ElementAt(1);
-        var (o, p, plain) = (Median(0), Median(1), Median(2));
+        var (o, p, plain, cpuOn, cpuOff) = await ThreeWay(withChecks, n, async which => (await Measure(smtpSource, which switch { 0 => checkedPort, 1 => postfixPort, _ => oursPort },
+            Path.Combine(dir, "mail/bench.test", which == 1 ? "postfix" : "ours", "new"), which == 1 ? "postfix@bench.test" : "ours@bench.test", size, sessions, n)).Item1);
         var theirsKb = Descendants(master).Append(master).Sum(PeakKb) + PeakKb(opendkim.Id) + PeakKb(opendmarc.Id);
-        Console.WriteLine($"{size / 1024 + "K checks",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}   " +
+        Console.WriteLine($"{size / 1024 + "K checks",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}{$"{cpuOn:0.00} / {cpuOff:0.00}",24}   " +
                           $"{PeakKb(withChecks.Id) / 1024.0:0.0} MiB / {theirsKb / 1024.0:0.0} MiB");
     }
     // The same with a DKIM-signed message (sent by our own client: smtp-source cannot send a given message).
     foreach (var (sessions, count) in new[] { (1, 400), (20, 2000) })
     {
         int n = Math.Max(20, (int)(count * scale));
-        var runs = new Dictionary<int, List<double>> { [0] = [], [1] = [], [2] = [] };
-        for (int round = 0; round < 3; round++)
-            foreach (var which in round % 2 == 0 ? new[] { 0, 1, 2 } : [2, 1, 0])
-                runs[which].Add(await SendSigned(which switch { 0 => checkedPort, 1 => postfixPort, _ => oursPort }, signedMessage,
-                    Path.Combine(dir, "mail/bench.test", which == 1 ? "postfix" : "ours", "new"), which == 1 ? "postfix@bench.test" : "ours@bench.test", sessions, n));
-        double Median(int which) => runs[which].Order().ElementAt(1);
-        var (o, p, plain) = (Median(0), Median(1), Median(2));
+        var (o, p, plain, cpuOn, cpuOff) = await ThreeWay(withChecks, n, which => SendSigned(which switch { 0 => checkedPort, 1 => postfixPort, _ => oursPort }, signedMessage,
+            Path.Combine(dir, "mail/bench.test", which == 1 ? "postfix" : "ours", "new"), which == 1 ? "postfix@bench.test" : "ours@bench.test", sessions, n));
         var theirsKb = Descendants(master).Append(master).Sum(PeakKb) + PeakKb(opendkim.Id) + PeakKb(opendmarc.Id);
-        Console.WriteLine($"{"4K signed",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}   " +
+        Console.WriteLine($"{"4K signed",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}{$"{cpuOn:0.00} / {cpuOff:0.00}",24}   " +
                           $"{PeakKb(withChecks.Id) / 1024.0:0.0} MiB / {theirsKb / 1024.0:0.0} MiB");
     }
     CheckHeaders(Path.Combine(dir, "mail/bench.test"));
+
+    // Signing: mail from mynetworks, signed by ours with RSA-2048 and Ed25519, against Postfix with
+    // OpenDKIM signing with the same two keys (and nothing else: the checks' milters and policy are off).
+    Stop(opendkim!);
+    Stop(opendmarc!);
+    (opendkim, opendmarc) = (null, null);
+    signer = StartSigner(dir);
+    var signerPort = int.Parse(File.ReadAllText(Path.Combine(dir, "opendkim-sign.port")));
+    await WaitForPort(signerPort);
+    Run(postconf, "-c", etc, "-e", $"smtpd_milters=inet:127.0.0.1:{signerPort}", "smtpd_recipient_restrictions=reject_unauth_destination");
+    Run(postfix, "-c", etc, "reload");
+    await Measure(smtpSource, signPort, Path.Combine(dir, "mail/bench.test/ours/new"), "ours@bench.test", 4096, 4, 500);
+    await Measure(smtpSource, postfixPort, Path.Combine(dir, "mail/bench.test/postfix/new"), "postfix@bench.test", 4096, 4, 500);
+    Console.WriteLine($"{"size",-10}{"sessions",9}{"msgs",6}{"signing mtad/s",15}{"postfix/s",11}{"ratio",7}{"mtad unsigned/s",18}{"on/off",8}{"mtad CPU ms/msg on/off",24}   peak memory (mtad / Postfix, OpenDKIM)");
+    foreach (var (sessions, count) in new[] { (1, 400), (20, 2000) })
+    {
+        int n = Math.Max(20, (int)(count * scale));
+        var (o, p, plain, cpuOn, cpuOff) = await ThreeWay(signing, n, async which => (await Measure(smtpSource, which switch { 0 => signPort, 1 => postfixPort, _ => oursPort },
+            Path.Combine(dir, "mail/bench.test", which == 1 ? "postfix" : "ours", "new"), which == 1 ? "postfix@bench.test" : "ours@bench.test", 4096, sessions, n)).Item1);
+        var theirsKb = Descendants(master).Append(master).Sum(PeakKb) + PeakKb(signer.Id);
+        Console.WriteLine($"{"4K signing",-10}{sessions,9}{n,6}{o,15:0}{p,11:0}{o / p,7:0.00}{plain,18:0}{o / plain,8:0.00}{$"{cpuOn:0.00} / {cpuOff:0.00}",24}   " +
+                          $"{PeakKb(signing.Id) / 1024.0:0.0} MiB / {theirsKb / 1024.0:0.0} MiB");
+    }
+    ShowSignatures(Path.Combine(dir, "mail/bench.test"));
 }
 finally
 {
     if (mtad != null) Stop(mtad);
     if (withChecks != null) Stop(withChecks);
+    if (signing != null) Stop(signing);
     if (sink != null) Stop(sink);
-    foreach (var p in new[] { nsd, opendkim, opendmarc }) if (p != null) Stop(p);
+    foreach (var p in new[] { nsd, opendkim, opendmarc, signer }) if (p != null) Stop(p);
     if (postfixStarted) Run(postfix, "-c", Path.Combine(dir, "postfix/etc"), "stop");
     if (lmtpd != null) Stop(lmtpd);
     if (authd != null) Stop(authd);
     try { Directory.Delete(dir, true); } catch (IOException) { }
 }
 return 0;
+
+// Three alternating rounds of: ours with the feature on (0), Postfix (1), ours without it (2), each
+// side first in turn; the median rate of each, and ours' CPU time per message on and off.
+async Task<(double On, double Postfix, double Off, double CpuOn, double CpuOff)> ThreeWay(Process on, int n, Func<int, Task<double>> run)
+{
+    var runs = new Dictionary<int, List<double>> { [0] = [], [1] = [], [2] = [] };
+    var cpu = new Dictionary<int, List<double>> { [0] = [], [2] = [] };
+    for (int round = 0; round < 3; round++)
+        foreach (var which in round % 2 == 0 ? new[] { 0, 1, 2 } : [2, 1, 0])
+        {
+            var process = which == 0 ? on : mtad!;
+            var before = CpuMs(process.Id);
+            runs[which].Add(await run(which));
+            if (which != 1) cpu[which].Add((CpuMs(process.Id) - before) / n);
+        }
+    double Median(List<double> values) => values.Order().ElementAt(1);
+    return (Median(runs[0]), Median(runs[1]), Median(runs[2]), Median(cpu[0]), Median(cpu[2]));
+}
 
 void StartPostfix(string root, int port, int lmtpPort, int sinkPort)
 {
@@ -246,13 +291,44 @@ static (Process, Process) StartMilters(string root)
     File.WriteAllText(Path.Combine(root, "opendkim.port"), dkimPort.ToString());
     File.WriteAllText(Path.Combine(root, "opendmarc.port"), dmarcPort.ToString());
     File.WriteAllText(Path.Combine(root, "ignore-hosts"), "192.0.2.1\n");
+    // Debian's OpenDKIM sends no query to the namespace's DNS server (neither Nameservers nor
+    // ResolverConfiguration changes that): it gets the sender's key from TestDNSData instead, as
+    // from a resolver's cache, so that it verifies the signatures as ours does.
+    File.WriteAllText(Path.Combine(root, "dkim-dnsdata"), "s1._domainkey.remote.test " + File.ReadAllText(Path.Combine(root, "s1.dns")).Trim() + "\n");
     File.WriteAllText(Path.Combine(root, "opendkim.conf"), $"Mode v\nSocket inet:{dkimPort}@127.0.0.1\nPidFile {root}/opendkim.pid\n" +
-        $"InternalHosts {root}/ignore-hosts\nAuthservID mx.postfix.test\nSyslog no\nNameservers 127.0.0.1\n"); // its resolver asks the root servers otherwise
+        $"InternalHosts {root}/ignore-hosts\nAuthservID mx.postfix.test\nSyslog no\nTestDNSData file:{root}/dkim-dnsdata\n");
     File.WriteAllText(Path.Combine(root, "opendmarc.conf"), $"Socket inet:{dmarcPort}@127.0.0.1\nPidFile {root}/opendmarc.pid\nAuthservID mx.postfix.test\n" +
         $"TrustedAuthservIDs mx.postfix.test\nIgnoreHosts {root}/ignore-hosts\nPublicSuffixList /usr/share/publicsuffix/public_suffix_list.dat\n" +
         "SPFIgnoreResults false\nSPFSelfValidate false\nRejectFailures true\nSyslog false\n");
     return (Start(FindProgram("opendkim") ?? throw new InvalidOperationException("opendkim is not installed"), "-f", "-x", Path.Combine(root, "opendkim.conf")),
             Start(FindProgram("opendmarc") ?? throw new InvalidOperationException("opendmarc is not installed"), "-f", "-c", Path.Combine(root, "opendmarc.conf")));
+}
+
+// OpenDKIM signing mail from loopback with the two keys mailctl made for remote.test, both at once,
+// relaxed/relaxed, From, To and Subject oversigned: the same work ours does.
+static Process StartSigner(string root)
+{
+    var port = FreePort();
+    File.WriteAllText(Path.Combine(root, "opendkim-sign.port"), port.ToString());
+    var keys = Path.Combine(root, "dkim", "remote.test");
+    File.WriteAllText(Path.Combine(root, "KeyTable"), $"r1._domainkey.remote.test remote.test:r1:{keys}/r1.key\ne1._domainkey.remote.test remote.test:e1:{keys}/e1.key\n");
+    File.WriteAllText(Path.Combine(root, "SigningTable"), "*@remote.test r1._domainkey.remote.test\n*@remote.test e1._domainkey.remote.test\n");
+    File.WriteAllText(Path.Combine(root, "opendkim-sign.conf"), $"Mode s\nSocket inet:{port}@127.0.0.1\nPidFile {root}/opendkim-sign.pid\n" +
+        $"KeyTable {root}/KeyTable\nSigningTable refile:{root}/SigningTable\nMultipleSignatures yes\nInternalHosts 127.0.0.0/8\n" +
+        "Canonicalization relaxed/relaxed\nOversignHeaders From,To,Subject\nRequireSafeKeys false\nSyslog no\n");
+    return Start(FindProgram("opendkim") ?? throw new InvalidOperationException("opendkim is not installed"), "-f", "-x", Path.Combine(root, "opendkim-sign.conf"));
+}
+
+// The DKIM-Signature fields of one delivered message of each side.
+static void ShowSignatures(string mail)
+{
+    foreach (var who in new[] { "ours", "postfix" })
+    {
+        var newest = new DirectoryInfo(Path.Combine(mail, who, "new")).EnumerateFiles().OrderByDescending(f => f.LastWriteTimeUtc).First();
+        var header = File.ReadAllText(newest.FullName).Split("\n\n")[0];
+        var signatures = Regex.Matches(header, @"^DKIM-Signature:.*(\n[ \t].*)*", RegexOptions.Multiline).Select(m => Regex.Replace(Regex.Match(m.Value, @"a=[\w-]+;.*?s=\w+", RegexOptions.Singleline).Value, @"\s+", " "));
+        Console.WriteLine($"  {who}: {string.Join(" | ", signatures)}");
+    }
 }
 
 // One delivered message of each side, to show that both ran their checks.

@@ -117,6 +117,13 @@ namespace Mail.Mta
             var qmgrStop = new CancellationTokenSource();
             Task? qmgr = null;
             app.Lifetime.ApplicationStarted.Register(() => qmgr = Task.Run(() => queue.RunAsync(qmgrStop.Token)));
+            if (config.GetBool("dmarc_reports"))
+            {
+                var reports = new Mail.MailAuth.DmarcReports(new Mail.MailAuth.DnsResolver(config.GetList("dns_servers"), config.GetDuration("dns_timeout")),
+                    new Mail.MailAuth.PublicSuffixList(config.GetPath("public_suffix_list")), config.Get("hostname"), options.Postmaster);
+                var reporter = new DmarcReporter(spool, reports, signing, options.Postmaster, queue.Wake);
+                app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(() => reporter.RunAsync(qmgrStop.Token)));
+            }
             app.Lifetime.ApplicationStopping.Register(() => { qmgrStop.Cancel(); qmgr?.Wait(TimeSpan.FromSeconds(20)); });
             app.Lifetime.ApplicationStarted.Register(() =>
             {

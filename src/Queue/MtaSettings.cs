@@ -58,6 +58,7 @@ public static class MtaSettings
         Setting.List("arc_trusted_sealers", "", "ARC sealers (d= of the newest ARC-Seal) trusted to vouch for mail whose DMARC failed after they forwarded it (mailing lists, forwarding services)."),
         Setting.Duration("dns_timeout", "5s", "How long one DNS query of the checks waits for its answer (one retry follows)."),
         Setting.Duration("mail_auth_deadline", "20s", "Longest time all checks of one step (client, SPF, message) may take; what is unanswered then is a temporary error."),
+        Setting.Bool("dmarc_reports", true, "Send DMARC aggregate reports (RFC 7489 7.2) once a day to the domains whose record asks for them (rua=mailto:), from postmaster_address, DKIM-signed, out of the evaluations kept in spool_dir/dmarc."),
         Setting.Path("public_suffix_list", "/usr/share/publicsuffix/public_suffix_list.dat", "The Public Suffix List (Debian's publicsuffix package), for DMARC's organizational domains; read again when it changes."),
         Setting.Duration("anvil_rate_time_unit", "60s", "The time unit of the rate limits below (Postfix's anvil_rate_time_unit). Counts are kept in memory only."),
         Setting.Int("smtpd_client_connection_rate_limit", 0, 0, 1000000, "Connections one client address may open per time unit; more get 421 4.7.0. Clients in mynetworks are exempt; 0 for no limit."),
