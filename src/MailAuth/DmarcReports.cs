@@ -165,3 +165,75 @@ public sealed class DmarcReports(DnsResolver dns, PublicSuffixList psl, string h
         return message;
     }
 }
+
+/// <summary>One row of a received aggregate report.</summary>
+public sealed record DmarcFeedbackRow(string SourceIp, long Count, string Disposition, bool DkimAligned, bool SpfAligned);
+
+/// <summary>An aggregate report others sent us: who sent it, for which domain, its rows.</summary>
+public sealed record DmarcFeedback(string Reporter, string Domain, IReadOnlyList<DmarcFeedbackRow> Rows)
+{
+    public const long MaxXml = 50 << 20;
+    public const int MaxRows = 100_000;
+
+    /// <summary>
+    /// The report in an attachment's decoded bytes (gzip, zip or plain XML); null when it is none.
+    /// A stranger's file: no DTD, bounded size after decompression, bounded rows.
+    /// </summary>
+    public static DmarcFeedback? Read(byte[] attachment)
+    {
+        try
+        {
+            Stream xml;
+            if (attachment.Length > 2 && attachment[0] == 0x1f && attachment[1] == 0x8b) xml = new GZipStream(new MemoryStream(attachment), CompressionMode.Decompress);
+            else if (attachment.Length > 4 && attachment[0] == 'P' && attachment[1] == 'K')
+            {
+                var zip = new ZipArchive(new MemoryStream(attachment), ZipArchiveMode.Read);
+                var entry = zip.Entries.FirstOrDefault(e => e.Name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase));
+                if (entry == null || entry.Length > MaxXml) return null;
+                xml = entry.Open();
+            }
+            else xml = new MemoryStream(attachment);
+            using var reader = XmlReader.Create(xml, new XmlReaderSettings
+            {
+                DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null, MaxCharactersInDocument = MaxXml, IgnoreWhitespace = true, IgnoreComments = true,
+            });
+            string reporter = "", domain = "";
+            var rows = new List<DmarcFeedbackRow>();
+            string? ip = null, disposition = null, dkim = null, spf = null;
+            long count = 0;
+            var path = new List<string>();
+            while (reader.Read())
+            {
+                if (reader.NodeType == XmlNodeType.Element)
+                {
+                    if (!reader.IsEmptyElement) path.Add(reader.LocalName);
+                    if (path.Count > 16) return null;
+                    if (path is [_, "record"] && reader.LocalName == "record") (ip, disposition, dkim, spf, count) = (null, null, null, null, 0);
+                }
+                else if (reader.NodeType == XmlNodeType.Text)
+                {
+                    var at = string.Join('/', path.Skip(1));
+                    var text = reader.Value.Trim();
+                    switch (at)
+                    {
+                        case "report_metadata/org_name": reporter = text; break;
+                        case "policy_published/domain": domain = text.ToLowerInvariant(); break;
+                        case "record/row/source_ip": ip = text; break;
+                        case "record/row/count": long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out count); break;
+                        case "record/row/policy_evaluated/disposition": disposition = text; break;
+                        case "record/row/policy_evaluated/dkim": dkim = text; break;
+                        case "record/row/policy_evaluated/spf": spf = text; break;
+                    }
+                }
+                else if (reader.NodeType == XmlNodeType.EndElement)
+                {
+                    if (path is [_, "record"] && ip != null && System.Net.IPAddress.TryParse(ip, out _) && rows.Count < MaxRows)
+                        rows.Add(new DmarcFeedbackRow(ip, count, disposition ?? "none", dkim == "pass", spf == "pass"));
+                    if (path.Count > 0) path.RemoveAt(path.Count - 1);
+                }
+            }
+            return domain.Length > 0 && DnsResolver.IsQueryable(domain) ? new DmarcFeedback(reporter, domain, rows) : null;
+        }
+        catch (Exception e) when (e is XmlException or InvalidDataException or IOException or NotSupportedException) { return null; }
+    }
+}

@@ -14,6 +14,7 @@ root.Subcommands.Add(QueueCommands.Build());
 root.Subcommands.Add(CheckCommands.Build());
 root.Subcommands.Add(DkimCommands.Build());
 root.Subcommands.Add(DnsCommands.Build());
+root.Subcommands.Add(DmarcCommands.Build());
 root.Subcommands.Add(DevStack.Build());
 // "@domain" is a catch-all address here, not a response file.
 return await root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null }).InvokeAsync();

@@ -134,15 +134,11 @@ namespace Mail.Mta
             return app;
         }
 
-        /// <summary>postmaster_address, or postmaster@ the hostname without its first label.</summary>
+        /// <summary>postmaster_address (checked), or postmaster@ the hostname without its first label.</summary>
         private static string Postmaster(MailConfig config)
         {
-            var configured = config.Get("postmaster_address");
-            if (configured.Length > 0)
-                return MailAddress.TryParse(configured, out _) ? configured : throw new ConfigException($"mtad: bad address '{configured}' in 'postmaster_address'");
-            var host = config.Get("hostname");
-            int dot = host.IndexOf('.');
-            return "postmaster@" + (dot > 0 && host.IndexOf('.', dot + 1) > 0 ? host[(dot + 1)..] : host);
+            var postmaster = MtaSettings.Postmaster(config);
+            return MailAddress.TryParse(postmaster, out _) ? postmaster : throw new ConfigException($"mtad: bad address '{postmaster}' in 'postmaster_address'");
         }
     }
 }

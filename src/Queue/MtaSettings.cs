@@ -5,6 +5,16 @@ namespace Mail.Queue;
 
 public static class MtaSettings
 {
+    /// <summary>postmaster_address, or postmaster@ the hostname without its first label (mx.example.org: postmaster@example.org).</summary>
+    public static string Postmaster(MailConfig config)
+    {
+        var configured = config.Get("postmaster_address");
+        if (configured.Length > 0) return configured;
+        var host = config.Get("hostname");
+        int dot = host.IndexOf('.');
+        return "postmaster@" + (dot > 0 && host.IndexOf('.', dot + 1) > 0 ? host[(dot + 1)..] : host);
+    }
+
     public static readonly IReadOnlyList<Setting> Settings =
     [
         Setting.Text("mx_listen", "*:25", "SMTP for mail from the world (MX), comma-separated host:port; empty for none."),

@@ -77,5 +77,30 @@ public sealed class DmarcReportTests
         Assert.That(rows["192.0.2.66"].Element("policy_evaluated")!.Element("disposition")!.Value, Is.EqualTo("reject"));
         Assert.That(rows["192.0.2.66"].Element("policy_evaluated")!.Element("spf")!.Value, Is.EqualTo("fail"));
         Assert.That(File.Exists(Path.Combine(spool.Root, "dmarc", yesterday.ToString("yyyyMMdd") + ".tsv.done")), Is.True);
+
+        // Received, as our postmaster would: this report, another in a zip from another reporter,
+        // and a hostile one (an XML entity that would read a file): mailctl sums up the first two.
+        var inbox = Directory.CreateDirectory(dir["postmaster/new"]).FullName;
+        Directory.CreateDirectory(dir["postmaster/cur"]);
+        File.WriteAllBytes(Path.Combine(inbox, "1.mx"), content);
+        MimeMessage Received(string name, string type, byte[] attachment) => new(
+            [new MailboxAddress("", "noreply@reporter.test")], [new MailboxAddress("", "reports@example.org")], "Report Domain: sender.test",
+            new Multipart("mixed") { new MimePart(type) { Content = new MimeContent(new MemoryStream(attachment)), FileName = name, ContentTransferEncoding = ContentEncoding.Base64 } });
+        var zipped = new MemoryStream();
+        using (var zip = new ZipArchive(zipped, ZipArchiveMode.Create, leaveOpen: true))
+        using (var entry = new StreamWriter(zip.CreateEntry("reporter.test!sender.test!1!2.xml").Open()))
+            entry.Write("<?xml version=\"1.0\"?><feedback><report_metadata><org_name>reporter.test</org_name></report_metadata>" +
+                        "<policy_published><domain>sender.test</domain><p>reject</p></policy_published><record><row><source_ip>198.51.100.7</source_ip>" +
+                        "<count>5</count><policy_evaluated><disposition>reject</disposition><dkim>fail</dkim><spf>fail</spf></policy_evaluated></row></record></feedback>");
+        Received("r.zip", "application/zip", zipped.ToArray()).WriteTo(Path.Combine(inbox, "2.mx"));
+        Received("x.xml", "text/xml", Encoding.ASCII.GetBytes("<?xml version=\"1.0\"?><!DOCTYPE f [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><feedback><policy_published><domain>&x;</domain></policy_published></feedback>"))
+            .WriteTo(Path.Combine(inbox, "3.mx"));
+        var summary = Run.Program(Repo.Program("mailctl"), ["dmarc", "reports", "--maildir", dir["postmaster"]]);
+        Assert.That(summary.ExitCode, Is.Zero, summary.Stderr);
+        var lines = summary.Stdout.Split('\n');
+        Assert.That(lines[0], Is.EqualTo("sender.test: 2 reports from mx.example.org, reporter.test; 8 messages: 2 pass DMARC, 6 fail"));
+        Assert.That(lines.Select(l => System.Text.RegularExpressions.Regex.Replace(l.Trim(), @"\s+", " ")),
+            Is.SupersetOf(new[] { "198.51.100.7 5 0 5 reject", "127.0.0.1 2 2 0 none", "192.0.2.66 1 0 1 reject" }));
+        Assert.That(summary.Stdout, Does.Not.Contain("root:"));
     }
 }
