@@ -93,12 +93,28 @@ public sealed class DevStackTests
             Assert.That(delivered, Has.Length.EqualTo(1));
             Assert.That(File.ReadAllText(delivered[0]), Does.Contain("hello from the dev stack"));
 
-            // And through the stack's MTA: submission with STARTTLS and AUTH, then LMTP to the Maildir.
+            // And through the stack's MTA: submission with STARTTLS and AUTH, then LMTP to the Maildir,
+            // signed with the two keys made for example.org (RSA and Ed25519), which python3-dkim accepts.
+            var keygen = Run.Program(Repo.Program("mailctl"), ["dkim", "keygen", "example.org", "--mta-config", Path.Combine(root, "etc", "mtad.conf")]);
+            Assert.That(keygen.ExitCode, Is.EqualTo(0), keygen.Stderr);
             var submit = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", "bob@example.org",
                 "--auth-password", "s3cret pass", "--from", "bob@example.org", "--to", "info@example.org", "--body", "through the MTA", "--timeout", "30"]);
             Assert.That(submit.ExitCode, Is.EqualTo(0), submit.Stdout);
             Assert.That(await Wait.UntilAsync(() => System.IO.Directory.GetFiles(Path.Combine(root, "mail", "example.org", "bob", "new")).Length == 2,
                 TimeSpan.FromSeconds(30)), Is.True, "delivered through the queue");
+            var submitted = System.IO.Directory.GetFiles(Path.Combine(root, "mail", "example.org", "bob", "new")).Select(File.ReadAllText).Single(m => m.Contains("through the MTA"));
+            Assert.That(System.Text.RegularExpressions.Regex.Matches(submitted, "^DKIM-Signature:", System.Text.RegularExpressions.RegexOptions.Multiline), Has.Count.EqualTo(2));
+            File.WriteAllText(dir["keys"], string.Join('\n', keygen.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Select(r => r.Split(' ')[0] + " " + string.Concat(System.Text.RegularExpressions.Regex.Matches(r, "\"([^\"]*)\"").Select(m => m.Groups[1].Value)))));
+            File.WriteAllText(dir["submitted.eml"], submitted.Replace("\n", "\r\n"));
+            var dkimverify = Run.Program("/usr/bin/python3", ["-c", """
+                import sys, dkim
+                keys = dict(l.split(' ', 1) for l in open(sys.argv[2]).read().splitlines())
+                d = dkim.DKIM(open(sys.argv[1], 'rb').read())
+                txt = lambda name, timeout=5: keys.get(name.decode().rstrip('.') + '.', '').encode() or None
+                print(' '.join(str(d.verify(idx=i, dnsfunc=txt)) for i in range(2)))
+                """, dir["submitted.eml"], dir["keys"]]);
+            Assert.That(dkimverify.Stdout.Trim(), Is.EqualTo("True True"), dkimverify.Stderr);
             var relay = Run.Program(Peers.Require("swaks"), ["--server", "127.0.0.1:2525", "--from", "x@remote.test", "--to", "y@remote.test", "--quit-after", "RCPT"]);
             Assert.That(relay.Stdout, Does.Contain("554 5.7.1"));
             // A stranger's message claiming to be from example.org, whose DMARC policy is p=reject.
