@@ -50,6 +50,8 @@ public static class Targets
     /// send them: each parser gives its answer or its own format error, nothing else; text for a
     /// header comes out with no line break or control character in it.
     /// </summary>
+    private static Mail.MailAuth.Srs? _srs;
+
     private static void MailAuthRecords(byte[] input)
     {
         var text = Encoding.UTF8.GetString(input);
@@ -61,6 +63,14 @@ public static class Targets
         _ = Mail.MailAuth.ClientChecker.IsValidHelo(text);
         try { _ = Mail.MailAuth.DnsblSite.Parse(text); } catch (FormatException) { }
         _ = Mail.MailAuth.AuthResults.AuthservIdOf(text);
+        // An SRS address from anyone (a bounce's RCPT): reversed only when it holds, never a crash.
+        var srs = _srs ??= new Mail.MailAuth.Srs(["fuzz secret"], "fwd.test");
+        if (srs.Reverse(text + "@fwd.test", DateTimeOffset.UnixEpoch) is { } reversed && !text.StartsWith("SRS", StringComparison.OrdinalIgnoreCase))
+            throw new Bug($"not an SRS address, yet reversed to {reversed}");
+        srs.Reverse("SRS0=" + text + "@fwd.test", DateTimeOffset.UnixEpoch);
+        srs.Reverse("SRS1=" + text + "@fwd.test", DateTimeOffset.UnixEpoch);
+        // An aggregate report another server sent (gzip, zip or XML): a report or nothing.
+        _ = Mail.MailAuth.DmarcFeedback.Read(input);
         var header = new Mail.MailAuth.AuthResults("mx.test").Add("dkim", "pass", text, ("header.d", text), ("header.s", text)).Header;
         if (header[..^2].Replace("\r\n\t", " ").Any(ch => ch is < ' ' or > '~'))
             throw new Bug($"client text broke out of its place in a header: {header}");
