@@ -72,10 +72,11 @@ public sealed class DkimSigningKey
         string pem;
         if (algorithm == DkimSignatureAlgorithm.Ed25519Sha256)
         {
-            var generator = new Org.BouncyCastle.Crypto.Generators.Ed25519KeyPairGenerator();
-            generator.Init(new Ed25519KeyGenerationParameters(new Org.BouncyCastle.Security.SecureRandom()));
-            var info = Org.BouncyCastle.Pkcs.PrivateKeyInfoFactory.CreatePrivateKeyInfo(generator.GenerateKeyPair().Private);
-            pem = PemEncoding.WriteString("PRIVATE KEY", info.GetEncoded());
+            // PKCS#8 version 1 with the 32-byte seed alone, as RFC 8410 7 writes it and OpenSSL
+            // (so OpenDKIM and rspamd) reads it; OpenSSL 3.0 refuses version 2 with the public key.
+            var seed = RandomNumberGenerator.GetBytes(Ed25519PrivateKeyParameters.KeySize);
+            byte[] der = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20, .. seed];
+            pem = PemEncoding.WriteString("PRIVATE KEY", der);
         }
         else
         {

@@ -91,6 +91,20 @@ public sealed class SigningTests
         Assert.That((again.ExitCode, again.Stderr), Is.EqualTo((73, $"mailctl: {Path.Combine(folder, selector + ".key")} exists: a selector's key is never replaced (choose another selector)\n")));
         var list = Mailctl("list");
         Assert.That(list.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Order(), Is.EqualTo(_records.Order()));
+
+        // The key files are PKCS#8 as OpenSSL reads them: OpenDKIM signs with each (test mode).
+        using var dir = new TempDir();
+        File.WriteAllText(dir["m.eml"], "From: bob@example.org\r\nTo: ann@example.net\r\nSubject: keys\r\n\r\nHi.\r\n");
+        foreach (var (record, algorithm) in new[] { (_records[0], "rsa-sha256"), (_records[1], "ed25519-sha256") })
+        {
+            var sel = record.Split('.')[0];
+            File.WriteAllText(dir["KeyTable"], $"k example.org:{sel}:{Path.Combine(folder, sel + ".key")}\n");
+            File.WriteAllText(dir["SigningTable"], "*@example.org k\n");
+            File.WriteAllText(dir["opendkim.conf"], $"Mode s\nKeyTable {dir["KeyTable"]}\nSigningTable refile:{dir["SigningTable"]}\nSignatureAlgorithm {algorithm}\n" +
+                "InternalHosts 127.0.0.1\nRequireSafeKeys false\nSyslog no\n");
+            var signed = Run.Program(Peers.Require("opendkim"), ["-x", dir["opendkim.conf"], "-t", dir["m.eml"]]);
+            Assert.That(signed.Stdout + signed.Stderr, Does.Contain($"a={algorithm};"), $"OpenDKIM signs with {sel}.key");
+        }
     }
 
     /// <summary>smtplib through submission (STARTTLS, AUTH as bob), a message of bob's to himself.</summary>
