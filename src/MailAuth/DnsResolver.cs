@@ -2,10 +2,10 @@
 // answer is one of: records, no such domain, no records of the type (both
 // "void" for SPF's limit), or a temporary error (time-out, SERVFAIL, a
 // malformed or truncated reply that TCP could not complete, a CNAME loop).
-// Answers are cached: those with records by DnsClient for their TTL, those
-// without by us for the SOA's negative TTL (RFC 2308). Only records for the
-// name asked, or for the names its CNAME chain leads to, are taken: an
-// answer for another name counts as none. Sizes are bounded: TXT records
+// Answers are cached by us: those with records for their least TTL, those
+// without for the SOA's negative TTL (RFC 2308), both at most five minutes.
+// Only records for the name asked, or for the names its CNAME chain leads
+// to, are taken: an answer for another name counts as none. Sizes are bounded: TXT records
 // past MaxTxt characters are dropped as if absent.
 using System.Net;
 using DnsClient;
@@ -35,6 +35,9 @@ public sealed class DnsResolver
     private static readonly TimeSpan NegativeMax = TimeSpan.FromMinutes(5);
     private const int NegativeEntries = 10_000;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, QueryType), (DnsStatus Status, long Until)> _negative = new();
+    // Answers with records, as we took them from DnsClient (CNAME chain checked, records picked), for
+    // their least TTL, at most NegativeMax: the checks of every message ask the same few names.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, QueryType), (object Answer, long Until)> _positive = new();
 
     /// <param name="servers">host[:port] of the DNS servers; none: the system's (/etc/resolv.conf).</param>
     /// <param name="timeout">How long one query waits for its answer (one retry follows).</param>
@@ -95,11 +98,21 @@ public sealed class DnsResolver
             if (cached.Until > Environment.TickCount64) return new(cached.Status, []);
             _negative.TryRemove(key, out _);
         }
+        if (_positive.TryGetValue(key, out var kept) && kept.Answer is DnsAnswer<T> known)
+        {
+            if (kept.Until > Environment.TickCount64) return known;
+            _positive.TryRemove(key, out _);
+        }
         var (answer, ttl) = await QueryOnceAsync(name, type, pick, ct).ConfigureAwait(false);
         if (answer.Void && answer.Error == null && ttl > TimeSpan.Zero)
         {
             if (_negative.Count >= NegativeEntries) _negative.Clear();
             _negative[key] = (answer.Status, Environment.TickCount64 + (long)ttl.TotalMilliseconds);
+        }
+        else if (answer.Status == DnsStatus.Ok && ttl > TimeSpan.Zero)
+        {
+            if (_positive.Count >= NegativeEntries) _positive.Clear();
+            _positive[key] = (answer, Environment.TickCount64 + (long)ttl.TotalMilliseconds);
         }
         return answer;
     }
@@ -125,12 +138,14 @@ public sealed class DnsResolver
             if (!names.Add(current) || i >= MaxCnameChain) return (DnsAnswer<T>.Temp($"CNAME loop at {name}"), default);
         }
         var records = new List<T>();
+        long ttl = (long)NegativeMax.TotalSeconds;
         foreach (var r in response.Answers)
         {
-            if (r is CNameRecord || !names.Contains(Trim(r.DomainName.Value))) continue;
-            if (pick(r) is { } value) records.Add(value);
+            if (!names.Contains(Trim(r.DomainName.Value))) continue;
+            ttl = Math.Min(ttl, Math.Max(0, r.TimeToLive)); // the chain's CNAMEs expire too
+            if (r is not CNameRecord && pick(r) is { } value) records.Add(value);
         }
-        return records.Count > 0 ? (new(DnsStatus.Ok, records), default) : (new(DnsStatus.NoData, []), NegativeTtl(response));
+        return records.Count > 0 ? (new(DnsStatus.Ok, records), TimeSpan.FromSeconds(ttl)) : (new(DnsStatus.NoData, []), NegativeTtl(response));
     }
 
     /// <summary>RFC 2308 5: the lesser of the SOA's TTL and its MINIMUM field, capped; none without an SOA.</summary>
