@@ -6,6 +6,29 @@ namespace Mail.Bench;
 
 internal static class BenchProcess
 {
+    private static readonly List<Process> Started = [];
+    private static readonly List<Action> AtExit = [];
+    private static readonly List<System.Runtime.InteropServices.PosixSignalRegistration> Registrations = []; // kept: a collected one is unregistered
+
+    /// <summary>
+    /// A benchmark stopped by a signal (Ctrl-C, kill) skips its finally blocks: what it started
+    /// is stopped here then, and <paramref name="cleanup"/> runs (a peer stopped by its own tool).
+    /// </summary>
+    public static void OnSignal(Action cleanup)
+    {
+        lock (AtExit)
+        {
+            AtExit.Add(cleanup);
+            if (AtExit.Count > 1) return;
+        }
+        foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGTERM, System.Runtime.InteropServices.PosixSignal.SIGINT })
+            Registrations.Add(System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, _ =>
+            {
+                lock (Started) foreach (var p in Started) try { if (!p.HasExited) p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+                lock (AtExit) foreach (var a in AtExit) try { a(); } catch (Exception) { }
+            }));
+    }
+
     public static Process Start(string file, params string[] args)
     {
         var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -15,6 +38,7 @@ internal static class BenchProcess
         p.ErrorDataReceived += (_, e) => { if (e.Data != null) Console.Error.WriteLine(e.Data); };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
+        lock (Started) Started.Add(p);
         return p;
     }
 

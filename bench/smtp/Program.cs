@@ -32,6 +32,7 @@ var dir = Directory.CreateTempSubdirectory("smtpbench-").FullName;
 File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
 Process? authd = null, lmtpd = null, mtad = null, sink = null, withChecks = null, nsd = null, opendkim = null, opendmarc = null, signing = null, signer = null, signer2 = null;
 bool postfixStarted = false;
+OnSignal(() => { if (postfixStarted) Run(postfix, "-c", Path.Combine(dir, "postfix/etc"), "stop"); });
 try
 {
     File.WriteAllText(Path.Combine(dir, "passwd"),
