@@ -29,6 +29,7 @@ public static class Targets
         ["socketmap"] = Socketmap,
         ["dovecot-auth"] = DovecotAuth,
         ["mail-auth"] = MailAuthRecords,
+        ["sieve"] = SieveScript,
     };
 
     /// <summary>Where a target that needs a file writes its input: one file per process, in memory when /dev/shm is there.</summary>
@@ -75,6 +76,19 @@ public static class Targets
         if (header[..^2].Replace("\r\n\t", " ").Any(ch => ch is < ' ' or > '~'))
             throw new Bug($"client text broke out of its place in a header: {header}");
     }
+
+    // --- Sieve: a user's script, as ManageSieve's PUTSCRIPT or a Dovecot user's ~/sieve brings it ---
+
+    /// <summary>A script parses or fails with an error and a line within it; never an exception, never a deeper tree than the limit.</summary>
+    private static void SieveScript(byte[] input)
+    {
+        var text = Encoding.UTF8.GetString(input);
+        var script = Mail.Sieve.SieveParser.Parse(text, out var error, _sieveLimits ??= new Mail.Sieve.SieveLimits { MaxNesting = 8, MaxStringLength = 4096 });
+        if ((script == null) != (error != null)) throw new Bug("a script neither parsed nor failed");
+        if (error != null && (error.Line < 1 || error.Line > text.Count(c => c == '\n') + 1)) throw new Bug($"error line {error.Line} outside the script");
+    }
+
+    private static Mail.Sieve.SieveLimits? _sieveLimits;
 
     // --- IMAP: the command reader, with the limits before and after login ---
 

@@ -1,0 +1,3 @@
+/* a
+bracket comment */ if header :is "x" "a\"b\\c" { discard; } # end
+if size :under 10k { keep; }
