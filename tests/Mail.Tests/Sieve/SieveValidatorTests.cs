@@ -1,4 +1,5 @@
 using Mail.Sieve;
+using Mail.Tests.Support;
 
 namespace Mail.Tests.Sieve;
 
@@ -46,4 +47,16 @@ public sealed class SieveValidatorTests
     [TestCase("if true { require \"fileinto\"; }", 1, "require is allowed at the top of the script only")]
     public void Each_fault_is_named_with_its_line(string text, int line, string message) =>
         Assert.That(Check(text), Is.EqualTo(new SieveError(line, message)));
+
+    [Test]
+    public void Mailctl_sieve_check_says_ok_or_the_fault_and_its_line()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir["good.sieve"], "require \"fileinto\";\nif header :contains \"subject\" \"x\" { fileinto \"Y\"; }\n");
+        File.WriteAllText(dir["bad.sieve"], "require \"fileinto\";\nif header :contains \"subject\" { fileinto \"Y\"; }\n");
+        var good = Run.Program(Repo.Program("mailctl"), ["sieve", "check", dir["good.sieve"]]);
+        Assert.That((good.ExitCode, good.Stdout), Is.EqualTo((0, $"{dir["good.sieve"]}: ok\n")));
+        var bad = Run.Program(Repo.Program("mailctl"), ["sieve", "check", dir["bad.sieve"]]);
+        Assert.That((bad.ExitCode, bad.Stdout), Is.EqualTo((1, $"{dir["bad.sieve"]}: line 2: header takes 2 string arguments, not 1\n")));
+    }
 }
