@@ -19,7 +19,7 @@ public sealed record DmarcReport(string Domain, IReadOnlyList<string> Recipients
 
 public sealed class DmarcReports(DnsResolver dns, PublicSuffixList psl, string hostname, string postmaster)
 {
-    public const int MaxRecipients = 2, MaxRowsPerReport = 10_000;
+    public const int MaxRecipients = 2, MaxRowsPerReport = 10_000, MaxDomains = 10_000, MaxRows = 200_000;
 
     private sealed record Line(string Ip, string Domain, string Policy, string Sp, string Pct, string Adkim, string Aspf, string Disposition,
         string DkimAligned, string SpfAligned, string Spf, string Dkim, string Rua);
@@ -29,34 +29,44 @@ public sealed class DmarcReports(DnsResolver dns, PublicSuffixList psl, string h
     {
         var day = DateTime.ParseExact(Path.GetFileNameWithoutExtension(file), "yyyyMMdd", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal);
         var begin = new DateTimeOffset(day, TimeSpan.Zero);
-        var lines = new List<Line>();
+        // Counted while read: a busy MX records a line per message, a day's file is not held whole.
+        var domains = new Dictionary<string, (Line Last, Dictionary<(string, string, string, string, string, string), (Line Row, int Count)> Rows)>(StringComparer.Ordinal);
+        int totalRows = 0;
         foreach (var raw in File.ReadLines(file))
         {
             var f = raw.Split('\t');
             if (f.Length < 16) continue;
             string V(int i, string key) => f[i].StartsWith(key + "=", StringComparison.Ordinal) ? f[i][(key.Length + 1)..] : "";
             if (!System.Net.IPAddress.TryParse(f[1], out _) || !DnsResolver.IsQueryable(f[2])) continue;
-            lines.Add(new Line(f[1], f[2].ToLowerInvariant(), V(4, "p"), V(5, "sp"), V(6, "pct"), V(7, "adkim"), V(8, "aspf"), V(9, "disposition"),
-                V(10, "dkim_aligned"), V(11, "spf_aligned"), V(13, "spf"), V(14, "dkim"), V(15, "rua")));
+            var line = new Line(f[1], f[2].ToLowerInvariant(), V(4, "p"), V(5, "sp"), V(6, "pct"), V(7, "adkim"), V(8, "aspf"), V(9, "disposition"),
+                V(10, "dkim_aligned"), V(11, "spf_aligned"), V(13, "spf"), V(14, "dkim"), V(15, "rua"));
+            if (!domains.TryGetValue(line.Domain, out var entry))
+            {
+                if (domains.Count >= MaxDomains) continue;
+                entry = (line, []);
+            }
+            var key = (line.Ip, line.Disposition, line.DkimAligned, line.SpfAligned, line.Spf, line.Dkim);
+            if (entry.Rows.TryGetValue(key, out var counted)) entry.Rows[key] = (counted.Row, counted.Count + 1);
+            else if (entry.Rows.Count < MaxRowsPerReport && totalRows < MaxRows) { entry.Rows[key] = (line, 1); totalRows++; }
+            domains[line.Domain] = (line, entry.Rows); // the record as it stood at the day's last message
         }
         var reports = new List<DmarcReport>();
-        foreach (var domain in lines.GroupBy(l => l.Domain))
+        foreach (var (domain, (last, counted)) in domains)
         {
-            var last = domain.Last(); // the record as it stood at the end of the day
             var recipients = new List<string>();
             foreach (var uri in last.Rua.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Take(MaxRecipients))
             {
                 if (!uri.StartsWith("mailto:", StringComparison.OrdinalIgnoreCase)) continue;
                 var address = Uri.UnescapeDataString(uri[7..].Split('!')[0]); // "!10m": a size limit, ours are far below
                 if (!Mail.Shared.Smtp.MailAddress.TryParse(address, out var parsed)) continue;
-                if (!await AcceptsReportsAsync(domain.Key, parsed.Domain, ct)) continue;
+                if (!await AcceptsReportsAsync(domain, parsed.Domain, ct)) continue;
                 recipients.Add(parsed.ToString());
             }
             if (recipients.Count == 0) continue;
-            var rows = domain.GroupBy(l => (l.Ip, l.Disposition, l.DkimAligned, l.SpfAligned, l.Spf, l.Dkim)).Take(MaxRowsPerReport).ToList();
-            var id = $"{domain.Key}.{begin:yyyyMMdd}.{Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4)).ToLowerInvariant()}";
-            var xml = Xml(domain.Key, last, rows.Select(r => (r.First(), r.Count())).ToList(), id, begin, begin.AddDays(1).AddSeconds(-1));
-            reports.Add(new DmarcReport(domain.Key, recipients, Message(domain.Key, recipients, id, begin, xml), rows.Count, rows.Sum(r => r.Count())));
+            var rows = counted.Values.ToList();
+            var id = $"{domain}.{begin:yyyyMMdd}.{Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4)).ToLowerInvariant()}";
+            var xml = Xml(domain, last, rows, id, begin, begin.AddDays(1).AddSeconds(-1));
+            reports.Add(new DmarcReport(domain, recipients, Message(domain, recipients, id, begin, xml), rows.Count, rows.Sum(r => r.Count)));
         }
         return reports;
     }
