@@ -513,14 +513,15 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         IReadOnlyList<(long Offset, int Length)> chunks, string alias, CancellationToken ct)
     {
         var sender = message.Sender;
-        if (options.Srs is { } srs && sender.Length > 0 && !Mail.MailAuth.Srs.IsSrs(sender))
+        if (options.Srs is { } srs && sender.Length > 0)
         {
+            // An SRS address (another forwarder's) is always rewritten, to SRS1; a plain one unless it is ours.
             var ours = false;
-            try { ours = (await recipients.ResolveAsync(sender, null, ct)).Status != RecipientStatus.NotOurDomain; }
-            catch (RpcException) { } // not known to be ours: rewritten, which is safe either way
+            if (!Mail.MailAuth.Srs.IsSrs(sender))
+                try { ours = (await recipients.ResolveAsync(sender, null, ct)).Status != RecipientStatus.NotOurDomain; }
+                catch (RpcException) { } // not known to be ours: rewritten, which is safe either way
             if (!ours) sender = srs.Forward(sender, DateTimeOffset.UtcNow);
         }
-        else if (options.Srs is { } again && Mail.MailAuth.Srs.IsSrs(sender)) sender = again.Forward(sender, DateTimeOffset.UtcNow);
         byte[] seal = [];
         if (options.Keys is { } keys)
         {

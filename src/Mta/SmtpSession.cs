@@ -348,7 +348,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             while (signing.Errors.TryTake(out var error)) Log.Error($"DKIM key unusable: {MailLog.Safe(error)}");
             if (signatures.Length == 0) return null;
             message.File.Prepend(System.Text.Encoding.ASCII.GetBytes(signatures));
-            Log.Info($"{message.Id}: DKIM-Signature added (d={domain}, {signing.KeysFor(domain!).Count} key{(signing.KeysFor(domain!).Count == 1 ? "" : "s")})");
+            Log.Info($"{message.Id}: DKIM-Signature added (d={domain}, selectors {string.Join(",", signing.KeysOf(domain!).Select(k => k.Selector))})");
             return null;
         }
         catch (Exception e) when (e is not OperationCanceledException)

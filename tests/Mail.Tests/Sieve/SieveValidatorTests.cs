@@ -19,16 +19,11 @@ public sealed class SieveValidatorTests
               "if not envelope :localpart :is \"from\" \"bob\" { vacation :days 7 :addresses [\"bob@example.org\"] :subject \"Away\" \"I am away.\"; }")]
     [TestCase("require [\"relational\", \"comparator-i;ascii-numeric\", \"spamtestplus\"];\nif spamtest :percent :value \"ge\" :comparator \"i;ascii-numeric\" \"50\" { discard; }")]
     [TestCase("require [\"variables\", \"regex\"];\nif header :regex \"subject\" \"^\\\\[(.*)\\\\]\" { set \"tag\" \"${1}\"; }")]
-    [TestCase("redirect :copy \"a@example.org\";")]
     [TestCase("require \"copy\";\nredirect :copy \"a@example.org\";")]
-    public void Valid_scripts_pass(string text)
-    {
-        var error = Check(text);
-        if (text.StartsWith("redirect :copy", StringComparison.Ordinal)) Assert.That(error, Is.EqualTo(new SieveError(1, "redirect: :copy needs require \"copy\"")));
-        else Assert.That(error, Is.Null);
-    }
+    public void Valid_scripts_pass(string text) => Assert.That(Check(text), Is.Null);
 
     [TestCase("fileinto \"x\";", 1, "fileinto needs require \"fileinto\"")]
+    [TestCase("redirect :copy \"a@example.org\";", 1, "redirect: :copy needs require \"copy\"")]
     [TestCase("require \"frobnicate\";", 1, "require: unknown Sieve capability 'frobnicate'")]
     [TestCase("keep;\nrequire \"fileinto\";", 2, "require must come before the other commands")]
     [TestCase("elsif true { keep; }", 1, "elsif without an if before it")]
