@@ -147,6 +147,11 @@ public static class SieveValidator
             if (c.Block != null) return new(c.Line, $"{c.Name} takes no block");
             if (c.Tests.Count > 0) return new(c.Line, $"{c.Name} takes no test");
             if (c.Name != "require" && Arguments(c.Name, c.Arguments, shape, required, c.Line) is { } bad) return bad;
+            // A constant redirect address is checked now, so that a typo is refused when the script is stored.
+            if (c.Name == "redirect" && c.Arguments.OfType<StringListArgument>().FirstOrDefault() is { } target
+                && !(required.Contains("variables") && target.Values[0].Contains("${", StringComparison.Ordinal))
+                && !SieveInterpreter.ValidAddress(target.Values[0].Trim()))
+                return new(target.Line, $"redirect: invalid address '{Printable(target.Values[0])}'");
         }
         return null;
     }
