@@ -16,13 +16,14 @@ using Mail.Shared.Logging;
 using Mail.Shared.Maildir;
 using Mail.Shared.Net;
 using Mail.Shared.Smtp;
+using Mail.Sieve;
 using NLog;
 
 namespace Mail.Lmtp;
 
 internal sealed record LmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, string Delimiter, bool QuotaTemporary);
 
-internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOptions options) : SmtpServerSession<LmtpSession>(conn)
+internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOptions options, SieveDelivery? sieve = null) : SmtpServerSession<LmtpSession>(conn)
 {
     private static readonly Logger LmtpLog = MailLog.For("lmtp");
     protected override Logger Log => LmtpLog;
@@ -268,8 +269,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 }
                 else
                 {
-                    bool spam = MaildirDelivery.MarkedAsSpam(pending.TmpPath);
-                    foreach (var r in _rcpts) replies.Add(Deliver(r, pending.TmpPath, size, vsize, spam));
+                    foreach (var r in _rcpts) replies.Add(await DeliverAsync(r, pending.TmpPath, size, vsize));
                 }
             }
             catch (Exception e) when (StorageError.Is(e))
@@ -289,10 +289,24 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
 
     private static readonly SmtpReply ClientGone = new(451, "4.4.2", "Connection closed before the message was stored");
 
-    private SmtpReply Deliver(Recipient r, string tmpPath, long size, long vsize, bool spam)
+    /// <summary>RFC 5429: a Sieve reject refuses the message for that recipient, in the dialogue.</summary>
+    private static SmtpReply Rejected(string reason)
+    {
+        var text = new string(reason.Select(ch => ch < ' ' || ch == 127 ? ' ' : ch).Take(200).ToArray()).Trim();
+        return new SmtpReply(550, "5.7.1", text.Length > 0 ? text : "Rejected by the recipient's filter");
+    }
+
+    /// <summary>
+    /// One recipient: the quota, then the recipient's Sieve scripts (none: the folder of the
+    /// +detail, else INBOX), then each store fsynced before the reply; redirects and a vacation
+    /// reply after, through mtad. A script fault, a missing folder or an unsendable redirect
+    /// falls back to keeping the message in INBOX: a filter never loses mail.
+    /// </summary>
+    private async Task<SmtpReply> DeliverAsync(Recipient r, string tmpPath, long size, long vsize)
     {
         var u = r.User;
         var started = Stopwatch.StartNew();
+        string? edited = null;
         try
         {
             MaildirDelivery.Ensure(u.Maildir, u.Uid, u.Gid);
@@ -307,14 +321,64 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                     return full.About(r.Address);
                 }
             }
-            var folder = MaildirDelivery.FolderFor(u.Maildir, r.Detail);
-            // Marked as spam by the MX's checks: the Junk folder, unless a +detail chose another.
-            if (spam && folder == u.Maildir) folder = MaildirDelivery.JunkFolder(u.Maildir, u.Uid, u.Gid);
-            // Every recipient gets a hard link to the one written file (a copy
-            // across file systems); the tmp/ name goes when all are done.
-            var path = MaildirDelivery.Publish(tmpPath, folder, size, vsize, link: true, u.Uid, u.Gid);
-            MaildirQuota.Add(u.Maildir, size, 1);
-            Log.Info($"{Conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({(folder == u.Maildir ? "" : Path.GetFileName(folder) + "/")}{Path.GetFileName(path)})");
+            var keepFolder = MaildirDelivery.FolderFor(u.Maildir, r.Detail);
+            var stores = new List<(string Folder, IReadOnlyList<string> Flags)>();
+            SieveResult? result = null;
+            SieveMessage? message = null;
+            var faults = new List<string>();
+            var scripts = sieve?.Scripts(u, faults) ?? [];
+            foreach (var fault in faults) Fault(r, "script not run: " + fault);
+            if (scripts.Count > 0)
+            {
+                (result, message) = sieve!.Run(scripts, u, tmpPath, _from ?? "", r.Address, Conn.RemoteIp?.ToString());
+                if (result.Error is { } error) Fault(r, $"{error}; the message is kept in INBOX");
+                foreach (var warning in result.Warnings) Log.Info($"{Conn.SessionId}: to=<{MailLog.Safe(r.Address)}>: sieve: {MailLog.Safe(warning)}");
+                if (result.Actions.OfType<RejectAction>().FirstOrDefault() is { } reject)
+                {
+                    var refused = Rejected(reject.Reason);
+                    Log.Info($"{Conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, dsn=5.7.1, status=bounced (rejected by sieve: {MailLog.Safe(refused.Text)})");
+                    return refused.About(r.Address);
+                }
+                foreach (var a in result.Actions)
+                {
+                    if (a is KeepAction k) stores.Add((keepFolder, k.Flags));
+                    else if (a is FileIntoAction f && FileIntoFolder(r, f) is { } folder) stores.Add((folder, f.Flags));
+                    else if (a is FileIntoAction f2) stores.Add((keepFolder, f2.Flags));
+                }
+                if (result.ImplicitKeep) stores.Add((keepFolder, result.ImplicitKeepFlags));
+            }
+            else stores.Add((keepFolder, []));
+            stores = stores.DistinctBy(x => x.Folder).ToList();
+
+            // A message whose header a script edited is stored (and sent) as edited: a copy of its own.
+            var source = tmpPath;
+            long storedSize = size, storedVsize = vsize;
+            if (message is { HeadersChanged: true })
+            {
+                var (copy, fs) = MaildirDelivery.CreateTmp(u.Maildir, u.Uid, u.Gid);
+                edited = copy;
+                using (fs)
+                {
+                    message.Write(fs);
+                    fs.Flush(flushToDisk: true);
+                    storedSize = fs.Length;
+                }
+                storedVsize = storedSize + File.ReadAllBytes(copy).AsSpan().Count((byte)'\n');
+                source = copy;
+            }
+            var placed = new List<string>();
+            foreach (var (folder, flags) in stores)
+            {
+                var path = MaildirDelivery.Publish(source, folder, storedSize, storedVsize, link: true, u.Uid, u.Gid,
+                    SieveDelivery.FlagLetters(flags, folder, u.Uid, u.Gid));
+                MaildirQuota.Add(u.Maildir, storedSize, 1);
+                placed.Add((folder == u.Maildir ? "" : Path.GetFileName(folder) + "/") + Path.GetFileName(path));
+            }
+            if (result != null) placed.AddRange(await SendOnAsync(r, result, source, placed.Count > 0, keepFolder, storedSize, storedVsize));
+            if (result is { Error: null } && result.DuplicateMarks.Count > 0)
+                SieveDelivery.Record(u, result.DuplicateMarks.Select(m => (m.Key, m.Period)));
+            var outcome = placed.Count > 0 ? string.Join(", ", placed) : "discarded by sieve";
+            Log.Info($"{Conn.SessionId}: from=<{MailLog.Safe(_from)}>, to=<{MailLog.Safe(r.Address)}>, relay=local, size={size}, delay={started.Elapsed.TotalSeconds:0.000}, dsn=2.0.0, status=sent ({outcome})");
             return Replies.Saved(r.Address);
         }
         catch (Exception e) when (StorageError.Is(e))
@@ -324,5 +388,81 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             Log.Error($"{Conn.SessionId}: to=<{MailLog.Safe(r.Address)}>, relay=local, dsn={reply.Status}, status=deferred ({kind}: {MailLog.Safe(e.Message)})");
             return reply.About(r.Address);
         }
+        finally
+        {
+            if (edited != null) try { File.Delete(edited); } catch (IOException) { }
+        }
+    }
+
+    private void Fault(Recipient r, string text)
+    {
+        Log.Warn($"{Conn.SessionId}: to=<{MailLog.Safe(r.Address)}>: sieve: {MailLog.Safe(text)}");
+        SieveDelivery.UserLog(r.User, text);
+    }
+
+    /// <summary>The folder of a fileinto, created when :create asks; null (keep instead) when it is not there or not a valid name.</summary>
+    private string? FileIntoFolder(Recipient r, FileIntoAction f)
+    {
+        var name = MailboxName.Normalize(f.Mailbox);
+        if (name == "INBOX") return r.User.Maildir;
+        if (MailboxName.Validate(name) is { } why) { Fault(r, $"fileinto \"{f.Mailbox}\": {why}; kept in INBOX"); return null; }
+        var folder = new MaildirFolder(MailboxName.Directory(r.User.Maildir, name), r.User.Uid, r.User.Gid);
+        if (folder.Exists) return folder.Path;
+        if (!f.Create) { Fault(r, $"fileinto \"{f.Mailbox}\": no such folder; kept in INBOX"); return null; }
+        folder.Create();
+        Subscriptions.Update(r.User.Maildir, names => names.Add(name), r.User.Uid, r.User.Gid);
+        return folder.Path;
+    }
+
+    /// <summary>
+    /// Redirects and the vacation reply, through mtad's pickup socket. A redirect that cannot be
+    /// handed over keeps the message in INBOX if nothing else stored it.
+    /// </summary>
+    private async Task<List<string>> SendOnAsync(Recipient r, SieveResult result, string source, bool stored, string keepFolder, long size, long vsize)
+    {
+        var done = new List<string>();
+        var u = r.User;
+        foreach (var redirect in result.Actions.OfType<RedirectAction>())
+        {
+            // With several recipients the stored copy has no Delivered-To: the redirected one names this recipient, for loop checks.
+            Func<Stream> content = _rcpts.Count == 1 ? () => File.OpenRead(source) : () => WithDeliveredTo(source, r.Address);
+            var failure = await sieve!.SendAsync(_from ?? "", redirect.Address, content, CancellationToken.None);
+            if (failure == null) { done.Add($"redirected to <{redirect.Address}>"); continue; }
+            Fault(r, $"redirect to <{redirect.Address}> failed: {failure}");
+            if (!stored)
+            {
+                var path = MaildirDelivery.Publish(source, keepFolder, size, vsize, link: true, u.Uid, u.Gid);
+                MaildirQuota.Add(u.Maildir, size, 1);
+                done.Add(Path.GetFileName(path));
+                stored = true;
+            }
+        }
+        if (result.Actions.OfType<VacationAction>().FirstOrDefault() is { } v)
+        {
+            var key = "vacation\0" + v.Handle + "\0" + v.To.ToLowerInvariant();
+            if (v.Suppressed != null) Log.Info($"{Conn.SessionId}: to=<{MailLog.Safe(r.Address)}>: sieve: no vacation reply to <{MailLog.Safe(v.To)}>: {v.Suppressed}");
+            else if (SieveDelivery.Seen(SieveDelivery.Home(u), key)) Log.Info($"{Conn.SessionId}: to=<{MailLog.Safe(r.Address)}>: sieve: no vacation reply to <{MailLog.Safe(v.To)}>: already replied within {v.Period.TotalDays:0.##} days");
+            else
+            {
+                var reply = sieve!.VacationReply(v, r.User.User);
+                var failure = await sieve.SendAsync("", v.To, () => new MemoryStream(reply, writable: false), CancellationToken.None);
+                if (failure != null) Fault(r, $"vacation reply to <{v.To}> failed: {failure}");
+                else
+                {
+                    SieveDelivery.Record(u, [(key, v.Period)]);
+                    done.Add($"vacation reply sent to <{v.To}>");
+                }
+            }
+        }
+        return done;
+    }
+
+    private static Stream WithDeliveredTo(string path, string address)
+    {
+        var ms = new MemoryStream();
+        ms.Write(Encoding.UTF8.GetBytes($"Delivered-To: {address}\n"));
+        using (var f = File.OpenRead(path)) f.CopyTo(ms);
+        ms.Position = 0;
+        return ms;
     }
 }

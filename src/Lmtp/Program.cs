@@ -26,6 +26,7 @@ namespace Mail.Lmtp
             var options = new LmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"),
                 (int)config.GetInt("max_recipients"), config.Get("recipient_delimiter"), config.GetBool("quota_temporary"));
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
+            var sieve = SieveDelivery.Configure(config) is { } sieveOptions ? new SieveDelivery(sieveOptions) : null;
             var gate = new ConnectionGate(limits);
             var socket = config.GetPath("socket");
             var modeText = config.Get("socket_mode");
@@ -39,7 +40,7 @@ namespace Mail.Lmtp
             {
                 foreach (var a in addresses)
                     k.ListenLines(new LineListenerOptions { Name = "lmtp", Address = a, Limits = limits, BusyReply = "421 4.3.2 Too many connections" },
-                        gate, () => null, stopping, c => new LmtpSession(c, auth, options).RunAsync());
+                        gate, () => null, stopping, c => new LmtpSession(c, auth, options, sieve).RunAsync());
             }, TimeSpan.FromSeconds(30));
             app.Lifetime.ApplicationStarted.Register(() => { if (socket.Length > 0) LineListener.SetSocketMode(socket, mode); });
             app.Lifetime.ApplicationStopped.Register(() => { auth.Dispose(); if (socket.Length > 0) try { File.Delete(socket); } catch (IOException) { } });

@@ -58,6 +58,10 @@ internal static class DevStack
             listen = 127.0.0.1:2424
             socket = {root}/run/lmtp.sock
             authd_socket = {root}/run/authd.sock
+            pickup_socket = {root}/run/pickup
+            sieve_before = {root}/sieve/before.d
+            sieve_after = {root}/sieve/after.d
+            sieve_global_dir = {root}/sieve/global
             log_file = {root}/log/lmtpd.log
             """,
             r => [$"LMTP          127.0.0.1:2424 and unix:{r}/run/lmtp.sock   (Postfix: virtual_transport = lmtp:unix:{r}/run/lmtp.sock)"],
@@ -137,6 +141,7 @@ internal static class DevStack
         }
         File.SetUnixFileMode(Path.Combine(root, "data", "passwd"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
         Certificates.EnsureSelfSigned(Path.Combine(root, "tls", "cert.pem"), Path.Combine(root, "tls", "key.pem"), "localhost");
+        Mail.Sieve.SieveDefaults.InstallSpamToJunk(Path.Combine(root, "sieve", "before.d"));
 
         var services = Services(root);
         foreach (var s in services)

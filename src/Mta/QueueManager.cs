@@ -339,7 +339,9 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                     deferred.Add((rcpt, "temporary lookup failure"));
                     break;
                 case RecipientStatus.NotOurDomain:
-                    Remote(rcpt, rcpt);
+                    // From a local process (a Sieve redirect through the pickup socket, say): sent on
+                    // for someone else, so a sender not of ours is rewritten as an alias's would be.
+                    Remote(rcpt, rcpt, forwarded: envelope.Attributes.GetValueOrDefault(OriginAttribute) == "local");
                     break;
                 default:
                     LogResult(id, envelope, rcpt, rcpt, "none", started, "5.1.1", "bounced", "user unknown");
@@ -548,6 +550,9 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
     }
 
     private static readonly Dictionary<string, string> EmptyAttributes = [];
+
+    /// <summary>The queue attribute saying where a message came from: "local" for the pickup socket.</summary>
+    public const string OriginAttribute = "origin";
 
     /// <summary>The message's size in its stored form (what SIZE= announces, as Postfix does).</summary>
     private static long ContentSize(IReadOnlyList<(long Offset, int Length)> chunks) => chunks.Sum(c => (long)c.Length);

@@ -376,6 +376,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             ["protocol"] = (Conn.IsTls ? "ESMTPS" : "ESMTP") + (_user != null ? "A" : ""),
             [Bounces.StrangerAttribute] = Trusted ? "no" : "yes",
         };
+        if (Conn.RemoteIp == null) attributes[QueueManager.OriginAttribute] = "local";
         var envelope = new QueueEnvelope(DateTimeOffset.UtcNow, _from!, _rcpts.ToList(), attributes);
         var file = spool.Create(envelope, out var id);
         var received = $"Received: from {_helo} ({Conn.ClientDescription})\r\n" +

@@ -59,53 +59,6 @@ public static partial class MaildirDelivery
         return Directory.Exists(Path.Combine(folder, "cur")) ? folder : maildir;
     }
 
-    /// <summary>The Junk folder (Maildir++ ".Junk", as Dovecot names it), created and subscribed when missing.</summary>
-    public static string JunkFolder(string maildir, uint uid, uint gid)
-    {
-        var junk = new MaildirFolder(Path.Combine(maildir, ".Junk"), uid, gid);
-        if (!junk.Exists)
-        {
-            junk.Create();
-            Subscriptions.Update(maildir, names => names.Add("Junk"), uid, gid);
-        }
-        return junk.Path;
-    }
-
-    /// <summary>
-    /// Whether the message's header has "X-Spam-Flag: YES", as the MX's checks (and SpamAssassin)
-    /// write it; only the header is read, at most 1 MiB of it.
-    /// </summary>
-    public static bool MarkedAsSpam(string path)
-    {
-        // Read in blocks only as far as the header's end: a large message costs no more than a small one.
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
-        var pooled = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(fs.Length, 1 << 20));
-        try { return HasSpamFlag(fs, pooled.AsSpan(0, (int)Math.Min(fs.Length, 1 << 20))); }
-        finally { System.Buffers.ArrayPool<byte>.Shared.Return(pooled); }
-    }
-
-    private static bool HasSpamFlag(FileStream fs, Span<byte> buffer)
-    {
-        int n = 0, read, end = -1;
-        while (end < 0 && n < buffer.Length && (read = fs.Read(buffer.Slice(n, Math.Min(8192, buffer.Length - n)))) > 0)
-        {
-            int from = Math.Max(0, n - 3);
-            n += read;
-            var seen = buffer[from..n];
-            int lf = seen.IndexOf("\n\n"u8), crlf = seen.IndexOf("\r\n\r\n"u8);
-            int at = lf < 0 ? crlf : crlf < 0 ? lf : Math.Min(lf, crlf);
-            if (at >= 0) end = from + at;
-        }
-        ReadOnlySpan<byte> span = buffer[..(end >= 0 ? end : n)];
-        foreach (var range in span.Split((byte)'\n'))
-        {
-            var line = span[range].TrimEnd((byte)'\r');
-            if (line.Length < 12 || !System.Text.Ascii.EqualsIgnoreCase(line[..12], "X-Spam-Flag:"u8)) continue;
-            if (System.Text.Ascii.EqualsIgnoreCase(line[12..].Trim((byte)' '), "YES"u8)) return true;
-        }
-        return false;
-    }
-
     /// <summary>
     /// Removes files left in tmp/ by interrupted deliveries: those older than 36 hours (the
     /// Maildir rule, for any writer), and at once those whose writer, named in the file name
@@ -156,14 +109,16 @@ public static partial class MaildirDelivery
     /// <summary>
     /// Makes a written tmp/ file visible in <paramref name="folder"/>/new
     /// (rename, or a hard link when the file serves several recipients), and
-    /// fsyncs the directory. A recipient whose mailbox belongs to another
+    /// fsyncs the directory (cur/ with Maildir flag letters when <paramref name="flags"/> has any). A recipient whose mailbox belongs to another
     /// uid/gid than the file gets a copy of its own. Returns the new path.
     /// </summary>
-    public static string Publish(string tmpPath, string folder, long size, long vsize, bool link, uint uid, uint gid)
+    public static string Publish(string tmpPath, string folder, long size, long vsize, bool link, uint uid, uint gid, string flags = "")
     {
         var name = Path.GetFileName(tmpPath);
         if (link) name = UniqueName();
-        var target = Path.Combine(folder, "new", $"{name},S={size},W={vsize}");
+        // With flags (a Sieve filter's), the message goes to cur/ with them, as Dovecot saves it.
+        var sub = flags.Length > 0 ? "cur" : "new";
+        var target = Path.Combine(folder, sub, $"{name},S={size},W={vsize}" + (flags.Length > 0 ? ":2," + flags : ""));
         if (link)
         {
             bool sameOwner = !Mail.Shared.IO.Ownership.IsRoot || (Mail.Shared.IO.Ownership.Of(tmpPath) is var (fu, fg) && fu == uid && fg == gid);
@@ -181,7 +136,7 @@ public static partial class MaildirDelivery
         {
             File.Move(tmpPath, target);
         }
-        FsyncDirectory(Path.Combine(folder, "new"));
+        FsyncDirectory(Path.Combine(folder, sub));
         return target;
     }
 

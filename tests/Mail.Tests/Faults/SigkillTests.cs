@@ -48,6 +48,8 @@ public sealed class SigkillTests
             socket =
             authd_socket = {dir["run/authd.sock"]}
             log_file = {dir["lmtpd.log"]}
+            sieve_before =
+            sieve_after =
             """);
         File.WriteAllText(dir["mtad.conf"], $"""
             mx_listen = 127.0.0.1:{mx}

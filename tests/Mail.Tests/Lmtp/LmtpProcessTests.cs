@@ -37,6 +37,8 @@ public sealed class LmtpProcessTests
             authd_socket = {_authd.Socket}
             max_message_size = 10M
             log_file = {_authd.Dir["lmtpd.log"]}
+            sieve_before =
+            sieve_after =
             """);
         _lmtpd = Process.Start(new ProcessStartInfo(Repo.Program("lmtpd")) { ArgumentList = { "--config", _authd.Dir["lmtpd.conf"] }, UseShellExecute = false })!;
     }

@@ -19,12 +19,22 @@ internal sealed class LmtpServer : IAsyncDisposable
         if (port == 0) port = Ports.Free();
         var socket = authd.Dir["run/" + name];
         var conf = authd.Dir[name + "d.conf"];
+        // The administrator's scripts in the test's own folder (never the system's), the spam rule among them.
+        var sieveRoot = authd.Dir["sieve"];
+        Mail.Sieve.SieveDefaults.InstallSpamToJunk(Path.Combine(sieveRoot, "before.d"));
+        var sieveConfig = extraConfig.Contains("sieve_before", StringComparison.Ordinal) ? "" : $"""
+            sieve_before = {sieveRoot}/before.d
+            sieve_after = {sieveRoot}/after.d
+            sieve_global_dir = {sieveRoot}/global
+            """;
+        if (!extraConfig.Contains("pickup_socket", StringComparison.Ordinal)) sieveConfig += $"\npickup_socket = {authd.Dir["run/pickup"]}";
         File.WriteAllText(conf, $"""
             listen = 127.0.0.1:{port}
             socket = {socket}
             socket_mode = 0666
             authd_socket = {authd.Socket}
             hostname = mx.test
+            {sieveConfig}
             {extraConfig}
             """);
         var config = MailConfig.Load("lmtpd", LmtpSettings.Settings, conf, new System.Collections.Hashtable());
