@@ -145,6 +145,10 @@ internal static class BodyStructure
             {
                 var boundary = type.Param("boundary");
                 if (string.IsNullOrEmpty(boundary)) return null;
+                // A malformed parameter list ('boundary="b1"x', a stray quote) is read differently by
+                // each parser: leave such a message to MimeKit's parse rather than split it another way.
+                var raw = fields.Get("Content-Type")!;
+                if (!MimeKit.ContentType.TryParse(raw, out var strict) || strict.Boundary != boundary || !QuotesClosed(raw)) return null;
                 part.Children = [];
                 if (!Split(part, Encoding.UTF8.GetBytes("--" + boundary), depth)) return null;
             }
@@ -154,6 +158,18 @@ internal static class BodyStructure
                 if (part.Message == null) return null;
             }
             return part;
+        }
+
+        /// <summary>Every quoted string of a header value ends (a backslash quotes the next character).</summary>
+        private static bool QuotesClosed(string value)
+        {
+            bool inQuote = false;
+            for (int i = 0; i < value.Length; i++)
+            {
+                if (value[i] == '\\') i++;
+                else if (value[i] == '"') inQuote = !inQuote;
+            }
+            return !inQuote;
         }
 
         /// <summary>The parts of a multipart, between its delimiter lines; the preamble and epilogue are not parts.</summary>
