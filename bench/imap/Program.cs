@@ -56,6 +56,7 @@ try
         imaps_listen =
         pop3_listen =
         pop3s_listen =
+        managesieve_listen =
         authd_socket = {dir}/authd.sock
         max_connections_per_ip = {idleConnections + 100}
         max_sessions_per_user = {idleConnections + 100}

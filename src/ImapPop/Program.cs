@@ -2,13 +2,14 @@
 // and user look-ups through AuthD.
 using Mail.ImapPop;
 using Mail.ImapPop.Imap;
+using Mail.ImapPop.ManageSieve;
 using Mail.ImapPop.Pop3;
 using Mail.Shared.Auth;
 using Mail.Shared.Config;
 using Mail.Shared.Net;
 
 return await Daemon.RunAsync("imappopd", ImapSettings.Settings, args, ImapHost.Build,
-    config => $"imap={config.Get("imap_listen")}, imaps={config.Get("imaps_listen")}, pop3={config.Get("pop3_listen")}, pop3s={config.Get("pop3s_listen")}, authd=unix:{config.GetPath("authd_socket")}");
+    config => $"imap={config.Get("imap_listen")}, imaps={config.Get("imaps_listen")}, pop3={config.Get("pop3_listen")}, pop3s={config.Get("pop3s_listen")}, managesieve={config.Get("managesieve_listen")}, authd=unix:{config.GetPath("authd_socket")}");
 
 namespace Mail.ImapPop
 {
@@ -30,27 +31,37 @@ namespace Mail.ImapPop
             var sessions = new UserSessions((int)config.GetInt("max_sessions_per_user"));
             var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"));
             var pop3Options = new Pop3Options(sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"));
+            var sieveOptions = new ManageSieveOptions(config.Get("hostname"), sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"),
+                (int)config.GetInt("sieve_max_scripts"), config.GetSize("sieve_max_storage"), config.GetSize("sieve_max_script_size"), (int)config.GetInt("sieve_max_redirects"));
             System.Security.Cryptography.X509Certificates.X509Certificate2? cert = null;
             var certPath = config.GetPath("tls_cert");
             var keyPath = config.GetPath("tls_key");
             if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
-            var listeners = new List<(ListenAddress Address, bool Tls, bool Pop3)>();
-            foreach (var (key, tls, pop3) in new[] { ("imap_listen", false, false), ("imaps_listen", true, false), ("pop3_listen", false, true), ("pop3s_listen", true, true) })
+            var listeners = new List<(ListenAddress Address, bool Tls, string Protocol)>();
+            foreach (var (key, tls, protocol) in new[] { ("imap_listen", false, "imap"), ("imaps_listen", true, "imap"), ("pop3_listen", false, "pop3"), ("pop3s_listen", true, "pop3"), ("managesieve_listen", false, "sieve") })
                 foreach (var a in config.GetList(key))
-                    listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"imappopd: bad value '{a}' in '{key}'"), tls, pop3));
+                    listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"imappopd: bad value '{a}' in '{key}'"), tls, protocol));
             if (listeners.Any(l => l.Tls) && cert == null)
                 throw new ConfigException($"imappopd: imaps_listen and pop3s_listen need tls_cert and tls_key ({certPath} not found)");
             var gate = new ConnectionGate(limits);
             var app = LineHost.Create((k, stopping) =>
             {
-                foreach (var (address, tls, pop3) in listeners)
+                foreach (var (address, tls, protocol) in listeners)
                     k.ListenLines(new LineListenerOptions
                     {
-                        Name = (pop3 ? "pop3" : "imap") + (tls ? "s" : ""), Address = address, Limits = limits, ImplicitTls = tls,
-                        BusyReply = pop3 ? "-ERR [SYS/TEMP] Too many connections, try later." : "* BYE Too many connections, try later.",
-                    }, gate, () => cert, stopping, c => pop3
-                        ? new Pop3Session(c, auth, () => cert, pop3Options).RunAsync()
-                        : new ImapSession(c, auth, () => cert, options, tls).RunAsync());
+                        Name = protocol + (tls ? "s" : ""), Address = address, Limits = limits, ImplicitTls = tls,
+                        BusyReply = protocol switch
+                        {
+                            "pop3" => "-ERR [SYS/TEMP] Too many connections, try later.",
+                            "sieve" => "BYE (TRYLATER) \"Too many connections, try later.\"",
+                            _ => "* BYE Too many connections, try later.",
+                        },
+                    }, gate, () => cert, stopping, c => protocol switch
+                    {
+                        "pop3" => new Pop3Session(c, auth, () => cert, pop3Options).RunAsync(),
+                        "sieve" => new ManageSieveSession(c, auth, () => cert, sieveOptions).RunAsync(),
+                        _ => new ImapSession(c, auth, () => cert, options, tls).RunAsync(),
+                    });
             }, TimeSpan.FromSeconds(10));
             app.Lifetime.ApplicationStopped.Register(() => { hub.Dispose(); auth.Dispose(); });
             app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));

@@ -97,13 +97,14 @@ internal static class DevStack
             imaps_listen = 127.0.0.1:2993
             pop3_listen = 127.0.0.1:2110
             pop3s_listen = 127.0.0.1:2995
+            managesieve_listen = 127.0.0.1:2419
             tls_cert = {root}/tls/cert.pem
             tls_key = {root}/tls/key.pem
             authd_socket = {root}/run/authd.sock
             hostname = localhost
             log_file = {root}/log/imappopd.log
             """,
-            _ => ["IMAP          127.0.0.1:2143   (STARTTLS)", "IMAPS         127.0.0.1:2993", "POP3          127.0.0.1:2110   (STLS)", "POP3S         127.0.0.1:2995"],
+            _ => ["IMAP          127.0.0.1:2143   (STARTTLS)", "IMAPS         127.0.0.1:2993", "POP3          127.0.0.1:2110   (STLS)", "POP3S         127.0.0.1:2995", "ManageSieve   127.0.0.1:2419   (STARTTLS)"],
             (_, ct) => GreetsAsync(2143, "* OK", ct)),
     ];
 

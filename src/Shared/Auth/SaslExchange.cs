@@ -19,8 +19,21 @@ public readonly record struct SaslOutcome(SaslStatus Status, string User, string
 public static class SaslExchange
 {
     /// <summary>Runs the exchange; <paramref name="initialResponse"/> is the command's base64 argument, if any.</summary>
-    public static async Task<SaslOutcome> RunAsync(AuthClient auth, LineConnection conn, string challengePrefix,
-        string mechanism, string? initialResponse, ClientInfo client)
+    public static Task<SaslOutcome> RunAsync(AuthClient auth, LineConnection conn, string challengePrefix,
+        string mechanism, string? initialResponse, ClientInfo client) =>
+        RunAsync(auth, mechanism, initialResponse, client, async challenge =>
+        {
+            await conn.WriteLineAsync(challengePrefix + challenge);
+            var line = await conn.ReadLineAsync();
+            return line.IsLine ? line.Text : null;
+        });
+
+    /// <summary>
+    /// The exchange over any framing: <paramref name="challenge"/> sends a base64 challenge in the
+    /// protocol's form and returns the client's base64 answer ("*" cancels; null: the client is gone).
+    /// </summary>
+    public static async Task<SaslOutcome> RunAsync(AuthClient auth, string mechanism, string? initialResponse, ClientInfo client,
+        Func<string, Task<string?>> challenge)
     {
         byte[]? initial = null;
         if (initialResponse != null)
@@ -31,12 +44,11 @@ public static class SaslExchange
         bool malformed = false, cancelled = false;
         try
         {
-            var result = await auth.AuthenticateInteractiveAsync(mechanism, initial, client, async challenge =>
+            var result = await auth.AuthenticateInteractiveAsync(mechanism, initial, client, async bytes =>
             {
-                await conn.WriteLineAsync(challengePrefix + Convert.ToBase64String(challenge));
-                var line = await conn.ReadLineAsync();
-                if (!line.IsLine || line.Text == "*") { cancelled = true; return null; }
-                if (TryBase64(line.Text, out var answer)) return answer;
+                var answer = await challenge(Convert.ToBase64String(bytes));
+                if (answer == null || answer == "*") { cancelled = true; return null; }
+                if (TryBase64(answer, out var decoded)) return decoded;
                 malformed = true;
                 return null;
             });

@@ -20,6 +20,17 @@ public static partial class Ownership
         }
     }
 
+    /// <summary>lchown(2) when running as root: a symbolic link itself, not what it points to.</summary>
+    public static void ChownLink(string path, uint uid, uint gid)
+    {
+        if (!IsRoot) return;
+        if (LchownNative(path, uid, gid) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"cannot chown {path} to {uid}:{gid} (errno {errno})", errno);
+        }
+    }
+
     /// <summary>The owner of <paramref name="path"/>, or null when it cannot be read.</summary>
     public static (uint Uid, uint Gid)? Of(string path)
     {
@@ -38,6 +49,9 @@ public static partial class Ownership
 
     [LibraryImport("libc", EntryPoint = "chown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int ChownNative(string path, uint uid, uint gid);
+
+    [LibraryImport("libc", EntryPoint = "lchown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int LchownNative(string path, uint uid, uint gid);
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
     private static partial uint Geteuid();

@@ -13,10 +13,11 @@ internal sealed class ImapServer : IAsyncDisposable
     public required int Port { get; init; }
     public required int TlsPort { get; init; }
     public required int Pop3Port { get; init; }
+    public required int SievePort { get; init; }
 
     public static async Task<ImapServer> StartAsync(AuthDServer authd, string extraConfig = "")
     {
-        var (port, tlsPort, pop3Port) = (Ports.Free(), Ports.Free(), Ports.Free());
+        var (port, tlsPort, pop3Port, sievePort) = (Ports.Free(), Ports.Free(), Ports.Free(), Ports.Free());
         Certificates.EnsureSelfSigned(authd.Dir["cert.pem"], authd.Dir["key.pem"], "localhost");
         var conf = authd.Dir["imappopd.conf"];
         File.WriteAllText(conf, $"""
@@ -24,6 +25,7 @@ internal sealed class ImapServer : IAsyncDisposable
             imaps_listen = 127.0.0.1:{tlsPort}
             pop3_listen = 127.0.0.1:{pop3Port}
             pop3s_listen =
+            managesieve_listen = 127.0.0.1:{sievePort}
             tls_cert = {authd.Dir["cert.pem"]}
             tls_key = {authd.Dir["key.pem"]}
             authd_socket = {authd.Socket}
@@ -33,7 +35,7 @@ internal sealed class ImapServer : IAsyncDisposable
         var config = MailConfig.Load("imappopd", ImapSettings.Settings, conf, new System.Collections.Hashtable());
         var app = ImapHost.Build(config);
         await app.StartAsync();
-        return new ImapServer { App = app, Port = port, TlsPort = tlsPort, Pop3Port = pop3Port };
+        return new ImapServer { App = app, Port = port, TlsPort = tlsPort, Pop3Port = pop3Port, SievePort = sievePort };
     }
 
     public async ValueTask DisposeAsync()
