@@ -12,6 +12,7 @@ internal sealed class DovecotServer : IDisposable
     public int LmtpPort { get; }
     public int ImapPort { get; }
     public int Pop3Port { get; private init; }
+    public int SievePort { get; private init; }
 
     private DovecotServer(Process process, string config, int lmtpPort, int imapPort)
     {
@@ -22,8 +23,8 @@ internal sealed class DovecotServer : IDisposable
     }
 
     /// <summary>With <paramref name="imap"/>: IMAP on a loopback port, any password accepted, "/" as separator as ours.</summary>
-    public static DovecotServer Start(AuthDServer authd, bool lmtp = false, bool imap = false, bool pop3 = false) =>
-        Start(authd.Dir, authd.Dir["mail"], lmtp, imap, pop3);
+    public static DovecotServer Start(AuthDServer authd, bool lmtp = false, bool imap = false, bool pop3 = false, bool sieve = false) =>
+        Start(authd.Dir, authd.Dir["mail"], lmtp, imap, pop3, sieve);
 
     /// <summary>A Dovecot whose files live in <paramref name="dir"/>, serving the Maildir tree under <paramref name="mailRoot"/> (domain/user).</summary>
     /// <summary>A login service listening on 127.0.0.1:<paramref name="port"/>, without its implicit-TLS listener.</summary>
@@ -40,9 +41,11 @@ internal sealed class DovecotServer : IDisposable
 
         """;
 
-    public static DovecotServer Start(TempDir dir, string mailRoot, bool lmtp = false, bool imap = false, bool pop3 = false)
+    /// <summary>With <paramref name="sieve"/>: Pigeonhole in LMTP (~/sieve, ~/.dovecot.sieve) and ManageSieve on a loopback port.</summary>
+    public static DovecotServer Start(TempDir dir, string mailRoot, bool lmtp = false, bool imap = false, bool pop3 = false, bool sieve = false)
     {
         var port = lmtp ? Ports.Free() : 0;
+        var sievePort = sieve ? Ports.Free() : 0;
         var imapPort = imap ? Ports.Free() : 0;
         var pop3Port = pop3 ? Ports.Free() : 0;
         var conf = dir["dovecot.conf"];
@@ -97,6 +100,21 @@ internal sealed class DovecotServer : IDisposable
 
                 """);
         }
+        if (sieve)
+        {
+            names.Add("sieve");
+            services.Append(Login("managesieve", sievePort).Replace("inet_listener managesieve ", "inet_listener sieve ").Replace("inet_listener managesieves", "inet_listener sieves")).Append("""
+                disable_plaintext_auth = no
+                postmaster_address = postmaster@example.org
+                protocol lmtp {
+                  mail_plugins = sieve
+                }
+                plugin {
+                  sieve = file:~/sieve;active=~/.dovecot.sieve
+                }
+
+                """);
+        }
         var protocols = "protocols = " + string.Join(' ', names) + "\n" + services;
         File.WriteAllText(conf, $$"""
             base_dir = {{dir["dovecot-run"]}}
@@ -116,9 +134,9 @@ internal sealed class DovecotServer : IDisposable
             }
             """);
         var psi = new ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
-        var server = new DovecotServer(Process.Start(psi)!, conf, port, imapPort) { Pop3Port = pop3Port };
+        var server = new DovecotServer(Process.Start(psi)!, conf, port, imapPort) { Pop3Port = pop3Port, SievePort = sievePort };
         Assert.That(Wait.UntilAsync(() => File.Exists(dir["dovecot-run/auth-userdb"]), TimeSpan.FromSeconds(30)).Result, Is.True, "dovecot did not start");
-        foreach (var p in new[] { port, imapPort, pop3Port }.Where(p => p != 0))
+        foreach (var p in new[] { port, imapPort, pop3Port, sievePort }.Where(p => p != 0))
             Assert.That(Wait.UntilAsync(() =>
             {
                 try { using var t = new System.Net.Sockets.TcpClient(); t.Connect(System.Net.IPAddress.Loopback, p); return true; }
