@@ -1,7 +1,9 @@
 // bench/lmtp: our lmtpd (with AuthD) against Dovecot's LMTP, each delivering
 // into its own Maildir tree on the same disk, for the same users, driven by
 // the same client. Each row: deliveries per second for both, the ratio, and
-// peak memory (lmtpd / the largest Dovecot lmtp process).
+// peak memory (lmtpd / the largest Dovecot lmtp process). The sieve rows give
+// each recipient a 20-rule script (~/.dovecot.sieve, the same file for both)
+// and compare with a second Dovecot whose LMTP runs Pigeonhole.
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -20,6 +22,7 @@ try
 {
     var passwd = new StringBuilder();
     for (int i = 0; i < users; i++) passwd.Append($"u{i}@bench.test:{PasswordScheme.Hash("pw", "SSHA256")}:5000:5001::::\n");
+    for (int i = 0; i < users; i++) passwd.Append($"s{i}@bench.test:{PasswordScheme.Hash("pw", "SSHA256")}:5000:5001::::\n");
     File.WriteAllText(Path.Combine(dir, "passwd"), passwd.ToString());
     File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
     foreach (var m in new[] { "mail-ours", "mail-dovecot" })
@@ -27,8 +30,19 @@ try
         Directory.CreateDirectory(Path.Combine(dir, m));
         Process.Start("chown", ["5000:5001", Path.Combine(dir, m)])!.WaitForExit();
     }
+    // The sieve users' homes, in both trees: the same 20-rule script, active as Pigeonhole keeps it.
+    foreach (var m in new[] { "mail-ours", "mail-dovecot" })
+        for (int i = 0; i < users; i++)
+        {
+            var home = Path.Combine(dir, m, "bench.test", $"s{i}");
+            Directory.CreateDirectory(Path.Combine(home, "sieve"));
+            File.WriteAllText(Path.Combine(home, "sieve", "rules.sieve"), TwentyRules);
+            File.CreateSymbolicLink(Path.Combine(home, ".dovecot.sieve"), "sieve/rules.sieve");
+            Process.Start("chown", ["-R", "-h", "5000:5001", Path.Combine(dir, m, "bench.test")])!.WaitForExit();
+        }
     var oursPort = FreePort();
     var dovecotPort = FreePort();
+    var sievePort = FreePort();
     WriteAuthdConfig(dir, $"{dir}/mail-ours");
     File.WriteAllText(Path.Combine(dir, "lmtpd.conf"), $"""
         listen = 127.0.0.1:{oursPort}
@@ -36,12 +50,13 @@ try
         authd_socket = {dir}/authd.sock
         max_message_size = 10M
         log_file = {dir}/lmtpd.log
+        sieve_before =
+        sieve_after =
         """);
-    Directory.CreateDirectory(Path.Combine(dir, "dovecot"));
-    File.WriteAllText(Path.Combine(dir, "dovecot.conf"), $$"""
-        base_dir = {{dir}}/dovecot
-        instance_name = lmtpbench
-        log_path = {{dir}}/dovecot.log
+    string DovecotConfig(string name, int port, string extra) => $$"""
+        base_dir = {{dir}}/{{name}}
+        instance_name = lmtpbench-{{name}}
+        log_path = {{dir}}/{{name}}.log
         listen = 127.0.0.1
         ssl = no
         protocols = lmtp
@@ -59,18 +74,31 @@ try
         service lmtp {
           inet_listener lmtp {
             address = 127.0.0.1
-            port = {{dovecotPort}}
+            port = {{port}}
           }
         }
-        """);
+        {{extra}}
+        """;
+    foreach (var name in new[] { "dovecot", "dovecot-sieve" }) Directory.CreateDirectory(Path.Combine(dir, name));
+    File.WriteAllText(Path.Combine(dir, "dovecot.conf"), DovecotConfig("dovecot", dovecotPort, ""));
+    File.WriteAllText(Path.Combine(dir, "dovecot-sieve.conf"), DovecotConfig("dovecot-sieve", sievePort, """
+        protocol lmtp {
+          mail_plugins = sieve
+        }
+        plugin {
+          sieve = file:~/sieve;active=~/.dovecot.sieve
+        }
+        """));
     using var authd = Start(Path.Combine(bin, "authd"), "--config", Path.Combine(dir, "authd.conf"));
     await WaitForFile(Path.Combine(dir, "authd.sock"));
     using var lmtpd = Start(Path.Combine(bin, "lmtpd"), "--config", Path.Combine(dir, "lmtpd.conf"));
     using var dove = Start(dovecot, "-F", "-c", Path.Combine(dir, "dovecot.conf"));
+    using var doveSieve = Start(dovecot, "-F", "-c", Path.Combine(dir, "dovecot-sieve.conf"));
     try
     {
         await WaitForPort(oursPort);
         await WaitForPort(dovecotPort);
+        await WaitForPort(sievePort);
         Console.WriteLine($"bench/lmtp: median of 3 alternating runs of {seconds} s; both fsync every message; Maildirs on {dir}");
         // The disk's own limit, now: what a delivery cannot beat (write, fsync, rename, fsync the directory).
         foreach (var writers in new[] { 1, 8 })
@@ -93,11 +121,36 @@ try
                     var doveMem = Children(dove.Id, "lmtp").Select(PeakKb).DefaultIfEmpty(0).Max();
                     Console.WriteLine($"{size / 1024 + "K",-6}{clients,8}{boxes,7}{o,10:0}{t,11:0}{o / t,8:0.00}   {PeakKb(lmtpd.Id) / 1024.0:0.0} MiB / {doveMem / 1024.0:0.0} MiB");
                 }
+        // A 20-rule script per recipient: ours against Dovecot's LMTP with Pigeonhole.
+        Console.WriteLine($"{"sieve",-6}{"clients",8}{"boxes",7}{"lmtpd/s",10}{"pigeonh/s",11}{"ratio",8}   peak memory (lmtpd / largest dovecot lmtp)");
+        foreach (var size in new[] { 4 * 1024, 100 * 1024 })
+            foreach (var clients in new[] { 1, 8 })
+            {
+                await Measure(oursPort, size, 1, users, 1, "s");
+                await Measure(sievePort, size, 1, users, 1, "s");
+                var ours = new List<double>();
+                var theirs = new List<double>();
+                for (int round = 0; round < 3; round++)
+                {
+                    ours.Add(await Measure(oursPort, size, clients, users, seconds, "s"));
+                    theirs.Add(await Measure(sievePort, size, clients, users, seconds, "s"));
+                }
+                var (o, t) = (ours.Order().ElementAt(1), theirs.Order().ElementAt(1));
+                var doveMem = Children(doveSieve.Id, "lmtp").Select(PeakKb).DefaultIfEmpty(0).Max();
+                Console.WriteLine($"{size / 1024 + "K",-6}{clients,8}{users,7}{o,10:0}{t,11:0}{o / t,8:0.00}   {PeakKb(lmtpd.Id) / 1024.0:0.0} MiB / {doveMem / 1024.0:0.0} MiB");
+            }
+        // Both filed each message by the last rule: the same count in each tree's Bench folders.
+        int Filed(string tree) => Directory.GetDirectories(Path.Combine(dir, tree, "bench.test"), "s*")
+            .Sum(h => Directory.Exists(Path.Combine(h, ".Bench")) ? Directory.GetFiles(Path.Combine(h, ".Bench", "new")).Length + Directory.GetFiles(Path.Combine(h, ".Bench", "cur")).Length : 0);
+        Console.WriteLine($"filed by the 20th rule: ours {Filed("mail-ours")}, Pigeonhole {Filed("mail-dovecot")}; in INBOX of sieve users: ours {InboxOfSieveUsers("mail-ours")}, Pigeonhole {InboxOfSieveUsers("mail-dovecot")}");
+        int InboxOfSieveUsers(string tree) => Directory.GetDirectories(Path.Combine(dir, tree, "bench.test"), "s*")
+            .Sum(h => Directory.Exists(Path.Combine(h, "new")) ? Directory.GetFiles(Path.Combine(h, "new")).Length : 0);
     }
     finally
     {
         Stop(lmtpd);
         Stop(dove);
+        Stop(doveSieve);
         Stop(authd);
     }
 }
@@ -142,12 +195,12 @@ static double DiskLimit(string root, int writers, int seconds)
 
 // `clients` connections, each delivering messages of `size` bytes for the time given,
 // spreading them over `boxes` mailboxes. Returns deliveries per second.
-static async Task<double> Measure(int port, int size, int clients, int boxes, int seconds)
+static async Task<double> Measure(int port, int size, int clients, int boxes, int seconds, string prefix = "u")
 {
     var line = new string('b', 78) + "\r\n";
     var body = new StringBuilder();
     while (body.Length < size) body.Append(line);
-    var data = Encoding.ASCII.GetBytes($"Subject: bench\r\n\r\n{body}.\r\n");
+    var data = Encoding.ASCII.GetBytes($"From: Sender <a@remote.test>\r\nTo: {prefix}@bench.test\r\nSubject: bench\r\nMessage-ID: <{Guid.NewGuid():N}@remote.test>\r\n\r\n{body}.\r\n");
     var stop = Stopwatch.StartNew();
     var limit = TimeSpan.FromSeconds(seconds);
     var tasks = Enumerable.Range(0, clients).Select(async c =>
@@ -164,7 +217,7 @@ static async Task<double> Measure(int port, int size, int clients, int boxes, in
         for (int i = 0; stop.Elapsed < limit; i++)
         {
             var box = boxes == 1 ? 0 : (c * 37 + i) % boxes;
-            await s.WriteAsync(Encoding.ASCII.GetBytes($"MAIL FROM:<a@remote.test>\r\nRCPT TO:<u{box}@bench.test>\r\nDATA\r\n"));
+            await s.WriteAsync(Encoding.ASCII.GetBytes($"MAIL FROM:<a@remote.test>\r\nRCPT TO:<{prefix}{box}@bench.test>\r\nDATA\r\n"));
             for (int k = 0; k < 3; k++)
             {
                 var reply = await r.ReadLineAsync();
@@ -180,4 +233,33 @@ static async Task<double> Measure(int port, int size, int clients, int boxes, in
     }).ToList();
     var total = (await Task.WhenAll(tasks)).Sum();
     return total / stop.Elapsed.TotalSeconds;
+}
+
+// Twenty rules as a filter editor writes them; the message matches only the last.
+partial class Program
+{
+    const string TwentyRules = """
+        require ["fileinto", "mailbox", "imap4flags", "envelope", "body", "regex", "relational", "comparator-i;ascii-numeric"];
+        if header :contains "subject" "invoice" { fileinto :create "Invoices"; stop; }
+        if address :is :domain "from" "shop.example" { fileinto :create "Shopping"; stop; }
+        if header :contains "list-id" "announce" { fileinto :create "Lists/Announce"; stop; }
+        if header :matches "subject" "[*] *" { fileinto :create "Lists"; stop; }
+        if address :is "from" ["boss@work.example", "hr@work.example"] { addflag "\\Flagged"; fileinto :create "Work"; stop; }
+        if envelope :is :domain "from" "newsletter.example" { fileinto :create "News"; stop; }
+        if header :regex "subject" "^(re|fwd?): urgent" { addflag "\\Flagged"; }
+        if header :value "gt" :comparator "i;ascii-numeric" "x-priority" "4" { fileinto :create "Low"; stop; }
+        if exists "x-mailing-list" { fileinto :create "Lists/Other"; stop; }
+        if header :contains "x-spam-flag" "YES" { fileinto :create "Junk"; stop; }
+        if address :contains "to" "sales@" { fileinto :create "Sales"; stop; }
+        if header :contains ["subject", "from"] "github" { fileinto :create "Code"; stop; }
+        if size :over 20M { fileinto :create "Large"; stop; }
+        if header :contains "subject" "receipt" { fileinto :create "Receipts"; stop; }
+        if address :is :localpart "from" "noreply" { fileinto :create "Automated"; stop; }
+        if header :contains "subject" ["meeting", "calendar", "invitation"] { fileinto :create "Calendar"; stop; }
+        if header :matches "from" "*@family.example*" { fileinto :create "Family"; stop; }
+        if anyof (header :contains "subject" "alert", header :contains "subject" "warning") { fileinto :create "Alerts"; stop; }
+        if header :is "precedence" ["bulk", "list"] { fileinto :create "Bulk"; stop; }
+        if header :is "subject" "bench" { fileinto :create "Bench"; stop; }
+
+        """;
 }
