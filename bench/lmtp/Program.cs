@@ -146,6 +146,13 @@ try
         int InboxOfSieveUsers(string tree) => Directory.GetDirectories(Path.Combine(dir, tree, "bench.test"), "s*")
             .Sum(h => Directory.Exists(Path.Combine(h, "new")) ? Directory.GetFiles(Path.Combine(h, "new")).Length : 0);
     }
+    catch (InvalidOperationException)
+    {
+        // A refused delivery: what each server logged about it, before the folder goes.
+        foreach (var log in new[] { "lmtpd.log", "dovecot.log", "dovecot-sieve.log" }.Select(l => Path.Combine(dir, l)).Where(File.Exists))
+            Console.Error.WriteLine($"--- {Path.GetFileName(log)}:\n" + string.Join('\n', File.ReadLines(log).TakeLast(10)));
+        throw;
+    }
     finally
     {
         Stop(lmtpd);
