@@ -31,15 +31,18 @@ try
         Process.Start("chown", ["5000:5001", Path.Combine(dir, m)])!.WaitForExit();
     }
     // The sieve users' homes, in both trees: the same 20-rule script, active as Pigeonhole keeps it.
-    foreach (var m in new[] { "mail-ours", "mail-dovecot" })
+    // Dovecot keeps the Maildir below the home (mail = ~/Maildir): with both in one folder it takes
+    // ~/.dovecot.sieve for a mailbox and fails the delivery. Ours ignores what is not a folder.
+    foreach (var m in new[] { "mail-ours", "mail-dovecot-sieve" })
         for (int i = 0; i < users; i++)
         {
             var home = Path.Combine(dir, m, "bench.test", $"s{i}");
             Directory.CreateDirectory(Path.Combine(home, "sieve"));
             File.WriteAllText(Path.Combine(home, "sieve", "rules.sieve"), TwentyRules);
             File.CreateSymbolicLink(Path.Combine(home, ".dovecot.sieve"), "sieve/rules.sieve");
-            Process.Start("chown", ["-R", "-h", "5000:5001", Path.Combine(dir, m, "bench.test")])!.WaitForExit();
         }
+    foreach (var m in new[] { "mail-ours", "mail-dovecot-sieve" })
+        Process.Start("chown", ["-R", "-h", "5000:5001", Path.Combine(dir, m)])!.WaitForExit();
     var oursPort = FreePort();
     var dovecotPort = FreePort();
     var sievePort = FreePort();
@@ -53,7 +56,7 @@ try
         sieve_before =
         sieve_after =
         """);
-    string DovecotConfig(string name, int port, string extra) => $$"""
+    string DovecotConfig(string name, int port, string extra, string tree = "mail-dovecot", string maildir = "") => $$"""
         base_dir = {{dir}}/{{name}}
         instance_name = lmtpbench-{{name}}
         log_path = {{dir}}/{{name}}.log
@@ -61,7 +64,7 @@ try
         ssl = no
         protocols = lmtp
         first_valid_uid = 1
-        mail_location = maildir:{{dir}}/mail-dovecot/%d/%n
+        mail_location = maildir:{{dir}}/{{tree}}/%d/%n{{maildir}}
         passdb {
           driver = passwd-file
           args = {{dir}}/passwd
@@ -69,7 +72,7 @@ try
         userdb {
           driver = passwd-file
           args = {{dir}}/passwd
-          default_fields = home={{dir}}/mail-dovecot/%d/%n
+          default_fields = home={{dir}}/{{tree}}/%d/%n
         }
         service lmtp {
           inet_listener lmtp {
@@ -88,7 +91,7 @@ try
         plugin {
           sieve = file:~/sieve;active=~/.dovecot.sieve
         }
-        """));
+        """, "mail-dovecot-sieve", "/Maildir"));
     using var authd = Start(Path.Combine(bin, "authd"), "--config", Path.Combine(dir, "authd.conf"));
     await WaitForFile(Path.Combine(dir, "authd.sock"));
     using var lmtpd = Start(Path.Combine(bin, "lmtpd"), "--config", Path.Combine(dir, "lmtpd.conf"));
@@ -140,11 +143,11 @@ try
                 Console.WriteLine($"{size / 1024 + "K",-6}{clients,8}{users,7}{o,10:0}{t,11:0}{o / t,8:0.00}   {PeakKb(lmtpd.Id) / 1024.0:0.0} MiB / {doveMem / 1024.0:0.0} MiB");
             }
         // Both filed each message by the last rule: the same count in each tree's Bench folders.
-        int Filed(string tree) => Directory.GetDirectories(Path.Combine(dir, tree, "bench.test"), "s*")
-            .Sum(h => Directory.Exists(Path.Combine(h, ".Bench")) ? Directory.GetFiles(Path.Combine(h, ".Bench", "new")).Length + Directory.GetFiles(Path.Combine(h, ".Bench", "cur")).Length : 0);
-        Console.WriteLine($"filed by the 20th rule: ours {Filed("mail-ours")}, Pigeonhole {Filed("mail-dovecot")}; in INBOX of sieve users: ours {InboxOfSieveUsers("mail-ours")}, Pigeonhole {InboxOfSieveUsers("mail-dovecot")}");
-        int InboxOfSieveUsers(string tree) => Directory.GetDirectories(Path.Combine(dir, tree, "bench.test"), "s*")
-            .Sum(h => Directory.Exists(Path.Combine(h, "new")) ? Directory.GetFiles(Path.Combine(h, "new")).Length : 0);
+        int Count(string tree, string sub, string folder) => Directory.GetDirectories(Path.Combine(dir, tree, "bench.test"), "s*")
+            .Select(h => Path.Combine(h, sub, folder)).Where(Directory.Exists)
+            .Sum(f => Directory.GetFiles(Path.Combine(f, "new")).Length + Directory.GetFiles(Path.Combine(f, "cur")).Length);
+        Console.WriteLine($"filed by the 20th rule: ours {Count("mail-ours", "", ".Bench")}, Pigeonhole {Count("mail-dovecot-sieve", "Maildir", ".Bench")}; " +
+            $"left in INBOX: ours {Count("mail-ours", "", "")}, Pigeonhole {Count("mail-dovecot-sieve", "Maildir", "")}");
     }
     catch (InvalidOperationException)
     {
