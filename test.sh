@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. As root on Debian 12 it first installs the peers
 # the tests drive (Postfix, Dovecot, PostgreSQL, swaks, python3, isync, dnsmasq, strace, NSD,
-# python3-spf and python3-dkim, OpenDKIM, postsrsd, the Public Suffix List); the tests
+# python3-spf and python3-dkim, OpenDKIM, postsrsd, the Public Suffix List, Pigeonhole,
+# sieve-connect, Roundcube with PHP, Chromium and Selenium); the tests
 # start private instances of them and never touch the system's services.
 # Ends with one line: "tests: N passed, N failed[, N skipped]".
 set -uo pipefail
@@ -9,15 +10,26 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
 packages=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3 fail2ban isync dnsmasq-base strace nsd python3-spf python3-dkim python3-nacl publicsuffix opendkim postsrsd dovecot-sieve dovecot-managesieved sieve-connect)
+# Roundcube (run by PHP's own web server) and headless Chromium, without what they only
+# recommend (a system web server that would start on port 80).
+web_packages=(roundcube-core roundcube-plugins roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver python3-selenium)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  missing=()
+  missing=() missing_web=()
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    echo "test.sh: installing ${missing[*]}"
+  for p in "${web_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_web+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_web[@]}" -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]} ${missing_web[*]}"
     apt-get update -q
+  fi
+  if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || { echo "test.sh: apt-get install failed"; exit 1; }
+  fi
+  if [ "${#missing_web[@]}" -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_web[@]}" || { echo "test.sh: apt-get install failed"; exit 1; }
   fi
 else
   echo "test.sh: not root: using the peers already installed (missing ones are skipped unless CI=true)"

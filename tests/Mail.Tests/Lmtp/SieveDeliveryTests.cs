@@ -21,6 +21,7 @@ public sealed class SieveDeliveryTests
     private TempDir _vmail = null!;
     private PostfixServer _remote = null!;
     private WebApplication? _mta;
+    private ImapServer? _imap;
 
     private string Home(string user) => Path.Combine(_authd.Dir["mail"], "example.org", user);
     private string RemoteInbox => Path.Combine(_vmail.Path, "mailbox", "new");
@@ -29,7 +30,7 @@ public sealed class SieveDeliveryTests
     public async Task Start()
     {
         _authd = await AuthDServer.StartAsync();
-        foreach (var user in new[] { "bob", "carol", "dave" })
+        foreach (var user in new[] { "bob", "carol", "dave", "frank" })
             await _authd.AddUserAsync(user + "@example.org", PasswordScheme.Hash("pass", "SHA512-CRYPT"));
         _lmtp = await LmtpServer.StartAsync(_authd, "sieve_vacation_min_period = 1h");
         _vmail = new TempDir();
@@ -58,6 +59,7 @@ public sealed class SieveDeliveryTests
     public async Task Stop()
     {
         if (_mta != null) { await _mta.StopAsync(); await _mta.DisposeAsync(); }
+        if (_imap != null) await _imap.DisposeAsync();
         _remote?.Dispose();
         _vmail?.Dispose();
         if (_lmtp != null) await _lmtp.DisposeAsync();
@@ -257,5 +259,37 @@ public sealed class SieveDeliveryTests
         Deliver(Message("spammy", extra: "X-Spam-Flag: YES\r\n"), "sender@remote.test", "bob@example.org");
         Assert.That(Stored("bob", "spammy", ".Junk"), Has.Count.EqualTo(1));
         Assert.That(Stored("bob", "spammy"), Is.Empty);
+    }
+
+    [Test]
+    public async Task Roundcube_sets_up_a_filter_and_a_vacation_reply_through_managesieve_and_delivery_obeys_both()
+    {
+        _imap ??= await ImapServer.StartAsync(_authd);
+        // The folder the filter files into, made and subscribed as a user would in the mail view.
+        using (var client = new MailKit.Net.Imap.ImapClient())
+        {
+            await client.ConnectAsync("127.0.0.1", _imap.Port, MailKit.Security.SecureSocketOptions.None);
+            await client.AuthenticateAsync("frank@example.org", "pass");
+            var folder = await client.GetFolder(client.PersonalNamespaces[0]).CreateAsync("Projects", true);
+            await folder.SubscribeAsync();
+            await client.DisconnectAsync(true);
+        }
+        using var roundcube = RoundcubeServer.Start(_imap.Port, _imap.SievePort);
+        Peers.Require("chromium");
+        Peers.Require("chromedriver");
+        var browser = Run.Program("/usr/bin/python3", [Path.Combine(Repo.Root, "tests", "Mail.Tests", "Resources", "roundcube_filters.py"),
+            roundcube.Url, "frank@example.org", "pass", "Xylophone", "Projects", "Away", "I am away until Monday."], timeoutMs: 180_000);
+        Assert.That(browser.ExitCode, Is.Zero, browser.Stdout + browser.Stderr + roundcube.Log());
+        Assert.That(browser.Stdout, Does.Contain("saved: ok\n"));
+        Assert.That(browser.Stdout, Does.Contain("vacation: Out-of-office data saved successfully."));
+        Assert.That(browser.Stdout, Does.Contain("listed: Out of Office | Xylophone to Projects"));
+        Assert.That(new FileInfo(Path.Combine(Home("frank"), ".dovecot.sieve")).LinkTarget, Is.EqualTo("sieve/roundcube.sieve"), "Roundcube's script is active");
+
+        var replies = Deliver(Message("Xylophone lessons", from: "teacher@remote.test", to: "frank@example.org"), "teacher@remote.test", "frank@example.org");
+        Assert.That(replies["frank@example.org"], Does.StartWith("250 2.0.0"));
+        Assert.That(Stored("frank", "Xylophone lessons", ".Projects"), Has.Count.EqualTo(1), _authd.Log());
+        Assert.That(Stored("frank", "Xylophone lessons"), Is.Empty);
+        var reply = await ArrivedAsync("I am away until Monday.");
+        Assert.That(reply, Does.Contain("Subject: Away").And.Match(@"(?m)^To: teacher@remote\.test"));
     }
 }

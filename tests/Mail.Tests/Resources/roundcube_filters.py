@@ -1,0 +1,65 @@
+# Roundcube's managesieve plugin driven in headless Chromium, as a user would:
+# log in, create the filter "subject contains WORD -> FOLDER", switch on an
+# out-of-office reply, then read the filter list back. Prints one line per step:
+#   saved: <Roundcube's notice>    vacation: <notice>    listed: <filter names>
+# Usage: roundcube_filters.py URL USER PASSWORD WORD FOLDER VACATION-SUBJECT VACATION-TEXT
+import sys
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait, Select
+from selenium.webdriver.support import expected_conditions as EC
+
+url, user, password, word, folder, vsubject, vtext = sys.argv[1:8]
+options = webdriver.ChromeOptions()
+options.binary_location = '/usr/bin/chromium'
+for a in ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-proxy-server', '--no-first-run']:
+    options.add_argument(a)
+driver = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
+wait = WebDriverWait(driver, 30)
+
+
+def notice():
+    # The first non-empty message Roundcube shows in its message stack.
+    wait.until(lambda d: any(e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, '#messagestack div')))
+    return next(e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, '#messagestack div') if e.text.strip())
+
+
+try:
+    driver.get(url)
+    wait.until(EC.presence_of_element_located((By.ID, 'rcmloginuser'))).send_keys(user)
+    driver.find_element(By.ID, 'rcmloginpwd').send_keys(password)
+    driver.find_element(By.ID, 'rcmloginsubmit').click()
+    wait.until(EC.presence_of_element_located((By.ID, 'messagelist')))
+
+    # Settings > Filters > Create: the form Roundcube shows in its frame.
+    driver.get(url + '?_task=settings&_action=plugin.managesieve-action&_framed=1')
+    wait.until(EC.presence_of_element_located((By.ID, '_name'))).send_keys(f'{word} to {folder}')
+    Select(driver.find_element(By.ID, 'header0')).select_by_value('subject')
+    Select(driver.find_element(By.ID, 'rule_op0')).select_by_value('contains')
+    driver.find_element(By.CSS_SELECTOR, "input[name='_rule_target[0][]']").send_keys(word)
+    Select(driver.find_element(By.ID, 'action_type0')).select_by_value('fileinto')
+    Select(driver.find_element(By.ID, 'action_mailbox0')).select_by_value(folder)
+    form = driver.find_element(By.ID, '_name')
+    driver.execute_script("rcmail.command('plugin.managesieve-save')")
+    # The form posts and the page comes back (with an error notice if Roundcube refused it).
+    wait.until(EC.staleness_of(form))
+    wait.until(EC.presence_of_element_located((By.ID, '_name')))
+    errors = [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, '.error, .invalid-feedback') if e.text.strip()]
+    print('saved:', 'errors: ' + ' | '.join(errors) if errors else 'ok', flush=True)
+
+    # Settings > Out of Office.
+    driver.get(url + '?_task=settings&_action=plugin.managesieve-vacation')
+    wait.until(EC.presence_of_element_located((By.ID, 'vacation_subject'))).send_keys(vsubject)
+    driver.find_element(By.ID, 'vacation_reason').send_keys(vtext)
+    Select(driver.find_element(By.ID, 'vacation_status')).select_by_value('on')
+    driver.execute_script("rcmail.command('plugin.managesieve-save')")
+    print('vacation:', notice(), flush=True)
+
+    # Settings > Filters: the list as Roundcube reads it back through ManageSieve.
+    driver.get(url + '?_task=settings&_action=plugin.managesieve')
+    wait.until(EC.presence_of_element_located((By.ID, 'filterslist')))
+    names = [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, '#filterslist tbody td') if e.text.strip()]
+    print('listed:', ' | '.join(names), flush=True)
+finally:
+    driver.quit()
