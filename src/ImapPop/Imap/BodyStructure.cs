@@ -68,6 +68,12 @@ internal static class BodyStructure
         }
 
         /// <summary>The first field of that name, unfolded, or null.</summary>
+        public bool RawHasNonAscii(string name)
+        {
+            var (start, end) = Find(name);
+            return start >= 0 && data.AsSpan(start, end - start).IndexOfAnyInRange((byte)0x80, (byte)0xff) >= 0;
+        }
+
         public string? Get(string name)
         {
             var (start, end) = Find(name);
@@ -81,6 +87,7 @@ internal static class BodyStructure
     private sealed class Scanner(byte[] data)
     {
         private int _parts;
+        private readonly List<string> _open = []; // the boundaries of the multiparts being split
 
         /// <summary>Sizes as served: each bare LF in [from, to) counts one more byte.</summary>
         public long Size(int from, int to)
@@ -136,6 +143,9 @@ internal static class BodyStructure
             if (fields.Get("Content-Type") is { } ctValue)
             {
                 if (ctValue.Any(c => c >= 0x7f) || MimeValue.ContentType(ctValue) is not { } parsed) return null;
+                // A byte beyond ASCII in the raw value (whatever it decodes to): MimeKit's parser then
+                // takes the entity for text/plain while its header says otherwise; its parse decides.
+                if (fields.RawHasNonAscii("Content-Type")) return null;
                 type = parsed;
             }
             else type = parent != null && parent.Is("multipart", "digest") ? MimeValue.MessageRfc822 : MimeValue.TextPlain;
@@ -149,8 +159,13 @@ internal static class BodyStructure
                 // each parser: leave such a message to MimeKit's parse rather than split it another way.
                 var raw = fields.Get("Content-Type")!;
                 if (!MimeKit.ContentType.TryParse(raw, out var strict) || strict.Boundary != boundary || !QuotesClosed(raw)) return null;
+                // A part that reuses an enclosing multipart's boundary: which of them a delimiter
+                // line closes is a guess each parser makes its own way; MimeKit's parse decides.
+                if (_open.Contains(boundary)) return null;
                 part.Children = [];
-                if (!Split(part, Encoding.UTF8.GetBytes("--" + boundary), depth)) return null;
+                _open.Add(boundary);
+                try { if (!Split(part, Encoding.UTF8.GetBytes("--" + boundary), depth)) return null; }
+                finally { _open.RemoveAt(_open.Count - 1); }
             }
             else if (type.Is("message", "rfc822"))
             {
