@@ -278,7 +278,7 @@ public sealed class SieveDeliveryTests
         Peers.Require("chromium");
         Peers.Require("chromedriver");
         var browser = Run.Program("/usr/bin/python3", [Path.Combine(Repo.Root, "tests", "Mail.Tests", "Resources", "roundcube_filters.py"),
-            roundcube.Url, "frank@example.org", "pass", "Xylophone", "Projects", "Away", "I am away until Monday."], timeoutMs: 180_000);
+            roundcube.Url, "frank@example.org", "pass", "Xylophone", "Projects", "Away", "Frank is away until Tuesday."], timeoutMs: 180_000);
         Assert.That(browser.ExitCode, Is.Zero, browser.Stdout + browser.Stderr + roundcube.Log());
         Assert.That(browser.Stdout, Does.Contain("saved: ok\n"));
         Assert.That(browser.Stdout, Does.Contain("vacation: Out-of-office data saved successfully."));
@@ -289,7 +289,7 @@ public sealed class SieveDeliveryTests
         Assert.That(replies["frank@example.org"], Does.StartWith("250 2.0.0"));
         Assert.That(Stored("frank", "Xylophone lessons", ".Projects"), Has.Count.EqualTo(1), _authd.Log());
         Assert.That(Stored("frank", "Xylophone lessons"), Is.Empty);
-        var reply = await ArrivedAsync("I am away until Monday.");
+        var reply = await ArrivedAsync("Frank is away until Tuesday.");
         Assert.That(reply, Does.Contain("Subject: Away").And.Match(@"(?m)^To: teacher@remote\.test"));
     }
 }
