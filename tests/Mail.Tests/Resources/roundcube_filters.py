@@ -20,9 +20,10 @@ wait = WebDriverWait(driver, 30)
 
 
 def notice():
-    # The first non-empty message Roundcube shows in its message stack.
-    wait.until(lambda d: any(e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, '#messagestack div')))
-    return next(e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, '#messagestack div') if e.text.strip())
+    # The first message Roundcube shows in its message stack, past its 'loading' notices (read by
+    # script: the stack changes under us).
+    read = "return Array.from(document.querySelectorAll('#messagestack div:not(.loading)')).map(e => e.innerText.trim()).filter(t => t)[0] || ''"
+    return wait.until(lambda d: d.execute_script(read))
 
 
 try:
