@@ -79,14 +79,38 @@ public static class Targets
 
     // --- Sieve: a user's script, as ManageSieve's PUTSCRIPT or a Dovecot user's ~/sieve brings it ---
 
-    /// <summary>A script parses or fails with an error and a line within it; never an exception, never a deeper tree than the limit.</summary>
+    /// <summary>
+    /// A script parses or fails with an error and a line within it; never an exception, never a
+    /// deeper tree than the limit. One that may run is run on a message within its limits.
+    /// </summary>
     private static void SieveScript(byte[] input)
     {
         var text = Encoding.UTF8.GetString(input);
         var script = Mail.Sieve.SieveParser.Parse(text, out var error, _sieveLimits ??= new Mail.Sieve.SieveLimits { MaxNesting = 8, MaxStringLength = 4096 });
         if ((script == null) != (error != null)) throw new Bug("a script neither parsed nor failed");
         if (error != null && (error.Line < 1 || error.Line > text.Count(c => c == '\n') + 1)) throw new Bug($"error line {error.Line} outside the script");
+        if (script == null || Mail.Sieve.SieveValidator.Validate(script) != null) return;
+        // A script that may run, run on a message: actions or a fault (and then only the implicit keep), never an exception.
+        var compiled = Mail.Sieve.SieveCompiler.Compile(text, "fuzz", out _, _sieveLimits)!;
+        var message = Mail.Sieve.SieveMessage.FromBytes(SieveMessageBytes, "a@example.net", "bob+x@example.org");
+        var result = Mail.Sieve.SieveInterpreter.Run([compiled], message, _sieveRun ??= new Mail.Sieve.SieveEnvironment
+        {
+            Limits = new Mail.Sieve.SieveRunLimits { MaxSteps = 10_000, MaxTime = TimeSpan.FromSeconds(1) },
+            Include = (name, _) => name == "self" ? (compiled, null) : null,
+        });
+        if (result.Error != null && (result.Actions.Count > 0 || !result.ImplicitKeep)) throw new Bug("a fault left actions");
+        if (result.Actions.Count > 32) throw new Bug("more actions than the limit");
+        _ = result.Describe().ToList();
+        if (message.HeadersChanged) message.Write(Stream.Null);
     }
+
+    private static readonly byte[] SieveMessageBytes = Encoding.UTF8.GetBytes(
+        "From: Ann <ann@example.net>\r\nTo: bob+x@example.org, c@example.org\r\nSubject: =?UTF-8?B?w6k=?= hello\r\n" +
+        "Date: Mon, 7 Dec 2026 10:00:00 +0100\r\nMessage-ID: <1@example.net>\r\nX-Spam-Status: Yes, reasons=x\r\n" +
+        "Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi there\r\n--b\r\n" +
+        "Content-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n");
+
+    private static Mail.Sieve.SieveEnvironment? _sieveRun;
 
     private static Mail.Sieve.SieveLimits? _sieveLimits;
 

@@ -1,0 +1,2 @@
+if header :contains "subject" "Undelivered" { discard; stop; }
+if true { keep; }

@@ -1,0 +1,4 @@
+require ["fileinto","variables"];
+fileinto "Before";
+set "x" "y";
+redirect "${x}";
