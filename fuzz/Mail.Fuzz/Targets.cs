@@ -99,6 +99,7 @@ public static class Targets
             Include = (name, _) => name == "self" ? (compiled, null) : null,
         });
         if (result.Error != null && (result.Actions.Count > 0 || !result.ImplicitKeep)) throw new Bug("a fault left actions");
+        if (result.Error?.Message.StartsWith(Mail.Sieve.SieveInterpreter.InternalError, StringComparison.Ordinal) == true) throw new Bug(result.Error.Message);
         if (result.Actions.Count > 32) throw new Bug("more actions than the limit");
         _ = result.Describe().ToList();
         if (message.HeadersChanged) message.Write(Stream.Null);

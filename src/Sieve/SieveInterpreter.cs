@@ -66,8 +66,16 @@ public static class SieveInterpreter
         {
             run.Fail(new SieveError(e.Line, e.Message));
         }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or OverflowException or IndexOutOfRangeException)
+        {
+            // A case the interpreter does not know to refuse: a fault of ours, and still never a lost message.
+            run.Fail(new SieveError(0, $"{InternalError}: {e.GetType().Name}: {e.Message}"));
+        }
         return run.Result;
     }
+
+    /// <summary>The start of the message of a fault the interpreter did not foresee (a bug of ours, not the script's).</summary>
+    public const string InternalError = "internal error";
 
     private enum Flow { Next, Stop, Return }
 
@@ -771,7 +779,9 @@ public static class SieveInterpreter
             if (a.Text("zone") is { } z)
             {
                 z = Expand(z, scope);
-                if (z.Length == 5 && z[0] is '+' or '-' && int.TryParse(z.AsSpan(1, 2), out var hh) && int.TryParse(z.AsSpan(3, 2), out var mm) && mm < 60)
+                // +hhmm or -hhmm (RFC 5260 4.1), within the offsets clocks use (14 hours either way).
+                if (z.Length == 5 && z[0] is '+' or '-' && int.TryParse(z.AsSpan(1, 2), NumberStyles.None, CultureInfo.InvariantCulture, out var hh)
+                    && int.TryParse(z.AsSpan(3, 2), NumberStyles.None, CultureInfo.InvariantCulture, out var mm) && mm < 60 && hh * 60 + mm <= 14 * 60)
                     return d.ToOffset(TimeSpan.FromMinutes((z[0] == '-' ? -1 : 1) * (hh * 60 + mm)));
                 throw new SieveRuntimeException(line, $"invalid :zone '{Printable(z)}'");
             }

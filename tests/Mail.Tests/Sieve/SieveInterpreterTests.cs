@@ -126,4 +126,15 @@ public sealed class SieveInterpreterTests
         var r = Run("require [\"encoded-character\", \"variables\", \"fileinto\"]; set \"x\" \"${hex:41}\"; fileinto \"${x}-${unicode:263a}\";");
         Assert.That(r.Actions.OfType<FileIntoAction>().Single().Mailbox, Is.EqualTo("A-\u263a"));
     }
+
+    [TestCase("-2500")]
+    [TestCase("+1401")]
+    [TestCase("+01x0")]
+    public void A_zone_no_clock_uses_is_a_fault(string zone)
+    {
+        var message = Plain.Replace("Subject:", "Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nSubject:");
+        KeptOnlyAfterFault(Run($"require [\"date\", \"fileinto\"]; if date :zone \"{zone}\" \"date\" \"hour\" \"10\" {{ fileinto \"x\"; }}", message), "invalid :zone");
+        Assert.That(Run("require [\"date\", \"fileinto\"]; if date :zone \"+1400\" \"date\" \"hour\" \"00\" { fileinto \"x\"; }", message).Actions,
+            Has.Count.EqualTo(1), "+1400 is a zone clocks use");
+    }
 }
