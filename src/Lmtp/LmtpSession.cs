@@ -363,7 +363,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                     fs.Flush(flushToDisk: true);
                     storedSize = fs.Length;
                 }
-                storedVsize = storedSize + File.ReadAllBytes(copy).AsSpan().Count((byte)'\n');
+                storedVsize = storedSize + SieveDelivery.CountLines(copy);
                 source = copy;
             }
             var placed = new List<string>();
@@ -425,8 +425,8 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         foreach (var redirect in result.Actions.OfType<RedirectAction>())
         {
             // With several recipients the stored copy has no Delivered-To: the redirected one names this recipient, for loop checks.
-            Func<Stream> content = _rcpts.Count == 1 ? () => File.OpenRead(source) : () => WithDeliveredTo(source, r.Address);
-            var failure = await sieve!.SendAsync(_from ?? "", redirect.Address, content, CancellationToken.None);
+            var prefix = _rcpts.Count == 1 ? [] : Encoding.UTF8.GetBytes($"Delivered-To: {r.Address}\n");
+            var failure = await sieve!.SendAsync(_from ?? "", redirect.Address, () => File.OpenRead(source), CancellationToken.None, prefix);
             if (failure == null) { done.Add($"redirected to <{redirect.Address}>"); continue; }
             Fault(r, $"redirect to <{redirect.Address}> failed: {failure}");
             if (!stored)
@@ -455,14 +455,5 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
             }
         }
         return done;
-    }
-
-    private static Stream WithDeliveredTo(string path, string address)
-    {
-        var ms = new MemoryStream();
-        ms.Write(Encoding.UTF8.GetBytes($"Delivered-To: {address}\n"));
-        using (var f = File.OpenRead(path)) f.CopyTo(ms);
-        ms.Position = 0;
-        return ms;
     }
 }

@@ -20,6 +20,8 @@ public sealed class SieveMessage
 
     public bool HeadersChanged { get; internal set; }
 
+    private const long MaxParsed = 8 << 20;
+
     /// <summary>MAIL FROM, without brackets; empty for the null sender.</summary>
     public string EnvelopeFrom { get; init; } = "";
 
@@ -101,7 +103,8 @@ public sealed class SieveMessage
     public MimeMessage Parsed()
     {
         if (_parsed != null) return _parsed;
-        using var s = _open();
+        // At most 8 MiB of a message is parsed for body tests: a larger one is judged by its beginning.
+        using var s = new BoundedStream(_open(), MaxParsed);
         try { _parsed = MimeMessage.Load(s); }
         catch (FormatException) { _parsed = new MimeMessage(); }
         return _parsed;
@@ -142,6 +145,11 @@ public sealed class SieveMessage
     private sealed class BoundedStream(Stream inner, long limit) : Stream
     {
         private long _left = limit;
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
         public override bool CanRead => true;
         public override bool CanSeek => false;
         public override bool CanWrite => false;
