@@ -21,7 +21,7 @@ using NLog;
 
 namespace Mail.Lmtp;
 
-internal sealed record LmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, string Delimiter, bool QuotaTemporary);
+internal sealed record LmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, string Delimiter, bool QuotaTemporary, UserCache? Users = null);
 
 internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOptions options, SieveDelivery? sieve = null) : SmtpServerSession<LmtpSession>(conn)
 {
@@ -115,18 +115,23 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         if (string.IsNullOrEmpty(path) || path.Length > 320) return SmtpReply.BadRecipientSyntax;
         if (_rcpts.Count >= options.MaxRecipients) return SmtpReply.TooManyRecipients;
         LookupUserReply reply;
-        try
+        if (options.Users?.Get(path) is { } known) reply = known;
+        else
         {
-            reply = await auth.Api.LookupUserAsync(new LookupUserRequest
+            try
             {
-                User = path,
-                Client = new ClientInfo { Service = "lmtp", RemoteIp = Conn.RemoteIp?.ToString() ?? "", SessionId = Conn.SessionId },
-            }, deadline: DateTime.UtcNow.AddSeconds(30));
-        }
-        catch (RpcException e)
-        {
-            Log.Error($"{Conn.SessionId}: to=<{MailLog.Safe(path)}>: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
-            return SmtpReply.TemporaryLookupFailure.WithAddress(path);
+                reply = await auth.Api.LookupUserAsync(new LookupUserRequest
+                {
+                    User = path,
+                    Client = new ClientInfo { Service = "lmtp", RemoteIp = Conn.RemoteIp?.ToString() ?? "", SessionId = Conn.SessionId },
+                }, deadline: DateTime.UtcNow.AddSeconds(30));
+                options.Users?.Put(path, reply);
+            }
+            catch (RpcException e)
+            {
+                Log.Error($"{Conn.SessionId}: to=<{MailLog.Safe(path)}>: authd unreachable: {MailLog.Safe(e.Status.Detail)}");
+                return SmtpReply.TemporaryLookupFailure.WithAddress(path);
+            }
         }
         switch (reply.Status)
         {

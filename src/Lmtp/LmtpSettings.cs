@@ -11,6 +11,7 @@ internal static class LmtpSettings
         Setting.Path("socket", "/run/mail/lmtp", "Unix socket to listen on (Postfix: virtual_transport = lmtp:unix:PATH); empty for none."),
         Setting.Text("socket_mode", "0660", "Mode of the Unix socket."),
         Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket, asked about every recipient."),
+        Setting.Duration("user_cache_ttl", "5s", "How long a deliverable user that AuthD found is remembered (a removed or disabled one is noticed within this); 0 asks AuthD for every recipient."),
         Setting.Text("hostname", Environment.MachineName, "Name in the greeting and the Received header."),
         Setting.Size("max_message_size", "50M", "Largest message accepted (SIZE); a larger one is refused with 552 5.3.4."),
         Setting.Int("max_recipients", 1000, 1, 100000, "Recipients accepted in one transaction; more get 452 4.5.3."),

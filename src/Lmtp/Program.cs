@@ -24,7 +24,8 @@ namespace Mail.Lmtp
                 MaxConnectionsPerIp = (int)config.GetInt("max_connections"),
             };
             var options = new LmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"),
-                (int)config.GetInt("max_recipients"), config.Get("recipient_delimiter"), config.GetBool("quota_temporary"));
+                (int)config.GetInt("max_recipients"), config.Get("recipient_delimiter"), config.GetBool("quota_temporary"),
+                new UserCache(config.GetDuration("user_cache_ttl")));
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var sieve = SieveDelivery.Configure(config) is { } sieveOptions ? new SieveDelivery(sieveOptions) : null;
             var gate = new ConnectionGate(limits);

@@ -28,6 +28,8 @@ internal sealed class LmtpServer : IAsyncDisposable
             sieve_global_dir = {sieveRoot}/global
             """;
         if (!extraConfig.Contains("pickup_socket", StringComparison.Ordinal)) sieveConfig += $"\npickup_socket = {authd.Dir["run/pickup"]}";
+        // Tests change users between messages: every recipient is asked of AuthD (a test of the cache sets it).
+        if (!extraConfig.Contains("user_cache_ttl", StringComparison.Ordinal)) sieveConfig += "\nuser_cache_ttl = 0";
         File.WriteAllText(conf, $"""
             listen = 127.0.0.1:{port}
             socket = {socket}
