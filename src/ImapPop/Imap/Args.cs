@@ -167,14 +167,17 @@ internal sealed class Args(IReadOnlyList<CommandPart> parts, int startPart = 0, 
     }
 }
 
-/// <summary>A sequence set (RFC 9051 9: sequence-set), with "*" as uint.MaxValue until resolved.</summary>
+/// <summary>
+/// A sequence set (RFC 9051 9: sequence-set), with "*" as -1 until resolved: every number a UID
+/// can be, 4294967295 included, stays itself.
+/// </summary>
 internal sealed class SequenceSet
 {
-    public const uint Star = uint.MaxValue;
-    public IReadOnlyList<(uint From, uint To)> Ranges { get; }
+    public const long Star = -1;
+    public IReadOnlyList<(long From, long To)> Ranges { get; }
     public bool IsSaved { get; }
 
-    private SequenceSet(List<(uint, uint)> ranges, bool saved = false)
+    private SequenceSet(List<(long, long)> ranges, bool saved = false)
     {
         Ranges = ranges;
         IsSaved = saved;
@@ -186,7 +189,7 @@ internal sealed class SequenceSet
     {
         set = null!;
         if (text == "$") { set = SavedResult; return true; }
-        var ranges = new List<(uint, uint)>();
+        var ranges = new List<(long, long)>();
         foreach (var item in text.Split(','))
         {
             if (ranges.Count >= 10_000) return false;
@@ -195,27 +198,34 @@ internal sealed class SequenceSet
             if (!TryValue(ends[0], out var a)) return false;
             var b = a;
             if (ends.Length == 2 && !TryValue(ends[1], out b)) return false;
-            ranges.Add((Math.Min(a, b), Math.Max(a, b)));
+            ranges.Add((a, b));
         }
         set = new SequenceSet(ranges);
         return true;
     }
 
-    private static bool TryValue(string s, out uint v)
+    private static bool TryValue(string s, out long v)
     {
         v = 0;
         if (s == "*") { v = Star; return true; }
-        return s.Length is > 0 and <= 10 && s.All(char.IsAsciiDigit) && uint.TryParse(s, out v) && v > 0;
+        if (s.Length is 0 or > 10 || !s.All(char.IsAsciiDigit) || !uint.TryParse(s, out var n) || n == 0) return false;
+        v = n;
+        return true;
+    }
+
+    /// <summary>A range's ends with "*" as <paramref name="max"/>, low first.</summary>
+    private static (uint Lo, uint Hi) Bounds((long From, long To) range, uint max)
+    {
+        uint lo = range.From == Star ? max : (uint)range.From, hi = range.To == Star ? max : (uint)range.To;
+        return lo <= hi ? (lo, hi) : (hi, lo);
     }
 
     /// <summary>Does <paramref name="n"/> fall in the set, "*" being <paramref name="max"/>?</summary>
     public bool Contains(uint n, uint max)
     {
-        foreach (var (from, to) in Ranges)
+        foreach (var range in Ranges)
         {
-            var lo = from == Star ? max : from;
-            var hi = to == Star ? max : to;
-            if (lo > hi) (lo, hi) = (hi, lo);
+            var (lo, hi) = Bounds(range, max);
             if (n >= lo && n <= hi) return true;
         }
         return false;
@@ -233,10 +243,9 @@ internal sealed class SequenceSet
         if (count == 0) return result;
         uint max = uidAt != null ? uidAt(count - 1) : (uint)count;
         var runs = new List<(int First, int Last)>(Ranges.Count);
-        foreach (var (from, to) in Ranges)
+        foreach (var range in Ranges)
         {
-            uint lo = from == Star ? max : from, hi = to == Star ? max : to;
-            if (lo > hi) (lo, hi) = (hi, lo);
+            var (lo, hi) = Bounds(range, max);
             int first = uidAt != null ? FirstAbove(lo - 1) : (int)Math.Min(lo - 1, (uint)count);
             int last = (uidAt != null ? FirstAbove(hi) : (int)Math.Min(hi, (uint)count)) - 1;
             if (first <= last) runs.Add((first, last));
@@ -266,7 +275,7 @@ internal sealed class SequenceSet
     public override string ToString() => string.Join(',', Ranges.Select(r =>
         r.From == r.To ? V(r.From) : $"{V(r.From)}:{V(r.To)}"));
 
-    private static string V(uint v) => v == Star ? "*" : v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    private static string V(long v) => v == Star ? "*" : v.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A compact set for a sorted list of numbers (e.g. UIDPLUS COPYUID).</summary>
     public static string Compact(IEnumerable<uint> numbers)

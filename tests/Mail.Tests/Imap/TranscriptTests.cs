@@ -97,6 +97,9 @@ public sealed class TranscriptTests
     }
 
     [Test]
+    public async Task The_largest_uid_is_a_number_never_star() => await Transcript.ReplayAsync("imap/uid-max.txt", _imap.Port);
+
+    [Test]
     public async Task Fetch_of_a_message_expunged_elsewhere_says_expungeissued_and_reads_a_renamed_one()
     {
         await Transcript.ReplayAsync("imap/fetch-expunged.txt", _imap.Port, actions: Elsewhere);
