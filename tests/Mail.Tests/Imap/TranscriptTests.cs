@@ -97,6 +97,10 @@ public sealed class TranscriptTests
     }
 
     [Test]
+    public async Task Create_with_a_trailing_separator_makes_the_mailbox_without_it() =>
+        await Transcript.ReplayAsync("imap/create-trailing-separator.txt", _imap.Port);
+
+    [Test]
     public async Task The_largest_uid_is_a_number_never_star() => await Transcript.ReplayAsync("imap/uid-max.txt", _imap.Port);
 
     [Test]
