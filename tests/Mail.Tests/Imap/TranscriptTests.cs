@@ -101,6 +101,9 @@ public sealed class TranscriptTests
         await Transcript.ReplayAsync("imap/create-trailing-separator.txt", _imap.Port);
 
     [Test]
+    public async Task A_new_keyword_is_announced_in_flags_before_it_is_shown() => await Transcript.ReplayAsync("imap/new-keyword.txt", _imap.Port);
+
+    [Test]
     public async Task The_largest_uid_is_a_number_never_star() => await Transcript.ReplayAsync("imap/uid-max.txt", _imap.Port);
 
     [Test]

@@ -40,8 +40,15 @@ internal sealed partial class ImapSession
         if (s.ReadOnly) return ImapResponse.No("Mailbox is read-only.");
         var letters = Letters(s.Folder, flags, out var error);
         if (letters == null) return ImapResponse.No(error!);
+        var known = s.Keywords.Where(k => k.Length > 0).ToHashSet(StringComparer.OrdinalIgnoreCase);
         s.Keywords.Clear();
         s.Keywords.AddRange(s.Folder.Keywords());
+        if (s.Keywords.Any(k => k.Length > 0 && !known.Contains(k)))
+        {
+            // RFC 9051 7.3.5: a keyword new to the mailbox is announced before it is used.
+            await Untagged($"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()})");
+            await Untagged($"OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()} \\*)] Flags permitted.");
+        }
         s.CondStore = _condstore;
         if (unchangedSince != null) s.ModSeqs.Observe(s.Folder.Sync(takeNew: false)); // compare against what is on disk now
         var modified = new List<uint>();
