@@ -347,8 +347,7 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
                 foreach (var a in result.Actions)
                 {
                     if (a is KeepAction k) stores.Add((keepFolder, k.Flags));
-                    else if (a is FileIntoAction f && FileIntoFolder(r, f) is { } folder) stores.Add((folder, f.Flags));
-                    else if (a is FileIntoAction f2) stores.Add((keepFolder, f2.Flags));
+                    else if (a is FileIntoAction f) stores.Add((FileIntoFolder(r, f) ?? keepFolder, f.Flags));
                 }
                 if (result.ImplicitKeep) stores.Add((keepFolder, result.ImplicitKeepFlags));
             }

@@ -22,8 +22,7 @@ internal static class SieveCommands
                 Console.Error.WriteLine("mailctl: " + e.Message);
                 return CtlContext.ExitDataErr;
             }
-            var script = SieveParser.Parse(text, out var error);
-            error ??= SieveValidator.Validate(script!);
+            SieveCompiler.Compile(text, Path.GetFileNameWithoutExtension(path), out var error);
             if (error == null)
             {
                 Console.WriteLine($"{path}: ok");

@@ -47,18 +47,15 @@ public sealed class SieveMessage
     {
         using var stream = open();
         long size = stream.Length;
+        long bodyOffset = HeaderEnd(stream);
+        stream.Position = 0;
         var headers = new List<Header>();
-        long bodyOffset;
-        using (var bounded = new BoundedStream(stream, 1 << 20))
+        var parser = new MimeParser(new BoundedStream(stream, 1 << 20, leaveOpen: true), MimeFormat.Entity, persistent: false);
+        try
         {
-            var parser = new MimeParser(bounded, MimeFormat.Entity, persistent: false);
-            try
-            {
-                foreach (var h in parser.ParseHeaders()) headers.Add(h);
-            }
-            catch (FormatException) { }
-            bodyOffset = HeaderEnd(open);
+            foreach (var h in parser.ParseHeaders()) headers.Add(h);
         }
+        catch (FormatException) { }
         return new SieveMessage(open, headers, bodyOffset, size) { EnvelopeFrom = envelopeFrom, EnvelopeTo = envelopeTo, AuthUser = authUser };
     }
 
@@ -69,9 +66,8 @@ public sealed class SieveMessage
         Load(() => new MemoryStream(message, writable: false), envelopeFrom, envelopeTo, authUser);
 
     /// <summary>Where the body starts: after the first empty line, or the end when there is none.</summary>
-    private static long HeaderEnd(Func<Stream> open)
+    private static long HeaderEnd(Stream s)
     {
-        using var s = open();
         var buffer = new byte[8192];
         long at = 0;
         int lineLength = 0, read;
@@ -142,12 +138,12 @@ public sealed class SieveMessage
     }
 
     /// <summary>Reads at most a limit from a stream, then reports its end (the header parser's bound).</summary>
-    private sealed class BoundedStream(Stream inner, long limit) : Stream
+    private sealed class BoundedStream(Stream inner, long limit, bool leaveOpen = false) : Stream
     {
         private long _left = limit;
         protected override void Dispose(bool disposing)
         {
-            if (disposing) inner.Dispose();
+            if (disposing && !leaveOpen) inner.Dispose();
             base.Dispose(disposing);
         }
         public override bool CanRead => true;

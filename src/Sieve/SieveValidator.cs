@@ -115,7 +115,7 @@ public static class SieveValidator
                 return new(command.Line, "require takes one string list");
             foreach (var extension in list.Values)
             {
-                if (!Extensions.Contains(extension.ToLowerInvariant())) return new(command.Line, $"require: unknown Sieve capability '{Printable(extension)}'");
+                if (!Extensions.Contains(extension.ToLowerInvariant())) return new(command.Line, $"require: unknown Sieve capability '{SieveInterpreter.Printable(extension)}'");
                 required.Add(extension.ToLowerInvariant());
             }
         }
@@ -151,7 +151,7 @@ public static class SieveValidator
             if (c.Name == "redirect" && c.Arguments.OfType<StringListArgument>().FirstOrDefault() is { } target
                 && !(required.Contains("variables") && target.Values[0].Contains("${", StringComparison.Ordinal))
                 && !SieveInterpreter.ValidAddress(target.Values[0].Trim()))
-                return new(target.Line, $"redirect: invalid address '{Printable(target.Values[0])}'");
+                return new(target.Line, $"redirect: invalid address '{SieveInterpreter.Printable(target.Values[0])}'");
         }
         return null;
     }
@@ -204,7 +204,7 @@ public static class SieveValidator
                     if (tag.Name == "comparator")
                     {
                         var comparator = ((StringListArgument)value).Values[0];
-                        if (!Comparators.Contains(comparator)) return new(value.Line, $"{name}: unknown comparator '{Printable(comparator)}'");
+                        if (!Comparators.Contains(comparator)) return new(value.Line, $"{name}: unknown comparator '{SieveInterpreter.Printable(comparator)}'");
                         if (comparator == "i;ascii-numeric" && !required.Contains("comparator-i;ascii-numeric"))
                             return new(value.Line, $"{name}: comparator i;ascii-numeric needs require \"comparator-i;ascii-numeric\"");
                     }
@@ -226,5 +226,4 @@ public static class SieveValidator
         return null;
     }
 
-    private static string Printable(string s) => new(s.Select(ch => ch is >= ' ' and <= '~' ? ch : '?').Take(100).ToArray());
 }

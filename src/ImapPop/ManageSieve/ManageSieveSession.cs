@@ -131,7 +131,7 @@ internal sealed class ManageSieveSession(LineConnection conn, AuthClient auth, F
             {
                 // Too big to hold: read it through (within the data-rate deadline) when that is bounded, else end the session.
                 if (length > max * 4) { await conn.WriteLineAsync("BYE (QUOTA/MAXSIZE) \"Literal too big\""); return (null, null); }
-                if (!await SkipAsync(length)) return (null, null);
+                if (await ReadBytesAsync(length, keep: false) == null) return (null, null);
                 fault ??= _user == null ? "Literal too big before login" : "(QUOTA/MAXSIZE) Script too big";
                 continue;
             }
@@ -141,10 +141,11 @@ internal sealed class ManageSieveSession(LineConnection conn, AuthClient auth, F
         }
     }
 
-    private async Task<byte[]?> ReadBytesAsync(int length)
+    /// <summary>The next <paramref name="length"/> bytes of a literal, or null when the client is gone; with <paramref name="keep"/> false they are read and dropped.</summary>
+    private async Task<byte[]?> ReadBytesAsync(long length, bool keep = true)
     {
-        var buffer = new byte[length];
-        int got = 0;
+        var buffer = keep ? new byte[length] : [];
+        long got = 0;
         conn.BeginTransfer();
         try
         {
@@ -153,35 +154,14 @@ internal sealed class ManageSieveSession(LineConnection conn, AuthClient auth, F
                 var read = await conn.ReadRawAsync();
                 if (read == null) return null;
                 var b = read.Value.Buffer;
-                int take = (int)Math.Min(b.Length, length - got);
-                b.Slice(0, take).CopyTo(buffer.AsSpan(got));
+                long take = Math.Min(b.Length, length - got);
+                if (keep) b.Slice(0, take).CopyTo(buffer.AsSpan((int)got));
                 got += take;
                 conn.Input.AdvanceTo(b.GetPosition(take));
                 conn.Credit(take);
                 if (take == 0 && read.Value.IsCompleted) return null;
             }
             return buffer;
-        }
-        finally { conn.EndTransfer(); }
-    }
-
-    private async Task<bool> SkipAsync(long length)
-    {
-        conn.BeginTransfer();
-        try
-        {
-            while (length > 0)
-            {
-                var read = await conn.ReadRawAsync();
-                if (read == null) return false;
-                var b = read.Value.Buffer;
-                long take = Math.Min(b.Length, length);
-                length -= take;
-                conn.Input.AdvanceTo(b.GetPosition(take));
-                conn.Credit(take);
-                if (take == 0 && read.Value.IsCompleted) return false;
-            }
-            return true;
         }
         finally { conn.EndTransfer(); }
     }
