@@ -29,7 +29,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private CommandReader _reader = null!;
     private static readonly ReaderLimits PreLoginLimits = new()
     {
-        MaxLine = 8192, MaxMemoryLiteral = 8192, MaxLiteral = 8192, MaxAppendLiteral = 8192, MaxLiterals = 4, MaxCommand = 16384,
+        MaxLine = 65536, MaxMemoryLiteral = 8192, MaxLiteral = 8192, MaxAppendLiteral = 8192, MaxLiterals = 4, MaxCommand = 65536,
     };
 
     /// <summary>Logged in: commands may be as large as the limits allow, APPEND literals spill to disk, no login deadline.</summary>
@@ -63,9 +63,10 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
 
     public async Task RunAsync()
     {
-        // Before login a command is small and held in memory (Dovecot's login processes allow
-        // a few KiB): a stranger's connection costs little, and all of them at most
-        // max_connections times this; the session must log in within login_timeout.
+        // Before login a command is small and held in memory (at most 64 KiB: an ID of 30
+        // fields of 1,024 bytes, as Dovecot's login processes take): a stranger's connection
+        // costs little, and all of them at most max_connections times this; the session must
+        // log in within login_timeout.
         _reader = new CommandReader(PreLoginLimits);
         conn.SetSessionDeadline(options.LoginTimeout);
         Log.Info($"{conn.SessionId}: connect from {conn.ClientDescription}{(implicitTls ? " (TLS)" : "")}");
@@ -289,6 +290,17 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     }
 
     private string PermanentKeywords() => string.Join("", (_selected?.Keywords ?? []).Where(k => k.Length > 0).Select(k => " " + k));
+
+    /// <summary>
+    /// A CONDSTORE-enabling command (RFC 7162 3.1): from now on flag changes carry MODSEQ, and
+    /// the first one while a mailbox is selected tells that mailbox's HIGHESTMODSEQ.
+    /// </summary>
+    private void EnableCondStore()
+    {
+        if (_selected is { CondStore: false }) conn.BufferLine($"* OK [HIGHESTMODSEQ {_selected.ModSeqs.Highest}] Highest");
+        _condstore = true;
+        if (_selected != null) _selected.CondStore = true;
+    }
 
     /// <summary>Untagged news of the selected mailbox (other sessions, deliveries).</summary>
     private async Task SendUpdatesAsync(bool allowExpunge)

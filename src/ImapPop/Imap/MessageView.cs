@@ -255,10 +255,52 @@ internal sealed class MessageView
             var encoding = (leaf.Headers[HeaderId.ContentTransferEncoding] ?? "7bit").Trim().ToLowerInvariant();
             if (encoding is not ("7bit" or "8bit" or "binary" or "base64" or "quoted-printable")) throw new NotSupportedException(encoding);
             using var ms = new MemoryStream();
+            if (encoding == "quoted-printable" && leaf.Content != null)
+            {
+                leaf.Content.Stream.Position = 0;
+                leaf.Content.Stream.CopyTo(ms);
+                leaf.Content.Stream.Position = 0;
+                return QuotedPrintable(ms.GetBuffer().AsSpan(0, (int)ms.Length));
+            }
             leaf.Content?.DecodeTo(ms);
             return ms.ToArray();
         }
         return Section(new Section(part, "", []));
+    }
+
+    /// <summary>
+    /// Quoted-printable decoded as RFC 2045 6.7 says: white space at the end of a line is
+    /// transport padding and goes, "=" at the end of a line (before such padding too) is a soft
+    /// break, "=XX" a byte; an "=" that starts nothing of these stays as it is. Lines end CRLF.
+    /// </summary>
+    public static byte[] QuotedPrintable(ReadOnlySpan<byte> encoded)
+    {
+        var output = new byte[encoded.Length + encoded.Count((byte)'\n')];
+        int o = 0;
+        while (!encoded.IsEmpty)
+        {
+            int lf = encoded.IndexOf((byte)'\n');
+            var line = lf < 0 ? encoded : encoded[..lf];
+            encoded = lf < 0 ? [] : encoded[(lf + 1)..];
+            if (line.EndsWith("\r"u8)) line = line[..^1];
+            line = line.TrimEnd(" \t"u8);
+            bool soft = line.EndsWith("="u8);
+            if (soft) line = line[..^1];
+            for (int i = 0; i < line.Length; i++)
+            {
+                if (line[i] == '=' && i + 2 < line.Length && IsHex(line[i + 1]) && IsHex(line[i + 2]))
+                {
+                    output[o++] = (byte)(HexValue(line[i + 1]) << 4 | HexValue(line[i + 2]));
+                    i += 2;
+                }
+                else output[o++] = line[i];
+            }
+            if (!soft && lf >= 0) { output[o++] = (byte)'\r'; output[o++] = (byte)'\n'; }
+        }
+        return output.AsSpan(0, o).ToArray();
+
+        static bool IsHex(byte b) => char.IsAsciiHexDigit((char)b);
+        static int HexValue(byte b) => b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10;
     }
 
     private (long Begin, long HeadersEnd, long End) MessageRange(MimeMessage m) =>

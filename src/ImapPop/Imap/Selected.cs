@@ -55,6 +55,16 @@ internal sealed class MessageList : IEnumerable<SelectedMessage>
 
     public void RemoveAt(int i) => Own().RemoveAt(i);
 
+    /// <summary>Makes the messages from UID <paramref name="first"/> on Recent to this session (claimed from the folder).</summary>
+    public void MarkRecent(uint first)
+    {
+        for (int i = Count - 1; i >= 0 && this[i].Uid >= first; i--)
+        {
+            if (_own != null) _own[i] = _own[i] with { Recent = true };
+            _recent.Add(this[i].Uid);
+        }
+    }
+
     public void Add(SelectedMessage m)
     {
         if (m.Recent) _recent.Add(m.Uid);
@@ -89,8 +99,18 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
     public bool ReadOnly { get; } = readOnly;
     public uint UidValidity { get; } = state.UidValidity;
     public uint UidNext { get; private set; } = state.NextUid;
-    public MessageList Messages { get; } = new(state.Messages);
+    public MessageList Messages { get; } = Claimed(new(state.Messages), folder, readOnly);
     public List<string> Keywords { get; private set; } = keywords;
+
+    /// <summary>
+    /// A read-write session takes the messages no session has seen yet as its \Recent ones;
+    /// EXAMINE shows them as Recent but leaves them so (RFC 3501 6.3.2).
+    /// </summary>
+    private static MessageList Claimed(MessageList messages, MaildirFolder folder, bool readOnly)
+    {
+        if (messages.Count > 0) messages.MarkRecent(readOnly ? folder.RecentFrom : folder.ClaimRecent(messages[^1].Uid));
+        return messages;
+    }
 
     public int Count => Messages.Count;
     public uint Max(bool uid) => Messages.Count == 0 ? 0 : uid ? Messages[^1].Uid : (uint)Messages.Count;
@@ -134,6 +154,7 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
             if (!known.ContainsKey(m.Uid) && m.Uid > Max(uid: true)) Messages.Add(new SelectedMessage(m));
         if (Messages.Count != before)
         {
+            Claimed(Messages, Folder, ReadOnly);
             updates.Add($"* {Messages.Count} EXISTS");
             if (!Rev2) updates.Add($"* {Messages.Count(m => m.Recent)} RECENT");
         }

@@ -169,15 +169,61 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         return new DirStamp(T(System.IO.Path.Combine(Path, "new")), T(System.IO.Path.Combine(Path, "cur")), T(UidListPath));
     }
 
+    /// <summary>
+    /// Per folder, the lowest UID no session has yet seen as \Recent (RFC 3501 2.3.2): as Dovecot's
+    /// first_recent_uid, a message is Recent to the one session that first syncs it, however it
+    /// came (delivered into new/, appended, copied or moved in by another session or server).
+    /// Kept by the process: what arrived before it started and is no longer in new/ is not Recent.
+    /// </summary>
+    private static readonly ConcurrentDictionary<string, (uint Validity, uint First)> RecentMarks = new(StringComparer.Ordinal);
+
+    /// <summary>The lowest UID not yet Recent to any session (messages from it on count as Recent in STATUS).</summary>
+    public uint RecentFrom => RecentMarks.TryGetValue(Path, out var mark) ? mark.First : uint.MaxValue;
+
+    /// <summary>Claims the messages up to <paramref name="lastUid"/> not yet Recent to any session; returns the first UID claimed (above <paramref name="lastUid"/> when none).</summary>
+    public uint ClaimRecent(uint lastUid)
+    {
+        while (true)
+        {
+            if (!RecentMarks.TryGetValue(Path, out var mark)) return uint.MaxValue;
+            if (lastUid < mark.First) return mark.First;
+            if (RecentMarks.TryUpdate(Path, mark with { First = lastUid + 1 }, mark)) return mark.First;
+        }
+    }
+
+    /// <summary>Starts the Recent mark of a folder first seen by this process, or seen again under a new UIDVALIDITY (deleted and created).</summary>
+    private void MarkRecent(uint validity, uint first) =>
+        RecentMarks.AddOrUpdate(Path, (validity, first), (_, old) => old.Validity == validity ? old : (validity, 1));
+
+    private static uint _lastValidity;
+
+    /// <summary>
+    /// A new UIDVALIDITY: the time in seconds, as Dovecot, but never one this process gave before,
+    /// so that a mailbox deleted and created again within a second cannot keep its old value
+    /// (a client would take the new messages for the old ones of the same UIDs).
+    /// </summary>
+    private static uint NewUidValidity()
+    {
+        while (true)
+        {
+            var last = Volatile.Read(ref _lastValidity);
+            var now = (uint)DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+            var next = Math.Max(now, last + 1);
+            if (Interlocked.CompareExchange(ref _lastValidity, next, last) == last) return next;
+        }
+    }
+
     private FolderState FullSync(bool takeNew)
     {
         var files = Scan();
         var list = ReadUidList();
+        if (list != null) MarkRecent(list.UidValidity, list.NextUid);
         if (list == null || files.Keys.Any(k => !list.Uids.ContainsKey(k)) || list.Uids.Keys.Any(k => !files.ContainsKey(k)))
         {
             list = Locked(() =>
             {
-                var current = ReadUidList() ?? new UidList((uint)DateTimeOffset.UtcNow.ToUnixTimeSeconds(), 1, Guid.NewGuid().ToString("N"), new(StringComparer.Ordinal));
+                var current = ReadUidList() ?? new UidList(NewUidValidity(), 1, Guid.NewGuid().ToString("N"), new(StringComparer.Ordinal));
+                MarkRecent(current.UidValidity, current.NextUid);
                 files = Confirm(Scan(), files, current.Uids.Keys); // again, under the lock
                 var next = current.NextUid;
                 var uids = new Dictionary<string, uint>(StringComparer.Ordinal);

@@ -52,7 +52,7 @@ public sealed class ImapBadInputTests
     public async Task Before_login_commands_are_small_and_the_session_has_a_deadline()
     {
         await Transcript.ReplayAsync("imap/before-login-limits.txt", _imap.Port,
-            new Dictionary<string, string> { ["K8"] = new string('k', 7998), ["K01"] = new string('k', 998) });
+            new Dictionary<string, string> { ["K8"] = new string('k', 7998), ["K01"] = new string('k', 998), ["K40"] = new string('k', 40000), ["K02"] = new string('k', 2000) });
         await using var quick = await ImapServer.StartAsync(_authd, "login_timeout = 2s");
         using var c = await Raw.ConnectAsync(quick.Port);
         Assert.That(await c.Read(), Does.StartWith("* OK"));

@@ -107,6 +107,34 @@ public sealed class TranscriptTests
     public async Task The_largest_uid_is_a_number_never_star() => await Transcript.ReplayAsync("imap/uid-max.txt", _imap.Port);
 
     [Test]
+    public async Task Sent_date_searches_take_the_day_the_date_field_names() => await Transcript.ReplayAsync("imap/search-sent-date.txt", _imap.Port);
+
+    [Test]
+    public async Task Address_searches_match_the_parsed_addresses() => await Transcript.ReplayAsync("imap/search-addresses.txt", _imap.Port);
+
+    [Test]
+    public async Task A_message_is_recent_to_the_first_session_that_sees_it_however_it_came() => await Transcript.ReplayAsync("imap/recent.txt", _imap.Port);
+
+    [Test]
+    public async Task A_mailbox_created_again_gets_a_new_uidvalidity() => await Transcript.ReplayAsync("imap/uidvalidity-recreate.txt", _imap.Port);
+
+    [Test]
+    public async Task List_extended_checks_its_options_and_keeps_subscriptions_of_deleted_mailboxes() =>
+        await Transcript.ReplayAsync("imap/list-extended.txt", _imap.Port);
+
+    [Test]
+    public async Task Condstore_tells_highestmodseq_when_enabled_and_esearch_gives_the_modseq() =>
+        await Transcript.ReplayAsync("imap/condstore-esearch.txt", _imap.Port);
+
+    [Test]
+    public async Task Binary_decodes_quoted_printable_as_rfc_2045_and_keeps_binary_appends() =>
+        await Transcript.ReplayAsync("imap/binary.txt", _imap.Port, new Dictionary<string, string> { ["NUL"] = "\0", ["LF"] = "\n" });
+
+    [Test]
+    public async Task An_id_of_thirty_long_fields_is_answered_before_login() =>
+        await Transcript.ReplayAsync("imap/id-large.txt", _imap.Port, new Dictionary<string, string> { ["V1024"] = new string('v', 1024) });
+
+    [Test]
     public async Task Fetch_of_a_message_expunged_elsewhere_says_expungeissued_and_reads_a_renamed_one()
     {
         await Transcript.ReplayAsync("imap/fetch-expunged.txt", _imap.Port, actions: Elsewhere);

@@ -6,7 +6,8 @@
 //   S> regex     lines are read until one matches regex (at most 1,000)
 //   ! name       the test's action of that name runs here (another session, a file removed)
 //   # ...        a comment; blank lines are ignored
-// ${NAME} in any line is replaced by the test's value for NAME.
+// ${NAME} in any line is replaced by the test's value for NAME, or by what a named
+// group (?<NAME>...) of an earlier S~ or S> regex matched (a UID, a mod-sequence).
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -27,12 +28,14 @@ internal static class Transcript
         var stream = tcp.GetStream();
         using var reader = new StreamReader(stream, Encoding.UTF8);
         var seen = new StringBuilder(); // the dialogue so far, for the failure message
+        var captured = new Dictionary<string, string>(StringComparer.Ordinal);
         int number = 0;
         foreach (var raw in File.ReadAllLines(PathOf(name)))
         {
             number++;
             if (raw.Length == 0 || raw.StartsWith('#')) continue;
-            var line = values == null ? raw : Regex.Replace(raw, @"\$\{(\w+)\}", m => values.TryGetValue(m.Groups[1].Value, out var v) ? v : m.Value);
+            var line = Regex.Replace(raw, @"\$\{(\w+)\}", m =>
+                captured.TryGetValue(m.Groups[1].Value, out var c) ? c : values != null && values.TryGetValue(m.Groups[1].Value, out var v) ? v : m.Value);
             var kind = line.Length >= 3 ? line[..3] : line;
             var text = line.Length > 3 ? line[3..] : "";
             string where = $"{name}:{number}";
@@ -51,14 +54,17 @@ internal static class Transcript
                 case "S~ ":
                     {
                         var got = await ReadAsync(reader, where, seen);
-                        Assert.That(Regex.IsMatch(got, "^(?:" + text + ")$"), Is.True, $"{where}: '{got}' does not match /{text}/\n{seen}");
+                        var match = Regex.Match(got, "^(?:" + text + ")$");
+                        Assert.That(match.Success, Is.True, $"{where}: '{got}' does not match /{text}/\n{seen}");
+                        Capture(match, captured);
                         break;
                     }
                 case "S> ":
                     for (int i = 0; ; i++)
                     {
                         Assert.That(i, Is.LessThan(1000), $"{where}: no line matched /{text}/\n{seen}");
-                        if (Regex.IsMatch(await ReadAsync(reader, where, seen), "^(?:" + text + ")$")) break;
+                        var match = Regex.Match(await ReadAsync(reader, where, seen), "^(?:" + text + ")$");
+                        if (match.Success) { Capture(match, captured); break; }
                     }
                     break;
                 default:
@@ -72,6 +78,12 @@ internal static class Transcript
                     break;
             }
         }
+    }
+
+    private static void Capture(Match match, Dictionary<string, string> captured)
+    {
+        foreach (var group in match.Groups.Values)
+            if (group.Success && !int.TryParse(group.Name, out _)) captured[group.Name] = group.Value;
     }
 
     private static async Task<string> ReadAsync(StreamReader reader, string where, StringBuilder seen)

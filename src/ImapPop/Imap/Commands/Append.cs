@@ -49,7 +49,7 @@ internal sealed partial class ImapSession
         if (!WithinQuota(literal.Length, 1)) return ImapResponse.No("[OVERQUOTA] Quota exceeded (mailbox for user is full)");
         string baseName;
         long size;
-        using (var input = literal.Open())
+        using (var input = literal.Binary ? SevenBit(literal) : literal.Open())
             (baseName, size) = await folder.AppendAsync(input, date ?? DateTimeOffset.UtcNow, letters);
         MaildirQuota.Add(_user!.Maildir, size, 1);
         var state = folder.Sync(takeNew: false);
@@ -57,5 +57,43 @@ internal sealed partial class ImapSession
         Log.Info($"{conn.SessionId}: append user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\" uid={uid} size={size}");
         if (_selected?.Name == name) await SendUpdatesAsync(allowExpunge: false);
         return ImapResponse.Ok($"[APPENDUID {state.UidValidity} {uid}] Append completed.");
+    }
+
+    /// <summary>
+    /// A message APPENDed as a binary literal (RFC 3516 4.1) with its binary parts made base64, as
+    /// Dovecot stores one: a Maildir keeps lines, so bare CRs, bare LFs and NULs of a binary part
+    /// would not survive, and BODY[] must stay text. BINARY[part] decodes the base64 back to the
+    /// exact bytes. A message with no binary part is stored as it came.
+    /// </summary>
+    private static Stream SevenBit(LiteralPart literal)
+    {
+        var input = literal.Open();
+        MimeKit.MimeMessage message;
+        try { message = MimeKit.MimeMessage.Load(input); }
+        catch (FormatException) { input.Position = 0; return input; }
+        bool changed = false;
+        foreach (var part in message.BodyParts.OfType<MimeKit.MimePart>())
+        {
+            if (part.ContentTransferEncoding is not (MimeKit.ContentEncoding.Binary or MimeKit.ContentEncoding.EightBit or MimeKit.ContentEncoding.Default)) continue;
+            if (part.ContentTransferEncoding != MimeKit.ContentEncoding.Binary && !HasNul(part)) continue;
+            part.ContentTransferEncoding = MimeKit.ContentEncoding.Base64;
+            changed = true;
+        }
+        if (!changed) { input.Position = 0; return input; }
+        var converted = new MemoryStream();
+        message.WriteTo(converted);
+        converted.Position = 0;
+        input.Dispose();
+        return converted;
+    }
+
+    private static bool HasNul(MimeKit.MimePart part)
+    {
+        if (part.Content == null) return false;
+        using var ms = new MemoryStream();
+        part.Content.Stream.Position = 0;
+        part.Content.Stream.CopyTo(ms);
+        part.Content.Stream.Position = 0;
+        return ms.GetBuffer().AsSpan(0, (int)ms.Length).Contains((byte)0);
     }
 }

@@ -56,10 +56,17 @@ internal sealed partial class ImapSession
         var byName = state.Messages.ToDictionary(m => m.BaseName, m => m.Uid);
         var pairs = copied.Where(c => byName.ContainsKey(c.BaseName)).Select(c => (c.SourceUid, Dest: byName[c.BaseName])).ToList();
         var copyUid = pairs.Count == 0 ? "" : $"[COPYUID {state.UidValidity} {string.Join(',', pairs.Select(p => p.SourceUid))} {string.Join(',', pairs.Select(p => p.Dest))}] ";
-        if (!move) return ImapResponse.Ok(copyUid + "Copy completed.");
+        // Copies into the selected mailbox are told at once, with their \Recent (no expunge of others meanwhile).
+        bool self = target.Path == s.Folder.Path;
+        if (!move)
+        {
+            if (self) await SendUpdatesAsync(allowExpunge: false);
+            return ImapResponse.Ok(copyUid + "Copy completed.");
+        }
         if (copyUid.Length > 0) conn.BufferLine($"* OK {copyUid}Moved UIDs.");
         var uids = seqs.Select(q => s.Messages[q - 1].Uid).ToHashSet();
         ExpungeWhere(m => uids.Contains(m.Uid), countQuota: false);
+        if (self) await SendUpdatesAsync(allowExpunge: false);
         return ImapResponse.Ok("Move completed.");
     }
 

@@ -25,8 +25,8 @@ internal sealed partial class ImapSession
         {
             if (enabled.Contains(cap)) continue;
             if (cap is "UTF8=ACCEPT" or "IMAP4REV2") { enabled.Add(cap); _utf8 = true; _rev2 |= cap == "IMAP4REV2"; }
-            else if (cap == "CONDSTORE") { enabled.Add(cap); _condstore = true; }
-            else if (cap == "QRESYNC") { enabled.Add(cap); _condstore = _qresync = true; }
+            else if (cap == "CONDSTORE") { enabled.Add(cap); EnableCondStore(); }
+            else if (cap == "QRESYNC") { enabled.Add(cap); EnableCondStore(); _qresync = true; }
         }
         if (_selected != null) { _selected.CondStore = _condstore; _selected.Vanished = _qresync; _selected.Rev2 = _rev2; }
         await Untagged("ENABLED" + string.Concat(enabled.Select(e => " " + e)));

@@ -140,7 +140,7 @@ internal sealed partial class ImapSession
         var (set, items, changedSince, vanished) = ParseFetch(args, uid);
         var s = _selected!;
         if (uid && !items.Any(i => i.Name == "UID")) items.Insert(0, new FetchItem("UID"));
-        if (changedSince != null || items.Any(i => i.Name == "MODSEQ")) { _condstore = s.CondStore = true; }
+        if (changedSince != null || items.Any(i => i.Name == "MODSEQ")) EnableCondStore();
         if (changedSince != null && !items.Any(i => i.Name == "MODSEQ")) items.Add(new FetchItem("MODSEQ"));
         if (vanished)
         {
@@ -297,14 +297,17 @@ internal sealed partial class ImapSession
                 output[o++] = (byte)'\n';
                 start = end + 1;
             }
+            output[..o].Replace((byte)0, (byte)0x80); // no NUL in a literal (RFC 9051 4.3)
             conn.Output.Advance(o);
             return true;
         }
         finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 
+    /// <summary>A literal of message text: a NUL, which no literal but BINARY's may carry (RFC 9051 4.3), is sent as 0x80, as Dovecot does.</summary>
     private void Literal(string label, byte[] bytes)
     {
+        if (bytes.AsSpan().Contains((byte)0)) bytes.AsSpan().Replace((byte)0, (byte)0x80);
         conn.BufferText($"{label} {{{bytes.Length}}}\r\n");
         conn.BufferBytes(bytes);
     }

@@ -18,6 +18,12 @@ internal sealed partial class ImapSession
         public FolderIndex? Index { get; } = index;
         private MessageView? _view;
         public MessageView View => _view ??= MessageView.Load(Message.File.Path);
+        private EnvelopeFields? _envelope;
+        /// <summary>The message's envelope from the index (parsed once per message when new to it).</summary>
+        public EnvelopeFields Envelope => _envelope ??= EnvelopeFields.Parse(
+            (Index ?? throw new InvalidOperationException("no index")).Get(Message.File.BaseName, Message.File.Path, MaildirReader.VirtualSize(Message.File)).Envelope);
+        /// <summary>The Date: field's day as written there (RFC 9051 6.4.4: time and zone disregarded); the internal date's when it has none.</summary>
+        public DateTime SentDay => Envelope.SentDate is { } d ? d.Date : ReceivedDate(Message.File.Path).UtcDateTime.Date;
     }
 
     private delegate bool SearchKey(SearchContext c);
@@ -35,7 +41,7 @@ internal sealed partial class ImapSession
     private Task<ImapResponse> SearchAsync(string tag, Args args, bool uid)
     {
         if (ParseSearch(args, out var refusal) is not { } query) return Task.FromResult(refusal);
-        if (query.UsesModSeq) _condstore = true; // RFC 7162 3.1: a CONDSTORE-enabling command
+        if (query.UsesModSeq) EnableCondStore();
         var s = _selected!;
         var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
         var hits = new List<uint>();
@@ -55,6 +61,14 @@ internal sealed partial class ImapSession
             if (returnOpts.Contains("MAX") && hits.Count > 0) parts.Add($"MAX {hits.Max()}");
             if (returnOpts.Contains("ALL") && hits.Count > 0) parts.Add($"ALL {SequenceSet.Compact(hits)}");
             if (returnOpts.Contains("COUNT")) parts.Add($"COUNT {hits.Count}");
+            if (query.UsesModSeq && hits.Count > 0)
+            {
+                // RFC 7162 3.1.10: the highest mod-sequence of what is returned: of all matches, or
+                // only of the message(s) MIN and MAX name when only they are asked for.
+                IEnumerable<int> named = returnOpts.Contains("ALL") || returnOpts.Contains("COUNT") ? hitSeqs
+                    : new[] { returnOpts.Contains("MIN") ? hitSeqs[0] : -1, returnOpts.Contains("MAX") ? hitSeqs[^1] : -1 }.Where(i => i >= 0);
+                if (named.Any()) parts.Add($"MODSEQ {named.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))}");
+            }
             conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}{string.Concat(parts.Select(p => " " + p))}");
         }
         else
@@ -234,16 +248,22 @@ internal sealed partial class ImapSession
             case "BEFORE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date < d; }
             case "ON": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date == d; }
             case "SINCE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date >= d; }
-            case "SENTBEFORE": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date < d; }
-            case "SENTON": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date == d; }
-            case "SENTSINCE": { args.Space(); var d = DateArg(args); return c => c.View.Message.Date.UtcDateTime.Date >= d; }
-            case "FROM" or "TO" or "CC" or "BCC" or "SUBJECT":
+            case "SENTBEFORE": { args.Space(); var d = DateArg(args); return c => c.SentDay < d; }
+            case "SENTON": { args.Space(); var d = DateArg(args); return c => c.SentDay == d; }
+            case "SENTSINCE": { args.Space(); var d = DateArg(args); return c => c.SentDay >= d; }
+            case "FROM" or "TO" or "CC" or "BCC":
                 {
+                    // The parsed addresses, as Dovecot: each one's name decoded and <mailbox@host>,
+                    // whatever comments and spacing the header wrote them with.
                     args.Space();
                     var text = args.AString();
-                    var field = atom[0] + atom[1..].ToLowerInvariant();
-                    return c => Contains(Header(c, field), text);
+                    Func<EnvelopeFields, IReadOnlyList<EnvelopeAddress>> list = atom switch
+                    {
+                        "FROM" => e => e.From, "TO" => e => e.To, "CC" => e => e.Cc, _ => e => e.Bcc,
+                    };
+                    return c => Contains(EnvelopeFields.SearchText(list(c.Envelope)), text);
                 }
+            case "SUBJECT": { args.Space(); var text = args.AString(); return c => Contains(Header(c, "Subject"), text); }
             case "HEADER":
                 {
                     args.Space();

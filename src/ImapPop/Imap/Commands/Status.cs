@@ -16,7 +16,7 @@ internal sealed partial class ImapSession
             parts.Add(item switch
             {
                 "MESSAGES" => $"MESSAGES {messages.Count}",
-                "RECENT" => $"RECENT {messages.Count(m => m.Recent)}",
+                "RECENT" => $"RECENT {(state == null ? _selected!.Messages.Count(m => m.Recent) : messages.Count(m => m.Recent || m.Uid >= folder.RecentFrom))}",
                 "UIDNEXT" => $"UIDNEXT {state?.NextUid ?? _selected!.UidNext}",
                 "UIDVALIDITY" => $"UIDVALIDITY {state?.UidValidity ?? _selected!.UidValidity}",
                 "UNSEEN" => $"UNSEEN {messages.Count(m => !m.Flags.Contains('S'))}",

@@ -35,7 +35,7 @@ internal sealed partial class ImapSession
     private async Task<ImapResponse> StoreAsync(Args args, bool uid)
     {
         var (set, unchangedSince, op, silent, flags) = ParseStore(args);
-        if (unchangedSince != null) _condstore = true; // RFC 7162 3.1: a CONDSTORE-enabling command
+        if (unchangedSince != null) EnableCondStore();
         var s = _selected!;
         if (s.ReadOnly) return ImapResponse.No("Mailbox is read-only.");
         var letters = Letters(s.Folder, flags, out var error);
