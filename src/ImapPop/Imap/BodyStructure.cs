@@ -19,8 +19,8 @@ internal static class BodyStructure
     private const int MaxDepth = 64;
     private const int MaxParts = 5000;
 
-    /// <summary>ENVELOPE, BODYSTRUCTURE and BODY of a message's bytes; null if it needs MimeKit's full parse.</summary>
-    public static (string Envelope, string BodyStructure, string Body)? Scan(byte[] data, int length)
+    /// <summary>ENVELOPE, BODYSTRUCTURE, BODY and References of a message's bytes; null if it needs MimeKit's full parse.</summary>
+    public static (string Envelope, string BodyStructure, string Body, string? References)? Scan(byte[] data, int length)
     {
         var scanner = new Scanner(data);
         var top = scanner.Entity(0, length, null, 0);
@@ -30,7 +30,7 @@ internal static class BodyStructure
         Write(ext, top, scanner, true);
         var basic = new StringBuilder(128);
         Write(basic, top, scanner, false);
-        return (envelope, ext.ToString(), basic.ToString());
+        return (envelope, ext.ToString(), basic.ToString(), top.Fields.Get("References"));
     }
 
     private sealed class Part(Fields fields, MimeValue type, int bodyStart, int bodyEnd)

@@ -12,12 +12,16 @@ using System.Text;
 namespace Mail.ImapPop.Imap;
 
 /// <summary>TextFilter: null when not made yet, empty when the message's raw bytes cannot be filtered.</summary>
-internal sealed record IndexEntry(string Envelope, string BodyStructure, string Body, long VirtualSize, long InternalDate, byte[]? TextFilter);
+internal sealed record IndexEntry(string Envelope, string BodyStructure, string Body, long VirtualSize, long InternalDate, byte[]? TextFilter, string? References)
+{
+    /// <summary>SORT and THREAD keys, made from the entry when first asked for and kept in memory only.</summary>
+    public SortKeys? Keys { get; set; }
+}
 
 internal sealed class FolderIndex
 {
     private const string FileName = "imappop.index";
-    private const int Version = 3; // 3: ENVELOPE strings raw, as the header has them
+    private const int Version = 4; // 3: ENVELOPE strings raw, as the header has them; 4: References
     private const int MaxEntries = 2_000_000;
     private readonly string _path;
     private readonly uint _uid, _gid;
@@ -53,7 +57,7 @@ internal sealed class FolderIndex
             for (int i = 0; i < count; i++)
             {
                 var name = r.ReadString();
-                var entry = new IndexEntry(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(), r.ReadInt64(), null);
+                var entry = new IndexEntry(r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(), r.ReadInt64(), null, r.ReadBoolean() ? r.ReadString() : null);
                 var filterLength = r.ReadInt32(); // -1: not made yet
                 if (filterLength is not (-1 or 0 or Imap.TextFilter.Bytes)) throw new FormatException("bad filter");
                 _entries[name] = filterLength == -1 ? entry : entry with { TextFilter = r.ReadBytes(filterLength) };
@@ -74,7 +78,7 @@ internal sealed class FolderIndex
             if (_entries.TryGetValue(baseName, out var hit)) return hit;
         }
         var summary = MessageView.Structure(path);
-        var entry = new IndexEntry(summary.Envelope, summary.BodyStructure, summary.Body, virtualSize, summary.InternalDate, null);
+        var entry = new IndexEntry(summary.Envelope, summary.BodyStructure, summary.Body, virtualSize, summary.InternalDate, null, summary.References);
         lock (_lock)
         {
             _entries[baseName] = entry;
@@ -129,6 +133,8 @@ internal sealed class FolderIndex
                         w.Write(e.Body);
                         w.Write(e.VirtualSize);
                         w.Write(e.InternalDate);
+                        w.Write(e.References != null);
+                        if (e.References != null) w.Write(e.References);
                         w.Write(e.TextFilter?.Length ?? -1);
                         if (e.TextFilter != null) w.Write(e.TextFilter);
                     }

@@ -64,6 +64,8 @@ internal sealed partial class ImapSession
         new("FETCH", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.FetchAsync(a, u)),
         new("STORE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.StoreAsync(a, u)),
         new("SEARCH", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.SearchAsync(t, a, u)),
+        new("SORT", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.SortAsync(t, a, u)),
+        new("THREAD", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.ThreadAsync(a, u)),
         new("COPY", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.CopyAsync(a, u, move: false)),
         new("MOVE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences | ImapCommandFlags.BreaksSequences, (s, t, a, u) => s.CopyAsync(a, u, move: true)),
     }.ToFrozenDictionary(c => c.Name, StringComparer.Ordinal);

@@ -69,17 +69,17 @@ internal sealed class MessageView
         var n = ReadPooled(handle, path, out var buffer);
         try
         {
-            if (Imap.BodyStructure.Scan(buffer, n) is { } scanned) return new(scanned.Envelope, scanned.BodyStructure, scanned.Body, time);
+            if (Imap.BodyStructure.Scan(buffer, n) is { } scanned) return new(scanned.Envelope, scanned.BodyStructure, scanned.Body, time, scanned.References);
             try
             {
-                var (envelope, structure, body) = Parsed(buffer.AsSpan(0, n).ToArray());
-                return new(envelope, structure, body, time);
+                var (envelope, structure, body, references) = Parsed(buffer.AsSpan(0, n).ToArray());
+                return new(envelope, structure, body, time, references);
             }
             catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException or NotSupportedException)
             {
                 // A message no parser understands costs only itself: no fields, one empty text part.
                 Log.Error($"cannot parse {path}: {e.Message}");
-                return new(EmptyEnvelope, EmptyStructure, EmptyBody, time);
+                return new(EmptyEnvelope, EmptyStructure, EmptyBody, time, null);
             }
         }
         finally { ArrayPool<byte>.Shared.Return(buffer); }
@@ -124,14 +124,15 @@ internal sealed class MessageView
 
     private static readonly long MaxMessage = Array.MaxLength / 2;
 
-    /// <summary>ENVELOPE, BODYSTRUCTURE and BODY from MimeKit's full parse of a message's bytes.</summary>
-    public static (string Envelope, string BodyStructure, string Body) Parsed(byte[] raw)
+    /// <summary>ENVELOPE, BODYSTRUCTURE, BODY and References from MimeKit's full parse of a message's bytes.</summary>
+    public static (string Envelope, string BodyStructure, string Body, string? References) Parsed(byte[] raw)
     {
         var full = new MessageView(ToCrLf(raw));
-        return (full.Envelope(), full.BodyStructure(extensible: true), full.BodyStructure(extensible: false));
+        return (full.Envelope(), full.BodyStructure(extensible: true), full.BodyStructure(extensible: false), Fields(full.Message.Headers)("References"));
     }
 
-    public sealed record Summary(string Envelope, string BodyStructure, string Body, long InternalDate);
+    /// <summary>What the index keeps of a message; References is there for THREAD (the rest of its keys are in the ENVELOPE).</summary>
+    public sealed record Summary(string Envelope, string BodyStructure, string Body, long InternalDate, string? References);
 
     /// <summary>Where the top-level header ends (after its empty line), found without parsing.</summary>
     private long HeaderEnd()

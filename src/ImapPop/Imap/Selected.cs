@@ -115,8 +115,18 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
     public int Count => Messages.Count;
     public uint Max(bool uid) => Messages.Count == 0 ? 0 : uid ? Messages[^1].Uid : (uint)Messages.Count;
 
+    /// <summary>The result SEARCH RETURN (SAVE) kept, as UIDs: "$" names those not expunged since (RFC 5182).</summary>
+    public HashSet<uint> Saved { get; set; } = [];
+
     /// <summary>The sequence numbers (1-based) of the messages a set names, in order.</summary>
-    public List<int> Resolve(SequenceSet set, bool uid) => set.Resolve(Messages.Count, uid ? i => Messages[i].Uid : null);
+    public List<int> Resolve(SequenceSet set, bool uid)
+    {
+        if (!set.IsSaved) return set.Resolve(Messages.Count, uid ? i => Messages[i].Uid : null);
+        var result = new List<int>();
+        if (Saved.Count == 0) return result;
+        for (int i = 0; i < Messages.Count; i++) if (Saved.Contains(Messages[i].Uid)) result.Add(i + 1);
+        return result;
+    }
 
     /// <summary>Syncs with the folder and returns the untagged responses that tell the client (EXPUNGE first).</summary>
     public List<string> Refresh(bool allowExpunge, Func<SelectedMessage, string> flagsOf)

@@ -30,6 +30,7 @@ public sealed class BodyStructureTests
             Assert.That(scanned!.Value.Envelope, Is.EqualTo(parsed.Envelope), "ENVELOPE");
             Assert.That(scanned.Value.BodyStructure, Is.EqualTo(parsed.BodyStructure), "BODYSTRUCTURE");
             Assert.That(scanned.Value.Body, Is.EqualTo(parsed.Body), "BODY");
+            Assert.That(scanned.Value.References, Is.EqualTo(parsed.References), "References");
         });
     }
 

@@ -131,6 +131,15 @@ public sealed class TranscriptTests
         await Transcript.ReplayAsync("imap/binary.txt", _imap.Port, new Dictionary<string, string> { ["NUL"] = "\0", ["LF"] = "\n" });
 
     [Test]
+    public async Task Sort_orders_by_keys_from_the_index_and_esort_returns_esearch() => await Transcript.ReplayAsync("imap/sort.txt", _imap.Port);
+
+    [Test]
+    public async Task Thread_builds_reference_and_subject_threads() => await Transcript.ReplayAsync("imap/thread.txt", _imap.Port);
+
+    [Test]
+    public async Task Searchres_saves_a_result_for_dollar() => await Transcript.ReplayAsync("imap/searchres.txt", _imap.Port);
+
+    [Test]
     public async Task An_id_of_thirty_long_fields_is_answered_before_login() =>
         await Transcript.ReplayAsync("imap/id-large.txt", _imap.Port, new Dictionary<string, string> { ["V1024"] = new string('v', 1024) });
 

@@ -7,7 +7,7 @@ namespace Mail.ImapPop.Imap;
 internal sealed partial class ImapSession
 {
     private void ExpungeDeleted(SequenceSet? uidSet) =>
-        ExpungeWhere(m => m.Deleted && (uidSet == null || uidSet.Contains(m.Uid, _selected!.Max(uid: true))));
+        ExpungeWhere(m => m.Deleted && (uidSet == null || (uidSet.IsSaved ? _selected!.Saved.Contains(m.Uid) : uidSet.Contains(m.Uid, _selected!.Max(uid: true)))));
 
     /// <summary>Removes the files of matching messages and tells the client, highest sequence number first.</summary>
     private void ExpungeWhere(Func<SelectedMessage, bool> which, bool countQuota = true)

@@ -34,8 +34,8 @@ internal sealed partial class ImapSession
     /// <summary>A LIST or LSUB parsed (RFC 9051 6.3.9, LIST-EXTENDED RFC 5258 selection and return options, LIST-STATUS RFC 5819).</summary>
     private sealed record ListQuery(List<string> SelectOptions, string Reference, List<string> Patterns, List<string> ReturnOptions, string[] StatusItems);
 
-    private static readonly HashSet<string> SelectionOptions = ["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"];
-    private static readonly HashSet<string> ReturnOptionNames = ["SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"];
+    private static readonly HashSet<string> ListSelectionOptions = ["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"];
+    private static readonly HashSet<string> ListReturnOptions = ["SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"];
 
     private static ListQuery ParseList(Args args, bool lsub)
     {
@@ -46,7 +46,7 @@ internal sealed partial class ImapSession
             while (!args.TryChar(')')) { if (selectOpts.Count > 0) args.Space(); selectOpts.Add(args.Atom().ToUpperInvariant()); }
             args.Space();
             // RFC 5258 3: an unknown option is an error; RECURSIVEMATCH only modifies another.
-            if (selectOpts.FirstOrDefault(o => !SelectionOptions.Contains(o)) is { } unknown)
+            if (selectOpts.FirstOrDefault(o => !ListSelectionOptions.Contains(o)) is { } unknown)
                 throw new ImapSyntaxException("Unknown LIST selection option " + Mail.Shared.Logging.MailLog.Safe(unknown, 30));
             if (selectOpts.Contains("RECURSIVEMATCH") && !selectOpts.Any(o => o is "SUBSCRIBED" or "SPECIAL-USE"))
                 throw new ImapSyntaxException("RECURSIVEMATCH needs another selection option");
@@ -71,7 +71,7 @@ internal sealed partial class ImapSession
             {
                 if (returnOpts.Count > 0) args.Space();
                 var opt = args.Atom().ToUpperInvariant();
-                if (!ReturnOptionNames.Contains(opt)) throw new ImapSyntaxException("Unknown LIST return option " + Mail.Shared.Logging.MailLog.Safe(opt, 30));
+                if (!ListReturnOptions.Contains(opt)) throw new ImapSyntaxException("Unknown LIST return option " + Mail.Shared.Logging.MailLog.Safe(opt, 30));
                 returnOpts.Add(opt);
                 if (opt == "STATUS")
                 {

@@ -3,6 +3,7 @@
 // and text keys read the message (MimeKit decodes headers and bodies, so a
 // search matches what the user sees, case-insensitively).
 using System.Globalization;
+using System.Text;
 using Mail.Shared.Maildir;
 using MimeKit;
 
@@ -29,7 +30,19 @@ internal sealed partial class ImapSession
     private delegate bool SearchKey(SearchContext c);
 
     /// <summary>A SEARCH command parsed, before anything of it runs.</summary>
-    private sealed record SearchQuery(SearchKey Key, bool Esearch, IReadOnlyList<string> ReturnOptions, bool UsesModSeq);
+    private sealed record SearchQuery(SearchKey Key, bool Esearch, ReturnOptions Return, bool UsesModSeq);
+
+    /// <summary>
+    /// RETURN options of SEARCH and SORT: MIN, MAX, ALL, COUNT (ESEARCH RFC 4731, ESORT RFC 5267),
+    /// SAVE (SEARCHRES RFC 5182), PARTIAL low:high (CONTEXT=SEARCH/SORT RFC 5267 4.4).
+    /// </summary>
+    private sealed record ReturnOptions(HashSet<string> Names, (uint Low, uint High)? Partial)
+    {
+        public static readonly ReturnOptions None = new([], null);
+        public bool Has(string name) => Names.Contains(name);
+        /// <summary>No option but SAVE: the result is kept and nothing is sent (RFC 5182 2.1).</summary>
+        public bool OnlySave => Names.Count == 1 && Has("SAVE");
+    }
 
     /// <summary>What parsing the keys notes as it goes: the nesting depth (bounded) and a MODSEQ key.</summary>
     private sealed class SearchParse
@@ -38,47 +51,155 @@ internal sealed partial class ImapSession
         public bool UsesModSeq;
     }
 
-    private Task<ImapResponse> SearchAsync(string tag, Args args, bool uid)
+    /// <summary>The positions (0-based, ascending) of the selected messages that match.</summary>
+    private List<int> Matching(SearchKey key, FolderIndex index)
     {
-        if (ParseSearch(args, out var refusal) is not { } query) return Task.FromResult(refusal);
-        if (query.UsesModSeq) EnableCondStore();
         var s = _selected!;
-        var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
-        var hits = new List<uint>();
-        var hitSeqs = new List<int>();
+        var hits = new List<int>();
         for (int i = 0; i < s.Messages.Count; i++)
         {
             bool match;
-            try { match = query.Key(new SearchContext(s.Messages[i], i + 1, index)); }
+            try { match = key(new SearchContext(s.Messages[i], i + 1, index)); }
             catch (FileNotFoundException) { match = false; }
-            if (match) { hits.Add(uid ? s.Messages[i].Uid : (uint)(i + 1)); hitSeqs.Add(i); }
+            if (match) hits.Add(i);
         }
-        if (query.Esearch)
+        return hits;
+    }
+
+    private Task<ImapResponse> SearchAsync(string tag, Args args, bool uid)
+    {
+        var (query, refusal) = ParseFailing(() => (ParseSearch(args, out var r), r));
+        if (query == null)
         {
-            var parts = new List<string>();
-            var returnOpts = query.ReturnOptions.Count == 0 ? ["ALL"] : query.ReturnOptions;
-            if (returnOpts.Contains("MIN") && hits.Count > 0) parts.Add($"MIN {hits.Min()}");
-            if (returnOpts.Contains("MAX") && hits.Count > 0) parts.Add($"MAX {hits.Max()}");
-            if (returnOpts.Contains("ALL") && hits.Count > 0) parts.Add($"ALL {SequenceSet.Compact(hits)}");
-            if (returnOpts.Contains("COUNT")) parts.Add($"COUNT {hits.Count}");
-            if (query.UsesModSeq && hits.Count > 0)
-            {
-                // RFC 7162 3.1.10: the highest mod-sequence of what is returned: of all matches, or
-                // only of the message(s) MIN and MAX name when only they are asked for.
-                IEnumerable<int> named = returnOpts.Contains("ALL") || returnOpts.Contains("COUNT") ? hitSeqs
-                    : new[] { returnOpts.Contains("MIN") ? hitSeqs[0] : -1, returnOpts.Contains("MAX") ? hitSeqs[^1] : -1 }.Where(i => i >= 0);
-                if (named.Any()) parts.Add($"MODSEQ {named.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))}");
-            }
-            conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}{string.Concat(parts.Select(p => " " + p))}");
+            _selected!.Saved = []; // RFC 5182 2.1: a failed SEARCH with SAVE leaves an empty result
+            return Task.FromResult(refusal);
         }
+        if (query.UsesModSeq) EnableCondStore();
+        var s = _selected!;
+        var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
+        var hits = Matching(query.Key, index);
+        if (query.Esearch) Esearch(tag, uid, hits, query.Return, query.UsesModSeq);
         else
         {
             // With a MODSEQ key the answer names the highest mod-sequence of what matched.
-            var modseq = query.UsesModSeq && hitSeqs.Count > 0 ? $" (MODSEQ {hitSeqs.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))})" : "";
-            conn.BufferLine("* SEARCH" + string.Concat(hits.Select(h => " " + h.ToString(CultureInfo.InvariantCulture))) + modseq);
+            var modseq = query.UsesModSeq && hits.Count > 0 ? $" (MODSEQ {hits.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))})" : "";
+            conn.BufferLine("* SEARCH" + string.Concat(hits.Select(i => " " + Number(i, uid))) + modseq);
         }
-        index?.Save(s.Messages.Select(m => m.File.BaseName));
+        index.Save(s.Messages.Select(m => m.File.BaseName));
         return Task.FromResult(ImapResponse.Ok(uid ? "UID Search completed." : "Search completed."));
+    }
+
+    /// <summary>Whether the RETURN options being parsed asked for SAVE: a command that then fails empties "$".</summary>
+    private bool _parsingSave;
+
+    /// <summary>Parses a SEARCH or SORT; a syntax error after RETURN (SAVE) empties the saved result (RFC 5182 2.1) and is thrown on.</summary>
+    private (T? Query, ImapResponse Refusal) ParseFailing<T>(Func<(T?, ImapResponse)> parse) where T : class
+    {
+        _parsingSave = false;
+        try { return parse(); }
+        catch (ImapSyntaxException)
+        {
+            if (_parsingSave) _selected!.Saved = [];
+            throw;
+        }
+    }
+
+    /// <summary>The number a position is known by: its UID or its sequence number.</summary>
+    private string Number(int position, bool uid) =>
+        (uid ? _selected!.Messages[position].Uid : (uint)(position + 1)).ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// The ESEARCH response of a SEARCH or SORT whose result is <paramref name="hits"/> (positions,
+    /// in the order of the result), and the SAVE of it. MIN and MAX are numbers, ALL and PARTIAL
+    /// keep the result's order; with a MODSEQ key the highest mod-sequence of what is returned.
+    /// </summary>
+    private void Esearch(string tag, bool uid, List<int> hits, ReturnOptions ret, bool usesModSeq)
+    {
+        var s = _selected!;
+        var opts = ret.Names.Count == 0 ? new ReturnOptions(["ALL"], null) : ret;
+        int min = hits.Count == 0 ? -1 : hits.Min(), max = hits.Count == 0 ? -1 : hits.Max();
+        if (opts.Has("SAVE"))
+        {
+            // RFC 5182 2.1: with MIN or MAX alone only they are kept.
+            IEnumerable<int> kept = opts.Has("ALL") || opts.Has("COUNT") || opts.Partial != null || !(opts.Has("MIN") || opts.Has("MAX")) ? hits
+                : new[] { opts.Has("MIN") ? min : -1, opts.Has("MAX") ? max : -1 }.Where(i => i >= 0);
+            s.Saved = kept.Select(i => s.Messages[i].Uid).ToHashSet();
+            if (opts.OnlySave) return;
+        }
+        var parts = new StringBuilder();
+        if (opts.Has("MIN") && hits.Count > 0) parts.Append(" MIN ").Append(Number(min, uid));
+        if (opts.Has("MAX") && hits.Count > 0) parts.Append(" MAX ").Append(Number(max, uid));
+        if (opts.Has("ALL") && hits.Count > 0) parts.Append(" ALL ").Append(InOrder(hits, uid));
+        if (opts.Has("COUNT")) parts.Append(" COUNT ").Append(hits.Count);
+        if (opts.Partial is var (low, high))
+        {
+            // RFC 5267 4.4: the result's members low to high (1-based, in its order), or NIL.
+            var slice = hits.Skip((int)Math.Min(low - 1, int.MaxValue)).Take((int)Math.Min(high - low + 1, int.MaxValue)).ToList();
+            parts.Append($" PARTIAL ({low}:{high} ").Append(slice.Count == 0 ? "NIL" : InOrder(slice, uid)).Append(')');
+        }
+        if (usesModSeq && hits.Count > 0)
+        {
+            // RFC 7162 3.1.10: the highest mod-sequence of what is returned: of all matches, or
+            // only of the message(s) MIN and MAX name when only they are asked for.
+            IEnumerable<int> named = opts.Has("ALL") || opts.Has("COUNT") || opts.Partial != null ? hits
+                : new[] { opts.Has("MIN") ? min : -1, opts.Has("MAX") ? max : -1 }.Where(i => i >= 0);
+            if (named.Any()) parts.Append(" MODSEQ ").Append(named.Max(i => s.ModSeqs.Of(s.Messages[i].Uid)));
+        }
+        conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}{parts}");
+    }
+
+    /// <summary>A sequence set of positions in the given order: ascending runs joined as ranges ("5,3:4,2").</summary>
+    private string InOrder(List<int> positions, bool uid)
+    {
+        var sb = new StringBuilder();
+        uint start = 0, prev = 0;
+        bool any = false;
+        foreach (var p in positions)
+        {
+            uint n = uid ? _selected!.Messages[p].Uid : (uint)(p + 1);
+            if (any && n == prev + 1) { prev = n; continue; }
+            if (any) Run(start, prev);
+            start = prev = n;
+            any = true;
+        }
+        if (any) Run(start, prev);
+        return sb.ToString();
+
+        void Run(uint a, uint b)
+        {
+            if (sb.Length > 0) sb.Append(',');
+            sb.Append(a);
+            if (b != a) sb.Append(':').Append(b);
+        }
+    }
+
+    private static readonly HashSet<string> ReturnOptionNames = ["MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"];
+
+    /// <summary>RETURN (...) after its "RETURN" (RFC 4731 3.1, RFC 5182, RFC 5267 4.4); unknown options are errors.</summary>
+    private static ReturnOptions ParseReturn(Args args)
+    {
+        args.Space();
+        args.Expect('(');
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        (uint, uint)? partial = null;
+        while (!args.TryChar(')'))
+        {
+            if (names.Count > 0) args.Space();
+            var name = args.Atom().ToUpperInvariant();
+            if (!ReturnOptionNames.Contains(name)) throw new ImapSyntaxException("Unknown RETURN option " + Mail.Shared.Logging.MailLog.Safe(name, 30));
+            names.Add(name);
+            if (name == "PARTIAL")
+            {
+                args.Space();
+                var range = args.Atom();
+                var ends = range.Split(':');
+                if (ends.Length != 2 || !uint.TryParse(ends[0], NumberStyles.None, CultureInfo.InvariantCulture, out var a) || a == 0
+                    || !uint.TryParse(ends[1], NumberStyles.None, CultureInfo.InvariantCulture, out var b) || b == 0)
+                    throw new ImapSyntaxException("PARTIAL needs a range low:high");
+                partial = (Math.Min(a, b), Math.Max(a, b));
+            }
+        }
+        return new ReturnOptions(names, partial);
     }
 
     /// <summary>SEARCH [RETURN (...)] [CHARSET x] keys (RFC 9051 6.4.4, ESEARCH RFC 4731); null with the refusal.</summary>
@@ -86,32 +207,43 @@ internal sealed partial class ImapSession
     {
         refusal = default;
         args.Space();
-        var returnOpts = new List<string>();
+        var ret = ReturnOptions.None;
         bool esearch = false;
         string? word = char.IsAsciiLetter(args.Peek()) ? args.Atom().ToUpperInvariant() : null;
         if (word == "RETURN")
         {
             esearch = true;
-            args.Space();
-            args.Expect('(');
-            while (!args.TryChar(')')) { if (returnOpts.Count > 0) args.Space(); returnOpts.Add(args.Atom().ToUpperInvariant()); }
+            ret = ParseReturn(args);
+            _parsingSave = ret.Has("SAVE");
             args.Space();
             word = char.IsAsciiLetter(args.Peek()) ? args.Atom().ToUpperInvariant() : null;
         }
         if (word == "CHARSET")
         {
             args.Space();
-            var charset = args.AString().ToUpperInvariant();
-            if (charset is not ("UTF-8" or "US-ASCII"))
-            {
-                refusal = ImapResponse.No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-                return null;
-            }
+            if (!KnownCharset(args, out refusal)) return null;
             args.Space();
             word = null;
         }
         var parse = new SearchParse();
-        var key = word != null ? KeyFromAtom(word, args, parse) : SearchKey1(args, parse);
+        var key = SearchKeys(args, parse, word);
+        return new SearchQuery(key, esearch || _rev2, ret, parse.UsesModSeq);
+    }
+
+    /// <summary>A charset argument: UTF-8 and US-ASCII are known; another is NO [BADCHARSET].</summary>
+    private static bool KnownCharset(Args args, out ImapResponse refusal)
+    {
+        refusal = default;
+        var charset = args.AString().ToUpperInvariant();
+        if (charset is "UTF-8" or "US-ASCII") return true;
+        refusal = ImapResponse.No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+        return false;
+    }
+
+    /// <summary>The search keys to the end of the command, all of which must match (<paramref name="first"/>: an atom already read).</summary>
+    private SearchKey SearchKeys(Args args, SearchParse parse, string? first = null)
+    {
+        var key = first != null ? KeyFromAtom(first, args, parse) : SearchKey1(args, parse);
         while (!args.AtEnd)
         {
             args.Space();
@@ -119,7 +251,7 @@ internal sealed partial class ImapSession
             var prev = key;
             key = c => prev(c) && next(c);
         }
-        return new SearchQuery(key, esearch || _rev2, returnOpts, parse.UsesModSeq);
+        return key;
     }
 
     private SearchKey SearchKey1(Args args, SearchParse p)
@@ -136,6 +268,7 @@ internal sealed partial class ImapSession
             if (char.IsAsciiDigit(args.Peek()) || args.Peek() is '*' or '$')
             {
                 var set = args.SequenceSet();
+                if (set.IsSaved) return c => _selected!.Saved.Contains(c.Message.Uid); // "$" (RFC 5182)
                 return c => set.Contains((uint)c.Seq, (uint)_selected!.Count);
             }
             var atom = args.Atom().ToUpperInvariant();
@@ -233,7 +366,13 @@ internal sealed partial class ImapSession
                     var b = SearchKey1(args, p);
                     return c => a(c) || b(c);
                 }
-            case "UID": { args.Space(); var set = args.SequenceSet(); return c => set.Contains(c.Message.Uid, _selected!.Max(uid: true)); }
+            case "UID":
+                {
+                    args.Space();
+                    var set = args.SequenceSet();
+                    if (set.IsSaved) return c => _selected!.Saved.Contains(c.Message.Uid);
+                    return c => set.Contains(c.Message.Uid, _selected!.Max(uid: true));
+                }
             case "MODSEQ":
                 {
                     // MODSEQ [entry-name entry-type] mod-sequence (RFC 7162 3.1.5): the entry is not needed to answer.
