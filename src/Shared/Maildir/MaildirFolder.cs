@@ -453,6 +453,12 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
         }
     }
 
+    /// <summary>Takes out a message AppendAsync stored, by its base name (an APPEND of several that must be all or none failed part way).</summary>
+    public void Remove(string baseName)
+    {
+        if (Find(baseName) is { } path) MaildirDelivery.TryUnlink(path);
+    }
+
     /// <summary>
     /// A copy of <paramref name="message"/> (of another folder, or this one) in this folder's cur/ as
     /// <paramref name="baseName"/> with <paramref name="flags"/>: a hard link, a copy across file

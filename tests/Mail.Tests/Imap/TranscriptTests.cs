@@ -140,6 +140,10 @@ public sealed class TranscriptTests
     public async Task Searchres_saves_a_result_for_dollar() => await Transcript.ReplayAsync("imap/searchres.txt", _imap.Port);
 
     [Test]
+    public async Task Multiappend_stores_all_or_none_and_catenate_joins_literals_and_urls() =>
+        await Transcript.ReplayAsync("imap/multiappend-catenate.txt", _imap.Port);
+
+    [Test]
     public async Task An_id_of_thirty_long_fields_is_answered_before_login() =>
         await Transcript.ReplayAsync("imap/id-large.txt", _imap.Port, new Dictionary<string, string> { ["V1024"] = new string('v', 1024) });
 
