@@ -64,6 +64,7 @@ internal sealed partial class ImapSession
         new("FETCH", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.FetchAsync(a, u)),
         new("STORE", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.StoreAsync(a, u)),
         new("SEARCH", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.SearchAsync(t, a, u)),
+        new("CANCELUPDATE", ImapState.Selected, ImapCommandFlags.None, (s, t, a, _) => s.CancelUpdateAsync(a)),
         new("SORT", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.SortAsync(t, a, u)),
         new("THREAD", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.ThreadAsync(a, u)),
         new("COPY", ImapState.Selected, ImapCommandFlags.Uid | ImapCommandFlags.UsesSequences, (s, t, a, u) => s.CopyAsync(a, u, move: false)),
@@ -91,6 +92,7 @@ internal sealed partial class ImapSession
         var response = await command.Run(this, tag, args, uid);
         if (!response.Closes && (command.Flags & (ImapCommandFlags.UsesSequences | ImapCommandFlags.BreaksMailbox)) == 0)
             await SendUpdatesAsync(allowExpunge: true);
+        else if (!response.Closes) SearchUpdates(); // what the command itself changed (STORE) in searches kept up to date
         return response;
     }
 }

@@ -52,7 +52,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     {
         var caps = new List<string> { "IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
             "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "CONDSTORE", "QRESYNC", "BINARY",
-            "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESORT", "SEARCHRES", "MULTIAPPEND", "CATENATE" };
+            "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESORT", "SEARCHRES", "MULTIAPPEND", "CATENATE", "CONTEXT=SEARCH" };
         if (_user == null)
         {
             if (!conn.IsTls && certificate() != null) caps.Add("STARTTLS");
@@ -307,7 +307,8 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     private async Task SendUpdatesAsync(bool allowExpunge)
     {
         if (_selected == null) return;
-        foreach (var u in _selected.Refresh(allowExpunge, FlagList)) conn.BufferLine(u);
+        foreach (var u in _selected.Refresh(allowExpunge, FlagList, SearchRemovals)) conn.BufferLine(u);
+        SearchUpdates();
         await Task.CompletedTask;
     }
 }

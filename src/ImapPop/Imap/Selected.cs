@@ -129,7 +129,7 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
     }
 
     /// <summary>Syncs with the folder and returns the untagged responses that tell the client (EXPUNGE first).</summary>
-    public List<string> Refresh(bool allowExpunge, Func<SelectedMessage, string> flagsOf)
+    public List<string> Refresh(bool allowExpunge, Func<SelectedMessage, string> flagsOf, Func<List<(int Seq, uint Uid)>, IEnumerable<string>>? removing = null)
     {
         var updates = new List<string>();
         var state = Folder.Sync(takeNew: !ReadOnly);
@@ -140,13 +140,16 @@ internal sealed class Selected(string name, MaildirFolder folder, bool readOnly,
         if (allowExpunge)
         {
             var vanished = new List<uint>();
+            var gone = new List<(int Seq, uint Uid)>();
             for (int i = Messages.Count - 1; i >= 0; i--)
                 if (!now.ContainsKey(Messages[i].Uid))
                 {
+                    gone.Add((i + 1, Messages[i].Uid));
                     if (Vanished) vanished.Add(Messages[i].Uid);
                     else updates.Add($"* {i + 1} EXPUNGE");
                     Messages.RemoveAt(i);
                 }
+            if (gone.Count > 0 && removing != null) updates.InsertRange(0, removing(gone));
             if (vanished.Count > 0) updates.Add("* VANISHED " + SequenceSet.Compact(vanished.Order()));
         }
         var known = Messages.ToDictionary(m => m.Uid);

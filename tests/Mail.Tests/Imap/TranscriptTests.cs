@@ -144,6 +144,9 @@ public sealed class TranscriptTests
         await Transcript.ReplayAsync("imap/multiappend-catenate.txt", _imap.Port);
 
     [Test]
+    public async Task A_search_kept_up_to_date_tells_its_changes() => await Transcript.ReplayAsync("imap/search-update.txt", _imap.Port);
+
+    [Test]
     public async Task An_id_of_thirty_long_fields_is_answered_before_login() =>
         await Transcript.ReplayAsync("imap/id-large.txt", _imap.Port, new Dictionary<string, string> { ["V1024"] = new string('v', 1024) });
 

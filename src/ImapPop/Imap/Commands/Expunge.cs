@@ -15,6 +15,8 @@ internal sealed partial class ImapSession
         var s = _selected!;
         long bytes = 0, count = 0;
         var vanishedUids = new List<uint>();
+        var lines = new List<string>();
+        var gone = new List<(int Seq, uint Uid)>();
         for (int i = s.Messages.Count - 1; i >= 0; i--)
         {
             var m = s.Messages[i];
@@ -30,9 +32,13 @@ internal sealed partial class ImapSession
             }
             catch (IOException e) { Log.Error($"{conn.SessionId}: user=<{MailLog.Safe(_user!.User)}> cannot expunge {m.File.FileName}: {MailLog.Safe(e.Message)}"); }
             s.Messages.RemoveAt(i);
+            gone.Add((i + 1, m.Uid));
             if (s.Vanished) vanishedUids.Add(m.Uid);
-            else conn.BufferLine($"* {i + 1} EXPUNGE");
+            else lines.Add($"* {i + 1} EXPUNGE");
         }
+        // Searches kept up to date hear of their members' removal first, by the numbers they had.
+        foreach (var line in SearchRemovals(gone)) conn.BufferLine(line);
+        foreach (var line in lines) conn.BufferLine(line);
         if (vanishedUids.Count > 0) conn.BufferLine("* VANISHED " + SequenceSet.Compact(vanishedUids.Order()));
         if (countQuota && count > 0) MaildirQuota.Add(_user!.Maildir, -bytes, -count);
         s.ModSeqs.Observe(s.Folder.Sync(takeNew: false)); // drops the UIDs from dovecot-uidlist, records the expunges

@@ -78,6 +78,16 @@ internal sealed partial class ImapSession
         var s = _selected!;
         var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
         var hits = Matching(query.Key, index);
+        if (query.Return.Has("UPDATE"))
+        {
+            // CONTEXT=SEARCH (RFC 5267 4): the result is kept and its changes told as they come.
+            if (_updates.Count == MaxUpdateSearches)
+                return Task.FromResult(ImapResponse.No("[NOUPDATE \"" + tag + "\"] Too many searches kept up to date"));
+            var update = new UpdateSearch(tag, uid, query.Key);
+            foreach (var i in hits) update.Result.Add(s.Messages[i].Uid);
+            foreach (var m in s.Messages) update.Seen[m.Uid] = m.File;
+            _updates.Add(update);
+        }
         if (query.Esearch) Esearch(tag, uid, hits, query.Return, query.UsesModSeq);
         else
         {
@@ -117,6 +127,7 @@ internal sealed partial class ImapSession
     {
         var s = _selected!;
         var opts = ret.Names.Count == 0 ? new ReturnOptions(["ALL"], null) : ret;
+        if (ret.Has("UPDATE") && ret.Names.Count == 1) { conn.BufferLine($"* ESEARCH (TAG \"{tag}\"){(uid ? " UID" : "")}"); return; }
         int min = hits.Count == 0 ? -1 : hits.Min(), max = hits.Count == 0 ? -1 : hits.Max();
         if (opts.Has("SAVE"))
         {
@@ -173,7 +184,7 @@ internal sealed partial class ImapSession
         }
     }
 
-    private static readonly HashSet<string> ReturnOptionNames = ["MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"];
+    private static readonly HashSet<string> ReturnOptionNames = ["MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL", "UPDATE"];
 
     /// <summary>RETURN (...) after its "RETURN" (RFC 4731 3.1, RFC 5182, RFC 5267 4.4); unknown options are errors.</summary>
     private static ReturnOptions ParseReturn(Args args)
@@ -199,7 +210,76 @@ internal sealed partial class ImapSession
                 partial = (Math.Min(a, b), Math.Max(a, b));
             }
         }
+        // RFC 5267 4.1: UPDATE goes with ALL, COUNT or nothing; MIN and MAX cannot be kept up to date.
+        if (names.Contains("UPDATE") && (names.Contains("MIN") || names.Contains("MAX") || names.Contains("PARTIAL")))
+            throw new ImapSyntaxException("UPDATE cannot be combined with MIN, MAX or PARTIAL");
         return new ReturnOptions(names, partial);
+    }
+
+    /// <summary>A SEARCH RETURN (UPDATE) kept up to date: its result and the record of each message it was last decided on.</summary>
+    private sealed class UpdateSearch(string tag, bool uid, SearchKey key)
+    {
+        public string Tag { get; } = tag;
+        public bool Uid { get; } = uid;
+        public SearchKey Key { get; } = key;
+        public HashSet<uint> Result { get; } = [];
+        public Dictionary<uint, Mail.Shared.Maildir.FolderMessage> Seen { get; } = [];
+    }
+
+    private readonly List<UpdateSearch> _updates = [];
+    private const int MaxUpdateSearches = 10;
+
+    /// <summary>REMOVEFROM for the members of kept searches about to be expunged, by their numbers before it (RFC 5267 4.3).</summary>
+    private IEnumerable<string> SearchRemovals(List<(int Seq, uint Uid)> gone)
+    {
+        var lines = new List<string>();
+        foreach (var u in _updates)
+        {
+            var removed = new List<uint>();
+            foreach (var (seq, uid) in gone)
+            {
+                u.Seen.Remove(uid);
+                if (u.Result.Remove(uid)) removed.Add(u.Uid ? uid : (uint)seq);
+            }
+            if (removed.Count > 0) lines.Add($"* ESEARCH (TAG \"{u.Tag}\"){(u.Uid ? " UID" : "")} REMOVEFROM (0 {SequenceSet.Compact(removed.Order())})");
+        }
+        return lines;
+    }
+
+    /// <summary>ADDTO and REMOVEFROM for kept searches: each message new or changed since it was last decided on is matched again.</summary>
+    private void SearchUpdates()
+    {
+        if (_updates.Count == 0 || _selected is not { } s) return;
+        var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
+        foreach (var u in _updates)
+        {
+            List<uint>? added = null, removed = null;
+            for (int i = 0; i < s.Messages.Count; i++)
+            {
+                var m = s.Messages[i];
+                if (u.Seen.TryGetValue(m.Uid, out var record) && ReferenceEquals(record, m.File)) continue;
+                u.Seen[m.Uid] = m.File;
+                bool match;
+                try { match = u.Key(new SearchContext(m, i + 1, index)); }
+                catch (FileNotFoundException) { match = false; }
+                var number = u.Uid ? m.Uid : (uint)(i + 1);
+                if (match && u.Result.Add(m.Uid)) (added ??= []).Add(number);
+                else if (!match && u.Result.Remove(m.Uid)) (removed ??= []).Add(number);
+            }
+            if (removed != null) conn.BufferLine($"* ESEARCH (TAG \"{u.Tag}\"){(u.Uid ? " UID" : "")} REMOVEFROM (0 {SequenceSet.Compact(removed)})");
+            if (added != null) conn.BufferLine($"* ESEARCH (TAG \"{u.Tag}\"){(u.Uid ? " UID" : "")} ADDTO (0 {SequenceSet.Compact(added)})");
+        }
+    }
+
+    /// <summary>CANCELUPDATE "tag" ... (RFC 5267 4.2): those searches are no longer kept up to date.</summary>
+    private async Task<ImapResponse> CancelUpdateAsync(Args args)
+    {
+        var tags = new List<string>();
+        do { args.Space(); tags.Add(args.AString()); } while (!args.AtEnd);
+        if (tags.FirstOrDefault(t => !_updates.Any(u => u.Tag == t)) is { } unknown)
+            return ImapResponse.Bad("Unknown search " + Mail.Shared.Logging.MailLog.Safe(unknown, 64));
+        _updates.RemoveAll(u => tags.Contains(u.Tag));
+        return ImapResponse.Ok("Updates cancelled.");
     }
 
     /// <summary>SEARCH [RETURN (...)] [CHARSET x] keys (RFC 9051 6.4.4, ESEARCH RFC 4731); null with the refusal.</summary>

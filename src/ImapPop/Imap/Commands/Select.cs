@@ -11,6 +11,7 @@ internal sealed partial class ImapSession
     {
         if (_selected != null) options.Hub.Leave(_selected.Folder.Path, this);
         _selected = null;
+        _updates.Clear(); // searches kept up to date end with their mailbox (RFC 5267 4.2)
     }
 
     /// <summary>A SELECT or EXAMINE parsed: the mailbox and its CONDSTORE or QRESYNC parameters (RFC 9051 6.3.2, RFC 7162 3.1.8, 3.2.5).</summary>

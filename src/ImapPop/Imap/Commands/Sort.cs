@@ -26,6 +26,7 @@ internal sealed partial class ImapSession
             esort = true;
             ret = ParseReturn(args);
             _parsingSave = ret.Has("SAVE");
+            if (ret.Has("UPDATE")) throw new ImapSyntaxException("A SORT is not kept up to date (no CONTEXT=SORT)");
             args.Space();
         }
         args.Expect('(');
