@@ -226,6 +226,7 @@ public sealed class LineConnection : IAsyncDisposable
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or ObjectDisposedException)
         {
+            if (e is InflateLimitException) Log.Warn($"{SessionId}: {ClientDescription}: {e.Message}: connection ended");
             return null;
         }
     }
@@ -343,10 +344,41 @@ public sealed class LineConnection : IAsyncDisposable
         return true;
     }
 
+    private DeflateLayer? _deflate;
+
+    /// <summary>Whether the connection is compressed (COMPRESS=DEFLATE).</summary>
+    public bool IsCompressed => _deflate != null;
+
+    /// <summary>
+    /// Sends <paramref name="goAhead"/> as it is, then carries both directions as raw deflate
+    /// (RFC 4978 3): what the client sent after its command is the start of its compressed stream.
+    /// </summary>
+    public async Task StartCompressionAsync(string goAhead)
+    {
+        if (_deflate != null) throw new InvalidOperationException("already compressed");
+        byte[] pending = [];
+        if (Input.TryRead(out var read))
+        {
+            pending = read.Buffer.ToArray();
+            Input.AdvanceTo(read.Buffer.End);
+        }
+        await WriteLineAsync(goAhead).ConfigureAwait(false);
+        Stream transport = _tls != null ? _tls : new DuplexPipeStream(_context.Transport.Input, _context.Transport.Output);
+        _deflate = new DeflateLayer(transport, pending);
+        Input = PipeReader.Create(_deflate.Reading, new StreamPipeReaderOptions(leaveOpen: true));
+        Output = PipeWriter.Create(_deflate.Writing, new StreamPipeWriterOptions(leaveOpen: true));
+    }
+
     public async ValueTask DisposeAsync()
     {
         DeadlineWatch.Remove(this);
         _stoppingRegistration.Dispose();
+        if (_deflate != null)
+        {
+            try { await Output.CompleteAsync().ConfigureAwait(false); } catch { }
+            try { await Input.CompleteAsync().ConfigureAwait(false); } catch { }
+            await _deflate.DisposeAsync().ConfigureAwait(false);
+        }
         if (_tls != null)
         {
             try { await Output.CompleteAsync().ConfigureAwait(false); } catch { }

@@ -18,6 +18,20 @@ internal sealed partial class ImapSession
         return ImapResponse.None;
     }
 
+    /// <summary>COMPRESS DEFLATE (RFC 4978): after the OK, both directions are raw deflate.</summary>
+    private async Task<ImapResponse> CompressAsync(string tag, Args args)
+    {
+        args.Space();
+        var mechanism = args.Atom().ToUpperInvariant();
+        args.End();
+        if (mechanism != "DEFLATE") return ImapResponse.Bad("Unknown compression mechanism.");
+        if (conn.IsCompressed) return ImapResponse.No("[COMPRESSIONACTIVE] Compression is already on.");
+        await conn.FlushAsync();
+        await conn.StartCompressionAsync($"{tag} OK DEFLATE active");
+        _reader.Reset();
+        return ImapResponse.None;
+    }
+
     private ClientInfo Client() => new()
     {
         Service = "imap",
