@@ -31,6 +31,14 @@ internal sealed class Args(IReadOnlyList<CommandPart> parts, int startPart = 0, 
         return _part < parts.Count ? '{' : '\0';
     }
 
+    /// <summary>Reads "" (an empty quoted string) if it is next.</summary>
+    public bool TryEmptyQuoted()
+    {
+        if (string.CompareOrdinal(Text, _pos, "\"\"", 0, 2) != 0) return false;
+        _pos += 2;
+        return true;
+    }
+
     public bool TryChar(char c)
     {
         if (Peek() != c || c == '{') return false;

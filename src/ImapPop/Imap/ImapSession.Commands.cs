@@ -55,6 +55,8 @@ internal sealed partial class ImapSession
         new("STATUS", Authed, ImapCommandFlags.None, (s, t, a, _) => s.StatusAsync(a)),
         new("APPEND", Authed, ImapCommandFlags.None, (s, t, a, _) => s.AppendAsync(a)),
         new("IDLE", Authed, ImapCommandFlags.None, (s, _, a, _) => { a.End(); return s.IdleAsync(); }),
+        new("GETMETADATA", Authed, ImapCommandFlags.None, (s, t, a, _) => s.GetMetadataAsync(a)),
+        new("SETMETADATA", Authed, ImapCommandFlags.None, (s, t, a, _) => s.SetMetadataAsync(a)),
         new("GETQUOTAROOT", Authed, ImapCommandFlags.None, (s, t, a, _) => s.GetQuotaRootAsync(a)),
         new("GETQUOTA", Authed, ImapCommandFlags.None, (s, t, a, _) => s.GetQuotaAsync(a)),
         new("SETQUOTA", Authed, ImapCommandFlags.None, (_, _, _, _) => Task.FromResult(ImapResponse.No("[NOPERM] Quotas are set in the user directory (mailctl user add --quota)."))),

@@ -256,11 +256,11 @@ internal sealed class MessageView
             var encoding = (leaf.Headers[HeaderId.ContentTransferEncoding] ?? "7bit").Trim().ToLowerInvariant();
             if (encoding is not ("7bit" or "8bit" or "binary" or "base64" or "quoted-printable")) throw new NotSupportedException(encoding);
             using var ms = new MemoryStream();
-            if (encoding == "quoted-printable" && leaf.Content != null)
+            if (encoding == "quoted-printable" && leaf.Content?.Stream is { } content)
             {
-                leaf.Content.Stream.Position = 0;
-                leaf.Content.Stream.CopyTo(ms);
-                leaf.Content.Stream.Position = 0;
+                content.Position = 0;
+                content.CopyTo(ms);
+                content.Position = 0;
                 return QuotedPrintable(ms.GetBuffer().AsSpan(0, (int)ms.Length));
             }
             leaf.Content?.DecodeTo(ms);

@@ -38,7 +38,7 @@ internal sealed class DeflateLayer : IAsyncDisposable
     private sealed class CountingStream(Stream inner, byte[] pending) : ReadOnlyStream
     {
         private int _pendingAt;
-        public long Read { get; private set; }
+        public long BytesRead { get; private set; }
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
         {
@@ -50,7 +50,7 @@ internal sealed class DeflateLayer : IAsyncDisposable
                 _pendingAt += n;
             }
             else n = await inner.ReadAsync(buffer, ct).ConfigureAwait(false);
-            Read += n;
+            BytesRead += n;
             return n;
         }
     }
@@ -64,7 +64,7 @@ internal sealed class DeflateLayer : IAsyncDisposable
         {
             var n = await inflate.ReadAsync(buffer, ct).ConfigureAwait(false);
             _inflated += n;
-            if (_inflated > compressed.Read * Ratio + Slack) throw new InflateLimitException();
+            if (_inflated > compressed.BytesRead * Ratio + Slack) throw new InflateLimitException();
             return n;
         }
     }

@@ -147,6 +147,10 @@ public sealed class TranscriptTests
     public async Task A_search_kept_up_to_date_tells_its_changes() => await Transcript.ReplayAsync("imap/search-update.txt", _imap.Port);
 
     [Test]
+    public async Task Metadata_keeps_server_and_mailbox_entries_within_limits() =>
+        await Transcript.ReplayAsync("imap/metadata.txt", _imap.Port, new Dictionary<string, string> { ["BIG"] = new string('b', 69998) });
+
+    [Test]
     public async Task An_id_of_thirty_long_fields_is_answered_before_login() =>
         await Transcript.ReplayAsync("imap/id-large.txt", _imap.Port, new Dictionary<string, string> { ["V1024"] = new string('v', 1024) });
 

@@ -285,11 +285,11 @@ internal sealed partial class ImapSession
 
     private static bool HasNul(MimeKit.MimePart part)
     {
-        if (part.Content == null) return false;
+        if (part.Content?.Stream is not { } content) return false;
         using var ms = new MemoryStream();
-        part.Content.Stream.Position = 0;
-        part.Content.Stream.CopyTo(ms);
-        part.Content.Stream.Position = 0;
+        content.Position = 0;
+        content.CopyTo(ms);
+        content.Position = 0;
         return ms.GetBuffer().AsSpan(0, (int)ms.Length).Contains((byte)0);
     }
 }

@@ -20,6 +20,7 @@ internal sealed partial class ImapSession
         FolderIndex.Forget(folder.Path);
         ModSeqStore.Forget(folder.Path);
         Directory.Delete(trash, recursive: true);
+        MetadataStore.MailboxMoved(_user.Maildir, _user.Uid, _user.Gid, name, null);
         Log.Info($"{conn.SessionId}: delete user=<{MailLog.Safe(_user.User)}> mailbox=\"{MailLog.Safe(name)}\"");
         return ImapResponse.Ok("Delete completed.");
     }

@@ -51,6 +51,7 @@ internal sealed partial class ImapSession
                 ModSeqStore.Forget(child);
             }
         }
+        if (from != "INBOX") MetadataStore.MailboxMoved(_user!.Maildir, _user.Uid, _user.Gid, from, to);
         return ImapResponse.Ok("Rename completed.");
     }
 }
