@@ -31,6 +31,9 @@ internal sealed class Args(IReadOnlyList<CommandPart> parts, int startPart = 0, 
         return _part < parts.Count ? '{' : '\0';
     }
 
+    /// <summary>Does the text go on with <paramref name="s"/> (nothing is read)?</summary>
+    public bool NextIs(string s) => string.CompareOrdinal(Text, _pos, s, 0, s.Length) == 0;
+
     /// <summary>Reads "" (an empty quoted string) if it is next.</summary>
     public bool TryEmptyQuoted()
     {

@@ -41,6 +41,7 @@ internal sealed partial class ImapSession
         new("LOGIN", ImapState.NotAuthenticated, ImapCommandFlags.None, (s, t, a, _) => s.LoginAsync(a)),
         new("AUTHENTICATE", ImapState.NotAuthenticated, ImapCommandFlags.None, (s, t, a, _) => s.AuthenticateAsync(a)),
         new("COMPRESS", Authed, ImapCommandFlags.None, (s, t, a, _) => s.CompressAsync(t, a)),
+        new("NOTIFY", Authed, ImapCommandFlags.None, (s, t, a, _) => s.NotifyAsync(a)),
         new("ENABLE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.EnableAsync(a)),
         new("NAMESPACE", Authed, ImapCommandFlags.None, (s, t, a, _) => s.NamespaceAsync(a)),
         new("SELECT", Authed, ImapCommandFlags.BreaksMailbox, (s, t, a, _) => s.SelectAsync(a, readOnly: false)),

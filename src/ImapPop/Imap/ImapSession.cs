@@ -52,7 +52,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     {
         var caps = new List<string> { "IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
             "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "CONDSTORE", "QRESYNC", "BINARY",
-            "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESORT", "SEARCHRES", "MULTIAPPEND", "CATENATE", "CONTEXT=SEARCH", "COMPRESS=DEFLATE", "METADATA" };
+            "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESORT", "SEARCHRES", "MULTIAPPEND", "CATENATE", "CONTEXT=SEARCH", "COMPRESS=DEFLATE", "METADATA", "NOTIFY" };
         if (_user == null)
         {
             if (!conn.IsTls && certificate() != null) caps.Add("STARTTLS");
@@ -103,6 +103,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
         finally
         {
             _reader.Reset();
+            StopNotify();
             if (_selected != null) options.Hub.Leave(_selected.Folder.Path, this);
             if (_user != null) options.Sessions.Leave(_user.User);
             Log.Info($"{conn.SessionId}: disconnect from {conn.ClientDescription}{(_user != null ? " user=<" + MailLog.Safe(_user.User) + ">" : "")}");
@@ -132,9 +133,18 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     {
         try
         {
+            bool started = false; // bytes of a command are in: no notification until it is whole
             while (true)
             {
-                var read = await conn.ReadRawAsync();
+                var pending = conn.ReadRawAsync().AsTask();
+                // NOTIFY (RFC 5465): between commands, changes are told as they happen.
+                while (_notify != null && !started)
+                {
+                    var wake = _notify.Wake.Task;
+                    if (await Task.WhenAny(pending, wake) == pending) break;
+                    await SendNotificationsAsync();
+                }
+                var read = await pending;
                 if (read == null) return new ReadResult(ReadKind.NeedMore, Message: conn.Stopping.IsCancellationRequested ? "stopping" : "timeout");
                 var buffer = read.Value.Buffer;
                 var result = _reader.Feed(buffer, out var consumed);
@@ -144,10 +154,11 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
                 {
                     case ReadKind.NeedMore:
                         if (read.Value.IsCompleted) return new ReadResult(ReadKind.NeedMore, Message: "closed");
-                        if (!buffer.IsEmpty) conn.BeginTransferOnce();
+                        if (!buffer.IsEmpty) { conn.BeginTransferOnce(); started = true; }
                         conn.Credit(used);
                         continue;
                     case ReadKind.Continue:
+                        started = true;
                         conn.BeginTransferOnce();
                         conn.Credit(used);
                         await conn.WriteLineAsync("+ Ready for literal data");

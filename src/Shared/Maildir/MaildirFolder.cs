@@ -28,7 +28,25 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
 
     public bool Exists => Directory.Exists(System.IO.Path.Combine(Path, "cur"));
 
+    /// <summary>
+    /// Creates the folder. A Maildir++ subfolder is made whole beside it and renamed into place,
+    /// so that no reader (a watcher of the Maildir's root, another server) ever sees it without
+    /// its cur/, new/ and tmp/.
+    /// </summary>
     public void Create()
+    {
+        var parent = System.IO.Path.GetDirectoryName(Path);
+        if (!Directory.Exists(Path) && System.IO.Path.GetFileName(Path).StartsWith('.') && parent != null && Directory.Exists(System.IO.Path.Combine(parent, "tmp")))
+        {
+            var staging = System.IO.Path.Combine(parent, "tmp", ".create." + Guid.NewGuid().ToString("N"));
+            new MaildirFolder(staging, ownerUid, ownerGid).CreateHere(marker: true);
+            try { Directory.Move(staging, Path); }
+            catch (IOException) when (Directory.Exists(Path)) { Directory.Delete(staging, recursive: true); } // made meanwhile by another
+        }
+        CreateHere(marker: System.IO.Path.GetFileName(Path).StartsWith('.'));
+    }
+
+    private void CreateHere(bool marker)
     {
         foreach (var sub in new[] { "", "cur", "new", "tmp" })
         {
@@ -38,10 +56,10 @@ public sealed class MaildirFolder(string path, uint ownerUid, uint ownerGid)
             MaildirDelivery.Chown(dir, ownerUid, ownerGid);
         }
         // Dovecot marks a Maildir++ subfolder with an empty maildirfolder file.
-        if (System.IO.Path.GetFileName(Path).StartsWith('.'))
+        if (marker)
         {
-            var marker = System.IO.Path.Combine(Path, "maildirfolder");
-            if (!File.Exists(marker)) { File.WriteAllBytes(marker, []); MaildirDelivery.Chown(marker, ownerUid, ownerGid); }
+            var file = System.IO.Path.Combine(Path, "maildirfolder");
+            if (!File.Exists(file)) { File.WriteAllBytes(file, []); MaildirDelivery.Chown(file, ownerUid, ownerGid); }
         }
     }
 

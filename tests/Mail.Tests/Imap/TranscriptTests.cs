@@ -151,6 +151,39 @@ public sealed class TranscriptTests
         await Transcript.ReplayAsync("imap/metadata.txt", _imap.Port, new Dictionary<string, string> { ["BIG"] = new string('b', 69998) });
 
     [Test]
+    public async Task Notify_tells_changes_between_commands()
+    {
+        // What another server does meanwhile: a delivery (a file put into new/, as lmtpd does),
+        // a mailbox created whole, the subscriptions file replaced.
+        void Deliver(string folder, string subject)
+        {
+            var dir = Path.Combine(Inbox, folder, "new");
+            var tmp = Path.Combine(Inbox, folder, "tmp", "delivery");
+            File.WriteAllText(tmp, $"From: ann@remote.test\nSubject: {subject}\n\nhello\n");
+            File.Move(tmp, Path.Combine(dir, $"{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}.M1P1.test,S=51"));
+        }
+        await Transcript.ReplayAsync("imap/notify.txt", _imap.Port, actions: new Dictionary<string, Func<Task>>
+        {
+            ["deliver-to-inbox"] = () => { Deliver("", "new in inbox"); return Task.CompletedTask; },
+            ["deliver-to-watched"] = () => { Deliver(".watched", "new in watched"); return Task.CompletedTask; },
+            ["create-projects-elsewhere"] = () =>
+            {
+                var staging = Path.Combine(Inbox, "tmp", "projects");
+                foreach (var sub in new[] { "cur", "new", "tmp" }) Directory.CreateDirectory(Path.Combine(staging, sub));
+                Directory.Move(staging, Path.Combine(Inbox, ".Projects"));
+                return Task.CompletedTask;
+            },
+            ["subscribe-projects-elsewhere"] = () =>
+            {
+                var tmp = Path.Combine(Inbox, "tmp", "subscriptions");
+                File.WriteAllText(tmp, File.ReadAllText(Path.Combine(Inbox, "subscriptions")) + "Projects\n");
+                File.Move(tmp, Path.Combine(Inbox, "subscriptions"), overwrite: true);
+                return Task.CompletedTask;
+            },
+        });
+    }
+
+    [Test]
     public async Task An_id_of_thirty_long_fields_is_answered_before_login() =>
         await Transcript.ReplayAsync("imap/id-large.txt", _imap.Port, new Dictionary<string, string> { ["V1024"] = new string('v', 1024) });
 

@@ -11,6 +11,7 @@ internal sealed partial class ImapSession
     {
         if (_selected != null) options.Hub.Leave(_selected.Folder.Path, this);
         _selected = null;
+        NotifySelected();
         _updates.Clear(); // searches kept up to date end with their mailbox (RFC 5267 4.2)
     }
 
@@ -72,6 +73,7 @@ internal sealed partial class ImapSession
         modSeqs.Observe(state);
         _selected = new Selected(name, folder, readOnly, state, folder.Keywords(), modSeqs) { CondStore = _condstore, Vanished = _qresync, Rev2 = _rev2 };
         options.Hub.Join(folder.Path, this);
+        NotifySelected();
         var s = _selected;
         await Untagged($"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()})");
         await Untagged($"OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{PermanentKeywords()} \\*)] Flags permitted.");
