@@ -14,10 +14,25 @@ internal sealed partial class ImapSession
     private static string InternalDate(DateTimeOffset d) =>
         $"\"{d.Day,2}-{Months[d.Month - 1]}-{d.Year:D4} {d:HH:mm:ss} {(d.Offset < TimeSpan.Zero ? '-' : '+')}{Math.Abs(d.Offset.Hours):D2}{Math.Abs(d.Offset.Minutes):D2}\"";
 
+    /// <summary>A message file's time (its internal date); FileNotFoundException when the name is gone (renamed or expunged by another).</summary>
     private static DateTimeOffset ReceivedDate(string path)
     {
-        try { return new DateTimeOffset(File.GetLastWriteTimeUtc(path), TimeSpan.Zero); }
-        catch (IOException) { return DateTimeOffset.UnixEpoch; }
+        using var handle = MessageView.OpenFile(path);
+        return new DateTimeOffset(File.GetLastWriteTimeUtc(handle), TimeSpan.Zero);
+    }
+
+    /// <summary>The internal date of a message wherever another session's rename has put it; null if it is gone.</summary>
+    private static DateTimeOffset? InternalDateOf(Mail.Shared.Maildir.MaildirFolder folder, Mail.Shared.Maildir.FolderMessage m)
+    {
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            var path = attempt == 0 ? m.Path : folder.Locate(m);
+            if (path == null) return null;
+            try { return ReceivedDate(path); }
+            catch (FileNotFoundException) { }
+            catch (DirectoryNotFoundException) { return null; }
+        }
+        return null;
     }
 
     /// <summary>Flag names to Maildir letters; keywords get letters from dovecot-keywords.</summary>

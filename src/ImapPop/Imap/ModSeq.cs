@@ -1,7 +1,8 @@
 // Mod-sequences for CONDSTORE and QRESYNC (RFC 7162). A Maildir records no
 // history, so each folder keeps "imappop.modseq": the highest mod-sequence,
 // each message's flags with the mod-sequence of their last change, and the
-// UIDs expunged with theirs. Every sync compares what it finds with what was
+// UIDs expunged with theirs (and the mod-sequence each message first appeared
+// at, so that VANISHED (EARLIER) leaves out what a client cannot have known). Every sync compares what it finds with what was
 // recorded: a new message or changed flags (by us, by Dovecot, by anyone)
 // gets the next mod-sequence, a vanished UID is recorded as expunged. One
 // instance per folder is shared by all sessions of the process.
@@ -15,13 +16,13 @@ namespace Mail.ImapPop.Imap;
 internal sealed class ModSeqStore
 {
     private const string FileName = "imappop.modseq";
-    private const int Version = 1;
+    private const int Version = 2; // 2: the mod-sequence each message appeared at
     private const int MaxExpunged = 100_000;
     private readonly string _path;
     private readonly uint _owner, _group;
     private readonly Lock _lock = new();
-    private readonly Dictionary<uint, (string Flags, ulong ModSeq)> _messages = [];
-    private readonly List<(uint Uid, ulong ModSeq)> _expunged = [];
+    private readonly Dictionary<uint, (string Flags, ulong ModSeq, ulong Born)> _messages = [];
+    private readonly List<(uint Uid, ulong ModSeq, ulong Born)> _expunged = [];
     private object? _lastObserved;
     private uint _uidValidity;
 
@@ -39,15 +40,17 @@ internal sealed class ModSeqStore
         try
         {
             using var r = new BinaryReader(File.OpenRead(_path));
-            if (r.ReadInt32() != Version) return;
+            var version = r.ReadInt32();
+            if (version is not (1 or Version)) throw new FormatException("unknown version");
             _uidValidity = r.ReadUInt32();
             Highest = r.ReadUInt64();
             int n = r.ReadInt32();
             if (n < 0 || n > 10_000_000) throw new FormatException();
-            for (int i = 0; i < n; i++) _messages[r.ReadUInt32()] = (r.ReadString(), r.ReadUInt64());
+            // Version 1 kept no birth: such messages count as known to every client (born at 0).
+            for (int i = 0; i < n; i++) _messages[r.ReadUInt32()] = (r.ReadString(), r.ReadUInt64(), version == 1 ? 0 : r.ReadUInt64());
             int e = r.ReadInt32();
             if (e < 0 || e > MaxExpunged) throw new FormatException();
-            for (int i = 0; i < e; i++) _expunged.Add((r.ReadUInt32(), r.ReadUInt64()));
+            for (int i = 0; i < e; i++) _expunged.Add((r.ReadUInt32(), r.ReadUInt64(), version == 1 ? 0 : r.ReadUInt64()));
         }
         catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or UnauthorizedAccessException)
         {
@@ -76,14 +79,17 @@ internal sealed class ModSeqStore
             foreach (var m in state.Messages)
             {
                 present.Add(m.Uid);
-                if (_messages.TryGetValue(m.Uid, out var known) && known.Flags == m.Flags) continue;
-                _messages[m.Uid] = (m.Flags, ++Highest);
+                bool had = _messages.TryGetValue(m.Uid, out var known);
+                if (had && known.Flags == m.Flags) continue;
+                ++Highest;
+                _messages[m.Uid] = (m.Flags, Highest, had ? known.Born : Highest);
                 changed = true;
             }
             foreach (var uid in _messages.Keys.Where(u => !present.Contains(u)).ToList())
             {
+                var born = _messages[uid].Born;
                 _messages.Remove(uid);
-                _expunged.Add((uid, ++Highest));
+                _expunged.Add((uid, ++Highest, born));
                 changed = true;
             }
             if (_expunged.Count > MaxExpunged) _expunged.RemoveRange(0, _expunged.Count - MaxExpunged);
@@ -99,7 +105,12 @@ internal sealed class ModSeqStore
         lock (_lock)
         {
             foreach (var (uid, flags) in changes)
-                if (!_messages.TryGetValue(uid, out var known) || known.Flags != flags) _messages[uid] = (flags, ++Highest);
+            {
+                bool had = _messages.TryGetValue(uid, out var known);
+                if (had && known.Flags == flags) continue;
+                ++Highest;
+                _messages[uid] = (flags, Highest, had ? known.Born : Highest);
+            }
             Save();
         }
     }
@@ -109,12 +120,15 @@ internal sealed class ModSeqStore
         lock (_lock) return _messages.TryGetValue(uid, out var m) ? m.ModSeq : Highest;
     }
 
-    /// <summary>UIDs expunged after <paramref name="since"/>; when the record is too short to tell, every UID below the next one not present.</summary>
+    /// <summary>
+    /// UIDs expunged after <paramref name="since"/>, leaving out messages that appeared after it
+    /// too: a client synced at <paramref name="since"/> never knew them (RFC 7162 3.2.5.1).
+    /// </summary>
     public List<uint> ExpungedSince(ulong since, Func<uint, bool> wanted)
     {
         lock (_lock)
         {
-            return _expunged.Where(e => e.ModSeq > since && wanted(e.Uid)).Select(e => e.Uid).Distinct().Order().ToList();
+            return _expunged.Where(e => e.ModSeq > since && e.Born <= since && wanted(e.Uid)).Select(e => e.Uid).Distinct().Order().ToList();
         }
     }
 
@@ -131,9 +145,9 @@ internal sealed class ModSeqStore
                 w.Write(_uidValidity);
                 w.Write(Highest);
                 w.Write(_messages.Count);
-                foreach (var (uid, (flags, seq)) in _messages) { w.Write(uid); w.Write(flags); w.Write(seq); }
+                foreach (var (uid, (flags, seq, born)) in _messages) { w.Write(uid); w.Write(flags); w.Write(seq); w.Write(born); }
                 w.Write(_expunged.Count);
-                foreach (var (uid, seq) in _expunged) { w.Write(uid); w.Write(seq); }
+                foreach (var (uid, seq, born) in _expunged) { w.Write(uid); w.Write(seq); w.Write(born); }
             }, AtomicFile.Private, (_owner, _group), durable: false);
         }
         catch (IOException) { } // the next save tries again

@@ -139,7 +139,8 @@ internal sealed partial class ImapSession
     {
         var (set, items, changedSince, vanished) = ParseFetch(args, uid);
         var s = _selected!;
-        if (uid && !items.Any(i => i.Name == "UID")) items.Insert(0, new FetchItem("UID"));
+        // UID FETCH, and every FETCH once QRESYNC is on (RFC 7162 3.2.4), answers with the UID.
+        if ((uid || _qresync) && !items.Any(i => i.Name == "UID")) items.Insert(0, new FetchItem("UID"));
         if (changedSince != null || items.Any(i => i.Name == "MODSEQ")) EnableCondStore();
         if (changedSince != null && !items.Any(i => i.Name == "MODSEQ")) items.Add(new FetchItem("MODSEQ"));
         if (vanished)
@@ -188,10 +189,12 @@ internal sealed partial class ImapSession
             }
             MessageView? view = null;
             IndexEntry? cached = null;
+            DateTimeOffset? received = null;
             try
             {
                 if (needView) view = MessageView.Load(m.File.Path);
                 if (index != null) cached = index.Get(m.File.BaseName, m.File.Path, MaildirReader.VirtualSize(m.File));
+                else if (items.Any(i => i.Name == "INTERNALDATE")) received = InternalDateOf(s.Folder, m.File) ?? throw new FileNotFoundException();
             }
             catch (FileNotFoundException) { expunged = true; continue; } // expunged this very moment
             conn.BufferText($"* {seq} FETCH (");
@@ -207,8 +210,7 @@ internal sealed partial class ImapSession
                     case "FLAGS": conn.BufferText($"FLAGS ({FlagList(m)})"); break;
                     case "MODSEQ": conn.BufferText($"MODSEQ ({s.ModSeqs.Of(m.Uid)})"); break;
                     case "INTERNALDATE":
-                        var received = cached != null ? new DateTimeOffset(cached.InternalDate, TimeSpan.Zero) : ReceivedDate(m.File.Path);
-                        conn.BufferText("INTERNALDATE " + InternalDate(received));
+                        conn.BufferText("INTERNALDATE " + InternalDate(cached != null ? new DateTimeOffset(cached.InternalDate, TimeSpan.Zero) : received!.Value));
                         break;
                     case "RFC822.SIZE": conn.BufferText("RFC822.SIZE " + MaildirReader.VirtualSize(m.File)); break;
                     case "ENVELOPE": conn.BufferText("ENVELOPE " + cached!.Envelope); break;

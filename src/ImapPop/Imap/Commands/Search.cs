@@ -24,7 +24,11 @@ internal sealed partial class ImapSession
         public EnvelopeFields Envelope => _envelope ??= EnvelopeFields.Parse(
             (Index ?? throw new InvalidOperationException("no index")).Get(Message.File.BaseName, Message.File.Path, MaildirReader.VirtualSize(Message.File)).Envelope);
         /// <summary>The Date: field's day as written there (RFC 9051 6.4.4: time and zone disregarded); the internal date's when it has none.</summary>
-        public DateTime SentDay => Envelope.SentDate is { } d ? d.Date : ReceivedDate(Message.File.Path).UtcDateTime.Date;
+        public DateTime SentDay => Envelope.SentDate is { } d ? d.Date : Received.UtcDateTime.Date;
+        /// <summary>The internal date: from the index when it has the message, else the file's time wherever a rename put it.</summary>
+        public DateTimeOffset Received => Index?.TryGet(Message.File.BaseName) is { } e ? new DateTimeOffset(e.InternalDate, TimeSpan.Zero)
+            : InternalDateOf(Folder, Message.File) ?? throw new FileNotFoundException("expunged meanwhile", Message.File.Path);
+        public required MaildirFolder Folder { get; init; }
     }
 
     private delegate bool SearchKey(SearchContext c);
@@ -59,7 +63,7 @@ internal sealed partial class ImapSession
         for (int i = 0; i < s.Messages.Count; i++)
         {
             bool match;
-            try { match = key(new SearchContext(s.Messages[i], i + 1, index)); }
+            try { match = key(new SearchContext(s.Messages[i], i + 1, index) { Folder = s.Folder }); }
             catch (FileNotFoundException) { match = false; }
             if (match) hits.Add(i);
         }
@@ -260,7 +264,7 @@ internal sealed partial class ImapSession
                 if (u.Seen.TryGetValue(m.Uid, out var record) && ReferenceEquals(record, m.File)) continue;
                 u.Seen[m.Uid] = m.File;
                 bool match;
-                try { match = u.Key(new SearchContext(m, i + 1, index)); }
+                try { match = u.Key(new SearchContext(m, i + 1, index) { Folder = s.Folder }); }
                 catch (FileNotFoundException) { match = false; }
                 var number = u.Uid ? m.Uid : (uint)(i + 1);
                 if (match && u.Result.Add(m.Uid)) (added ??= []).Add(number);
@@ -464,9 +468,9 @@ internal sealed partial class ImapSession
                 }
             case "LARGER": { args.Space(); var n = args.Number64(); return c => (ulong)MaildirReader.VirtualSize(c.Message.File) > n; }
             case "SMALLER": { args.Space(); var n = args.Number64(); return c => (ulong)MaildirReader.VirtualSize(c.Message.File) < n; }
-            case "BEFORE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date < d; }
-            case "ON": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date == d; }
-            case "SINCE": { args.Space(); var d = DateArg(args); return c => ReceivedDate(c.Message.File.Path).UtcDateTime.Date >= d; }
+            case "BEFORE": { args.Space(); var d = DateArg(args); return c => c.Received.UtcDateTime.Date < d; }
+            case "ON": { args.Space(); var d = DateArg(args); return c => c.Received.UtcDateTime.Date == d; }
+            case "SINCE": { args.Space(); var d = DateArg(args); return c => c.Received.UtcDateTime.Date >= d; }
             case "SENTBEFORE": { args.Space(); var d = DateArg(args); return c => c.SentDay < d; }
             case "SENTON": { args.Space(); var d = DateArg(args); return c => c.SentDay == d; }
             case "SENTSINCE": { args.Space(); var d = DateArg(args); return c => c.SentDay >= d; }

@@ -85,7 +85,8 @@ internal sealed partial class ImapSession
         {
             var m = s.Messages[seq - 1];
             if (!silent || s.CondStore)
-                conn.BufferLine($"* {seq} FETCH ({(uid ? $"UID {m.Uid} " : "")}{(silent ? "" : $"FLAGS ({FlagList(m)}) ")}{(s.CondStore ? $"MODSEQ ({s.ModSeqs.Of(m.Uid)})" : "")})".Replace(" )", ")"));
+                // With QRESYNC every FETCH response carries the UID (RFC 7162 3.2.4).
+                conn.BufferLine($"* {seq} FETCH ({(uid || _qresync ? $"UID {m.Uid} " : "")}{(silent ? "" : $"FLAGS ({FlagList(m)}) ")}{(s.CondStore ? $"MODSEQ ({s.ModSeqs.Of(m.Uid)})" : "")})".Replace(" )", ")"));
         }
         if (modified.Count > 0) return ImapResponse.Ok($"[MODIFIED {SequenceSet.Compact(modified)}] Conditional store failed.");
         return ImapResponse.Ok("Store completed.");
