@@ -1,7 +1,8 @@
 // bench/imap: our imappopd and Dovecot's imap serve identical copies of one
 // 10,000-message Maildir in the same run, driven by the same raw IMAP client:
-// LOGIN+SELECT, the listing FETCH (cold, without any index, then warm),
-// FETCH of 1,000 BODY[], SEARCH TEXT, STORE +FLAGS on all; then memory per
+// LOGIN+SELECT, the listing FETCH (cold, without any index, then warm), SORT
+// and THREAD (cold, then warm), FETCH of 1,000 BODY[], SEARCH TEXT, STORE
+// +FLAGS on all; then memory per
 // idle connection with many IDLE sessions open. Prints a ratio per operation
 // (Dovecot's time / ours: above 1 means we are faster).
 using System.Diagnostics;
@@ -14,7 +15,7 @@ using static Mail.Bench.BenchProcess;
 if (args.Length < 3) { Console.Error.WriteLine("usage: imapbench BINDIR MESSAGES IDLE-CONNECTIONS"); return 64; }
 var bin = args[0];
 int messages = int.Parse(args[1]), idleConnections = int.Parse(args[2]);
-string[] ColdFolders = ["Cold1", "Cold2", "Cold3"];
+string[] ColdFolders = ["Cold1", "Cold2", "Cold3"], SortFolders = ["ColdSort1", "ColdSort2", "ColdSort3"];
 var dovecot = FindProgram("dovecot") ?? throw new InvalidOperationException("dovecot is not installed");
 var dir = Directory.CreateTempSubdirectory("imapbench-").FullName;
 File.SetUnixFileMode(dir, (UnixFileMode)Convert.ToInt32("755", 8));
@@ -40,13 +41,13 @@ try
         File.WriteAllText(Path.Combine(source, "cur", name), text);
         File.SetLastWriteTimeUtc(Path.Combine(source, "cur", name), DateTime.UnixEpoch.AddSeconds(1700000000 + i));
     }
-    // Each server gets the Maildir as INBOX and as three more folders for three cold listings.
+    // Each server gets the Maildir as INBOX and as six more folders for three cold listings and three cold SORTs.
     foreach (var copy in new[] { "ours", "dovecot" })
     {
         var target = Path.Combine(dir, copy, "bench.test", "bench");
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
         Process.Start("cp", ["-a", source, target])!.WaitForExit();
-        foreach (var cold in ColdFolders) Process.Start("cp", ["-a", source, Path.Combine(target, "." + cold)])!.WaitForExit();
+        foreach (var cold in ColdFolders.Concat(SortFolders)) Process.Start("cp", ["-a", source, Path.Combine(target, "." + cold)])!.WaitForExit();
         Process.Start("chown", ["-R", "5000:5001", Path.Combine(dir, copy)])!.WaitForExit();
     }
     var (oursPort, dovecotPort) = (FreePort(), FreePort());
@@ -127,6 +128,7 @@ try
         await w.RunAsync("UID COPY 1:300 Warmup");
         await w.RunAsync("SELECT Warmup");
         foreach (var cmd in new[] { "UID FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE INTERNALDATE BODYSTRUCTURE)", "UID FETCH 1:* BODY.PEEK[]", "SEARCH TEXT needle",
+                     "SORT (SUBJECT) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL",
                      "STORE 1:* +FLAGS.SILENT (\\Flagged)", "STORE 1:* -FLAGS.SILENT (\\Flagged)" })
             for (int i = 0; i < 40; i++) await w.RunAsync(cmd);
         for (int i = 0; i < 40; i++) await Client.SessionAsync(port);
@@ -155,11 +157,22 @@ try
         Row(name, ours.Order().ElementAt(rounds / 2), theirs.Order().ElementAt(rounds / 2));
     }
     await Rows("listing FETCH, cold (no index)", Cold, rounds: ColdFolders.Length);
+    await Rows("SORT (SUBJECT), cold (no index)", async (c, k) =>
+    {
+        await c.RunAsync("SELECT " + SortFolders[k]);
+        return await c.TimeAsync("SORT (SUBJECT) UTF-8 ALL");
+    }, rounds: SortFolders.Length);
     await o.RunAsync("SELECT INBOX");
     await d.RunAsync("SELECT INBOX");
     await o.RunAsync(listing); // INBOX's index made
     await d.RunAsync(listing);
     await Rows("listing FETCH, warm", (c, _) => c.TimeAsync(listing));
+    foreach (var sort in new[] { "SORT (SUBJECT) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL" })
+    {
+        await o.RunAsync(sort); // the sort keys known to both
+        await d.RunAsync(sort);
+        await Rows(sort.Replace(" UTF-8 ALL", "") + ", warm", (c, _) => c.TimeAsync(sort));
+    }
     await Rows("UID FETCH 1:1000 BODY.PEEK[]", (c, _) => c.TimeAsync("UID FETCH 1:1000 BODY.PEEK[]"));
     await Rows("SEARCH TEXT needle", (c, _) => c.TimeAsync("SEARCH TEXT needle"));
     await Rows("STORE 1:* +FLAGS.SILENT (\\Flagged)", async (c, _) =>
