@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using MailKit;
 using MailKit.Net.Imap;
+using Mail.Tests.Support;
 using MailKit.Search;
 using MimeKit;
 
@@ -35,6 +36,34 @@ public sealed partial class ImapTests
         var stored = await inbox.GetMessageAsync(2);
         Assert.That(stored.TextBody.TrimEnd(), Is.EqualTo(new string('x', 100_000)));
         Assert.That(_authd.Log(), Does.Contain("disconnect").Or.Contain("select"));
+    }
+
+    [Test]
+    public void Roundcube_sorts_and_threads_on_the_server()
+    {
+        // Three messages: a question, its reply (In-Reply-To), and another thread; the subjects
+        // sort the other way round from their arrival.
+        foreach (var (subject, id, reply) in new[] { ("Zebra crossing", "<q@remote.test>", ""), ("Re: Zebra crossing", "<r@remote.test>", "<q@remote.test>"), ("Apples", "<a@remote.test>", "") })
+        {
+            var args = new List<string> { "--protocol", "LMTP", "--server", $"127.0.0.1:{_lmtp.Port}", "--from", "ann@remote.test", "--to", "bob@example.org",
+                "--header", $"Subject: {subject}", "--header", $"Message-ID: {id}", "--body", "text", "--timeout", "30" };
+            if (reply.Length > 0) args.AddRange(["--header", $"In-Reply-To: {reply}"]);
+            var r = Run.Program(Peers.Require("swaks"), args);
+            Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout);
+        }
+        using var roundcube = RoundcubeServer.Start(_imap.Port, _imap.SievePort);
+        Peers.Require("chromium");
+        Peers.Require("chromedriver");
+        var browser = Run.Program("/usr/bin/python3", [Path.Combine(Repo.Root, "tests", "Mail.Tests", "Resources", "roundcube_threads.py"),
+            roundcube.Url, "bob@example.org", "bob pass"], timeoutMs: 180_000);
+        Assert.That(browser.ExitCode, Is.Zero, browser.Stdout + browser.Stderr + roundcube.Log());
+        // By subject: Apples, then the two about zebras (Roundcube sorts on the base subject too).
+        Assert.That(browser.Stdout, Does.Contain("sorted: 3/0 1/0 2/0\n"), browser.Stdout);
+        // As threads: the question with its reply one level under it, then Apples.
+        Assert.That(browser.Stdout, Does.Contain("threads: 1/0 2/1 3/0\n"), browser.Stdout);
+        // Both orders came from the server: Roundcube asked for them with SORT and THREAD.
+        var log = roundcube.ImapLog();
+        Assert.That(log, Does.Match(@"UID SORT \(SUBJECT\)").And.Match(@"UID THREAD (REFERENCES|REFS)").And.Match(@"\* THREAD \(1 2\)\(3\)"), log);
     }
 
     [Test]

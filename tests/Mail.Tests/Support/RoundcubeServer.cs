@@ -18,6 +18,9 @@ internal sealed class RoundcubeServer : IDisposable
 
     public string Log() => string.Join('\n', new[] { "errors.log", "php.log" }.Select(f => _dir["logs/" + f]).Where(File.Exists).Select(File.ReadAllText));
 
+    /// <summary>Roundcube's record of its IMAP dialogue (imap_debug): what it asked of the server.</summary>
+    public string ImapLog() => File.Exists(_dir["logs/imap.log"]) ? File.ReadAllText(_dir["logs/imap.log"]) : "";
+
     public static RoundcubeServer Start(int imapPort, int sievePort)
     {
         var php = Peers.Require("php");
@@ -39,6 +42,7 @@ internal sealed class RoundcubeServer : IDisposable
             $config['log_dir'] = '{dir["logs"]}/';
             $config['enable_installer'] = false;
             $config['skin'] = 'elastic';
+            $config['imap_debug'] = true;
             """);
         var schema = Run.Program(php, ["-r", $"$db = new PDO('sqlite:{dir["roundcube.db"]}'); $db->exec(file_get_contents('/usr/share/roundcube/SQL/sqlite.initial.sql'));"]);
         Assert.That(schema.ExitCode, Is.Zero, schema.Stderr);
