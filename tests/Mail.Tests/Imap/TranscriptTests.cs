@@ -184,6 +184,9 @@ public sealed class TranscriptTests
     }
 
     [Test]
+    public async Task A_user_without_quota_has_no_quota_root() => await Transcript.ReplayAsync("imap/quota-unlimited.txt", _imap.Port);
+
+    [Test]
     public async Task An_id_of_thirty_long_fields_is_answered_before_login() =>
         await Transcript.ReplayAsync("imap/id-large.txt", _imap.Port, new Dictionary<string, string> { ["V1024"] = new string('v', 1024) });
 
