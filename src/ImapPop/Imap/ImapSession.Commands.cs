@@ -82,7 +82,7 @@ internal sealed partial class ImapSession
     /// and then tells the client what changed in the selected mailbox meanwhile: with the
     /// expunges unless the command took sequence numbers (RFC 9051 7.5.1: no EXPUNGE after
     /// FETCH, STORE, SEARCH, COPY or MOVE, whose numbers the client must be able to trust;
-    /// new messages and flag changes are told after them too).
+    /// with CONDSTORE new messages and flag changes are told after them too).
     /// </summary>
     private async Task<ImapResponse> DispatchAsync(string tag, string name, Args args, bool uid)
     {
@@ -97,10 +97,10 @@ internal sealed partial class ImapSession
         var response = await command.Run(this, tag, args, uid);
         if (!response.Closes && (command.Flags & (ImapCommandFlags.UsesSequences | ImapCommandFlags.BreaksMailbox)) == 0)
             await SendUpdatesAsync(allowExpunge: true);
-        else if (!response.Closes && (command.Flags & ImapCommandFlags.UsesSequences) != 0)
-            // New messages and flag changes, but no expunge (as Dovecot): a client that sees a
-            // MODSEQ in a STORE or FETCH reply also hears of every message born before it, so a
-            // later SELECT (QRESYNC) from that mod-sequence is told only what it knew of.
+        else if (!response.Closes && _condstore && (command.Flags & ImapCommandFlags.UsesSequences) != 0)
+            // With CONDSTORE, new messages and flag changes, but no expunge (as Dovecot): a client
+            // that sees a MODSEQ in a STORE or FETCH reply also hears of every message born before
+            // it, so a later SELECT (QRESYNC) from that mod-sequence is told only what it knew of.
             await SendUpdatesAsync(allowExpunge: false);
         else if (!response.Closes) SearchUpdates(); // what the command itself changed in searches kept up to date
         return response;

@@ -156,6 +156,8 @@ internal sealed partial class ImapSession
         var index = needIndex ? FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid) : null;
         var seqs = s.Resolve(set, uid);
         if (changedSince != null) seqs = seqs.Where(q => s.ModSeqs.Of(s.Messages[q - 1].Uid) > changedSince.Value).ToList();
+        // A listing of messages new to the index has them parsed in parallel first.
+        if (index != null && seqs.Count > 16) index.GetAll(seqs.Select(q => s.Messages[q - 1].File).ToList());
         if (index != null)
         {
             // Messages new to the index are parsed on every core before the answer is written.

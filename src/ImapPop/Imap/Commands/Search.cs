@@ -33,6 +33,9 @@ internal sealed partial class ImapSession
 
     private delegate bool SearchKey(SearchContext c);
 
+    /// <summary>ALL: one instance, so that SORT and THREAD over the whole mailbox skip the matching.</summary>
+    private static readonly SearchKey AllKey = _ => true;
+
     /// <summary>A SEARCH command parsed, before anything of it runs.</summary>
     private sealed record SearchQuery(SearchKey Key, bool Esearch, ReturnOptions Return, bool UsesModSeq);
 
@@ -416,7 +419,7 @@ internal sealed partial class ImapSession
     {
         switch (atom)
         {
-            case "ALL": return _ => true;
+            case "ALL": return AllKey;
             case "ANSWERED": return c => HasFlag(c, 'R');
             case "UNANSWERED": return c => !HasFlag(c, 'R');
             case "DELETED": return c => HasFlag(c, 'T');

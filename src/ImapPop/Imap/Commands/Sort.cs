@@ -67,32 +67,34 @@ internal sealed partial class ImapSession
         return new SortQuery(esort, ret, keys, search, parse.UsesModSeq);
     }
 
-    private static int Compare(SortKeys a, SortKeys b, SortKey key) => key switch
-    {
-        SortKey.Arrival => a.Arrival.CompareTo(b.Arrival),
-        SortKey.Cc => string.CompareOrdinal(a.Cc, b.Cc),
-        SortKey.Date => a.Date.CompareTo(b.Date),
-        SortKey.From => string.CompareOrdinal(a.From, b.From),
-        SortKey.Size => a.Size.CompareTo(b.Size),
-        SortKey.Subject => string.CompareOrdinal(a.Subject, b.Subject),
-        SortKey.To => string.CompareOrdinal(a.To, b.To),
-        SortKey.DisplayFrom => string.CompareOrdinal(a.DisplayFrom, b.DisplayFrom),
-        _ => string.CompareOrdinal(a.DisplayTo, b.DisplayTo),
-    };
+    private static readonly IndexEntry Vanished = new("(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)", "", "", 0, 0, null, null);
 
-    /// <summary>The sort keys of the messages at <paramref name="positions"/>, from the index (a message new to it is parsed once).</summary>
+    /// <summary>The sort keys of the messages at <paramref name="positions"/>, from the index (messages new to it parsed once, in parallel).</summary>
     private SortKeys[] KeysOf(List<int> positions, FolderIndex index)
     {
         var s = _selected!;
+        var entries = index.GetAll(positions.Select(p => s.Messages[p].File).ToList());
         var keys = new SortKeys[positions.Count];
-        for (int i = 0; i < positions.Count; i++)
-        {
-            var f = s.Messages[positions[i]].File;
-            try { keys[i] = SortKeys.Of(index.Get(f.BaseName, f.Path, Mail.Shared.Maildir.MaildirReader.VirtualSize(f))); }
-            catch (FileNotFoundException) { keys[i] = SortKeys.Of(new IndexEntry("(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)", "", "", 0, 0, null, null)); }
-        }
+        for (int i = 0; i < keys.Length; i++) keys[i] = SortKeys.Of(entries[i] ?? Vanished);
         return keys;
     }
+
+    /// <summary>One sort key of every message as a plain array (numbers or folded text), compared without a switch per comparison.</summary>
+    private static object Column(SortKeys[] keys, SortKey key) => key switch
+    {
+        SortKey.Arrival => keys.Select(k => k.Arrival).ToArray(),
+        SortKey.Date => keys.Select(k => k.Date).ToArray(),
+        SortKey.Size => keys.Select(k => k.Size).ToArray(),
+        _ => keys.Select(k => key switch
+        {
+            SortKey.Cc => k.Cc,
+            SortKey.From => k.From,
+            SortKey.Subject => k.Subject,
+            SortKey.To => k.To,
+            SortKey.DisplayFrom => k.DisplayFrom,
+            _ => k.DisplayTo,
+        }).ToArray(),
+    };
 
     private Task<ImapResponse> SortAsync(string tag, Args args, bool uid)
     {
@@ -105,22 +107,29 @@ internal sealed partial class ImapSession
         if (query.UsesModSeq) EnableCondStore();
         var s = _selected!;
         var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
-        var hits = Matching(query.Search, index);
+        var hits = ReferenceEquals(query.Search, AllKey) ? Enumerable.Range(0, s.Messages.Count).ToList() : Matching(query.Search, index);
         var keys = KeysOf(hits, index);
+        var columns = query.Keys.Select(k => (Column: Column(keys, k.Key), k.Reverse)).ToArray();
         // Ties keep the mailbox's order (RFC 5256 2.2): the comparison ends on the position.
         var order = Enumerable.Range(0, hits.Count).ToArray();
         Array.Sort(order, (x, y) =>
         {
-            foreach (var (key, reverse) in query.Keys)
+            foreach (var (column, reverse) in columns)
             {
-                int c = Compare(keys[x], keys[y], key);
+                int c = column is long[] n ? n[x].CompareTo(n[y]) : string.CompareOrdinal(((string[])column)[x], ((string[])column)[y]);
                 if (c != 0) return reverse ? -c : c;
             }
-            return hits[x].CompareTo(hits[y]);
+            return x.CompareTo(y); // hits are in mailbox order
         });
-        var sorted = order.Select(i => hits[i]).ToList();
+        var sorted = new List<int>(order.Length);
+        foreach (var i in order) sorted.Add(hits[i]);
         if (query.Esort) Esearch(tag, uid, sorted, query.Return, query.UsesModSeq);
-        else conn.BufferLine("* SORT" + string.Concat(sorted.Select(p => " " + Number(p, uid))));
+        else
+        {
+            var line = new StringBuilder("* SORT", 8 + sorted.Count * 6);
+            foreach (var p in sorted) line.Append(' ').Append(uid ? s.Messages[p].Uid : (uint)(p + 1));
+            conn.BufferLine(line.ToString());
+        }
         index.Save(s.Messages.Select(m => m.File.BaseName));
         return Task.FromResult(ImapResponse.Ok(uid ? "UID Sort completed." : "Sort completed."));
     }
@@ -138,7 +147,7 @@ internal sealed partial class ImapSession
         if (parse.UsesModSeq) EnableCondStore();
         var s = _selected!;
         var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
-        var hits = Matching(search, index);
+        var hits = ReferenceEquals(search, AllKey) ? Enumerable.Range(0, s.Messages.Count).ToList() : Matching(search, index);
         var keys = KeysOf(hits, index);
         var roots = algorithm == "REFERENCES" ? Threads.References(hits, keys) : Threads.OrderedSubject(hits, keys);
         var sb = new StringBuilder(roots.Count == 0 ? "* THREAD" : "* THREAD ");
