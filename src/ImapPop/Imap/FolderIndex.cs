@@ -87,6 +87,32 @@ internal sealed class FolderIndex
         return entry;
     }
 
+    private readonly (object? Snapshot, string Spec, int[] Order)[] _sorts = new (object?, string, int[])[2];
+    private int _nextSort;
+
+    /// <summary>
+    /// A SORT of a whole mailbox made before on the same state of the folder (the same shared
+    /// list of messages, which any change replaces): clients repeat the sort of their list view.
+    /// </summary>
+    public int[]? Sorted(object snapshot, string spec)
+    {
+        lock (_lock)
+        {
+            foreach (var (s, k, order) in _sorts)
+                if (ReferenceEquals(s, snapshot) && k == spec) return order;
+        }
+        return null;
+    }
+
+    public void KeepSorted(object snapshot, string spec, int[] order)
+    {
+        lock (_lock)
+        {
+            _sorts[_nextSort] = (snapshot, spec, order);
+            _nextSort = (_nextSort + 1) % _sorts.Length;
+        }
+    }
+
     /// <summary>
     /// The entries of many messages at once (SORT, THREAD, a listing): those the index has under
     /// one lock, the others parsed in parallel on every core (a cold folder of 10,000 messages is

@@ -35,6 +35,9 @@ internal sealed class MessageList : IEnumerable<SelectedMessage>
 
     public bool IsShared(IReadOnlyList<FolderMessage> list) => _own == null && ReferenceEquals(_shared, list);
 
+    /// <summary>The folder's shared state this view is, or null when the session has its own copy: a key for results that depend only on it.</summary>
+    public object? Snapshot => _own == null ? _shared : null;
+
     public int Count => _own?.Count ?? _shared!.Count;
 
     public SelectedMessage this[int i]

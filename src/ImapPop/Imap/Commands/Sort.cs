@@ -107,20 +107,29 @@ internal sealed partial class ImapSession
         if (query.UsesModSeq) EnableCondStore();
         var s = _selected!;
         var index = FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid);
-        var hits = ReferenceEquals(query.Search, AllKey) ? Enumerable.Range(0, s.Messages.Count).ToList() : Matching(query.Search, index);
-        var keys = KeysOf(hits, index);
-        var columns = query.Keys.Select(k => (Column: Column(keys, k.Key), k.Reverse)).ToArray();
-        // Ties keep the mailbox's order (RFC 5256 2.2): the comparison ends on the position.
-        var order = Enumerable.Range(0, hits.Count).ToArray();
-        Array.Sort(order, (x, y) =>
+        bool all = ReferenceEquals(query.Search, AllKey);
+        var hits = all ? Enumerable.Range(0, s.Messages.Count).ToList() : Matching(query.Search, index);
+        // The whole mailbox sorted the same way on the same state of the folder: the order kept.
+        var spec = string.Join(' ', query.Keys.Select(k => (k.Reverse ? "-" : "") + k.Key));
+        var snapshot = all ? s.Messages.Snapshot : null;
+        var order = snapshot != null ? index.Sorted(snapshot, spec) : null;
+        if (order == null)
         {
-            foreach (var (column, reverse) in columns)
+            var keys = KeysOf(hits, index);
+            var columns = query.Keys.Select(k => (Column: Column(keys, k.Key), k.Reverse)).ToArray();
+            // Ties keep the mailbox's order (RFC 5256 2.2): the comparison ends on the position.
+            order = Enumerable.Range(0, hits.Count).ToArray();
+            Array.Sort(order, (x, y) =>
             {
-                int c = column is long[] n ? n[x].CompareTo(n[y]) : string.CompareOrdinal(((string[])column)[x], ((string[])column)[y]);
-                if (c != 0) return reverse ? -c : c;
-            }
-            return x.CompareTo(y); // hits are in mailbox order
-        });
+                foreach (var (column, reverse) in columns)
+                {
+                    int c = column is long[] n ? n[x].CompareTo(n[y]) : string.CompareOrdinal(((string[])column)[x], ((string[])column)[y]);
+                    if (c != 0) return reverse ? -c : c;
+                }
+                return x.CompareTo(y); // hits are in mailbox order
+            });
+            if (snapshot != null) index.KeepSorted(snapshot, spec, order);
+        }
         var sorted = new List<int>(order.Length);
         foreach (var i in order) sorted.Add(hits[i]);
         if (query.Esort) Esearch(tag, uid, sorted, query.Return, query.UsesModSeq);
