@@ -161,6 +161,17 @@ internal sealed class FolderIndex
         lock (_lock) return _entries.ContainsKey(baseName);
     }
 
+    /// <summary>
+    /// Writes the index in the background if it learned something: the command's answer does not
+    /// wait for it (a cache: were the process to end first, the next session parses again).
+    /// </summary>
+    public void SaveLater(IEnumerable<string> present)
+    {
+        lock (_lock) { if (_added == 0) return; }
+        var names = present.ToList();
+        _ = Task.Run(() => Save(names));
+    }
+
     /// <summary>Writes the index if it learned something, keeping only <paramref name="present"/> base names.</summary>
     public void Save(IEnumerable<string> present)
     {

@@ -377,7 +377,8 @@ public sealed class ImapIndexTests
         var first = await inbox.FetchAsync(UniqueIdRange.All, listing);
         Assert.That(first, Has.Count.EqualTo(n));
         Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.EqualTo(n), "each message parsed once");
-        Assert.That(File.Exists(Path.Combine(maildir, "imappop.index")), Is.True);
+        // Written after the answer, in the background.
+        Assert.That(await Wait.UntilAsync(() => File.Exists(Path.Combine(maildir, "imappop.index")), TimeSpan.FromSeconds(10)), Is.True);
         before = Mail.ImapPop.Imap.MessageView.Loads;
         var second = await inbox.FetchAsync(UniqueIdRange.All, listing);
         Assert.That(Mail.ImapPop.Imap.MessageView.Loads - before, Is.EqualTo(0), "the second listing reads no message");

@@ -263,7 +263,7 @@ internal sealed partial class ImapSession
             conn.BufferText(")\r\n");
             if (++sent % 64 == 0 || ((view != null || streamed) && (sent % 16 == 0 || conn.Output.UnflushedBytes > 256 * 1024))) await conn.FlushAsync();
         }
-        index?.Save(s.Messages.Select(x => x.File.BaseName));
+        index?.SaveLater(s.Messages.Select(x => x.File.BaseName));
         // RFC 5530: the client should sync (NOOP) to learn of the expunge.
         if (expunged) return ImapResponse.No("[EXPUNGEISSUED] Some of the requested messages no longer exist.");
         return ImapResponse.Ok(uid ? "UID Fetch completed." : "Fetch completed.");

@@ -102,7 +102,7 @@ internal sealed partial class ImapSession
             var modseq = query.UsesModSeq && hits.Count > 0 ? $" (MODSEQ {hits.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))})" : "";
             conn.BufferLine("* SEARCH" + string.Concat(hits.Select(i => " " + Number(i, uid))) + modseq);
         }
-        index.Save(s.Messages.Select(m => m.File.BaseName));
+        index.SaveLater(s.Messages.Select(m => m.File.BaseName));
         return Task.FromResult(ImapResponse.Ok(uid ? "UID Search completed." : "Search completed."));
     }
 

@@ -75,7 +75,11 @@ internal sealed partial class ImapSession
         var s = _selected!;
         var entries = index.GetAll(positions.Select(p => s.Messages[p].File).ToList());
         var keys = new SortKeys[positions.Count];
-        for (int i = 0; i < keys.Length; i++) keys[i] = SortKeys.Of(entries[i] ?? Vanished);
+        // Keys not made yet (a folder new to the index) are made on every core too.
+        if (entries.Count(e => e?.Keys == null) > 256)
+            Parallel.For(0, keys.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i => keys[i] = SortKeys.Of(entries[i] ?? Vanished));
+        else
+            for (int i = 0; i < keys.Length; i++) keys[i] = SortKeys.Of(entries[i] ?? Vanished);
         return keys;
     }
 
@@ -139,7 +143,7 @@ internal sealed partial class ImapSession
             foreach (var p in sorted) line.Append(' ').Append(uid ? s.Messages[p].Uid : (uint)(p + 1));
             conn.BufferLine(line.ToString());
         }
-        index.Save(s.Messages.Select(m => m.File.BaseName));
+        index.SaveLater(s.Messages.Select(m => m.File.BaseName));
         return Task.FromResult(ImapResponse.Ok(uid ? "UID Sort completed." : "Sort completed."));
     }
 
@@ -162,7 +166,7 @@ internal sealed partial class ImapSession
         var sb = new StringBuilder(roots.Count == 0 ? "* THREAD" : "* THREAD ");
         Threads.Write(sb, roots, p => Number(p, uid));
         conn.BufferLine(sb.ToString());
-        index.Save(s.Messages.Select(m => m.File.BaseName));
+        index.SaveLater(s.Messages.Select(m => m.File.BaseName));
         return ImapResponse.Ok(uid ? "UID Thread completed." : "Thread completed.");
     }
 }
