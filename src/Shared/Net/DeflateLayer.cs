@@ -5,6 +5,7 @@
 // compressed size (plus 16 MiB) is a deflate bomb, and ends the connection.
 // Mail compresses some 3-10 to 1; only long runs of one byte reach 1,000 to 1.
 using System.IO.Compression;
+using Mail.Shared.IO;
 
 namespace Mail.Shared.Net;
 
@@ -67,21 +68,5 @@ internal sealed class DeflateLayer : IAsyncDisposable
             if (_inflated > compressed.BytesRead * Ratio + Slack) throw new InflateLimitException();
             return n;
         }
-    }
-
-    private abstract class ReadOnlyStream : Stream
-    {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) => ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
-        public abstract override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default);
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }
