@@ -136,15 +136,16 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
             bool started = false; // bytes of a command are in: no notification until it is whole
             while (true)
             {
-                var pending = conn.ReadRawAsync().AsTask();
-                // NOTIFY (RFC 5465): between commands, changes are told as they happen.
-                while (_notify != null && !started)
+                var reading = conn.ReadRawAsync();
+                System.IO.Pipelines.ReadResult? read;
+                if (_notify != null && !started)
                 {
-                    var wake = _notify.Wake.Task;
-                    if (await Task.WhenAny(pending, wake) == pending) break;
-                    await SendNotificationsAsync();
+                    // NOTIFY (RFC 5465): between commands, changes are told as they happen.
+                    var pending = reading.AsTask();
+                    while (_notify != null && await Task.WhenAny(pending, _notify.Wake.Task) != pending) await SendNotificationsAsync();
+                    read = await pending;
                 }
-                var read = await pending;
+                else read = await reading;
                 if (read == null) return new ReadResult(ReadKind.NeedMore, Message: conn.Stopping.IsCancellationRequested ? "stopping" : "timeout");
                 var buffer = read.Value.Buffer;
                 var result = _reader.Feed(buffer, out var consumed);

@@ -4,19 +4,13 @@
 #   saved: <Roundcube's notice>    vacation: <notice>    listed: <filter names>
 # Usage: roundcube_filters.py URL USER PASSWORD WORD FOLDER VACATION-SUBJECT VACATION-TEXT
 import sys
-from selenium import webdriver
+import roundcube_browser
 from selenium.webdriver.common.by import By
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.support.ui import WebDriverWait, Select
+from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support import expected_conditions as EC
 
 url, user, password, word, folder, vsubject, vtext = sys.argv[1:8]
-options = webdriver.ChromeOptions()
-options.binary_location = '/usr/bin/chromium'
-for a in ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-proxy-server', '--no-first-run']:
-    options.add_argument(a)
-driver = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
-wait = WebDriverWait(driver, 30)
+driver, wait = roundcube_browser.start()
 
 
 def notice():
@@ -27,11 +21,7 @@ def notice():
 
 
 try:
-    driver.get(url)
-    wait.until(EC.presence_of_element_located((By.ID, 'rcmloginuser'))).send_keys(user)
-    driver.find_element(By.ID, 'rcmloginpwd').send_keys(password)
-    driver.find_element(By.ID, 'rcmloginsubmit').click()
-    wait.until(EC.presence_of_element_located((By.ID, 'messagelist')))
+    roundcube_browser.login(driver, wait, url, user, password)
 
     # Settings > Filters > Create: the form Roundcube shows in its frame.
     driver.get(url + '?_task=settings&_action=plugin.managesieve-action&_framed=1')

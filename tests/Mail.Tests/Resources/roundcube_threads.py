@@ -4,19 +4,11 @@
 #   sorted: 3/0 1/0 2/0        threads: 1/0 2/1 3/0
 # Usage: roundcube_threads.py URL USER PASSWORD
 import sys
-from selenium import webdriver
+import roundcube_browser
 from selenium.webdriver.common.by import By
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.support.ui import WebDriverWait
-from selenium.webdriver.support import expected_conditions as EC
 
 url, user, password = sys.argv[1:4]
-options = webdriver.ChromeOptions()
-options.binary_location = '/usr/bin/chromium'
-for a in ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-proxy-server', '--no-first-run']:
-    options.add_argument(a)
-driver = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
-wait = WebDriverWait(driver, 30)
+driver, wait = roundcube_browser.start()
 # The rows of the message list in the order shown, with each one's depth in its thread.
 rows = ("return Array.from(document.querySelectorAll('#messagelist tbody tr')).map(tr => { "
         "const r = rcmail.message_list.rows[tr.uid]; return tr.uid + '/' + (r && r.depth ? r.depth : 0); }).join(' ')")
@@ -29,11 +21,7 @@ def listed(after):
 
 
 try:
-    driver.get(url)
-    wait.until(EC.presence_of_element_located((By.ID, 'rcmloginuser'))).send_keys(user)
-    driver.find_element(By.ID, 'rcmloginpwd').send_keys(password)
-    driver.find_element(By.ID, 'rcmloginsubmit').click()
-    wait.until(EC.presence_of_element_located((By.ID, 'messagelist')))
+    roundcube_browser.login(driver, wait, url, user, password)
     wait.until(lambda d: d.execute_script("return document.querySelectorAll('#messagelist tbody tr').length") == 3)
     driver.execute_script("rcmail.set_list_options(null, 'subject', 'ASC', 0)")
     print('sorted:', listed(lambda d: d.execute_script("return rcmail.env.sort_col") == 'subject'), flush=True)

@@ -103,15 +103,15 @@ internal sealed partial class ImapSession
             // dates the messages carry (a sync numbers new files by their time).
             var stored = new List<(string BaseName, long Size)>();
             var uids = new List<uint>();
-            FolderState state;
+            FolderState state = null!; // the parse gives at least one message
             try
             {
-                for (int i = 0; ; i++)
+                for (int i = 0; i < messages.Count; i++)
                 {
+                    var added = await folder.AppendAsync(contents[i], messages[i].Date ?? DateTimeOffset.UtcNow, letters[i]);
+                    stored.Add(added);
                     state = folder.Sync(takeNew: false);
-                    if (i > 0) uids.Add(state.Messages.FirstOrDefault(m => m.BaseName == stored[i - 1].BaseName)?.Uid ?? 0);
-                    if (i == messages.Count) break;
-                    stored.Add(await folder.AppendAsync(contents[i], messages[i].Date ?? DateTimeOffset.UtcNow, letters[i]));
+                    uids.Add(state.Messages.FirstOrDefault(m => m.BaseName == added.BaseName)?.Uid ?? 0);
                 }
             }
             catch

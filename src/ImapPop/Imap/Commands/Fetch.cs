@@ -156,8 +156,8 @@ internal sealed partial class ImapSession
         var index = needIndex ? FolderIndex.For(s.Folder.Path, _user!.Uid, _user.Gid) : null;
         var seqs = s.Resolve(set, uid);
         if (changedSince != null) seqs = seqs.Where(q => s.ModSeqs.Of(s.Messages[q - 1].Uid) > changedSince.Value).ToList();
-        // A listing of messages new to the index has them parsed in parallel first.
-        if (index != null && seqs.Count > 16) index.GetAll(seqs.Select(q => s.Messages[q - 1].File).ToList());
+        // A listing takes the index's entries at once: those new to it are parsed in parallel.
+        var entries = index != null && seqs.Count > 16 ? index.GetAll(seqs.Select(q => s.Messages[q - 1].File).ToList()) : null;
         if (index != null)
         {
             // Messages new to the index are parsed on every core before the answer is written.
@@ -174,8 +174,9 @@ internal sealed partial class ImapSession
         var needFile = needView || items.Any(i => Whole(i) || (i.Name == "INTERNALDATE" && index == null));
         bool expunged = false;
         int sent = 0;
-        foreach (var seq in seqs)
+        for (int k = 0; k < seqs.Count; k++)
         {
+            var seq = seqs[k];
             var m = s.Messages[seq - 1];
             if (needFile || (index != null && !index.Has(m.File.BaseName)))
             {
@@ -195,7 +196,7 @@ internal sealed partial class ImapSession
             try
             {
                 if (needView) view = MessageView.Load(m.File.Path);
-                if (index != null) cached = index.Get(m.File.BaseName, m.File.Path, MaildirReader.VirtualSize(m.File));
+                if (index != null) cached = entries?[k] ?? index.Get(m.File.BaseName, m.File.Path, MaildirReader.VirtualSize(m.File));
                 else if (items.Any(i => i.Name == "INTERNALDATE")) received = InternalDateOf(s.Folder, m.File) ?? throw new FileNotFoundException();
             }
             catch (FileNotFoundException) { expunged = true; continue; } // expunged this very moment

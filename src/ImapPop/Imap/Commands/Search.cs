@@ -167,29 +167,8 @@ internal sealed partial class ImapSession
     }
 
     /// <summary>A sequence set of positions in the given order: ascending runs joined as ranges ("5,3:4,2").</summary>
-    private string InOrder(List<int> positions, bool uid)
-    {
-        var sb = new StringBuilder();
-        uint start = 0, prev = 0;
-        bool any = false;
-        foreach (var p in positions)
-        {
-            uint n = uid ? _selected!.Messages[p].Uid : (uint)(p + 1);
-            if (any && n == prev + 1) { prev = n; continue; }
-            if (any) Run(start, prev);
-            start = prev = n;
-            any = true;
-        }
-        if (any) Run(start, prev);
-        return sb.ToString();
-
-        void Run(uint a, uint b)
-        {
-            if (sb.Length > 0) sb.Append(',');
-            sb.Append(a);
-            if (b != a) sb.Append(':').Append(b);
-        }
-    }
+    private string InOrder(List<int> positions, bool uid) =>
+        SequenceSet.Compact(positions.Select(p => uid ? _selected!.Messages[p].Uid : (uint)(p + 1)));
 
     private static readonly HashSet<string> ReturnOptionNames = ["MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL", "UPDATE"];
 
