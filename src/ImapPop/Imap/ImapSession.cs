@@ -52,7 +52,7 @@ internal sealed partial class ImapSession(LineConnection conn, AuthClient auth, 
     {
         var caps = new List<string> { "IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
             "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "CONDSTORE", "QRESYNC", "BINARY",
-            "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESORT", "SEARCHRES", "MULTIAPPEND", "CATENATE", "CONTEXT=SEARCH", "COMPRESS=DEFLATE", "METADATA", "NOTIFY" };
+            "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESORT", "SEARCHRES", "MULTIAPPEND", "CATENATE", "CONTEXT=SEARCH", "CONTEXT=SORT", "COMPRESS=DEFLATE", "METADATA", "NOTIFY" };
         if (_user == null)
         {
             if (!conn.IsTls && certificate() != null) caps.Add("STARTTLS");

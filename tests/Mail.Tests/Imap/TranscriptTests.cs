@@ -147,6 +147,9 @@ public sealed class TranscriptTests
     public async Task A_search_kept_up_to_date_tells_its_changes() => await Transcript.ReplayAsync("imap/search-update.txt", _imap.Port);
 
     [Test]
+    public async Task A_sort_kept_up_to_date_tells_where_its_changes_go() => await Transcript.ReplayAsync("imap/sort-update.txt", _imap.Port);
+
+    [Test]
     public async Task Metadata_keeps_server_and_mailbox_entries_within_limits() =>
         await Transcript.ReplayAsync("imap/metadata.txt", _imap.Port, new Dictionary<string, string> { ["BIG"] = new string('b', 69998) });
 

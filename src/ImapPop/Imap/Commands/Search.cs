@@ -202,14 +202,23 @@ internal sealed partial class ImapSession
         return new ReturnOptions(names, partial);
     }
 
-    /// <summary>A SEARCH RETURN (UPDATE) kept up to date: its result and the record of each message it was last decided on.</summary>
-    private sealed class UpdateSearch(string tag, bool uid, SearchKey key)
+    /// <summary>
+    /// A SEARCH or SORT RETURN (UPDATE) kept up to date: its result and the record of each message
+    /// it was last decided on. A SORT (CONTEXT=SORT) also keeps its members in order, with their
+    /// sort keys, so that a change is told by position (RFC 5267 4.3).
+    /// </summary>
+    private sealed class UpdateSearch(string tag, bool uid, SearchKey key, List<(SortKey Key, bool Reverse)>? sort = null)
     {
         public string Tag { get; } = tag;
         public bool Uid { get; } = uid;
         public SearchKey Key { get; } = key;
         public HashSet<uint> Result { get; } = [];
         public Dictionary<uint, Mail.Shared.Maildir.FolderMessage> Seen { get; } = [];
+        public List<(SortKey Key, bool Reverse)>? Sort { get; } = sort;
+        /// <summary>The members of a SORT in its order (UIDs).</summary>
+        public List<uint> Order { get; } = [];
+        public Dictionary<uint, SortKeys> Keys { get; } = [];
+        public string Prefix => $"* ESEARCH (TAG \"{Tag}\"){(Uid ? " UID" : "")}";
     }
 
     private readonly List<UpdateSearch> _updates = [];
@@ -221,15 +230,111 @@ internal sealed partial class ImapSession
         var lines = new List<string>();
         foreach (var u in _updates)
         {
-            var removed = new List<uint>();
+            var removed = new List<(uint Uid, uint Number)>();
             foreach (var (seq, uid) in gone)
             {
                 u.Seen.Remove(uid);
-                if (u.Result.Remove(uid)) removed.Add(u.Uid ? uid : (uint)seq);
+                if (u.Result.Remove(uid)) removed.Add((uid, u.Uid ? uid : (uint)seq));
             }
-            if (removed.Count > 0) lines.Add($"* ESEARCH (TAG \"{u.Tag}\"){(u.Uid ? " UID" : "")} REMOVEFROM (0 {SequenceSet.Compact(removed.Order())})");
+            if (removed.Count == 0) continue;
+            if (u.Sort == null) lines.Add($"{u.Prefix} REMOVEFROM (0 {SequenceSet.Compact(removed.Select(r => r.Number).Order())})");
+            else lines.Add($"{u.Prefix} REMOVEFROM ({RemoveOrdered(u, removed)})");
         }
         return lines;
+    }
+
+    /// <summary>
+    /// Takes <paramref name="removed"/> out of a kept SORT and says where: for each run of members
+    /// next to each other, the position (from 1) of its first in the result as it stands once the
+    /// runs before it are gone, and the run in order ("3 7,5 9 2").
+    /// </summary>
+    private static string RemoveOrdered(UpdateSearch u, List<(uint Uid, uint Number)> removed)
+    {
+        var numbers = removed.ToDictionary(r => r.Uid, r => r.Number);
+        var pairs = new StringBuilder();
+        var run = new List<uint>();
+        int kept = 0, runAt = 0;
+        void EndRun()
+        {
+            if (run.Count == 0) return;
+            pairs.Append(pairs.Length > 0 ? " " : "").Append(runAt + 1).Append(' ').Append(SequenceSet.Compact(run));
+            run.Clear();
+        }
+        var order = new List<uint>(u.Order.Count);
+        foreach (var uid in u.Order)
+        {
+            if (numbers.TryGetValue(uid, out var number))
+            {
+                if (run.Count == 0) runAt = kept;
+                run.Add(number);
+                u.Keys.Remove(uid);
+                continue;
+            }
+            EndRun();
+            order.Add(uid);
+            kept++;
+        }
+        EndRun();
+        u.Order.Clear();
+        u.Order.AddRange(order);
+        return pairs.ToString();
+    }
+
+    /// <summary>
+    /// Puts <paramref name="added"/> (UIDs with their keys) into a kept SORT at their places and
+    /// says where: for each run of new members next to each other, its position in the result
+    /// once the runs before it are in, and the run in order (RFC 5267 4.3.3).
+    /// </summary>
+    private string AddOrdered(UpdateSearch u, List<(uint Uid, SortKeys Keys)> added)
+    {
+        var spec = u.Sort!;
+        int Compare((uint Uid, SortKeys Keys) a, (uint Uid, SortKeys Keys) b)
+        {
+            int c = CompareKeys(a.Keys, b.Keys, spec);
+            return c != 0 ? c : a.Uid.CompareTo(b.Uid); // ties in mailbox order, which is UID order
+        }
+        added.Sort(Compare);
+        var isNew = new HashSet<uint>();
+        int from = 0;
+        foreach (var a in added)
+        {
+            // The added are in order, so each goes after the one before it.
+            int low = from, high = u.Order.Count;
+            while (low < high)
+            {
+                int mid = (low + high) / 2;
+                if (Compare((u.Order[mid], u.Keys[u.Order[mid]]), a) < 0) low = mid + 1; else high = mid;
+            }
+            u.Order.Insert(low, a.Uid);
+            u.Keys[a.Uid] = a.Keys;
+            isNew.Add(a.Uid);
+            from = low + 1;
+        }
+        var pairs = new StringBuilder();
+        for (int i = 0; i < u.Order.Count; i++)
+        {
+            if (!isNew.Contains(u.Order[i])) continue;
+            int start = i;
+            var run = new List<uint>();
+            for (; i < u.Order.Count && isNew.Contains(u.Order[i]); i++) run.Add(u.Uid ? u.Order[i] : (uint)(PositionOf(u.Order[i]) + 1));
+            pairs.Append(pairs.Length > 0 ? " " : "").Append(start + 1).Append(' ').Append(SequenceSet.Compact(run));
+        }
+        return pairs.ToString();
+    }
+
+    /// <summary>The position (from 0) of the selected message with this UID, or -1.</summary>
+    private int PositionOf(uint uid)
+    {
+        var messages = _selected!.Messages;
+        int low = 0, high = messages.Count - 1;
+        while (low <= high)
+        {
+            int mid = (low + high) / 2;
+            var at = messages[mid].Uid;
+            if (at == uid) return mid;
+            if (at < uid) low = mid + 1; else high = mid - 1;
+        }
+        return -1;
     }
 
     /// <summary>ADDTO and REMOVEFROM for kept searches: each message new or changed since it was last decided on is matched again.</summary>
@@ -240,6 +345,7 @@ internal sealed partial class ImapSession
         foreach (var u in _updates)
         {
             List<uint>? added = null, removed = null;
+            List<int>? addedAt = null;
             for (int i = 0; i < s.Messages.Count; i++)
             {
                 var m = s.Messages[i];
@@ -248,12 +354,22 @@ internal sealed partial class ImapSession
                 bool match;
                 try { match = u.Key(new SearchContext(m, i + 1, index) { Folder = s.Folder }); }
                 catch (FileNotFoundException) { match = false; }
-                var number = u.Uid ? m.Uid : (uint)(i + 1);
-                if (match && u.Result.Add(m.Uid)) (added ??= []).Add(number);
-                else if (!match && u.Result.Remove(m.Uid)) (removed ??= []).Add(number);
+                if (match && u.Result.Add(m.Uid)) { (added ??= []).Add(m.Uid); (addedAt ??= []).Add(i); }
+                else if (!match && u.Result.Remove(m.Uid)) (removed ??= []).Add(m.Uid);
             }
-            if (removed != null) conn.BufferLine($"* ESEARCH (TAG \"{u.Tag}\"){(u.Uid ? " UID" : "")} REMOVEFROM (0 {SequenceSet.Compact(removed)})");
-            if (added != null) conn.BufferLine($"* ESEARCH (TAG \"{u.Tag}\"){(u.Uid ? " UID" : "")} ADDTO (0 {SequenceSet.Compact(added)})");
+            uint Number(uint uid) => u.Uid ? uid : (uint)(PositionOf(uid) + 1);
+            if (u.Sort != null)
+            {
+                if (removed != null) conn.BufferLine($"{u.Prefix} REMOVEFROM ({RemoveOrdered(u, removed.Select(r => (r, Number(r))).ToList())})");
+                if (added != null)
+                {
+                    var keys = KeysOf(addedAt!, index);
+                    conn.BufferLine($"{u.Prefix} ADDTO ({AddOrdered(u, added.Select((a, k) => (a, keys[k])).ToList())})");
+                }
+                continue;
+            }
+            if (removed != null) conn.BufferLine($"{u.Prefix} REMOVEFROM (0 {SequenceSet.Compact(removed.Select(Number))})");
+            if (added != null) conn.BufferLine($"{u.Prefix} ADDTO (0 {SequenceSet.Compact(added.Select(Number))})");
         }
     }
 

@@ -26,7 +26,6 @@ internal sealed partial class ImapSession
             esort = true;
             ret = ParseReturn(args);
             _parsingSave = ret.Has("SAVE");
-            if (ret.Has("UPDATE")) throw new ImapSyntaxException("A SORT is not kept up to date (no CONTEXT=SORT)");
             args.Space();
         }
         args.Expect('(');
@@ -100,6 +99,28 @@ internal sealed partial class ImapSession
         }).ToArray(),
     };
 
+    /// <summary>Two messages' keys compared as the SORT asks (ties are left to the caller).</summary>
+    private static int CompareKeys(SortKeys a, SortKeys b, List<(SortKey Key, bool Reverse)> spec)
+    {
+        foreach (var (key, reverse) in spec)
+        {
+            int c = key switch
+            {
+                SortKey.Arrival => a.Arrival.CompareTo(b.Arrival),
+                SortKey.Date => a.Date.CompareTo(b.Date),
+                SortKey.Size => a.Size.CompareTo(b.Size),
+                SortKey.Cc => string.CompareOrdinal(a.Cc, b.Cc),
+                SortKey.From => string.CompareOrdinal(a.From, b.From),
+                SortKey.Subject => string.CompareOrdinal(a.Subject, b.Subject),
+                SortKey.To => string.CompareOrdinal(a.To, b.To),
+                SortKey.DisplayFrom => string.CompareOrdinal(a.DisplayFrom, b.DisplayFrom),
+                _ => string.CompareOrdinal(a.DisplayTo, b.DisplayTo),
+            };
+            if (c != 0) return reverse ? -c : c;
+        }
+        return 0;
+    }
+
     private Task<ImapResponse> SortAsync(string tag, Args args, bool uid)
     {
         var (query, refusal) = ParseFailing(() => (ParseSort(args, out var r), r));
@@ -136,6 +157,23 @@ internal sealed partial class ImapSession
         }
         var sorted = new List<int>(order.Length);
         foreach (var i in order) sorted.Add(hits[i]);
+        if (query.Return.Has("UPDATE"))
+        {
+            // CONTEXT=SORT (RFC 5267 4): the order is kept, with each member's keys to place newcomers.
+            if (_updates.Count == MaxUpdateSearches)
+                return Task.FromResult(ImapResponse.No("[NOUPDATE \"" + tag + "\"] Too many searches kept up to date"));
+            var update = new UpdateSearch(tag, uid, query.Search, query.Keys);
+            var keys = KeysOf(sorted, index);
+            for (int i = 0; i < sorted.Count; i++)
+            {
+                var member = s.Messages[sorted[i]].Uid;
+                update.Result.Add(member);
+                update.Order.Add(member);
+                update.Keys[member] = keys[i];
+            }
+            foreach (var m in s.Messages) update.Seen[m.Uid] = m.File;
+            _updates.Add(update);
+        }
         if (query.Esort) Esearch(tag, uid, sorted, query.Return, query.UsesModSeq);
         else
         {
