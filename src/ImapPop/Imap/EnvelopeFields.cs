@@ -40,8 +40,8 @@ internal sealed class EnvelopeFields
             var date = r.NString();
             var subject = r.NString();
             var from = r.Addresses();
-            r.Addresses(); // sender
-            r.Addresses(); // reply-to
+            r.Addresses(keep: false); // sender
+            r.Addresses(keep: false); // reply-to
             var to = r.Addresses();
             var cc = r.Addresses();
             var bcc = r.Addresses();
@@ -107,6 +107,14 @@ internal sealed class EnvelopeFields
             if (_pos >= s.Length) throw new FormatException("envelope");
             if (s[_pos] == '"')
             {
+                // Most strings have no backslash: taken whole.
+                int end = s.AsSpan(_pos + 1).IndexOfAny('"', '\\');
+                if (end >= 0 && s[_pos + 1 + end] == '"')
+                {
+                    var plain = s.Substring(_pos + 1, end);
+                    _pos += end + 2;
+                    return plain;
+                }
                 var sb = new StringBuilder();
                 for (_pos++; _pos < s.Length; _pos++)
                 {
@@ -134,9 +142,10 @@ internal sealed class EnvelopeFields
             throw new FormatException("envelope");
         }
 
-        public List<EnvelopeAddress> Addresses()
+        /// <summary>An address list; read past without keeping it when <paramref name="keep"/> is false.</summary>
+        public List<EnvelopeAddress> Addresses(bool keep = true)
         {
-            var list = new List<EnvelopeAddress>();
+            var list = keep ? new List<EnvelopeAddress>(1) : Skipped;
             if (TryNil()) return list;
             Expect('(');
             while (true)
@@ -149,8 +158,10 @@ internal sealed class EnvelopeFields
                 var mailbox = NString();
                 var host = NString();
                 Expect(')');
-                list.Add(new EnvelopeAddress(name, mailbox, host));
+                if (keep) list.Add(new EnvelopeAddress(name, mailbox, host));
             }
         }
+
+        private static readonly List<EnvelopeAddress> Skipped = [];
     }
 }

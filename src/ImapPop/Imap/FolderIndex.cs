@@ -116,9 +116,10 @@ internal sealed class FolderIndex
     /// <summary>
     /// The entries of many messages at once (SORT, THREAD, a listing): those the index has under
     /// one lock, the others parsed in parallel on every core (a cold folder of 10,000 messages is
-    /// parsed once, as fast as the disk and the cores allow). Null for a message gone meanwhile.
+    /// parsed once, as fast as the disk and the cores allow), with their sort keys when asked.
+    /// Null for a message gone meanwhile.
     /// </summary>
-    public IndexEntry?[] GetAll(IReadOnlyList<Mail.Shared.Maildir.FolderMessage> messages)
+    public IndexEntry?[] GetAll(IReadOnlyList<Mail.Shared.Maildir.FolderMessage> messages, bool sortKeys = false)
     {
         var result = new IndexEntry?[messages.Count];
         var missing = new List<int>();
@@ -132,7 +133,12 @@ internal sealed class FolderIndex
         Parallel.ForEach(missing, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
         {
             var m = messages[i];
-            try { result[i] = Get(m.BaseName, m.Path, Mail.Shared.Maildir.MaildirReader.VirtualSize(m)); }
+            try
+            {
+                var entry = Get(m.BaseName, m.Path, Mail.Shared.Maildir.MaildirReader.VirtualSize(m));
+                if (sortKeys) SortKeys.Of(entry); // made while the entry is at hand, on the same core
+                result[i] = entry;
+            }
             catch (FileNotFoundException) { }
             catch (DirectoryNotFoundException) { }
         });

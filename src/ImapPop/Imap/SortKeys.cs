@@ -22,18 +22,36 @@ internal sealed class SortKeys
     public string Cc { get; private init; } = "";
     public string DisplayFrom { get; private init; } = "";
     public string DisplayTo { get; private init; } = "";
-    public string? MessageId { get; private init; }
-    /// <summary>The References field's message-ids, oldest first, else In-Reply-To's first one (RFC 5256 3).</summary>
-    public IReadOnlyList<string> Parents { get; private init; } = [];
+    /// <summary>The message's own id (THREAD only: made on first use).</summary>
+    public string? MessageId => Threading.MessageId;
+    /// <summary>The References field's message-ids, oldest first, else In-Reply-To's first one (RFC 5256 3; THREAD only).</summary>
+    public IReadOnlyList<string> Parents => Threading.Parents;
+
+    private sealed record ThreadKeys(string? MessageId, IReadOnlyList<string> Parents);
+
+    private ThreadKeys? _threading;
+    private string? _messageIdField, _inReplyToField, _referencesField;
+
+    private ThreadKeys Threading
+    {
+        get
+        {
+            // Made once; two threads making it at once make the same thing.
+            if (Volatile.Read(ref _threading) is { } made) return made;
+            var parents = MessageIds(_referencesField);
+            if (parents.Count == 0 && MessageIds(_inReplyToField) is { Count: > 0 } inReplyTo) parents = [inReplyTo[0]];
+            var ids = MessageIds(_messageIdField);
+            var threading = new ThreadKeys(ids.Count > 0 ? ids[0] : null, parents);
+            Volatile.Write(ref _threading, threading);
+            return threading;
+        }
+    }
 
     public static SortKeys Of(IndexEntry entry)
     {
         if (entry.Keys is { } known) return known;
         var e = EnvelopeFields.Parse(entry.Envelope);
         var subject = BaseSubject(EnvelopeFields.Decoded(e.Subject), out var reply);
-        var parents = MessageIds(entry.References);
-        if (parents.Count == 0 && MessageIds(e.InReplyTo) is { Count: > 0 } inReplyTo) parents = [inReplyTo[0]];
-        var ids = MessageIds(e.MessageId);
         var keys = new SortKeys
         {
             Date = e.SentDate is { } d ? d.UtcTicks : entry.InternalDate,
@@ -46,8 +64,9 @@ internal sealed class SortKeys
             Cc = Fold(First(e.Cc)?.Mailbox),
             DisplayFrom = Display(First(e.From)),
             DisplayTo = Display(First(e.To)),
-            MessageId = ids.Count > 0 ? ids[0] : null,
-            Parents = parents,
+            _messageIdField = e.MessageId,
+            _inReplyToField = e.InReplyTo,
+            _referencesField = entry.References,
         };
         entry.Keys = keys;
         return keys;

@@ -72,7 +72,7 @@ internal sealed partial class ImapSession
     private SortKeys[] KeysOf(List<int> positions, FolderIndex index)
     {
         var s = _selected!;
-        var entries = index.GetAll(positions.Select(p => s.Messages[p].File).ToList());
+        var entries = index.GetAll(positions.Select(p => s.Messages[p].File).ToList(), sortKeys: true);
         var keys = new SortKeys[positions.Count];
         // Keys not made yet (a folder new to the index) are made on every core too.
         if (entries.Count(e => e?.Keys == null) > 256)
