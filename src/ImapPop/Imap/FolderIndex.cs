@@ -178,14 +178,28 @@ internal sealed class FolderIndex
         _ = Task.Run(() => Save(names));
     }
 
-    /// <summary>Writes the index if it learned something, keeping only <paramref name="present"/> base names.</summary>
+    /// <summary>Serialises the writes of this index; readers never wait for one.</summary>
+    private readonly object _saving = new();
+
+    /// <summary>
+    /// Writes the index if it learned something, keeping only <paramref name="present"/> base
+    /// names. The entries are taken under the lock and written outside it, so that a FETCH or
+    /// SORT of the same folder does not wait for the file.
+    /// </summary>
     public void Save(IEnumerable<string> present)
     {
-        lock (_lock)
+        lock (_saving)
         {
-            if (_added == 0) return;
-            var keep = present.ToHashSet(StringComparer.Ordinal);
-            foreach (var gone in _entries.Keys.Where(k => !keep.Contains(k)).ToList()) _entries.Remove(gone);
+            KeyValuePair<string, IndexEntry>[] entries;
+            int added;
+            lock (_lock)
+            {
+                if (_added == 0) return;
+                var keep = present.ToHashSet(StringComparer.Ordinal);
+                foreach (var gone in _entries.Keys.Where(k => !keep.Contains(k)).ToList()) _entries.Remove(gone);
+                entries = [.. _entries];
+                added = _added;
+            }
             try
             {
                 // A cache of what the messages say: rebuilt if lost, so not fsynced.
@@ -193,8 +207,8 @@ internal sealed class FolderIndex
                 {
                     using var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true);
                     w.Write(Version);
-                    w.Write(_entries.Count);
-                    foreach (var (name, e) in _entries)
+                    w.Write(entries.Length);
+                    foreach (var (name, e) in entries)
                     {
                         w.Write(name);
                         w.Write(e.Envelope);
@@ -207,9 +221,9 @@ internal sealed class FolderIndex
                         w.Write(e.TextFilter?.Length ?? -1);
                         if (e.TextFilter != null) w.Write(e.TextFilter);
                     }
-                    w.Write(_entries.Count);
+                    w.Write(entries.Length);
                 }, Mail.Shared.IO.AtomicFile.Private, (_uid, _gid), durable: false);
-                _added = 0;
+                lock (_lock) _added -= added; // what came meanwhile is written next time
             }
             catch (IOException) { } // the next save tries again
         }

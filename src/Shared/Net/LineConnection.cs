@@ -282,6 +282,18 @@ public sealed class LineConnection : IAsyncDisposable
         Output.Advance(count);
     }
 
+    /// <summary>Queues " n" for each number: a long list (a SEARCH or SORT of a large mailbox) without making it a string first.</summary>
+    public void BufferNumbers(IEnumerable<uint> numbers)
+    {
+        foreach (var n in numbers)
+        {
+            var span = Output.GetSpan(11);
+            span[0] = (byte)' ';
+            n.TryFormat(span[1..], out int written, default, System.Globalization.CultureInfo.InvariantCulture);
+            Output.Advance(written + 1);
+        }
+    }
+
     /// <summary>Queues raw bytes.</summary>
     public void BufferBytes(ReadOnlySpan<byte> bytes)
     {

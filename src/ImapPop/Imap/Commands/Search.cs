@@ -100,7 +100,9 @@ internal sealed partial class ImapSession
         {
             // With a MODSEQ key the answer names the highest mod-sequence of what matched.
             var modseq = query.UsesModSeq && hits.Count > 0 ? $" (MODSEQ {hits.Max(i => s.ModSeqs.Of(s.Messages[i].Uid))})" : "";
-            conn.BufferLine("* SEARCH" + string.Concat(hits.Select(i => " " + Number(i, uid))) + modseq);
+            conn.BufferText("* SEARCH");
+            conn.BufferNumbers(hits.Select(i => uid ? s.Messages[i].Uid : (uint)(i + 1)));
+            conn.BufferLine(modseq);
         }
         index.SaveLater(s.Messages.Select(m => m.File.BaseName));
         return Task.FromResult(ImapResponse.Ok(uid ? "UID Search completed." : "Search completed."));

@@ -177,9 +177,9 @@ internal sealed partial class ImapSession
         if (query.Esort) Esearch(tag, uid, sorted, query.Return, query.UsesModSeq);
         else
         {
-            var line = new StringBuilder("* SORT", 8 + sorted.Count * 6);
-            foreach (var p in sorted) line.Append(' ').Append(uid ? s.Messages[p].Uid : (uint)(p + 1));
-            conn.BufferLine(line.ToString());
+            conn.BufferText("* SORT");
+            conn.BufferNumbers(sorted.Select(p => uid ? s.Messages[p].Uid : (uint)(p + 1)));
+            conn.BufferText("\r\n");
         }
         index.SaveLater(s.Messages.Select(m => m.File.BaseName));
         return Task.FromResult(ImapResponse.Ok(uid ? "UID Sort completed." : "Sort completed."));
