@@ -15,6 +15,7 @@ public static class AuthDSettings
         Setting.Path("socketmap_socket", "/run/mail/socketmap", "Unix socket speaking Postfix's socketmap protocol (maps: domains, mailboxes, aliases); empty turns it off."),
         Setting.Text("socket_mode", "0660", "Mode of AuthD's sockets: owner and group (the mail programs, and Postfix) only."),
         Setting.Choice("directory_driver", "passwd-file", "Where users, domains and aliases live: passwd-file (the files below) or pgsql (PostfixAdmin's schema).", "passwd-file", "pgsql"),
+        Setting.Text("default_pass_scheme", "CRYPT", "Scheme of a stored password without a {SCHEME} prefix, as Dovecot's default_pass_scheme: CRYPT (a crypt string, \"$6$...\"), MD5 (PostfixAdmin's md5: MD5-crypt or an MD5 digest in hex), PLAIN (PostfixAdmin's cleartext), or any scheme of `mailctl pw -l`."),
         Setting.Text("pgsql_connection", "Host=/run/postgresql;Database=postfix;Username=authd", "Npgsql connection string of the PostfixAdmin database, for directory_driver = pgsql."),
         Setting.Path("passwd_file", "/etc/mail/passwd", "Dovecot-style passwd-file: user@domain:{SCHEME}hash:uid:gid::home::extra fields."),
         Setting.Path("aliases_file", "/etc/mail/virtual", "Postfix virtual(5)-style aliases: alias@domain target, ... and @domain catch-alls."),
@@ -32,7 +33,7 @@ public static class AuthDSettings
         Setting.Int("alias_recursion_limit", 20, 1, 1000, "How deep alias expansion may nest."),
         Setting.Int("alias_expansion_limit", 1000, 1, 100000, "How many addresses one recipient may expand to."),
         Setting.Text("hostname", Environment.MachineName, "Host name used in CRAM-MD5 challenges."),
-        Setting.Path("log_file", "", "Log file; empty logs to standard error only."),
+        Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error only."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
     ];
 }

@@ -7,7 +7,7 @@ using System.Text;
 
 namespace Mail.Shared.UserDirectory;
 
-public sealed record FileDirectoryOptions(string PasswdFile, string AliasesFile, string DomainsFile);
+public sealed record FileDirectoryOptions(string PasswdFile, string AliasesFile, string DomainsFile, string DefaultPassScheme = Passwords.PasswordScheme.DefaultPassScheme);
 
 public sealed class FileDirectory : IMailDirectory, IDirectoryAdmin
 {
@@ -25,7 +25,8 @@ public sealed class FileDirectory : IMailDirectory, IDirectoryAdmin
     }
 
     public ValueTask<DirectoryUser?> FindUserAsync(string address, CancellationToken ct = default) =>
-        ValueTask.FromResult(_passwd.Current.GetValueOrDefault(address));
+        ValueTask.FromResult(_passwd.Current.GetValueOrDefault(address) is { } u
+            ? u with { PasswordHash = Passwords.PasswordScheme.Qualified(u.PasswordHash, _options.DefaultPassScheme) } : null);
 
     public ValueTask<DirectoryDomain?> FindDomainAsync(string domain, CancellationToken ct = default) =>
         ValueTask.FromResult(_domains.Current.Contains(domain) ? new DirectoryDomain(domain) : null);

@@ -15,7 +15,8 @@ public sealed record DirectoryUser(
     string? Maildir = null,
     long QuotaBytes = 0,
     long QuotaMessages = 0,
-    bool Active = true);
+    bool Active = true,
+    bool PasswordExpired = false);
 
 public sealed record DirectoryDomain(string Name, bool Active = true, string? AliasFor = null);
 

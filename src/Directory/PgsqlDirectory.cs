@@ -18,9 +18,11 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
 {
     private readonly NpgsqlDataSource _db;
     private readonly ResiliencePipeline _resilience;
+    private readonly string _defaultPassScheme;
 
-    public PgsqlDirectory(string connectionString)
+    public PgsqlDirectory(string connectionString, string defaultPassScheme = Passwords.PasswordScheme.DefaultPassScheme)
     {
+        _defaultPassScheme = defaultPassScheme;
         var csb = new NpgsqlConnectionStringBuilder(connectionString);
         if (csb.MaxAutoPrepare == 0) csb.MaxAutoPrepare = 32;
         if (csb.Timeout == 15) csb.Timeout = 3;
@@ -78,14 +80,21 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
 
     // ---- look-ups ----
 
+    /// <summary>
+    /// A mailbox and whether its password has expired: PostfixAdmin's password_expiration sets
+    /// mailbox.password_expiry at each password change from the domain's password_expiry
+    /// (days); a domain with 0 there has no expiry (the rule of PostfixAdmin's own Dovecot
+    /// query: m.password_expiry > now() OR d.password_expiry = 0).
+    /// </summary>
     public ValueTask<DirectoryUser?> FindUserAsync(string address, CancellationToken ct = default) =>
         Query("""
-            SELECT m.username, m.password, m.maildir, m.quota, m.active AND d.active
+            SELECT m.username, m.password, m.maildir, m.quota, m.active AND d.active,
+                   d.password_expiry <> 0 AND m.password_expiry IS NOT NULL AND m.password_expiry <= now()
               FROM mailbox m JOIN domain d ON d.domain = m.domain
              WHERE m.username = $1
             """, r => r.Read()
-                ? new DirectoryUser(r.GetString(0), r.GetString(1), Maildir: NullIfEmpty(r.GetString(2)),
-                    QuotaBytes: r.GetInt64(3), Active: r.GetBoolean(4))
+                ? new DirectoryUser(r.GetString(0), Passwords.PasswordScheme.Qualified(r.GetString(1), _defaultPassScheme),
+                    Maildir: NullIfEmpty(r.GetString(2)), QuotaBytes: r.GetInt64(3), Active: r.GetBoolean(4), PasswordExpired: r.GetBoolean(5))
                 : null, ct, address);
 
     public ValueTask<DirectoryDomain?> FindDomainAsync(string domain, CancellationToken ct = default) =>

@@ -31,7 +31,6 @@ internal sealed class CramMd5Mechanism(Credentials credentials, string hostname)
             return SaslStep.Failure(entry == null ? "unknown user" : "stored hash does not allow CRAM-MD5");
         var expected = Convert.ToHexStringLower(PasswordScheme.CramDigest(context, _challenge));
         if (!PasswordScheme.FixedEquals(expected, hex)) return SaslStep.Failure("password mismatch");
-        if (!entry.Active) return SaslStep.Failure("account disabled");
-        return SaslStep.Success(entry.Address);
+        return Credentials.Admitted(entry) ?? SaslStep.Success(entry.Address);
     }
 }

@@ -28,9 +28,24 @@ internal sealed class Credentials(IMailDirectory directory, LoginCache cache)
             PasswordScheme.Verify(password, _dummyHash);
             return SaslStep.Failure("unknown user");
         }
-        if (!PasswordScheme.Verify(password, entry.PasswordHash)) return SaslStep.Failure("password mismatch");
+        switch (PasswordScheme.Check(password, entry.PasswordHash))
+        {
+            case PasswordCheck.UnknownScheme:
+                // Nobody can log in with this hash: the administrator has to hear of it.
+                Log.Warn($"user=<{MailLog.Safe(entry.Address)}>: unknown password scheme {{{MailLog.Safe(PasswordScheme.Split(entry.PasswordHash).Scheme, 40)}}} in the directory");
+                return SaslStep.Failure("unknown password scheme");
+            case PasswordCheck.Mismatch:
+                return SaslStep.Failure("password mismatch");
+        }
+        return Admitted(entry) ?? SaslStep.Success(entry.Address);
+    }
+
+    /// <summary>The refusal of a user whose password was right but who may not log in now, or null.</summary>
+    public static SaslStep? Admitted(DirectoryUser entry)
+    {
         if (!entry.Active) return SaslStep.Failure("account disabled");
-        return SaslStep.Success(entry.Address);
+        if (entry.PasswordExpired) return SaslStep.Failure("password expired");
+        return null;
     }
 
     /// <summary>The directory entry for a challenge-response mechanism; null entry for unknown users.</summary>

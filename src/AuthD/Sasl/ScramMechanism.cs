@@ -5,6 +5,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Mail.Shared.Passwords;
+using Mail.Shared.UserDirectory;
 
 namespace Mail.AuthD.Sasl;
 
@@ -15,7 +16,7 @@ internal sealed class ScramMechanism(Credentials credentials, HashAlgorithmName 
     private string _gs2Header = "", _clientFirstBare = "", _serverFirst = "", _nonce = "";
     private byte[]? _storedKey, _serverKey;
     private string? _user;
-    private bool _active;
+    private DirectoryUser? _entry;
 
     public override async ValueTask<SaslStep> StepAsync(byte[]? response, CancellationToken ct)
     {
@@ -85,7 +86,7 @@ internal sealed class ScramMechanism(Credentials credentials, HashAlgorithmName 
             iterations = 4096;
         }
         _user = entry?.Address;
-        _active = entry?.Active ?? false;
+        _entry = entry;
         _nonce = cnonce + Convert.ToBase64String(RandomNumberGenerator.GetBytes(18));
         _serverFirst = $"r={_nonce},s={Convert.ToBase64String(salt)},i={iterations}";
         return SaslStep.Continue(Encoding.UTF8.GetBytes(_serverFirst));
@@ -116,7 +117,7 @@ internal sealed class ScramMechanism(Credentials credentials, HashAlgorithmName 
         for (int i = 0; i < proof.Length; i++) clientKey[i] = (byte)(proof[i] ^ signature[i]);
         var computed = alg == HashAlgorithmName.SHA1 ? SHA1.HashData(clientKey) : SHA256.HashData(clientKey);
         if (!PasswordScheme.FixedEquals(computed, _storedKey)) return SaslStep.Failure("password mismatch");
-        if (!_active) return SaslStep.Failure("account disabled");
+        if (Credentials.Admitted(_entry!) is { } refused) return refused;
         var serverSignature = PasswordScheme.Hmac(alg, _serverKey, authMessage);
         return SaslStep.Success(_user, Encoding.UTF8.GetBytes("v=" + Convert.ToBase64String(serverSignature)));
     }

@@ -12,15 +12,24 @@ namespace Mail.Shared.Passwords;
 /// <summary>SCRAM keys (RFC 5802 section 3) as Dovecot's SCRAM-SHA-* schemes store them.</summary>
 public sealed record ScramKeys(int Iterations, byte[] Salt, byte[] StoredKey, byte[] ServerKey);
 
+/// <summary>What a password check found: a wrong password is not a hash nobody can read.</summary>
+public enum PasswordCheck { Match, Mismatch, UnknownScheme }
+
 public static class PasswordScheme
 {
-    /// <summary>The schemes `mailctl pw -s` can make; every one also verifies.</summary>
+    /// <summary>
+    /// The schemes `mailctl pw -s` can make; every one also verifies, and each takes Dovecot's
+    /// ".B64" or ".HEX" suffix (PostfixAdmin's sha512.b64 stores {SHA512-CRYPT.B64}).
+    /// </summary>
     public static readonly IReadOnlyList<string> Schemes =
     [
-        "PLAIN", "CRYPT", "DES-CRYPT", "MD5-CRYPT", "SHA256-CRYPT", "SHA512-CRYPT", "BLF-CRYPT",
-        "ARGON2I", "ARGON2ID", "SSHA", "SSHA256", "SSHA512", "SHA", "SHA256", "SHA512",
+        "PLAIN", "CRYPT", "DES-CRYPT", "MD5-CRYPT", "MD5", "SHA256-CRYPT", "SHA512-CRYPT", "BLF-CRYPT",
+        "ARGON2I", "ARGON2ID", "PBKDF2", "SSHA", "SSHA256", "SSHA512", "SHA", "SHA256", "SHA512",
         "SMD5", "PLAIN-MD5", "LDAP-MD5", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256",
     ];
+
+    /// <summary>The scheme of a stored password without a {SCHEME} prefix when none is configured (Dovecot's default_pass_scheme).</summary>
+    public const string DefaultPassScheme = "CRYPT";
 
     public const string DefaultScheme = "SHA512-CRYPT";
     public static int BcryptCost { get; set; } = 10;
@@ -44,21 +53,59 @@ public static class PasswordScheme
     }
 
     /// <summary>True if <paramref name="password"/> matches the stored hash.</summary>
-    public static bool Verify(string password, string stored)
+    public static bool Verify(string password, string stored) => Check(password, stored) == PasswordCheck.Match;
+
+    /// <summary>
+    /// A stored password with its scheme written out, as the directory hands it on: a bare one
+    /// takes <paramref name="defaultScheme"/> (Dovecot's default_pass_scheme); under CRYPT, the
+    /// default, it stays bare, its prefix ("$6$", "$2y$") telling which crypt it is.
+    /// </summary>
+    public static string Qualified(string stored, string defaultScheme) =>
+        stored.StartsWith('{') && stored.IndexOf('}') > 1 || defaultScheme.Equals(DefaultPassScheme, StringComparison.OrdinalIgnoreCase)
+            ? stored : "{" + defaultScheme.ToUpperInvariant() + "}" + stored;
+
+    /// <summary>Schemes whose data is text (a crypt string): a .B64 or .HEX suffix encodes that text.</summary>
+    private static bool IsTextScheme(string scheme) => scheme is "PLAIN" or "CLEAR" or "CLEARTEXT" or "CRYPT" or "DES-CRYPT"
+        or "MD5-CRYPT" or "SHA256-CRYPT" or "SHA512-CRYPT" or "BLF-CRYPT" or "ARGON2I" or "ARGON2ID" or "PBKDF2";
+
+    /// <summary>Whether <paramref name="password"/> matches the stored hash, or the hash's scheme is one nobody here reads.</summary>
+    public static PasswordCheck Check(string password, string stored)
     {
         var (scheme, data) = Split(stored);
         string encoding = "";
         int dot = scheme.IndexOf('.');
         if (dot > 0) { encoding = scheme[(dot + 1)..]; scheme = scheme[..dot]; }
+        if (encoding == "BASE64") encoding = "B64";
+        if (encoding is not ("" or "B64" or "HEX") || !Schemes.Contains(scheme) && scheme is not ("CLEAR" or "CLEARTEXT" or "SHA1" or "HMAC-MD5"))
+            return PasswordCheck.UnknownScheme;
         try
         {
-            return scheme switch
+            if (encoding != "" && IsTextScheme(scheme))
+            {
+                // {SHA512-CRYPT.B64}: the crypt string itself, encoded.
+                if (data.Length > 2048) return PasswordCheck.Mismatch;
+                data = Encoding.UTF8.GetString(encoding == "HEX" ? Convert.FromHexString(data) : Convert.FromBase64String(data));
+            }
+            return Verified(scheme, password, data, stored, encoding) ? PasswordCheck.Match : PasswordCheck.Mismatch;
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException or IndexOutOfRangeException)
+        {
+            return PasswordCheck.Mismatch;
+        }
+    }
+
+    private static bool Verified(string scheme, string password, string data, string stored, string encoding) =>
+            scheme switch
             {
                 "PLAIN" or "CLEAR" or "CLEARTEXT" => FixedEquals(password, data),
-                "CRYPT" or "DES-CRYPT" or "MD5-CRYPT" or "MD5" or "SHA256-CRYPT" or "SHA512-CRYPT" or "BLF-CRYPT" =>
+                "CRYPT" or "DES-CRYPT" or "MD5-CRYPT" or "SHA256-CRYPT" or "SHA512-CRYPT" or "BLF-CRYPT" =>
                     VerifyCrypt(password, data),
+                // Dovecot's MD5: an MD5-crypt string, else a PLAIN-MD5 digest (PostfixAdmin's "md5").
+                "MD5" => data.StartsWith("$1$", StringComparison.Ordinal) ? VerifyCrypt(password, data)
+                    : VerifyDigest(MD5.HashData(Utf8(password)), data, encoding, "HEX"),
                 "ARGON2I" or "ARGON2ID" => data.StartsWith("$argon2", StringComparison.Ordinal) && data.Length < 512 &&
                     Argon2.Verify(data, password),
+                "PBKDF2" => VerifyPbkdf2(password, data),
                 "SHA" or "SHA1" => VerifyDigest(SHA1.HashData(Utf8(password)), data, encoding, "B64"),
                 "SHA256" => VerifyDigest(SHA256.HashData(Utf8(password)), data, encoding, "B64"),
                 "SHA512" => VerifyDigest(SHA512.HashData(Utf8(password)), data, encoding, "B64"),
@@ -73,17 +120,23 @@ public static class PasswordScheme
                     FixedEquals(ScramStoredKey(password, keys!.Salt, keys.Iterations, alg), keys.StoredKey),
                 _ => false,
             };
-        }
-        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException or IndexOutOfRangeException)
-        {
-            return false;
-        }
-    }
 
     /// <summary>Makes a hash in the named scheme, as `doveadm pw -s SCHEME` would.</summary>
     public static string Hash(string password, string scheme = DefaultScheme)
     {
         scheme = scheme.ToUpperInvariant();
+        int dot = scheme.IndexOf('.');
+        if (dot > 0)
+        {
+            // SCHEME.B64 / SCHEME.HEX: the scheme's data in that encoding (the text of a crypt string, else the raw digest).
+            var (name, encoding) = (scheme[..dot], scheme[(dot + 1)..]);
+            if (encoding == "BASE64") encoding = "B64";
+            if (encoding is not ("B64" or "HEX") || !Schemes.Contains(name)) throw new ArgumentException($"unknown password scheme '{scheme}'");
+            var data = Hash(password, name)[(name.Length + 2)..];
+            var raw = IsTextScheme(name) ? Utf8(data) : Decode(data, "", name == "PLAIN-MD5" ? "HEX" : "B64", -1)
+                ?? throw new ArgumentException($"scheme '{name}' has no encoding");
+            return "{" + name + "." + encoding + "}" + (encoding == "HEX" ? Convert.ToHexStringLower(raw) : Convert.ToBase64String(raw));
+        }
         var pw = Utf8(password);
         return "{" + scheme + "}" + scheme switch
         {
@@ -95,6 +148,7 @@ public static class PasswordScheme
             "SHA512-CRYPT" => UnixCrypt.Crypt(password, "$6$" + UnixCrypt.Salt(16)),
             "ARGON2I" => Argon2Hash(password, Argon2Type.DataIndependentAddressing, 4, 32768),
             "ARGON2ID" => Argon2Hash(password, Argon2Type.HybridAddressing, 3, 65536),
+            "PBKDF2" => Pbkdf2Hash(password, UnixCrypt.Salt(16), Pbkdf2Rounds),
             "SHA" or "SHA1" => Convert.ToBase64String(SHA1.HashData(pw)),
             "SHA256" => Convert.ToBase64String(SHA256.HashData(pw)),
             "SHA512" => Convert.ToBase64String(SHA512.HashData(pw)),
@@ -111,7 +165,31 @@ public static class PasswordScheme
         } ?? throw new InvalidOperationException("crypt(3) failed");
     }
 
-    public static bool IsKnown(string scheme) => Schemes.Contains(scheme.ToUpperInvariant());
+    public static bool IsKnown(string scheme)
+    {
+        scheme = scheme.ToUpperInvariant();
+        int dot = scheme.IndexOf('.');
+        return dot < 0 ? Schemes.Contains(scheme) : Schemes.Contains(scheme[..dot]) && scheme[(dot + 1)..] is "B64" or "BASE64" or "HEX";
+    }
+
+    // ---- PBKDF2 as Dovecot stores it: $1$salt$rounds$hex(PBKDF2-HMAC-SHA1, 20 bytes), the salt taken as its text ----
+
+    private const int Pbkdf2Rounds = 5000;
+    private const int MaxPbkdf2Rounds = 10_000_000;
+
+    private static string Pbkdf2Hash(string password, string salt, int rounds) =>
+        $"$1${salt}${rounds}${Convert.ToHexStringLower(Rfc2898DeriveBytes.Pbkdf2(Utf8(password), Utf8(salt), rounds, HashAlgorithmName.SHA1, 20))}";
+
+    private static bool VerifyPbkdf2(string password, string data)
+    {
+        var fields = data.Split('$');
+        if (fields.Length != 5 || fields[0] != "" || fields[1] != "1" || fields[2].Length > 256) return false;
+        if (!int.TryParse(fields[3], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var rounds)
+            || rounds < 1 || rounds > MaxPbkdf2Rounds) return false;
+        if (fields[4].Length != 40 || !fields[4].All(char.IsAsciiHexDigit)) return false;
+        var key = Rfc2898DeriveBytes.Pbkdf2(Utf8(password), Utf8(fields[2]), rounds, HashAlgorithmName.SHA1, 20);
+        return FixedEquals(key, Convert.FromHexString(fields[4]));
+    }
 
     /// <summary>The plaintext password, when the directory stores it so.</summary>
     public static bool TryPlaintext(string stored, out string password)

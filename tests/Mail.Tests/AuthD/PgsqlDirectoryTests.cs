@@ -79,6 +79,84 @@ public sealed class PgsqlDirectoryTests
         Assert.That(await Login("old@example.org", "md5 pasS"), Is.EqualTo(SaslStatus.Failure));
     }
 
+    [TestCase("SHA512-CRYPT.B64")] // PostfixAdmin's sha512.b64
+    [TestCase("PBKDF2")]
+    [TestCase("MD5")] // PostfixAdmin's dovecot:MD5
+    public async Task PostfixAdmin_hashes_of_dovecot_schemes_log_in(string scheme)
+    {
+        await AddMailbox("bob@example.org", Doveadm(scheme, "bob's pass"));
+        Assert.That(await Login("bob@example.org", "bob's pass"), Is.EqualTo(SaslStatus.Success));
+        Assert.That(await Login("bob@example.org", "bob's pasS"), Is.EqualTo(SaslStatus.Failure));
+    }
+
+    /// <summary>AuthD restarted with one more line of authd.conf.</summary>
+    private async Task RestartAuthd(string extra)
+    {
+        await _authd.DisposeAsync();
+        _authd = await AuthDServer.StartAsync(directory: $"directory_driver = pgsql\npgsql_connection = {_pg.ConnectionString()}\n{extra}");
+    }
+
+    [Test]
+    public async Task Default_pass_scheme_reads_postfixadmin_md5_and_cleartext_as_dovecot_does()
+    {
+        // PostfixAdmin's encrypt = 'md5' stores md5(password) in hex, 'cleartext' the password, both without a prefix.
+        var md5 = Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData("md5 pass"u8));
+        await AddMailbox("md5@example.org", md5);
+        await AddMailbox("clear@example.org", "clear pass");
+        Assert.That(await Login("md5@example.org", "md5 pass"), Is.EqualTo(SaslStatus.Failure), "under CRYPT, the default, a hex digest is no crypt string");
+
+        await RestartAuthd("default_pass_scheme = MD5");
+        Assert.That(await Login("md5@example.org", "md5 pass"), Is.EqualTo(SaslStatus.Success));
+        Assert.That(await Login("md5@example.org", "md5 pasS"), Is.EqualTo(SaslStatus.Failure));
+        await AddMailbox("crypt@example.org", Doveadm("MD5-CRYPT", "crypt pass")[11..]); // bare $1$...: MD5 reads MD5-crypt too
+        Assert.That(await Login("crypt@example.org", "crypt pass"), Is.EqualTo(SaslStatus.Success));
+
+        await RestartAuthd("default_pass_scheme = PLAIN");
+        Assert.That(await Login("clear@example.org", "clear pass"), Is.EqualTo(SaslStatus.Success));
+        Assert.That(await Login("clear@example.org", "clear pasS"), Is.EqualTo(SaslStatus.Failure));
+    }
+
+    [Test]
+    public async Task Unknown_default_pass_scheme_stops_authd_with_a_clear_error()
+    {
+        await _authd.DisposeAsync();
+        var ex = Assert.ThrowsAsync<Mail.Shared.Config.ConfigException>(async () =>
+            _authd = await AuthDServer.StartAsync(directory: $"directory_driver = pgsql\npgsql_connection = {_pg.ConnectionString()}\ndefault_pass_scheme = SHA3"));
+        Assert.That(ex!.Message, Does.Contain("unknown default_pass_scheme 'SHA3'"));
+        _authd = await AuthDServer.StartAsync(directory: $"directory_driver = pgsql\npgsql_connection = {_pg.ConnectionString()}");
+    }
+
+    [Test]
+    public async Task A_hash_in_an_unknown_scheme_is_logged_as_such_not_as_a_wrong_password()
+    {
+        await AddMailbox("odd@example.org", "{SHA3-512}AAAA");
+        await AddMailbox("bob@example.org", "{PLAIN}right");
+        Assert.That(await Login("odd@example.org", "anything"), Is.EqualTo(SaslStatus.Failure));
+        Assert.That(await Login("bob@example.org", "wrong"), Is.EqualTo(SaslStatus.Failure));
+        var log = _authd.Log();
+        Assert.That(log, Does.Contain("user=<odd@example.org>: unknown password scheme {SHA3-512}"));
+        Assert.That(log, Does.Match(@"user=<odd@example\.org>.*unknown password scheme"));
+        Assert.That(log, Does.Not.Match(@"odd@example\.org.*password mismatch"));
+        Assert.That(log, Does.Match(@"bob@example\.org.*password mismatch"));
+    }
+
+    [Test]
+    public async Task Expired_password_is_refused_where_the_domain_sets_an_expiry()
+    {
+        // PostfixAdmin with password_expiration: the domain's days, each mailbox's expiry time.
+        await AddMailbox("bob@example.org", "{PLAIN}pw");
+        await _pg.ExecAsync("UPDATE mailbox SET password_expiry = now() - interval '1 day' WHERE username = 'bob@example.org'");
+        Assert.That(await Login("bob@example.org", "pw"), Is.EqualTo(SaslStatus.Success), "a domain with password_expiry 0 has no expiry");
+
+        await _pg.ExecAsync("UPDATE domain SET password_expiry = 90 WHERE domain = 'example.org'");
+        Assert.That(await Login("bob@example.org", "pw"), Is.EqualTo(SaslStatus.Failure));
+        Assert.That(_authd.Log(), Does.Match(@"bob@example\.org.*password expired"));
+
+        // The password changed in PostfixAdmin: its expiry moves 90 days on.
+        await _pg.ExecAsync("UPDATE mailbox SET password_expiry = now() + interval '90 days' WHERE username = 'bob@example.org'");
+        Assert.That(await Login("bob@example.org", "pw"), Is.EqualTo(SaslStatus.Success));
+    }
+
     [Test]
     public async Task Password_changed_in_sql_takes_effect_at_the_next_login()
     {

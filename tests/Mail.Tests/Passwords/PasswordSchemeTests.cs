@@ -14,9 +14,9 @@ public sealed class PasswordSchemeTests
 
     private static readonly string[] DovecotSchemes =
     [
-        "PLAIN", "CRYPT", "DES-CRYPT", "MD5-CRYPT", "SHA256-CRYPT", "SHA512-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID",
-        "SSHA", "SSHA256", "SSHA512", "SHA", "SHA256", "SHA512", "SMD5", "PLAIN-MD5", "LDAP-MD5", "CRAM-MD5",
-        "SCRAM-SHA-1", "SCRAM-SHA-256",
+        "PLAIN", "CRYPT", "DES-CRYPT", "MD5-CRYPT", "MD5", "SHA256-CRYPT", "SHA512-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID",
+        "PBKDF2", "SSHA", "SSHA256", "SSHA512", "SHA", "SHA256", "SHA512", "SMD5", "PLAIN-MD5", "LDAP-MD5", "CRAM-MD5",
+        "SCRAM-SHA-1", "SCRAM-SHA-256", "SHA512-CRYPT.B64", "SSHA256.HEX", "PLAIN-MD5.B64",
     ];
 
     private static string Doveadm(params string[] args)
@@ -65,6 +65,29 @@ public sealed class PasswordSchemeTests
         Assert.That(bare, Does.StartWith(prefix));
         Assert.That(PasswordScheme.Verify(Password, bare), Is.True);
         Assert.That(PasswordScheme.Verify("nope", bare), Is.False);
+    }
+
+    [Test]
+    public void Bare_password_takes_the_default_pass_scheme()
+    {
+        var md5 = Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData(Encoding.UTF8.GetBytes(Password)));
+        Assert.That(PasswordScheme.Verify(Password, PasswordScheme.Qualified(md5, "MD5")), Is.True);
+        Assert.That(PasswordScheme.Verify(Password, PasswordScheme.Qualified(md5, "CRYPT")), Is.False);
+        Assert.That(PasswordScheme.Verify(Password, PasswordScheme.Qualified(Password, "PLAIN")), Is.True);
+        Assert.That(PasswordScheme.Qualified("{SHA512-CRYPT}$6$x", "PLAIN"), Is.EqualTo("{SHA512-CRYPT}$6$x"), "a prefix wins");
+        Assert.That(PasswordScheme.Check(Password, "{WHIRLPOOL}abc"), Is.EqualTo(PasswordCheck.UnknownScheme));
+        Assert.That(PasswordScheme.Check(Password, "{SHA512.XYZ}abc"), Is.EqualTo(PasswordCheck.UnknownScheme));
+        Assert.That(PasswordScheme.Check("x", PasswordScheme.Hash(Password, "PBKDF2")), Is.EqualTo(PasswordCheck.Mismatch));
+    }
+
+    [TestCase("{PBKDF2}$1$salt$99999999999$af24ca7e494346d0c570aed31c9975a5db4e7a6c")]
+    [TestCase("{PBKDF2}$1$salt$0$af24ca7e494346d0c570aed31c9975a5db4e7a6c")]
+    [TestCase("{PBKDF2}$2$salt$5000$af24ca7e494346d0c570aed31c9975a5db4e7a6c")]
+    [TestCase("{PBKDF2}$1$salt$5000$zz")]
+    [TestCase("{SHA512-CRYPT.B64}!!!")]
+    public void Malformed_new_scheme_hashes_verify_nothing(string stored)
+    {
+        Assert.That(PasswordScheme.Check("secret", stored), Is.EqualTo(PasswordCheck.Mismatch));
     }
 
     [Test]
