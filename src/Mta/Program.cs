@@ -41,7 +41,7 @@ namespace Mail.Mta
             }).ToList();
             var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks,
                 config.Get("smtpd_tls_security_level") == "encrypt", Postmaster(config),
-                config.Get("smtpd_forbid_bare_newline") == "reject");
+                config.Get("smtpd_forbid_bare_newline") == "reject", config.GetBool("mx_auth"), SubmissionPorts(config));
             var auth = AuthClient.Connect(config.GetPath("authd_socket"));
             var spool = new Spool(config.GetPath("spool_dir"));
             var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"));
@@ -132,6 +132,15 @@ namespace Mail.Mta
             });
             app.Lifetime.ApplicationStopped.Register(auth.Dispose);
             return app;
+        }
+
+        /// <summary>The ports of the submission listeners, for the refusal of AUTH on the MX ("587 and 465").</summary>
+        private static string SubmissionPorts(MailConfig config)
+        {
+            var ports = new[] { "submission_listen", "submissions_listen" }
+                .SelectMany(k => config.Get(k).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                .Select(a => a[(a.LastIndexOf(':') + 1)..]).Distinct().ToList();
+            return ports.Count == 0 ? "" : ports.Count == 1 ? ports[0] : string.Join(", ", ports[..^1]) + " and " + ports[^1];
         }
 
         /// <summary>postmaster_address (checked), or postmaster@ the hostname without its first label.</summary>

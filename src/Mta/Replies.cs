@@ -20,7 +20,8 @@ internal static class Replies
     public const string TlsGoAhead = "220 2.0.0 Ready to start TLS";
 
     // RFC 4954 4, 6: AUTH.
-    public static readonly SmtpReply AuthNotEnabled = new(503, "5.5.1", "Error: authentication not enabled");
+    public static SmtpReply AuthOnSubmission(string ports) => new(503, "5.5.1",
+        ports.Length == 0 ? "Error: authentication not enabled" : $"Error: authentication not enabled on this port; use the submission port{(ports.Contains(' ') ? "s" : "")} {ports}");
     public static readonly SmtpReply EncryptionRequired = new(538, "5.7.11", "Encryption required for requested authentication mechanism");
     public static readonly SmtpReply SendEhloFirst = new(503, "5.5.1", "Error: send EHLO first");
     public static readonly SmtpReply AlreadyAuthenticated = new(503, "5.5.1", "Error: already authenticated");

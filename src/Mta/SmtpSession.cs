@@ -27,7 +27,8 @@ namespace Mail.Mta;
 
 internal enum SmtpPort { Mx, Submission, Submissions }
 
-internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster, bool RejectBareLf);
+internal sealed record SmtpOptions(string Hostname, long MaxMessageSize, int MaxRecipients, IReadOnlyList<(IPAddress Net, int Bits)> MyNetworks, bool MxRequiresTls, string Postmaster, bool RejectBareLf,
+    bool MxAuth = false, string SubmissionPorts = "587 and 465");
 
 internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient auth, RecipientCache recipients, Spool spool, QueueManager queue,
     Func<X509Certificate2?> certificate, SmtpOptions options, InboundChecks? checks = null, DkimKeyring? signing = null, Anvil? anvil = null, Srs? srs = null)
@@ -91,7 +92,9 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     private Verdict? _rcptVerdict;
     private ClientResults? _client;
 
-    private bool AuthOffered => port != SmtpPort.Mx && Conn.IsSecure;
+    /// <summary>AUTH where it may be used: submission, or the MX with mx_auth; only under TLS or from loopback either way.</summary>
+    private bool AuthEnabled => port != SmtpPort.Mx || options.MxAuth;
+    private bool AuthOffered => AuthEnabled && Conn.IsSecure;
     /// <summary>Submission needs TLS except from loopback (RFC 8314 3.3); the MX only with smtpd_tls_security_level = encrypt.</summary>
     protected override bool TlsRequired => port == SmtpPort.Mx ? options.MxRequiresTls && !Conn.IsTls : !Conn.IsSecure;
     private bool Trusted => _user != null || InMyNetworks(Conn.RemoteIp);
@@ -144,7 +147,8 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
     /// <summary>RFC 4954 4: AUTH, the exchange run by AuthD, the 334 challenges written here.</summary>
     private async Task<SmtpReply> AuthAsync(string arg)
     {
-        if (!AuthOffered) return port == SmtpPort.Mx ? Replies.AuthNotEnabled : Replies.EncryptionRequired;
+        if (!AuthEnabled) return Replies.AuthOnSubmission(options.SubmissionPorts);
+        if (!AuthOffered) return Replies.EncryptionRequired;
         if (_helo == null) return Replies.SendEhloFirst;
         if (_user != null) return Replies.AlreadyAuthenticated;
         if (_from != null) return Replies.AuthInTransaction;
@@ -197,7 +201,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             else if (k is not ("SMTPUTF8" or "AUTH")) return SmtpReply.UnsupportedParameter(MailLog.Safe(k, 20));
         }
         if (OverRate(RateKind.Message, "messages") is { } tooMuch) return tooMuch;
-        if (_user != null && port != SmtpPort.Mx && !await SenderBelongsToUserAsync(path))
+        if (_user != null && !await SenderBelongsToUserAsync(path)) // a client logged in submits, on whichever port
         {
             Log.Warn($"{Conn.SessionId}: reject MAIL from=<{MailLog.Safe(path)}>: not owned by user {MailLog.Safe(_user)}");
             return Replies.SenderNotOwned(_user).WithAddress(path);
@@ -385,7 +389,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
                        (_rcpts.Count == 1 ? $"\tfor <{_rcpts[0]}>" : "\t") +
                        $"; {DateTimeOffset.UtcNow.ToString("ddd, dd MMM yyyy HH:mm:ss +0000", CultureInfo.InvariantCulture)}\r\n";
         file.WriteContent(Encoding.UTF8.GetBytes(received));
-        var cleanup = new HeaderCleanup(file.ContentStream, options.Hostname, port != SmtpPort.Mx, id, stripAuthResults: Checked);
+        var cleanup = new HeaderCleanup(file.ContentStream, options.Hostname, port != SmtpPort.Mx || _user != null, id, stripAuthResults: Checked);
         return new Incoming(file, id, cleanup, new DataWriter(cleanup, options.MaxMessageSize, dotStuffed, keepCrLf: true));
     }
 

@@ -23,6 +23,7 @@ public static class MtaSettings
         Setting.Path("pickup_socket", "/run/mail/pickup", "Unix socket where the sendmail command hands over local mail (mode 0666: any local user may send, as with Postfix's maildrop); empty for none."),
         Setting.Path("tls_cert", "/etc/mail/tls/cert.pem", "TLS certificate (PEM)."),
         Setting.Path("tls_key", "/etc/mail/tls/key.pem", "TLS private key (PEM)."),
+        Setting.Bool("mx_auth", false, "Offer AUTH on the MX port too (Postfix's smtpd_sasl_auth_enable on port 25): only after STARTTLS, or from loopback, and a client logged in relays as on 587. Off: AUTH there is refused with a pointer to the submission ports."),
         Setting.Choice("smtpd_tls_security_level", "may", "TLS on the MX listener: may (STARTTLS offered) or encrypt (nothing but EHLO, HELO, STARTTLS, NOOP, RSET and QUIT before STARTTLS; RFC 3207 forbids this on a public MX, it suits a private relay). Submission always needs TLS except from loopback.", "may", "encrypt"),
         Setting.Choice("smtpd_forbid_bare_newline", "normalize", "A DATA line ended by a bare LF: normalize (taken as if it ended in CRLF; DATA still ends only at CRLF.CRLF) or reject (521 and the session ends, except for mynetworks and logged-in clients), as Postfix 3.9's setting. A bare CR is always refused.", "normalize", "reject"),
         Setting.List("mynetworks", "127.0.0.0/8 ::1/128", "Clients that may relay without AUTH (as Postfix's mynetworks)."),
@@ -80,7 +81,7 @@ public static class MtaSettings
         Setting.Text("srs_domain", "", "The domain of rewritten senders (postsrsd's SRS_DOMAIN); empty: the hostname's domain, as for postmaster_address."),
         Setting.Path("srs_secret_file", "", "The SRS secret, one per line, the first signing (postsrsd's secret file can be used as it is); empty: srs.secret in spool_dir, made at the first start."),
         Setting.Path("dkim_key_dir", "/etc/mail/dkim", "DKIM signing keys (mailctl dkim keygen): DOMAIN/SELECTOR.key, readable by mtad alone. Mail from logged-in users, mynetworks and the pickup socket is signed with every key of its From domain (or the nearest parent domain with keys); empty for no signing."),
-        Setting.Path("log_file", "", "Log file; empty logs to standard error."),
+        Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
     ];
 }

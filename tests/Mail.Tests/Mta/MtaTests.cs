@@ -211,6 +211,14 @@ public sealed partial class MtaTests
     }
 
     [Test]
+    public async Task Mx_offers_auth_with_mx_auth_and_a_logged_in_client_relays()
+    {
+        await RestartMtaAsync("mx_auth = yes");
+        await Transcript.ReplayAsync("smtp/mx-auth.txt", _mx);
+        Assert.That(_authd.Log(), Does.Match(@"client=.*sasl_method=PLAIN, sasl_username=bob@example\.org"));
+    }
+
+    [Test]
     public async Task Mx_accepts_local_mail_refuses_unknown_users_and_relaying()
     {
         await Transcript.ReplayAsync("smtp/mx-accepts-local-mail.txt", _mx, new Dictionary<string, string> { ["CRLF"] = "\r\n" },
