@@ -29,7 +29,7 @@ internal static class ImapSettings
         Setting.Size("sieve_max_storage", "10M", "All of one user's Sieve scripts together (QUOTA/MAXSIZE)."),
         Setting.Size("sieve_max_script_size", "1M", "One Sieve script (QUOTA/MAXSIZE)."),
         Setting.Int("sieve_max_redirects", 4, 0, 100, "Redirects per message, as lmtpd's setting of that name (told to ManageSieve clients as MAXREDIRECTS)."),
-        Setting.Path("log_file", "", "Log file; empty logs to standard error."),
+        Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
     ];
 }

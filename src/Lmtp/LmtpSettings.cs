@@ -27,7 +27,7 @@ internal static class LmtpSettings
         Setting.Int("sieve_max_redirects", 4, 0, 100, "Redirects one script may make per message."),
         Setting.Int("sieve_max_actions", 32, 1, 1000, "Actions one script may take per message."),
         Setting.Duration("sieve_vacation_min_period", "1d", "Shortest time between two vacation replies to one sender (:days and :seconds below it are raised)."),
-        Setting.Path("log_file", "", "Log file; empty logs to standard error."),
+        Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
     ];
 }

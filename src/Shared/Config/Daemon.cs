@@ -15,7 +15,7 @@ public static class Daemon
     {
         var config = ProgramArgs.Load(program, settings, args, out var exit);
         if (config == null) return exit;
-        MailLog.Configure(program, config.GetPath("log_file"), config.Get("log_level"));
+        MailLog.Configure(program, config.Get("log_file") == MailLog.Syslog ? MailLog.Syslog : config.GetPath("log_file"), config.Get("log_level"));
         var log = MailLog.For(program);
         WebApplication app;
         try

@@ -14,9 +14,16 @@ public static class MailLog
     public const string Layout =
         "${date:format=MMM dd HH\\:mm\\:ss} ${hostname} ${gdc:item=program}[${processid}]: ${message}${onexception:inner= ${exception:format=ToString}}";
 
+    /// <summary>The log_file value that sends the log to the system log (as Dovecot's log_path = syslog).</summary>
+    public const string Syslog = "syslog";
+
+    /// <summary>The system log's socket (a test points it elsewhere).</summary>
+    public static string SyslogSocket { get; set; } = "/dev/log";
+
     /// <summary>
-    /// Sends the program's log to a file when one is given, else to stderr (the
-    /// journal under systemd). Lines reach the file within a second.
+    /// Sends the program's log to the system log (facility mail) for "syslog", to a file when
+    /// one is given, else to stderr (the journal under systemd). Lines reach the file within a
+    /// second.
     /// </summary>
     public static void Configure(string program, string? logFile, string minLevel = "Info")
     {
@@ -27,7 +34,17 @@ public static class MailLog
         var quiet = new NullTarget("quiet");
         foreach (var noisy in new[] { "Microsoft.*", "Grpc.*", "System.*" })
             config.AddRule(LogLevel.Trace, LogLevel.Info, quiet, noisy, final: true);
-        if (string.IsNullOrEmpty(logFile))
+        if (logFile == Syslog)
+        {
+            var syslog = new SyslogTarget(SyslogSocket, program) { Layout = "${message}${onexception:inner= ${exception:format=ToString}}" };
+            config.AddRule(level, LogLevel.Fatal, new NLog.Targets.Wrappers.AsyncTargetWrapper("syslog-async", syslog)
+            {
+                OverflowAction = NLog.Targets.Wrappers.AsyncTargetWrapperOverflowAction.Block,
+                QueueLimit = 10_000,
+                TimeToSleepBetweenBatches = 0,
+            });
+        }
+        else if (string.IsNullOrEmpty(logFile))
         {
             config.AddRule(level, LogLevel.Fatal, new ConsoleTarget("stderr") { Layout = Layout, StdErr = true });
         }
