@@ -33,15 +33,13 @@ namespace Mail.ImapPop
             var pop3Options = new Pop3Options(sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"));
             var sieveOptions = new ManageSieveOptions(config.Get("hostname"), sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"),
                 (int)config.GetInt("sieve_max_scripts"), config.GetSize("sieve_max_storage"), config.GetSize("sieve_max_script_size"), (int)config.GetInt("sieve_max_redirects"));
-            System.Security.Cryptography.X509Certificates.X509Certificate2? cert = null;
+            var served = new ServedCertificate(config); // read again at SIGHUP
             var certPath = config.GetPath("tls_cert");
-            var keyPath = config.GetPath("tls_key");
-            if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
             var listeners = new List<(ListenAddress Address, bool Tls, string Protocol)>();
             foreach (var (key, tls, protocol) in new[] { ("imap_listen", false, "imap"), ("imaps_listen", true, "imap"), ("pop3_listen", false, "pop3"), ("pop3s_listen", true, "pop3"), ("managesieve_listen", false, "sieve") })
                 foreach (var a in config.GetList(key))
                     listeners.Add((ListenAddress.TryParse(a, out var la) ? la! : throw new ConfigException($"imappopd: bad value '{a}' in '{key}'"), tls, protocol));
-            if (listeners.Any(l => l.Tls) && cert == null)
+            if (listeners.Any(l => l.Tls) && served.Current == null)
                 throw new ConfigException($"imappopd: imaps_listen and pop3s_listen need tls_cert and tls_key ({certPath} not found)");
             var gate = new ConnectionGate(limits);
             var app = LineHost.Create((k, stopping) =>
@@ -56,14 +54,14 @@ namespace Mail.ImapPop
                             "sieve" => "BYE (TRYLATER) \"Too many connections, try later.\"",
                             _ => "* BYE Too many connections, try later.",
                         },
-                    }, gate, () => cert, stopping, c => protocol switch
+                    }, gate, () => served.Current, stopping, c => protocol switch
                     {
-                        "pop3" => new Pop3Session(c, auth, () => cert, pop3Options).RunAsync(),
-                        "sieve" => new ManageSieveSession(c, auth, () => cert, sieveOptions).RunAsync(),
-                        _ => new ImapSession(c, auth, () => cert, options, tls).RunAsync(),
+                        "pop3" => new Pop3Session(c, auth, () => served.Current, pop3Options).RunAsync(),
+                        "sieve" => new ManageSieveSession(c, auth, () => served.Current, sieveOptions).RunAsync(),
+                        _ => new ImapSession(c, auth, () => served.Current, options, tls).RunAsync(),
                     });
             }, TimeSpan.FromSeconds(10));
-            app.Lifetime.ApplicationStopped.Register(() => { hub.Dispose(); auth.Dispose(); });
+            app.Lifetime.ApplicationStopped.Register(() => { served.Dispose(); hub.Dispose(); auth.Dispose(); });
             app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));
             return app;
         }

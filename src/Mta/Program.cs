@@ -79,10 +79,8 @@ namespace Mail.Mta
                 config.GetDuration("delay_warning_time"), (int)config.GetInt("max_deliveries"), (int)config.GetInt("destination_concurrency"),
                 routes, Enum.Parse<TlsLevel>(config.Get("smtp_tls_security_level"), ignoreCase: true),
                 config.GetList("defer_transports").Contains("smtp", StringComparer.OrdinalIgnoreCase), logins, srs, signing));
-            X509Certificate2? cert = null;
+            var served = new ServedCertificate(config); // read again at SIGHUP
             var certPath = config.GetPath("tls_cert");
-            var keyPath = config.GetPath("tls_key");
-            if (File.Exists(certPath) && File.Exists(keyPath)) cert = Certificates.Load(certPath, keyPath);
             var checks = Mail.MailAuth.InboundChecksConfig.FromConfig(config, "mtad", recordDmarc: true);
             int Limit(string name) => (int)config.GetInt(name);
             var anvil = new Anvil(new RateLimits(config.GetDuration("anvil_rate_time_unit"), Limit("smtpd_client_connection_rate_limit"),
@@ -97,7 +95,7 @@ namespace Mail.Mta
             var control = config.GetPath("control_socket");
             var pickup = config.GetPath("pickup_socket");
             if (pickup.Length > 0) listeners.Add((ListenAddress.Parse("unix:" + pickup), SmtpPort.Mx));
-            if (listeners.Any(l => l.Port == SmtpPort.Submissions) && cert == null)
+            if (listeners.Any(l => l.Port == SmtpPort.Submissions) && served.Current == null)
                 throw new ConfigException($"mtad: submissions_listen needs tls_cert and tls_key ({certPath} not found)");
             var app = LineHost.Create((k, stopping) =>
             {
@@ -106,7 +104,7 @@ namespace Mail.Mta
                     {
                         Name = port.ToString().ToLowerInvariant(), Address = address, Limits = limits, ImplicitTls = port == SmtpPort.Submissions,
                         BusyReply = "421 4.7.0 Too many connections, try later",
-                    }, gate, () => cert, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => cert, options, checks, signing, anvil, srs).RunAsync());
+                    }, gate, () => served.Current, stopping, c => new SmtpSession(c, port, auth, recipients, spool, queue, () => served.Current, options, checks, signing, anvil, srs).RunAsync());
                 if (control.Length > 0)
                 {
                     var controlLimits = new NetLimits { MaxLineLength = 1024, IdleTimeout = TimeSpan.FromMinutes(1), MaxConnections = 10 };
@@ -130,7 +128,7 @@ namespace Mail.Mta
                 if (pickup.Length > 0) LineListener.SetSocketMode(pickup, (UnixFileMode)Convert.ToInt32("666", 8));
                 if (control.Length > 0) LineListener.SetSocketMode(control, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             });
-            app.Lifetime.ApplicationStopped.Register(auth.Dispose);
+            app.Lifetime.ApplicationStopped.Register(() => { served.Dispose(); auth.Dispose(); });
             return app;
         }
 

@@ -6,8 +6,42 @@ using System.Security.Cryptography.X509Certificates;
 
 namespace Mail.Shared.Net;
 
+/// <summary>
+/// The certificate of tls_cert and tls_key as the daemon serves it now: read at start, read again
+/// at SIGHUP (a renewal by certbot's deploy hook), null while either file is missing. A new
+/// certificate that does not load refuses the reload and the one in use stays.
+/// </summary>
+public sealed class ServedCertificate : IDisposable
+{
+    private volatile X509Certificate2? _current;
+    private readonly IDisposable _reload;
+
+    public ServedCertificate(Config.MailConfig config)
+    {
+        _current = Certificates.LoadConfigured(config);
+        _reload = Config.Daemon.OnReload(["tls_cert", "tls_key"], next =>
+        {
+            var loaded = Certificates.LoadConfigured(next);
+            if (loaded == null && _current != null)
+                throw new Config.ConfigException($"{next.Program}: {next.GetPath("tls_cert")} or {next.GetPath("tls_key")} not found");
+            _current = loaded;
+        });
+    }
+
+    public X509Certificate2? Current => _current;
+
+    public void Dispose() => _reload.Dispose();
+}
+
 public static class Certificates
 {
+    /// <summary>The certificate of tls_cert and tls_key, or null when either file is missing.</summary>
+    public static X509Certificate2? LoadConfigured(Config.MailConfig config)
+    {
+        var (certPath, keyPath) = (config.GetPath("tls_cert"), config.GetPath("tls_key"));
+        return File.Exists(certPath) && File.Exists(keyPath) ? Load(certPath, keyPath) : null;
+    }
+
     public static X509Certificate2 Load(string certPath, string keyPath)
     {
         using var pem = X509Certificate2.CreateFromPemFile(certPath, keyPath);
