@@ -16,6 +16,8 @@ root.Subcommands.Add(DkimCommands.Build());
 root.Subcommands.Add(DnsCommands.Build());
 root.Subcommands.Add(DmarcCommands.Build());
 root.Subcommands.Add(SieveCommands.Build());
+root.Subcommands.Add(TlsCommands.Build());
+root.Subcommands.Add(SetupCommand.Build());
 root.Subcommands.Add(DevStack.Build());
 // "@domain" is a catch-all address here, not a response file.
 return await root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null }).InvokeAsync();

@@ -9,6 +9,17 @@ public static partial class Ownership
 {
     public static bool IsRoot { get; } = Geteuid() == 0;
 
+    /// <summary>The id of a group named in /etc/group, or null.</summary>
+    public static uint? GroupId(string name)
+    {
+        foreach (var line in File.ReadLines("/etc/group"))
+        {
+            var f = line.Split(':');
+            if (f.Length >= 3 && f[0] == name && uint.TryParse(f[2], out var gid)) return gid;
+        }
+        return null;
+    }
+
     /// <summary>chown(2) when running as root; nothing otherwise.</summary>
     public static void Chown(string path, uint uid, uint gid)
     {
