@@ -9,7 +9,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
-packages=(systemd postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3 fail2ban isync dnsmasq-base strace nsd python3-spf python3-dkim python3-nacl publicsuffix opendkim postsrsd dovecot-sieve dovecot-managesieved sieve-connect)
+packages=(systemd clang zlib1g-dev postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql swaks python3 fail2ban isync dnsmasq-base strace nsd python3-spf python3-dkim python3-nacl publicsuffix opendkim postsrsd dovecot-sieve dovecot-managesieved sieve-connect)
 # Roundcube (run by PHP's own web server) and headless Chromium, without what they only
 # recommend (a system web server that would start on port 80).
 web_packages=(roundcube-core roundcube-plugins roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver python3-selenium)
