@@ -45,6 +45,7 @@ namespace Mail.Lmtp
             }, TimeSpan.FromSeconds(30));
             app.Lifetime.ApplicationStarted.Register(() => { if (socket.Length > 0) LineListener.SetSocketMode(socket, mode); });
             app.Lifetime.ApplicationStopped.Register(() => { auth.Dispose(); if (socket.Length > 0) try { File.Delete(socket); } catch (IOException) { } });
+            app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));
             return app;
         }
     }

@@ -129,6 +129,7 @@ namespace Mail.Mta
                 if (control.Length > 0) LineListener.SetSocketMode(control, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             });
             app.Lifetime.ApplicationStopped.Register(() => { served.Dispose(); auth.Dispose(); });
+            app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));
             return app;
         }
 

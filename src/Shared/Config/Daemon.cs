@@ -86,6 +86,9 @@ public static partial class Daemon
             });
         });
         log.Info("started: " + describe(config));
+        // Once the start is over, its garbage and the pages of code only the start ran are given back.
+        _ = Task.Delay(Mail.Shared.Net.IdleMemoryTrim.Quiet, app.Lifetime.ApplicationStopping)
+            .ContinueWith(t => { if (!t.IsCanceled) Mail.Shared.Net.IdleMemoryTrim.Trim(); }, TaskScheduler.Default);
         await app.WaitForShutdownAsync().ConfigureAwait(false);
         log.Info("stopped");
         NLog.LogManager.Shutdown();

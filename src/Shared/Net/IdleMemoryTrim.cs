@@ -38,6 +38,14 @@ public sealed class IdleMemoryTrim(Func<long> lastActivity)
         });
     }
 
+    /// <summary>One full collection that returns the freed memory, and the clean pages of mapped files given back (WorkingSet).</summary>
+    public static void Trim()
+    {
+        GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        WorkingSet.DropCleanFilePages();
+    }
+
     private int _trims;
 
     /// <summary>How many trims this loop has run.</summary>
@@ -54,8 +62,7 @@ public sealed class IdleMemoryTrim(Func<long> lastActivity)
             {
                 if (Environment.TickCount64 - lastActivity() < Quiet.TotalMilliseconds) continue;
                 if (GC.GetTotalAllocatedBytes() - allocatedAtTrim < MinAllocated) continue;
-                GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
-                GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+                Trim();
                 allocatedAtTrim = GC.GetTotalAllocatedBytes();
                 Interlocked.Increment(ref _trims);
             }
