@@ -107,7 +107,7 @@ internal static class SetupCommand
                 if (File.Exists(certPath)) File.Delete(certPath);
                 if (File.Exists(keyPath)) File.Delete(keyPath);
                 Certificates.EnsureSelfSigned(certPath, keyPath, host);
-                KeyForGroup(keyPath);
+                TlsCommands.KeyForGroup(keyPath, "mail");
                 Step($"WARNING: TLS certificate is self-signed ({certPath}); mail clients will warn. Get one with " +
                      $"`certbot certonly --standalone -d {host}` (port 80 free) and run `mailctl setup {name}` again.");
             }
@@ -179,14 +179,6 @@ internal static class SetupCommand
             return cert.SubjectName.RawData.AsSpan().SequenceEqual(cert.IssuerName.RawData);
         }
         catch (CryptographicException) { return null; }
-    }
-
-    /// <summary>The key readable by the daemons' group (mail), when there is one.</summary>
-    private static void KeyForGroup(string keyPath)
-    {
-        if (Mail.Shared.IO.Ownership.GroupId("mail") is not { } gid) return;
-        Mail.Shared.IO.Ownership.Chown(keyPath, 0, gid);
-        File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
     }
 
     /// <summary>

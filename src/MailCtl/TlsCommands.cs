@@ -27,17 +27,24 @@ internal static class TlsCommands
             Certificates.EnsureSelfSigned(certPath, keyPath, p.GetValue(host)!);
             if (p.GetValue(group) is { } g)
             {
-                if (Mail.Shared.IO.Ownership.GroupId(g) is not { } gid)
+                if (!KeyForGroup(keyPath, g))
                 {
                     Console.Error.WriteLine($"mailctl: no group '{g}'");
                     return CtlContext.ExitUsage;
                 }
-                Mail.Shared.IO.Ownership.Chown(keyPath, 0, gid);
-                File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
             }
             Console.WriteLine($"self-signed certificate for {p.GetValue(host)} in {certPath}; mail clients will warn until a real one replaces it");
             return 0;
         });
         return new Command("tls", "TLS certificates of the daemons") { selfSigned };
+    }
+
+    /// <summary>The key made readable by <paramref name="group"/> (the daemons' group), mode 0640; false when there is no such group.</summary>
+    public static bool KeyForGroup(string keyPath, string group)
+    {
+        if (Mail.Shared.IO.Ownership.GroupId(group) is not { } gid) return false;
+        Mail.Shared.IO.Ownership.Chown(keyPath, 0, gid);
+        File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        return true;
     }
 }

@@ -124,7 +124,7 @@ public static partial class Daemon
                 MailLog.Configure(program, LogTarget(next), next.Get("log_level"));
             var live = reloaders.SelectMany(r => r.Keys).Concat(["log_level", "log_file"]).ToHashSet();
             var waiting = settings.Select(s => s.Key).Where(k => !live.Contains(k) && next.Get(k) != running.Get(k)).ToList();
-            MailLog.For(program).Info($"reloaded {running.FilePath}" + (waiting.Count > 0 ? $"; changed, in force at the next restart: {string.Join(", ", waiting)}" : ""));
+            log.Info($"reloaded {running.FilePath}" + (waiting.Count > 0 ? $"; changed, in force at the next restart: {string.Join(", ", waiting)}" : ""));
             return next;
         }
         catch (Exception e) when (e is ConfigException or FormatException or IOException or System.Security.Cryptography.CryptographicException)

@@ -88,15 +88,18 @@ internal sealed partial class ImapSession
         SortKey.Arrival => keys.Select(k => k.Arrival).ToArray(),
         SortKey.Date => keys.Select(k => k.Date).ToArray(),
         SortKey.Size => keys.Select(k => k.Size).ToArray(),
-        _ => keys.Select(k => key switch
-        {
-            SortKey.Cc => k.Cc,
-            SortKey.From => k.From,
-            SortKey.Subject => k.Subject,
-            SortKey.To => k.To,
-            SortKey.DisplayFrom => k.DisplayFrom,
-            _ => k.DisplayTo,
-        }).ToArray(),
+        _ => keys.Select(k => Text(k, key)).ToArray(),
+    };
+
+    /// <summary>A text sort key's value (the keys that are not numbers).</summary>
+    private static string Text(SortKeys k, SortKey key) => key switch
+    {
+        SortKey.Cc => k.Cc,
+        SortKey.From => k.From,
+        SortKey.Subject => k.Subject,
+        SortKey.To => k.To,
+        SortKey.DisplayFrom => k.DisplayFrom,
+        _ => k.DisplayTo,
     };
 
     /// <summary>Two messages' keys compared as the SORT asks (ties are left to the caller).</summary>
@@ -109,12 +112,7 @@ internal sealed partial class ImapSession
                 SortKey.Arrival => a.Arrival.CompareTo(b.Arrival),
                 SortKey.Date => a.Date.CompareTo(b.Date),
                 SortKey.Size => a.Size.CompareTo(b.Size),
-                SortKey.Cc => string.CompareOrdinal(a.Cc, b.Cc),
-                SortKey.From => string.CompareOrdinal(a.From, b.From),
-                SortKey.Subject => string.CompareOrdinal(a.Subject, b.Subject),
-                SortKey.To => string.CompareOrdinal(a.To, b.To),
-                SortKey.DisplayFrom => string.CompareOrdinal(a.DisplayFrom, b.DisplayFrom),
-                _ => string.CompareOrdinal(a.DisplayTo, b.DisplayTo),
+                _ => string.CompareOrdinal(Text(a, key), Text(b, key)),
             };
             if (c != 0) return reverse ? -c : c;
         }
