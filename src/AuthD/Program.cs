@@ -57,7 +57,7 @@ namespace Mail.AuthD
                 if (mapSocket.Length > 0)
                     k.ListenLines(new LineListenerOptions { Name = "socketmap", Address = new ListenAddress(new System.Net.Sockets.UnixDomainSocketEndPoint(mapSocket)), Limits = limits },
                         gate, () => null, stopping, c => new SocketmapSession(c, maps).RunAsync());
-            }, TimeSpan.FromSeconds(10), builder =>
+            }, TimeSpan.FromSeconds(10), metrics: Mail.Shared.Metrics.MetricsEndpoint.Address(config, "authd"), services: builder =>
             {
                 builder.Services.AddGrpc(o =>
                 {

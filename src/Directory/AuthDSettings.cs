@@ -35,5 +35,6 @@ public static class AuthDSettings
         Setting.Text("hostname", Environment.MachineName, "Host name used in CRAM-MD5 challenges."),
         Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error only."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+        Mail.Shared.Metrics.MetricsEndpoint.Setting,
     ];
 }

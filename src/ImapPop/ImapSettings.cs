@@ -31,5 +31,6 @@ internal static class ImapSettings
         Setting.Int("sieve_max_redirects", 4, 0, 100, "Redirects per message, as lmtpd's setting of that name (told to ManageSieve clients as MAXREDIRECTS)."),
         Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+        Mail.Shared.Metrics.MetricsEndpoint.Setting,
     ];
 }

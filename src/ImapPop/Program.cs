@@ -60,7 +60,7 @@ namespace Mail.ImapPop
                         "sieve" => new ManageSieveSession(c, auth, () => served.Current, sieveOptions).RunAsync(),
                         _ => new ImapSession(c, auth, () => served.Current, options, tls).RunAsync(),
                     });
-            }, TimeSpan.FromSeconds(10));
+            }, TimeSpan.FromSeconds(10), metrics: Mail.Shared.Metrics.MetricsEndpoint.Address(config, "imappopd"));
             app.Lifetime.ApplicationStopped.Register(() => { served.Dispose(); hub.Dispose(); auth.Dispose(); });
             app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));
             return app;

@@ -309,6 +309,14 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
     /// </summary>
     private async Task<SmtpReply> DeliverAsync(Recipient r, string tmpPath, long size, long vsize)
     {
+        var started = Stopwatch.StartNew();
+        var reply = await StoreAsync(r, tmpPath, size, vsize);
+        LmtpMetrics.Delivered(reply, started.Elapsed);
+        return reply;
+    }
+
+    private async Task<SmtpReply> StoreAsync(Recipient r, string tmpPath, long size, long vsize)
+    {
         var u = r.User;
         var started = Stopwatch.StartNew();
         string? edited = null;

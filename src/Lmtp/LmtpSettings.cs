@@ -29,5 +29,6 @@ internal static class LmtpSettings
         Setting.Duration("sieve_vacation_min_period", "1d", "Shortest time between two vacation replies to one sender (:days and :seconds below it are raised)."),
         Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+        Mail.Shared.Metrics.MetricsEndpoint.Setting,
     ];
 }

@@ -42,7 +42,7 @@ namespace Mail.Lmtp
                 foreach (var a in addresses)
                     k.ListenLines(new LineListenerOptions { Name = "lmtp", Address = a, Limits = limits, BusyReply = "421 4.3.2 Too many connections" },
                         gate, () => null, stopping, c => new LmtpSession(c, auth, options, sieve).RunAsync());
-            }, TimeSpan.FromSeconds(30));
+            }, TimeSpan.FromSeconds(30), metrics: Mail.Shared.Metrics.MetricsEndpoint.Address(config, "lmtpd"));
             app.Lifetime.ApplicationStarted.Register(() => { if (socket.Length > 0) LineListener.SetSocketMode(socket, mode); });
             app.Lifetime.ApplicationStopped.Register(() => { auth.Dispose(); if (socket.Length > 0) try { File.Delete(socket); } catch (IOException) { } });
             app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));

@@ -47,6 +47,7 @@ internal static class DevStack
             mail_uid = {Geteuid()}
             mail_gid = {Getegid()}
             log_file = {root}/log/authd.log
+            metrics_listen = unix:{root}/run/authd.metrics
             """,
             r => [$"gRPC          unix:{r}/run/authd.sock",
                   $"dovecot-auth  unix:{r}/run/auth-client   (Postfix: smtpd_sasl_type = dovecot)",
@@ -63,6 +64,7 @@ internal static class DevStack
             sieve_after = {root}/sieve/after.d
             sieve_global_dir = {root}/sieve/global
             log_file = {root}/log/lmtpd.log
+            metrics_listen = unix:{root}/run/lmtpd.metrics
             """,
             r => [$"LMTP          127.0.0.1:2424 and unix:{r}/run/lmtp.sock   (Postfix: virtual_transport = lmtp:unix:{r}/run/lmtp.sock)"],
             (_, ct) => GreetsAsync(2424, "220", ct)),
@@ -83,6 +85,7 @@ internal static class DevStack
             dkim_key_dir = {root}/dkim
             hostname = localhost
             log_file = {root}/log/mtad.log
+            metrics_listen = unix:{root}/run/mtad.metrics
             # Mail for other domains stays queued on the dev stack; for a server that sends it,
             # remove this line and set hostname to the name its IP address resolves to.
             defer_transports = smtp
@@ -103,6 +106,7 @@ internal static class DevStack
             authd_socket = {root}/run/authd.sock
             hostname = localhost
             log_file = {root}/log/imappopd.log
+            metrics_listen = unix:{root}/run/imappopd.metrics
             """,
             _ => ["IMAP          127.0.0.1:2143   (STARTTLS)", "IMAPS         127.0.0.1:2993", "POP3          127.0.0.1:2110   (STLS)", "POP3S         127.0.0.1:2995", "ManageSieve   127.0.0.1:2419   (STARTTLS)"],
             (_, ct) => GreetsAsync(2143, "* OK", ct)),

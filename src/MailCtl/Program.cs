@@ -18,6 +18,7 @@ root.Subcommands.Add(DmarcCommands.Build());
 root.Subcommands.Add(SieveCommands.Build());
 root.Subcommands.Add(TlsCommands.Build());
 root.Subcommands.Add(SetupCommand.Build());
+root.Subcommands.Add(StatusCommand.Build());
 root.Subcommands.Add(DevStack.Build());
 // "@domain" is a catch-all address here, not a response file.
 return await root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null }).InvokeAsync();

@@ -111,7 +111,8 @@ namespace Mail.Mta
                     k.ListenLines(new LineListenerOptions { Name = "control", Address = ListenAddress.Parse("unix:" + control), Limits = controlLimits },
                         new ConnectionGate(controlLimits), () => null, stopping, c => new ControlSession(c, queue).RunAsync());
                 }
-            }, TimeSpan.FromSeconds(30));
+            }, TimeSpan.FromSeconds(30), metrics: Mail.Shared.Metrics.MetricsEndpoint.Address(config, "mtad"));
+            MtaMetrics.CountQueue(spool);
             var qmgrStop = new CancellationTokenSource();
             Task? qmgr = null;
             app.Lifetime.ApplicationStarted.Register(() => qmgr = Task.Run(() => queue.RunAsync(qmgrStop.Token)));

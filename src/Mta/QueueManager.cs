@@ -364,12 +364,12 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                         var dsn = res.Dsn;
                         if (res.Ok)
                         {
-                            LogResult(id, envelope, res.Recipient, rcpt, server.ToString(), started, dsn, "sent", res.Reply);
+                            LogResult(id, envelope, res.Recipient, rcpt, server.ToString(), started, dsn, "sent", res.Reply, "lmtp");
                             delivered.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else if (res.Permanent)
                         {
-                            LogResult(id, envelope, res.Recipient, rcpt, server.ToString(), started, dsn, "bounced", res.Reply);
+                            LogResult(id, envelope, res.Recipient, rcpt, server.ToString(), started, dsn, "bounced", res.Reply, "lmtp");
                             failed.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else deferred.Add((rcpt, res.Reply));
@@ -488,13 +488,13 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
                         var text = res.Ok ? res.Reply : $"host {hop.Name}[{hop.Address}] said: {res.Reply}";
                         if (res.Ok)
                         {
-                            LogResult(id, envelope, res.Recipient, rcpt, relay, started, dsn, "sent", res.Reply + (outcome.Encrypted ? ", TLS" : ""));
+                            LogResult(id, envelope, res.Recipient, rcpt, relay, started, dsn, "sent", res.Reply + (outcome.Encrypted ? ", TLS" : ""), "smtp");
                             // A next hop that took the DSN request reports success itself (RFC 3461 4.1); otherwise it is "relayed" here.
                             if (!outcome.Dsn) relayed.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else if (res.Permanent)
                         {
-                            LogResult(id, envelope, res.Recipient, rcpt, relay, started, dsn, "bounced", text);
+                            LogResult(id, envelope, res.Recipient, rcpt, relay, started, dsn, "bounced", text, "smtp");
                             failed.Add(new RecipientNotice(rcpt, dsn, res.Reply));
                         }
                         else deferred.Add((rcpt, text));
@@ -571,8 +571,10 @@ internal sealed class QueueManager(Spool spool, RecipientCache recipients, Queue
         return set;
     }
 
-    private static void LogResult(string id, QueueEnvelope env, string to, string origTo, string relay, Stopwatch started, string dsn, string status, string text)
+    private static void LogResult(string id, QueueEnvelope env, string to, string origTo, string relay, Stopwatch started, string dsn, string status, string text,
+        string transport = "none")
     {
+        MtaMetrics.Result(transport, status, started.Elapsed, DateTimeOffset.UtcNow - env.Arrival);
         var delay = (DateTimeOffset.UtcNow - env.Arrival).TotalSeconds;
         var line = $"{id}: to=<{MailLog.Safe(to)}>{(to != origTo ? $", orig_to=<{MailLog.Safe(origTo)}>" : "")}, relay={relay}, delay={delay:0.##}, " +
                    $"delays={started.Elapsed.TotalSeconds:0.###}, dsn={dsn}, status={status} ({MailLog.Safe(text)})";

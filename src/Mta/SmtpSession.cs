@@ -492,6 +492,7 @@ internal sealed class SmtpSession(LineConnection conn, SmtpPort port, AuthClient
             return reply;
         }
         Messages++;
+        MtaMetrics.Accepted.WithLabels(port.ToString().ToLowerInvariant()).Inc();
         Log.Info($"{id}: client={Conn.ClientDescription}{(_user != null ? ", sasl_username=" + MailLog.Safe(_user) : "")}");
         Log.Info($"{id}: from=<{MailLog.Safe(_from)}>, size={file.ContentLength}, nrcpt={_rcpts.Count} (queue active)");
         Reset();

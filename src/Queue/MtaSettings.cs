@@ -83,5 +83,6 @@ public static class MtaSettings
         Setting.Path("dkim_key_dir", "/etc/mail/dkim", "DKIM signing keys (mailctl dkim keygen): DOMAIN/SELECTOR.key, readable by mtad alone. Mail from logged-in users, mynetworks and the pickup socket is signed with every key of its From domain (or the nearest parent domain with keys); empty for no signing."),
         Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
+        Mail.Shared.Metrics.MetricsEndpoint.Setting,
     ];
 }

@@ -61,6 +61,13 @@ internal sealed class SaslServer(Credentials credentials, LoginThrottle throttle
                 Log.Info($"{line}, result={result.Status.ToString().ToLowerInvariant()} ({result.Reason})");
                 break;
         }
+        Mail.Shared.Metrics.MailMetrics.Logins.WithLabels(ServiceLabel(client?.Service), Mail.Shared.Auth.SaslExchange.Outcome(result.Status)).Inc();
         return delay;
     }
+
+    private static readonly HashSet<string> Services = ["smtp", "submission", "submissions", "imap", "pop3", "sieve", "managesieve", "lmtp", "mailctl", "doveadm"];
+
+    /// <summary>The client's service as a metric label: one of the known few, else "other" (a client names it).</summary>
+    private static string ServiceLabel(string? service) =>
+        service != null && Services.Contains(service) ? service : string.IsNullOrEmpty(service) ? "unknown" : "other";
 }

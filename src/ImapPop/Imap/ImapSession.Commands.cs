@@ -94,7 +94,10 @@ internal sealed partial class ImapSession
             return ImapResponse.Bad(state == ImapState.NotAuthenticated ? "Not authenticated."
                 : command.States == ImapState.NotAuthenticated ? "Already authenticated."
                 : "No mailbox selected.");
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var response = await command.Run(this, tag, args, uid);
+        if (command.Name != "IDLE")
+            ImapMetrics.Command(uid ? "UID " + command.Name : command.Name, response, System.Diagnostics.Stopwatch.GetElapsedTime(started));
         if (!response.Closes && (command.Flags & (ImapCommandFlags.UsesSequences | ImapCommandFlags.BreaksMailbox)) == 0)
             await SendUpdatesAsync(allowExpunge: true);
         else if (!response.Closes && _condstore && (command.Flags & ImapCommandFlags.UsesSequences) != 0)

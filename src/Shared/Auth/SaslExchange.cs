@@ -33,6 +33,10 @@ public static class SaslExchange
     /// protocol's form and returns the client's base64 answer ("*" cancels; null: the client is gone).
     /// </summary>
     public static async Task<SaslOutcome> RunAsync(AuthClient auth, string mechanism, string? initialResponse, ClientInfo client,
+        Func<string, Task<string?>> challenge) =>
+        Counted(await ExchangeAsync(auth, mechanism, initialResponse, client, challenge).ConfigureAwait(false), client);
+
+    private static async Task<SaslOutcome> ExchangeAsync(AuthClient auth, string mechanism, string? initialResponse, ClientInfo client,
         Func<string, Task<string?>> challenge)
     {
         byte[]? initial = null;
@@ -67,13 +71,32 @@ public static class SaslExchange
         try
         {
             var result = await auth.AuthenticatePlainAsync(user, password, client);
-            return new(result.Status, result.Status == SaslStatus.Success ? result.User : "");
+            return Counted(new(result.Status, result.Status == SaslStatus.Success ? result.User : ""), client);
         }
         catch (RpcException e)
         {
-            return new(SaslStatus.Tempfail, "", e.Status.Detail);
+            return Counted(new(SaslStatus.Tempfail, "", e.Status.Detail), client);
         }
     }
+
+    /// <summary>The login counted by service and outcome (mail_logins_total).</summary>
+    private static SaslOutcome Counted(SaslOutcome outcome, ClientInfo client)
+    {
+        Metrics.MailMetrics.Logins.WithLabels(client.Service.Length > 0 ? client.Service : "unknown", Outcome(outcome.Status)).Inc();
+        return outcome;
+    }
+
+    /// <summary>A SASL status as the metrics name it.</summary>
+    public static string Outcome(SaslStatus status) => status switch
+    {
+        SaslStatus.Success => "ok",
+        SaslStatus.Failure => "failed",
+        SaslStatus.Tempfail => "tempfail",
+        SaslStatus.BadMechanism => "bad_mechanism",
+        SaslStatus.Malformed => "malformed",
+        SaslStatus.Aborted => "aborted",
+        _ => "other",
+    };
 
     private static bool TryBase64(string s, out byte[] bytes)
     {

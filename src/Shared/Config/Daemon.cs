@@ -52,6 +52,7 @@ public static partial class Daemon
         if (config == null) return exit;
         MailLog.Configure(program, LogTarget(config), config.Get("log_level"));
         var log = MailLog.For(program);
+        Mail.Shared.Metrics.MailMetrics.Start(program);
         WebApplication app;
         try
         {

@@ -68,6 +68,7 @@ public static class MailLog
             };
             config.AddRule(level, LogLevel.Fatal, async);
         }
+        config.AddRule(LogLevel.Error, LogLevel.Fatal, new ErrorCounter());
         LogManager.Configuration = config;
     }
 

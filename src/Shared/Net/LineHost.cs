@@ -1,7 +1,8 @@
 // The host a line-protocol daemon runs in: Kestrel without HTTP, NLog for the
 // framework's own logging, and a stopping token that reaches every session
 // when SIGTERM arrives, so that each can say goodbye before the host waits
-// for it to end (at most ShutdownTimeout).
+// for it to end (at most ShutdownTimeout). With metrics_listen, it also
+// serves the OpenMetrics endpoint (MetricsEndpoint).
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -15,7 +16,7 @@ namespace Mail.Shared.Net;
 public static class LineHost
 {
     public static WebApplication Create(Action<KestrelServerOptions, CancellationToken> listen, TimeSpan shutdownTimeout,
-        Action<WebApplicationBuilder>? services = null)
+        Action<WebApplicationBuilder>? services = null, ListenAddress? metrics = null)
     {
         var stopping = new CancellationTokenSource();
         var builder = WebApplication.CreateSlimBuilder();
@@ -26,11 +27,23 @@ public static class LineHost
         {
             k.AddServerHeader = false;
             listen(k, stopping.Token);
+            if (metrics != null) Metrics.MetricsEndpoint.Listen(k, metrics);
         });
         services?.Invoke(builder);
         var app = builder.Build();
         app.Lifetime.ApplicationStopping.Register(stopping.Cancel);
         app.Lifetime.ApplicationStopped.Register(stopping.Dispose);
+        if (metrics != null)
+        {
+            Metrics.MetricsEndpoint.Map(app);
+            if (metrics.EndPoint is System.Net.Sockets.UnixDomainSocketEndPoint)
+            {
+                var path = metrics.ToString()[5..];
+                app.Lifetime.ApplicationStarted.Register(() => LineListener.SetSocketMode(path,
+                    UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite));
+                app.Lifetime.ApplicationStopped.Register(() => { try { File.Delete(path); } catch (IOException) { } });
+            }
+        }
         return app;
     }
 }

@@ -91,6 +91,7 @@ public static class LineListener
                 {
                     if (!gate.TryEnter(conn.IsUnixSocket ? null : conn.RemoteIp, out var why))
                     {
+                        Metrics.MailMetrics.ConnectionsTurnedAway.WithLabels(options.Name).Inc();
                         Log.Warn($"{conn.SessionId}: {options.Name}: reject {conn.ClientDescription}: {why}");
                         if (options.BusyReply != null)
                         {
@@ -98,6 +99,9 @@ public static class LineListener
                         }
                         return;
                     }
+                    Metrics.MailMetrics.Connections.WithLabels(options.Name).Inc();
+                    var open = Metrics.MailMetrics.ConnectionsOpen.WithLabels(options.Name);
+                    open.Inc();
                     try
                     {
                         await session(conn).ConfigureAwait(false);
@@ -112,6 +116,7 @@ public static class LineListener
                     }
                     finally
                     {
+                        open.Dec();
                         gate.Leave(conn.IsUnixSocket ? null : conn.RemoteIp);
                     }
                 }

@@ -164,6 +164,7 @@ public abstract class SmtpServerSession<TSession>(LineConnection conn) where TSe
     private async Task<bool> WriteAsync(SmtpReply reply)
     {
         if (reply.IsNone) return !reply.Closes;
+        if (reply.IsError) Metrics.MailMetrics.Refusals.WithLabels(_lastVerb, reply.Status.Length > 0 ? reply.Status : reply.Code.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
         if (reply.IsError && ++Errors > ErrorLimit && !reply.Closes)
         {
             Log.Warn($"{conn.SessionId}: too many errors from {conn.ClientDescription}; last reply: {reply}");

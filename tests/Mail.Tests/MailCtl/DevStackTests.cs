@@ -134,6 +134,17 @@ public sealed class DevStackTests
             Assert.That(arrived, Does.Contain("spf=pass smtp.mailfrom=alice@sender.test").And.Contain("dkim=pass header.d=sender.test header.s=s1")
                 .And.Contain("dmarc=pass (p=reject dis=none) header.from=sender.test"));
 
+            // What went through, as `mailctl status` reads it from the daemons' metrics endpoints.
+            var status = Ctl(conf, null, "status");
+            Assert.That(status.ExitCode, Is.EqualTo(0), status.Stdout + status.Stderr);
+            var mtadStatus = status.Stdout[status.Stdout.IndexOf("mtad ", StringComparison.Ordinal)..];
+            Assert.That(mtadStatus, Does.Match(@"messages: accepted 2\n"), status.Stdout);
+            Assert.That(mtadStatus, Does.Contain("RCPT 5.7.1 1").And.Contain("DATA 5.7.1 1").And.Contain("lmtp sent 2"), status.Stdout);
+            Assert.That(mtadStatus, Does.Match(@"connections: submission 1, mx \d|connections: mx \d+, submission 1"), status.Stdout);
+            Assert.That(status.Stdout, Does.Match(@"lmtpd +running for .*\n +connections: lmtp \d+.*\n +deliveries: delivered 3\n"), status.Stdout);
+            Assert.That(status.Stdout, Does.Match(@"authd +running for .*\n +logins: mailctl ok 2, (mailctl failed 1, smtp ok 1|smtp ok 1, mailctl failed 1)\n"), status.Stdout);
+            Assert.That(status.Stdout, Does.Match(@"queue: incoming \d+, active \d+, deferred \d+, hold 0, corrupt 0"));
+
             var alias = Ctl(conf, null, "lookup", "info@example.org");
             Assert.That(alias.ExitCode, Is.EqualTo(0));
             Assert.That(alias.Stdout, Does.Contain("-> bob@example.org  mailbox=bob@example.org"));
@@ -164,6 +175,9 @@ public sealed class DevStackTests
         }
         Assert.That(up.ExitCode, Is.EqualTo(0));
         Assert.That(File.Exists(Path.Combine(root, "run", "authd.sock")), Is.False, "authd stopped and removed its socket");
+        var down = Ctl(Path.Combine(root, "etc", "authd.conf"), null, "status");
+        Assert.That(down.ExitCode, Is.EqualTo(3), down.Stdout);
+        Assert.That(down.Stdout, Does.Contain($"mtad      not running (no answer on unix:{root}/run/mtad.metrics"));
     }
 
     /// <summary>A running `mailctl up`, stopped by SIGTERM on dispose.</summary>
