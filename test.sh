@@ -2,7 +2,7 @@
 # Runs the whole test suite. As root on Debian 12 it first installs the peers
 # the tests drive (Postfix, Dovecot, PostgreSQL, swaks, python3, isync, dnsmasq, strace, NSD,
 # python3-spf and python3-dkim, OpenDKIM, postsrsd, the Public Suffix List, Pigeonhole,
-# sieve-connect, Roundcube with PHP, Chromium and Selenium); the tests
+# sieve-connect, Roundcube with PHP, Chromium and Selenium, Prometheus, PostfixAdmin); the tests
 # start private instances of them and never touch the system's services.
 # Ends with one line: "tests: N passed, N failed[, N skipped]".
 set -uo pipefail
@@ -30,6 +30,24 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
   if [ "${#missing_web[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_web[@]}" || { echo "test.sh: apt-get install failed"; exit 1; }
+  fi
+  # Prometheus (the metrics test) and PostfixAdmin with PHP's PostgreSQL driver (its web UI
+  # test, run by PHP's own web server): their packages would start system services (Prometheus
+  # on all interfaces, the web server PostfixAdmin pulls in), which a policy-rc.d denies for the
+  # time of the install; PostfixAdmin is told not to set up a database of its own.
+  missing_services=()
+  for p in prometheus postfixadmin php-pgsql; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_services+=("$p")
+  done
+  if [ "${#missing_services[@]}" -gt 0 ]; then
+    [ "${#missing[@]}" -gt 0 ] || [ "${#missing_web[@]}" -gt 0 ] || apt-get update -q
+    echo "postfixadmin postfixadmin/dbconfig-install boolean false" | debconf-set-selections
+    own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_services[@]}"
+    installed=$?
+    [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    [ "$installed" = 0 ] || { echo "test.sh: apt-get install failed"; exit 1; }
   fi
 else
   echo "test.sh: not root: using the peers already installed (missing ones are skipped unless CI=true)"

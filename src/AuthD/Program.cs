@@ -69,7 +69,10 @@ namespace Mail.AuthD
                 builder.Services.AddSingleton(sasl);
                 builder.Services.AddSingleton(resolver);
             });
+            // Each call counts as activity for the idle trim (gRPC does not read through LineConnection).
+            app.Use((context, next) => { IdleMemoryTrim.Touch(); return next(context); });
             app.MapGrpcService<AuthService>();
+            app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));
             var sockets = new[] { grpcSocket, authSocket, mapSocket }.Where(s => s.Length > 0).ToArray();
             app.Lifetime.ApplicationStarted.Register(() => { foreach (var s in sockets) LineListener.SetSocketMode(s, mode); });
             app.Lifetime.ApplicationStopped.Register(() =>

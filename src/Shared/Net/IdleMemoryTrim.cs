@@ -3,9 +3,11 @@
 // (logins, a large listing) the garbage of the burst can stay resident for
 // as long as the daemon then sits idle, which for an IMAP server holding
 // thousands of IDLE connections is most of the time. When no connection has
-// read anything for a few seconds and enough was allocated since the last
-// trim, one full collection runs and returns the freed memory to the system
-// (the role Dovecot's hibernation of idle sessions plays).
+// read anything for a few seconds after some activity, one full collection
+// runs and returns the freed memory to the system, and the pages of code the
+// activity ran are given back (the role Dovecot's hibernation of idle
+// sessions plays). A trim of a daemon's small heap costs a few milliseconds,
+// once per quiet spell.
 using System.Runtime;
 
 namespace Mail.Shared.Net;
@@ -14,9 +16,6 @@ public sealed class IdleMemoryTrim(Func<long> lastActivity)
 {
     /// <summary>Quiet for this long before a trim.</summary>
     public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(3);
-
-    /// <summary>Allocated since the last trim before another is worth it.</summary>
-    public const long MinAllocated = 8 << 20;
 
     private static long _lastActivity = Environment.TickCount64;
     private static int _running;
@@ -51,19 +50,19 @@ public sealed class IdleMemoryTrim(Func<long> lastActivity)
     /// <summary>How many trims this loop has run.</summary>
     public int Trims => Volatile.Read(ref _trims);
 
-    /// <summary>Checks once a second; trims when it has been quiet and enough was allocated.</summary>
+    /// <summary>Checks once a second; trims when it has been quiet after activity since the last trim.</summary>
     public async Task RunAsync(CancellationToken stopping)
     {
-        long allocatedAtTrim = GC.GetTotalAllocatedBytes();
+        long trimmedAfter = lastActivity();
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         try
         {
             while (await timer.WaitForNextTickAsync(stopping))
             {
-                if (Environment.TickCount64 - lastActivity() < Quiet.TotalMilliseconds) continue;
-                if (GC.GetTotalAllocatedBytes() - allocatedAtTrim < MinAllocated) continue;
+                var last = lastActivity();
+                if (last == trimmedAfter || Environment.TickCount64 - last < Quiet.TotalMilliseconds) continue;
                 Trim();
-                allocatedAtTrim = GC.GetTotalAllocatedBytes();
+                trimmedAfter = last;
                 Interlocked.Increment(ref _trims);
             }
         }

@@ -196,6 +196,14 @@ public sealed class DebianPackageTests
         await client.DisconnectAsync(true);
         Assert.That(Sh($"stat -c '%U' /var/mail/vmail/{_domain}/bob/cur /var/mail/vmail/{_domain}/bob/new | sort -u"), Is.EqualTo("vmail"));
 
+        // `mailctl status` as the administrator runs it: every daemon through its metrics socket.
+        Assert.That(Sh("stat -c '%U:%G %a' /run/mail/mtad.metrics"), Is.EqualTo("mail-mta:mail 660"));
+        var status = Run.Program("/usr/bin/mailctl", ["status"]);
+        Assert.That(status.ExitCode, Is.EqualTo(0), status.Stdout + status.Stderr);
+        foreach (var d in Daemons) Assert.That(status.Stdout, Does.Match($"(?m)^{d} +running for "), status.Stdout);
+        Assert.That(status.Stdout, Does.Contain("messages: accepted 1").And.Contain("deliveries: delivered 1").And.Contain("lmtp sent 1"), status.Stdout);
+        Assert.That(status.Stdout, Does.Match("logins: .*smtp ok 1").And.Match("logins: .*imap ok 1"), status.Stdout);
+
         foreach (var p in _running) { Sh($"kill -TERM {p.Id}"); Assert.That(p.WaitForExit(30_000), Is.True); }
 
         // Remove: the programs go, configuration and mail stay.

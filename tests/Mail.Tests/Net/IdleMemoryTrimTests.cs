@@ -26,6 +26,9 @@ public sealed class IdleMemoryTrimTests
         var deadline = DateTime.UtcNow + IdleMemoryTrim.Quiet + TimeSpan.FromSeconds(10);
         while (trim.Trims == 0 && DateTime.UtcNow < deadline) await Task.Delay(100);
         Assert.That(trim.Trims, Is.EqualTo(1), "a trim once the process was quiet");
+        // Still quiet: no second trim without new activity.
+        await Task.Delay(IdleMemoryTrim.Quiet + TimeSpan.FromSeconds(1.5));
+        Assert.That(trim.Trims, Is.EqualTo(1), "one trim per quiet spell");
         stop.Cancel();
         await loop;
     }

@@ -23,7 +23,8 @@ internal sealed class PostgresServer : IAsyncDisposable
         Port = port;
     }
 
-    public static async Task<PostgresServer> StartAsync()
+    /// <summary>A new server with database postfix, loaded with PostfixAdmin 3.3's schema unless <paramref name="withSchema"/> is false (PostfixAdmin's setup.php makes it).</summary>
+    public static async Task<PostgresServer> StartAsync(bool withSchema = true)
     {
         var versions = Directory.Exists("/usr/lib/postgresql") ? Directory.GetDirectories("/usr/lib/postgresql") : [];
         var bin = versions.Select(v => Path.Combine(v, "bin")).Where(b => File.Exists(Path.Combine(b, "initdb"))).OrderDescending().FirstOrDefault();
@@ -41,6 +42,7 @@ internal sealed class PostgresServer : IAsyncDisposable
         await using var conn = new NpgsqlConnection(s.ConnectionString("postgres"));
         await conn.OpenAsync();
         await using (var cmd = new NpgsqlCommand("CREATE DATABASE postfix", conn)) await cmd.ExecuteNonQueryAsync();
+        if (!withSchema) return s;
         await using var db = new NpgsqlConnection(s.ConnectionString());
         await db.OpenAsync();
         var schema = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Resources", "postfixadmin-3.3-pgsql.sql"));
