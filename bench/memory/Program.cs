@@ -11,6 +11,8 @@ using System.Net.Sockets;
 using System.Text;
 using Mail.Shared.Passwords;
 using static Mail.Bench.BenchProcess;
+using Mail.Bench;
+using static Mail.Bench.BenchPostfix;
 
 if (args.Length < 3) { Console.Error.WriteLine("usage: memorybench AOT-PUBLISH-DIR JIT-BINDIR SETTLE-SECONDS"); return 64; }
 var (aotDir, jitDir, settle) = (args[0], args[1], TimeSpan.FromSeconds(int.Parse(args[2])));
@@ -96,7 +98,11 @@ try
         }
         """);
     dove = Start(dovecot, "-F", "-c", Path.Combine(dir, "dovecot.conf"));
-    StartPostfix(dir, postfixPort, doveLmtpPort);
+    BenchPostfix.Start(dir, postfixPort, new Dictionary<string, string>
+    {
+        ["virtual_mailbox_domains"] = "bench.test", ["virtual_mailbox_maps"] = "static:bench/",
+        ["virtual_transport"] = $"lmtp:inet:127.0.0.1:{doveLmtpPort}",
+    });
     postfixStarted = true;
     var master = int.Parse(File.ReadAllText(Path.Combine(dir, "postfix/queue/pid/master.pid")).Trim());
     foreach (var p in new[] { doveLmtpPort, doveImapPort, postfixPort }) await WaitForPort(p);
@@ -158,7 +164,8 @@ try
                 // Role by role, after the delivery: each of ours against the processes doing its work.
                 Console.WriteLine($"{"",-44}ours (NativeAOT) / theirs, RSS after delivery:");
                 foreach (var (o, t) in new[] { (0, 0), (1, 1), (2, 2), (3, 4) })
-                    Console.WriteLine($"  {ours[o].Name,-10} / {theirs[t].Role,-30}{after[o].Rss,7:0.0} / {theirsAfter[t].Rss,5:0.0}");
+                    Console.WriteLine($"  {ours[o].Name,-10} / {theirs[t].Role,-30}{after[o].Rss,7:0.0} / {Cell(theirsAfter[t].Procs, theirsAfter[t].Rss),5}" +
+                                      (theirsAfter[t].Procs == 0 ? "  (none left running: Dovecot ends its imap and imap-login processes at logout)" : ""));
             }
         }
         finally
@@ -219,12 +226,6 @@ static string Comm(int pid)
     catch (IOException) { return ""; }
 }
 
-static void Run(string file, params string[] args)
-{
-    using var p = System.Diagnostics.Process.Start(file, args)!;
-    p.WaitForExit();
-    if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: exit {p.ExitCode}");
-}
 
 // One message in by SMTP from loopback, for the local mailbox.
 static async Task Deliver(int port, string subject)
@@ -255,36 +256,6 @@ static async Task ReadBack(int port, string subject, string maildir)
     var fetched = await c.Say("c FETCH 1:* (BODY[])", "c OK");
     if (!fetched.Contains(subject)) throw new InvalidOperationException($"IMAP did not return \"{subject}\"");
     await c.Say("d LOGOUT", "d OK");
-}
-
-void StartPostfix(string root, int port, int lmtpPort)
-{
-    var etc = Path.Combine(root, "postfix/etc");
-    Directory.CreateDirectory(etc);
-    var lines = new List<string>();
-    foreach (var line in File.ReadAllText("/etc/postfix/master.cf").Split('\n'))
-    {
-        var f = System.Text.RegularExpressions.Regex.Split(line.Trim(), @"\s+");
-        if (line.Length == 0 || line[0] == '#' || char.IsWhiteSpace(line[0]) || f.Length < 8) { lines.Add(line); continue; }
-        if (f[0] == "smtp" && f[1] == "inet") f[0] = $"127.0.0.1:{port}";
-        else if (f[1] == "inet") continue;
-        f[4] = "n"; // no chroot
-        lines.Add(string.Join(' ', f));
-    }
-    File.WriteAllText(Path.Combine(etc, "master.cf"), string.Join('\n', lines));
-    File.WriteAllText(Path.Combine(etc, "main.cf"), "");
-    var settings = new Dictionary<string, string>
-    {
-        ["compatibility_level"] = "3.6", ["queue_directory"] = Path.Combine(root, "postfix/queue"), ["data_directory"] = Path.Combine(root, "postfix/data"),
-        ["inet_interfaces"] = "127.0.0.1", ["inet_protocols"] = "ipv4", ["mydestination"] = "", ["myhostname"] = "mx.postfix.test",
-        ["mynetworks"] = "127.0.0.0/8", ["maillog_file"] = Path.Combine(root, "postfix/maillog"), ["maillog_file_prefixes"] = root,
-        ["smtputf8_enable"] = "no", ["virtual_mailbox_domains"] = "bench.test", ["virtual_mailbox_maps"] = "static:bench/",
-        ["virtual_transport"] = $"lmtp:inet:127.0.0.1:{lmtpPort}",
-    };
-    Run(FindProgram("postconf")!, ["-c", etc, "-e", .. settings.Select(kv => $"{kv.Key}={kv.Value}")]);
-    Directory.CreateDirectory(Path.Combine(root, "postfix/queue"));
-    Directory.CreateDirectory(Path.Combine(root, "postfix/data"));
-    foreach (var step in new[] { "set-permissions", "check", "start" }) Run(postfix, "-c", etc, step);
 }
 
 // A line-based dialogue: each command waits for the line that starts with the expected reply.

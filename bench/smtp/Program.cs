@@ -20,6 +20,8 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Mail.Shared.Passwords;
 using static Mail.Bench.BenchProcess;
+using Mail.Bench;
+using static Mail.Bench.BenchPostfix;
 
 if (args.Length < 2) { Console.Error.WriteLine("usage: smtpbench BINDIR SCALE"); return 64; }
 var bin = args[0];
@@ -227,39 +229,18 @@ void StartPostfix(string root, int port, int lmtpPort, int sinkPort)
 {
     var etc = Path.Combine(root, "postfix/etc");
     Directory.CreateDirectory(etc);
-    var lines = new List<string>();
-    foreach (var line in File.ReadAllText("/etc/postfix/master.cf").Split('\n'))
-    {
-        var f = Regex.Split(line.Trim(), @"\s+");
-        if (line.Length == 0 || line[0] == '#' || char.IsWhiteSpace(line[0]) || f.Length < 8) { lines.Add(line); continue; }
-        if (f[0] == "smtp" && f[1] == "inet") f[0] = $"127.0.0.1:{port}";
-        else if (f[0] == "policyd-spf") continue;
-        else if (f[1] == "inet") continue;
-        f[4] = "n"; // no chroot
-        lines.Add(string.Join(' ', f));
-    }
     // policyd-spf writes its result as Authentication-Results in Postfix's name, for OpenDMARC to read;
     // its default skip_addresses would leave loopback unchecked.
     File.WriteAllText(Path.Combine(etc, "policyd-spf.conf"), "debugLevel = 0\nTestOnly = 1\nHELO_reject = Fail\nMail_From_reject = Fail\n" +
         "PermError_reject = False\nTempError_Defer = False\nHeader_Type = AR\nAuthserv_Id = mx.postfix.test\nskip_addresses = 192.0.2.0/24\n");
-    lines.Add($"policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf {etc}/policyd-spf.conf");
-    File.WriteAllText(Path.Combine(etc, "master.cf"), string.Join('\n', lines));
-    File.WriteAllText(Path.Combine(etc, "main.cf"), "");
     File.WriteAllText(Path.Combine(etc, "vmailbox"), "postfix@bench.test x\n");
-    var settings = new Dictionary<string, string>
+    Run(postmap, Path.Combine(etc, "vmailbox"));
+    BenchPostfix.Start(root, port, new Dictionary<string, string>
     {
-        ["compatibility_level"] = "3.6", ["queue_directory"] = Path.Combine(root, "postfix/queue"), ["data_directory"] = Path.Combine(root, "postfix/data"),
-        ["inet_interfaces"] = "127.0.0.1", ["inet_protocols"] = "ipv4", ["mydestination"] = "", ["myhostname"] = "mx.postfix.test",
-        ["mynetworks"] = "127.0.0.0/8", ["maillog_file"] = Path.Combine(root, "postfix/maillog"), ["maillog_file_prefixes"] = root,
-        ["relayhost"] = $"[127.0.0.1]:{sinkPort}", ["default_transport"] = "smtp", ["smtputf8_enable"] = "no",
+        ["relayhost"] = $"[127.0.0.1]:{sinkPort}", ["default_transport"] = "smtp",
         ["virtual_mailbox_domains"] = "bench.test", ["virtual_mailbox_maps"] = $"hash:{etc}/vmailbox",
         ["virtual_transport"] = $"lmtp:inet:127.0.0.1:{lmtpPort}",
-    };
-    Run(postconf, ["-c", etc, "-e", .. settings.Select(kv => $"{kv.Key}={kv.Value}")]);
-    Run(postmap, Path.Combine(etc, "vmailbox"));
-    Directory.CreateDirectory(Path.Combine(root, "postfix/queue"));
-    Directory.CreateDirectory(Path.Combine(root, "postfix/data"));
-    foreach (var step in new[] { "set-permissions", "check", "start" }) Run(postfix, "-c", etc, step);
+    }, service => service == "policyd-spf", [$"policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf {etc}/policyd-spf.conf"]);
 }
 
 // NSD on 127.0.0.1:53 of the bench's network namespace: the sender's domain with SPF and
@@ -351,16 +332,6 @@ static void CheckHeaders(string mail)
     }
 }
 
-static void Run(string file, params string[] args)
-{
-    var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-    foreach (var a in args) psi.ArgumentList.Add(a);
-    using var p = Process.Start(psi)!;
-    var err = p.StandardError.ReadToEndAsync();
-    p.StandardOutput.ReadToEnd();
-    p.WaitForExit();
-    if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {err.Result}");
-}
 
 
 // A 4 KiB message from sender@remote.test signed by python3-dkim's dkimsign with the key s1.

@@ -206,6 +206,15 @@ public sealed class DebianPackageTests
 
         foreach (var p in _running) { Sh($"kill -TERM {p.Id}"); Assert.That(p.WaitForExit(30_000), Is.True); }
 
+        // Upgrade (the package installed over itself runs the same maintainer scripts): the
+        // administrator's change to a conffile, the directory and the mail stay.
+        File.AppendAllText("/etc/mail/mtad.conf", "\n# changed by the administrator\nmax_message_size = 20M\n");
+        var upgrade = Apt("install", "--reinstall", deb);
+        Assert.That(upgrade.ExitCode, Is.EqualTo(0), upgrade.Stdout + upgrade.Stderr);
+        Assert.That(File.ReadAllText("/etc/mail/mtad.conf"), Does.Contain("max_message_size = 20M"));
+        Assert.That(File.ReadAllText("/etc/mail/passwd"), Does.Contain(Bob));
+        Assert.That(Directory.GetFiles($"/var/mail/vmail/{_domain}/bob/cur").Concat(Directory.GetFiles($"/var/mail/vmail/{_domain}/bob/new")).ToList(), Has.Count.EqualTo(1));
+
         // Remove: the programs go, configuration and mail stay.
         var remove = Apt("remove", "mail-suite");
         Assert.That(remove.ExitCode, Is.EqualTo(0), remove.Stdout + remove.Stderr);
