@@ -26,6 +26,7 @@ namespace Mail.AuthD
             var grpcSocket = config.GetPath("grpc_socket");
             var authSocket = config.GetPath("dovecot_auth_socket");
             var mapSocket = config.GetPath("socketmap_socket");
+            var userdbSocket = config.GetPath("dovecot_userdb_socket");
             var mode = ParseMode(config.Get("socket_mode"));
 
             var directory = DirectoryFactory.Open(config);
@@ -54,6 +55,9 @@ namespace Mail.AuthD
                 if (authSocket.Length > 0)
                     k.ListenLines(new LineListenerOptions { Name = "dovecot-auth", Address = new ListenAddress(new System.Net.Sockets.UnixDomainSocketEndPoint(authSocket)), Limits = limits },
                         gate, () => null, stopping, c => new DovecotAuthSession(c, sasl).RunAsync());
+                if (userdbSocket.Length > 0)
+                    k.ListenLines(new LineListenerOptions { Name = "dovecot-userdb", Address = new ListenAddress(new System.Net.Sockets.UnixDomainSocketEndPoint(userdbSocket)), Limits = limits },
+                        gate, () => null, stopping, c => new DovecotMasterSession(c, accounts).RunAsync());
                 if (mapSocket.Length > 0)
                     k.ListenLines(new LineListenerOptions { Name = "socketmap", Address = new ListenAddress(new System.Net.Sockets.UnixDomainSocketEndPoint(mapSocket)), Limits = limits },
                         gate, () => null, stopping, c => new SocketmapSession(c, maps).RunAsync());
@@ -73,7 +77,7 @@ namespace Mail.AuthD
             app.Use((context, next) => { IdleMemoryTrim.Touch(); return next(context); });
             app.MapGrpcService<AuthService>();
             app.Lifetime.ApplicationStarted.Register(() => IdleMemoryTrim.Start(app.Lifetime.ApplicationStopping));
-            var sockets = new[] { grpcSocket, authSocket, mapSocket }.Where(s => s.Length > 0).ToArray();
+            var sockets = new[] { grpcSocket, authSocket, userdbSocket, mapSocket }.Where(s => s.Length > 0).ToArray();
             app.Lifetime.ApplicationStarted.Register(() => { foreach (var s in sockets) LineListener.SetSocketMode(s, mode); });
             app.Lifetime.ApplicationStopped.Register(() =>
             {

@@ -12,6 +12,7 @@ public static class AuthDSettings
     [
         Setting.Path("grpc_socket", "/run/mail/authd.sock", "Unix socket of the gRPC API that the suite's programs use."),
         Setting.Path("dovecot_auth_socket", "/run/mail/auth-client", "Unix socket speaking Dovecot's auth client protocol, for Postfix's smtpd_sasl_type = dovecot; empty turns it off."),
+        Setting.Path("dovecot_userdb_socket", "", "Unix socket speaking the master/userdb side of Dovecot's auth protocol (what Dovecot's auth-userdb socket answers), for Dovecot's lmtp, imap, pop3 and doveadm with auth_socket_path pointed here; empty turns it off."),
         Setting.Path("socketmap_socket", "/run/mail/socketmap", "Unix socket speaking Postfix's socketmap protocol (maps: domains, mailboxes, aliases); empty turns it off."),
         Setting.Text("socket_mode", "0660", "Mode of AuthD's sockets: owner and group (the mail programs, and Postfix) only."),
         Setting.Choice("directory_driver", "passwd-file", "Where users, domains and aliases live: passwd-file (the files below) or pgsql (PostfixAdmin's schema).", "passwd-file", "pgsql"),

@@ -39,6 +39,7 @@ internal static class DevStack
             # AuthD on the dev stack; see `authd --print-reference` for every parameter.
             grpc_socket = {root}/run/authd.sock
             dovecot_auth_socket = {root}/run/auth-client
+            dovecot_userdb_socket = {root}/run/auth-userdb
             socketmap_socket = {root}/run/socketmap
             passwd_file = {root}/data/passwd
             aliases_file = {root}/data/virtual
@@ -51,6 +52,7 @@ internal static class DevStack
             """,
             r => [$"gRPC          unix:{r}/run/authd.sock",
                   $"dovecot-auth  unix:{r}/run/auth-client   (Postfix: smtpd_sasl_type = dovecot)",
+                  $"dovecot-userdb unix:{r}/run/auth-userdb  (Dovecot: auth_socket_path, for its lmtp, imap and doveadm)",
                   $"socketmap     unix:{r}/run/socketmap     (Postfix: socketmap:unix:...:domains|mailboxes|aliases)"],
             AuthReadyAsync),
         new("lmtpd",

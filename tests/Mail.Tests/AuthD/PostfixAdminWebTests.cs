@@ -100,7 +100,7 @@ public sealed class PostfixAdminWebTests
             Assert.That(await Wait.UntilAsync(async () => { await client.NoOpAsync(); return client.Inbox.Count == 2; }, TimeSpan.FromSeconds(30)), Is.True,
                 $"{client.Inbox.Count} messages\n{Logs()}");
             var subjects = new List<string>();
-            for (int i = 0; i < client.Inbox.Count; i++) subjects.Add((await client.Inbox.GetMessageAsync(i)).Subject);
+            for (int i = 0; i < client.Inbox.Count; i++) subjects.Add((await client.Inbox.GetMessageAsync(i)).Subject ?? "");
             Assert.That(subjects, Does.Contain("for the new mailbox").And.Contain("Welcome"), "PostfixAdmin's welcome message came through mtad");
             await client.DisconnectAsync(true);
         }

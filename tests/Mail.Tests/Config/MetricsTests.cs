@@ -21,24 +21,8 @@ public sealed class MetricsTests
         var prometheus = Peers.Require("prometheus");
         using var dir = new TempDir();
         var (lmtpPort, authdMetrics, lmtpdMetrics, web) = (Ports.Free(), Ports.Free(), Ports.Free(), Ports.Free());
-        File.WriteAllText(dir["authd.conf"], $"""
-            grpc_socket = {dir["run/authd.sock"]}
-            dovecot_auth_socket =
-            socketmap_socket =
-            passwd_file = {dir["passwd"]}
-            aliases_file = {dir["virtual"]}
-            domains_file = {dir["domains"]}
-            mail_root = {dir["mail"]}
-            mail_uid = 5000
-            mail_gid = 5001
-            log_file = {dir["authd.log"]}
-            metrics_listen = 127.0.0.1:{authdMetrics}
-            """);
-        File.WriteAllText(dir["domains"], "example.org\n");
-        File.WriteAllText(dir["virtual"], "");
-        File.WriteAllText(dir["passwd"], "");
-        await new FileDirectory(new FileDirectoryOptions(dir["passwd"], dir["virtual"], dir["domains"]))
-            .AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("bob's pass", "SSHA")));
+        var files = Daemon.WriteAuthdConfig(dir, $"metrics_listen = 127.0.0.1:{authdMetrics}");
+        await files.AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("bob's pass", "SSHA")));
         File.WriteAllText(dir["lmtpd.conf"], $"""
             listen = 127.0.0.1:{lmtpPort}
             socket =

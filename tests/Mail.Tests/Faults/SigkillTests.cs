@@ -26,23 +26,8 @@ public sealed class SigkillTests
     {
         using var dir = new TempDir();
         var (mx, lmtpPort) = (Ports.Free(), Ports.Free());
-        File.WriteAllText(dir["authd.conf"], $"""
-            grpc_socket = {dir["run/authd.sock"]}
-            dovecot_auth_socket =
-            socketmap_socket =
-            passwd_file = {dir["passwd"]}
-            aliases_file = {dir["virtual"]}
-            domains_file = {dir["domains"]}
-            mail_root = {dir["mail"]}
-            mail_uid = 5000
-            mail_gid = 5001
-            log_file = {dir["authd.log"]}
-            """);
-        File.WriteAllText(dir["domains"], "example.org\n");
-        File.WriteAllText(dir["virtual"], "");
-        File.WriteAllText(dir["passwd"], "");
-        await new FileDirectory(new FileDirectoryOptions(dir["passwd"], dir["virtual"], dir["domains"]))
-            .AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("x", "SSHA")));
+        var files = Daemon.WriteAuthdConfig(dir);
+        await files.AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("x", "SSHA")));
         File.WriteAllText(dir["lmtpd.conf"], $"""
             listen = 127.0.0.1:{lmtpPort}
             socket =

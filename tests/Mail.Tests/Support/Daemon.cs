@@ -42,4 +42,30 @@ internal sealed class Daemon(string name, string configFile, EndPoint ready) : I
     }
 
     public void Dispose() => Kill();
+
+    /// <summary>
+    /// authd.conf in <paramref name="dir"/> for authd as a process: passwd-file users (the files made,
+    /// example.org ours), Maildirs under mail/ owned by 5000:5001, the gRPC socket run/authd.sock, the
+    /// other sockets off unless <paramref name="extra"/> sets them; the directory, to add users.
+    /// </summary>
+    public static Mail.Shared.UserDirectory.FileDirectory WriteAuthdConfig(TempDir dir, string extra = "")
+    {
+        File.WriteAllText(dir["authd.conf"], $"""
+            grpc_socket = {dir["run/authd.sock"]}
+            dovecot_auth_socket =
+            socketmap_socket =
+            passwd_file = {dir["passwd"]}
+            aliases_file = {dir["virtual"]}
+            domains_file = {dir["domains"]}
+            mail_root = {dir["mail"]}
+            mail_uid = 5000
+            mail_gid = 5001
+            log_file = {dir["authd.log"]}
+            {extra}
+            """);
+        File.WriteAllText(dir["domains"], "example.org\n");
+        File.WriteAllText(dir["virtual"], "");
+        File.WriteAllText(dir["passwd"], "");
+        return new Mail.Shared.UserDirectory.FileDirectory(new Mail.Shared.UserDirectory.FileDirectoryOptions(dir["passwd"], dir["virtual"], dir["domains"]));
+    }
 }

@@ -145,6 +145,16 @@ internal sealed class DovecotServer : IDisposable
         return server;
     }
 
+    /// <summary>Dovecot with a configuration the test wrote, once it listens on <paramref name="port"/>.</summary>
+    public static DovecotServer StartWithConfig(string conf, int port)
+    {
+        var psi = new ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", conf }, UseShellExecute = false };
+        var process = Process.Start(psi)!;
+        var server = new DovecotServer(process, conf, port, 0);
+        Assert.That(PeerProcess.Listening(process, port), Is.True, $"dovecot did not start listening on {port}");
+        return server;
+    }
+
     public RunResult Doveadm(params string[] args) => Run.Program(Peers.Require("doveadm"), ["-c", Config, .. args]);
 
     public void Dispose()
