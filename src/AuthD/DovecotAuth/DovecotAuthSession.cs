@@ -34,12 +34,17 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
         public readonly string Name = name;
         public readonly ClientInfo Client = client;
         public int Steps;
+        /// <summary>A login process's exchange (no "nologin"): its user is kept for the mail process's REQUEST.</summary>
+        public bool Login;
     }
 
     // Requests are handled in order on the read loop; only a failure's delayed
     // answer runs on its own, so a slow failure does not hold up the others.
     private readonly Dictionary<uint, Exchange> _pending = new();
     private readonly SemaphoreSlim _write = new(1, 1);
+    // The login cookie of this connection, and the client's pid once it said CPID (LoginRequests).
+    private readonly string _cookie = RandomNumberGenerator.GetHexString(32, lowercase: true);
+    private uint? _cpid;
     private readonly CancellationTokenSource _closed = new();
     private int _delayed;
 
@@ -51,7 +56,7 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
             handshake.Append("MECH\t").Append(m).Append(SaslMechanism.IsPlaintext(m) ? "\tplaintext\n" : "\n");
         handshake.Append("SPID\t").Append(Environment.ProcessId).Append('\n');
         handshake.Append("CUID\t").Append(Interlocked.Increment(ref _nextCuid)).Append('\n');
-        handshake.Append("COOKIE\t").Append(RandomNumberGenerator.GetHexString(32, lowercase: true)).Append('\n');
+        handshake.Append("COOKIE\t").Append(_cookie).Append('\n');
         handshake.Append("DONE");
         await SendAsync(handshake.ToString());
 
@@ -75,7 +80,7 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
                 var args = line.Text.Split('\t');
                 bool keep = args[0] switch
                 {
-                    "CPID" => true,
+                    "CPID" => Cpid(args),
                     "AUTH" when args.Length >= 3 => await AuthAsync(args),
                     "CONT" when args.Length >= 3 => await ContinueAsync(args),
                     "CANCEL" when args.Length >= 2 && uint.TryParse(args[1], out var cid) => _pending.Remove(cid) || true,
@@ -90,7 +95,17 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
             var deadline = Stopwatch.StartNew();
             while (Volatile.Read(ref _delayed) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10);
             _closed.Cancel();
+            if (_cpid is { } pid) LoginRequests.Unregister(pid, _cookie);
         }
+    }
+
+    /// <summary>CPID: the client process's pid, under which its logins are asked for by REQUEST.</summary>
+    private bool Cpid(string[] args)
+    {
+        if (_cpid != null || args.Length < 2 || !uint.TryParse(args[1], out var pid)) return Unknown("CPID");
+        _cpid = pid;
+        LoginRequests.Register(pid, _cookie);
+        return true;
     }
 
     private bool Unknown(string command)
@@ -104,12 +119,13 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
         if (!uint.TryParse(args[1], out var id)) return false;
         var mechName = args[2].ToUpperInvariant();
         string service = "", rip = "", lip = "", session = "";
-        bool secured = false;
+        bool secured = false, nologin = false;
         byte[]? initial = null;
         for (int i = 3; i < args.Length; i++)
         {
             var a = args[i];
             if (a == "secured" || a.StartsWith("secured=", StringComparison.Ordinal)) secured = true;
+            else if (a == "nologin") nologin = true;
             else if (a.StartsWith("service=", StringComparison.Ordinal)) service = a[8..];
             else if (a.StartsWith("rip=", StringComparison.Ordinal)) rip = a[4..];
             else if (a.StartsWith("lip=", StringComparison.Ordinal)) lip = a[4..];
@@ -144,7 +160,7 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
             await AnswerAsync(id, mechName, null, refusal, client);
             return true;
         }
-        var exchange = new Exchange(mech, mechName, client);
+        var exchange = new Exchange(mech, mechName, client) { Login = !nologin };
         _pending[id] = exchange;
         return await StepAsync(id, exchange, initial);
     }
@@ -178,6 +194,7 @@ internal sealed class DovecotAuthSession(LineConnection conn, SaslServer sasl)
             return true;
         }
         _pending.Remove(id);
+        if (step.Status == SaslStatus.Success && ex.Login && _cpid is { } pid && step.User != null) LoginRequests.Succeeded(pid, id, step.User);
         return await AnswerAsync(id, ex.Name, ex.Mech, step, ex.Client);
     }
 

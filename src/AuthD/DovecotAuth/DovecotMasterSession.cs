@@ -8,6 +8,8 @@
 //   C: PASS id user [params]   S: PASS id user=user | NOTFOUND id | FAIL id
 //   C: LIST id [params]        S: LIST id user (one per user) / DONE id [fail]
 //   C: CACHE-FLUSH id [users]  S: OK id 0 (AuthD keeps no passdb cache to flush)
+//   C: REQUEST id client-pid client-id cookie   S: USER id user ... | FAIL id
+//      (after a login process's AUTH on the client socket: LoginRequests)
 // Parameters use Dovecot's tab-escaping (\001 then 0, 1, t, r or n). A
 // disabled mailbox is not found, as Dovecot's SQL userdb with active = '1'.
 // A directory fault answers FAIL, which Dovecot turns into a temporary error.
@@ -111,11 +113,20 @@ internal sealed class DovecotMasterSession(LineConnection conn, Accounts account
         return await SendAsync($"DONE\t{id}");
     }
 
-    /// <summary>A login process's REQUEST for the user it authenticated: not served yet (AuthD issues no login cookies).</summary>
+    /// <summary>
+    /// REQUEST id client-pid client-id cookie: the mail process asks for the user a login process
+    /// authenticated (LoginRequests); the answer is that user's userdb record, as for USER.
+    /// </summary>
     private async Task<bool> RequestAsync(uint id, string[] args)
     {
-        Log.Warn($"{conn.SessionId}: dovecot-userdb: REQUEST from client pid {MailLog.Safe(args[2], 12)}: login cookies are not served; refused");
-        return await SendAsync($"FAIL\t{id}");
+        if (!uint.TryParse(args[2], out var pid) || !uint.TryParse(args[3], out var clientId)) return false;
+        var name = LoginRequests.Take(pid, clientId, args[4]);
+        if (name == null)
+        {
+            Log.Warn($"{conn.SessionId}: dovecot-userdb: REQUEST for client {pid} request {clientId}: no such login, or a wrong cookie; refused");
+            return await SendAsync($"FAIL\t{id}");
+        }
+        return await UserAsync(id, name, Params(args, 5));
     }
 
     private async Task<(DirectoryUser? User, bool Failed)> FindAsync(string name, Dictionary<string, string> p)

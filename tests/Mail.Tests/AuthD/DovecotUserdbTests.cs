@@ -8,28 +8,31 @@ using Mail.Tests.Support;
 namespace Mail.Tests.AuthD;
 
 /// <summary>
-/// Dovecot's mail processes on AuthD's users: a private Dovecot whose auth_socket_path is AuthD's
-/// dovecot_userdb_socket delivers by LMTP into the Maildir AuthD names and refuses an unknown
-/// recipient; doveadm looks a user up, checks it exists and lists the users through the same socket.
+/// Dovecot on AuthD alone: a private Dovecot whose auth_socket_path is AuthD's dovecot_userdb_socket
+/// and whose imap-login authenticates on AuthD's client socket delivers by LMTP into the Maildir
+/// AuthD names and refuses an unknown recipient, logs IMAP users in (the imap process takes the
+/// login's user from AuthD by its cookie) and refuses a wrong password; doveadm looks a user up,
+/// checks it exists and lists the users through the same socket.
 /// </summary>
 [NonParallelizable]
 public sealed class DovecotUserdbTests
 {
     [Test]
-    public async Task Dovecot_lmtp_and_doveadm_take_their_users_from_AuthD()
+    public async Task Dovecot_lmtp_imap_and_doveadm_take_their_users_from_AuthD()
     {
         var doveadm = Peers.Require("doveadm");
         using var dir = new TempDir();
         File.SetUnixFileMode(dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
-        var files = Daemon.WriteAuthdConfig(dir, $"dovecot_userdb_socket = {dir["run/auth-userdb"]}");
-        await files.AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("x", "SSHA")) { QuotaBytes = 1 << 20 });
+        // Dovecot's login processes run as dovenull, its mail processes as the users' uid: both reach AuthD's sockets.
+        var files = Daemon.WriteAuthdConfig(dir, $"dovecot_userdb_socket = {dir["run/auth-userdb"]}\ndovecot_auth_socket = {dir["run/auth-client"]}\nsocket_mode = 0666");
+        await files.AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("bob's pass", "SSHA")) { QuotaBytes = 1 << 20 });
         await files.AddUserAsync(new DirectoryUser("carol@example.org", PasswordScheme.Hash("x", "SSHA")));
         Directory.CreateDirectory(dir["mail"]);
         Run.Program("chown", ["5000:5001", dir["mail"]]);
         using var authd = new Daemon("authd", dir["authd.conf"], new UnixDomainSocketEndPoint(dir["run/auth-userdb"]));
         await authd.StartAsync();
 
-        var lmtp = Ports.Free();
+        var (lmtp, imap) = (Ports.Free(), Ports.Free());
         Directory.CreateDirectory(dir["dovecot-run"]);
         File.WriteAllText(dir["dovecot.conf"], $$"""
             base_dir = {{dir["dovecot-run"]}}
@@ -37,9 +40,24 @@ public sealed class DovecotUserdbTests
             log_path = {{dir["dovecot.log"]}}
             ssl = no
             listen = 127.0.0.1
-            protocols = lmtp
+            protocols = lmtp imap
             first_valid_uid = 1
+            disable_plaintext_auth = no
             auth_socket_path = {{dir["run/auth-userdb"]}}
+            service imap-login {
+              chroot =
+              executable = imap-login {{dir["run/auth-client"]}}
+              inet_listener imap {
+                address = 127.0.0.1
+                port = {{imap}}
+              }
+              inet_listener imaps {
+                port = 0
+              }
+            }
+            service imap {
+              executable = imap -a {{dir["run/auth-userdb"]}}
+            }
             service lmtp {
               inet_listener lmtp {
                 address = 127.0.0.1
@@ -60,6 +78,26 @@ public sealed class DovecotUserdbTests
         var unknown = Run.Program(swaks, ["--protocol", "LMTP", "--server", $"127.0.0.1:{lmtp}", "--from", "a@remote.test", "--to", "nobody@example.org",
             "--quit-after", "RCPT", "--timeout", "30"]);
         Assert.That(unknown.Stdout, Does.Match(@"<\*\* 550 5\.1\.1 .*nobody@example\.org"));
+
+        // Dovecot's IMAP: imap-login authenticates on AuthD's client socket, the imap process asks
+        // AuthD's userdb socket for the user with the login's cookie, and reads AuthD's Maildir.
+        var login = Run.Program("/usr/bin/python3", ["-c", $$"""
+            import imaplib
+            c = imaplib.IMAP4('127.0.0.1', {{imap}})
+            try:
+                c.login('bob@example.org', 'wrong')
+            except imaplib.IMAP4.error as e:
+                print('refused:', e)
+            c = imaplib.IMAP4('127.0.0.1', {{imap}})
+            c.login('bob@example.org', "bob's pass")
+            print('messages:', c.select('INBOX')[1][0].decode())
+            print(c.fetch('1', '(BODY[TEXT])')[1][0][1].decode().strip())
+            c.logout()
+            """]);
+        Assert.That(login.ExitCode, Is.Zero, login.Stdout + login.Stderr + File.ReadAllText(dir["dovecot.log"]));
+        Assert.That(login.Stdout, Does.Contain("refused: b'[AUTHENTICATIONFAILED]").And.Contain("messages: 1").And.Contain("user from AuthD"));
+        Assert.That(await Wait.UntilAsync(() => File.ReadAllText(dir["authd.log"]).Contains("service=imap, rip=127.0.0.1, mech=PLAIN, user=<bob@example.org>, result=ok"),
+            TimeSpan.FromSeconds(10)), Is.True, "the client's address and the service reach AuthD's log and throttle");
 
         var user = Run.Program(doveadm, ["-c", dir["dovecot.conf"], "user", "-a", dir["run/auth-userdb"], "bob@example.org"]);
         Assert.That(user.ExitCode, Is.Zero, user.Stdout + user.Stderr);
@@ -105,7 +143,7 @@ public sealed class DovecotUserdbTests
         await Send("CACHE-FLUSH\t6\n");
         Assert.That(await Read(), Is.EqualTo("OK\t6\t0"));
         await Send("REQUEST\t7\t4242\t1\t0123456789abcdef0123456789abcdef\n");
-        Assert.That(await Read(), Is.EqualTo("FAIL\t7"), "no login cookies are issued yet");
+        Assert.That(await Read(), Is.EqualTo("FAIL\t7"), "no login by that client");
         await Send("AUTH\t8\tPLAIN\n"); // a client-side command on the master socket
         Assert.That(await Read(), Is.Null, "the connection ends");
         Assert.That(await Wait.UntilAsync(() => File.Exists(authd.LogFile) && File.ReadAllText(authd.LogFile).Contains("dovecot-userdb: unexpected command 'AUTH'; disconnecting"),
