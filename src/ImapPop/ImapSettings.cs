@@ -32,5 +32,6 @@ internal static class ImapSettings
         Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
         Mail.Shared.Metrics.MetricsEndpoint.Setting,
+        .. Mail.Shared.Auth.AuthBackendSettings.Settings,
     ];
 }

@@ -9,7 +9,7 @@ using Mail.Shared.Config;
 using Mail.Shared.Net;
 
 return await Daemon.RunAsync("imappopd", ImapSettings.Settings, args, ImapHost.Build,
-    config => $"imap={config.Get("imap_listen")}, imaps={config.Get("imaps_listen")}, pop3={config.Get("pop3_listen")}, pop3s={config.Get("pop3s_listen")}, managesieve={config.Get("managesieve_listen")}, authd=unix:{config.GetPath("authd_socket")}");
+    config => $"imap={config.Get("imap_listen")}, imaps={config.Get("imaps_listen")}, pop3={config.Get("pop3_listen")}, pop3s={config.Get("pop3s_listen")}, managesieve={config.Get("managesieve_listen")}, auth={AuthClient.Describe(config)}");
 
 namespace Mail.ImapPop
 {
@@ -26,7 +26,7 @@ namespace Mail.ImapPop
                 MaxConnections = (int)config.GetInt("max_connections"),
                 MaxConnectionsPerIp = (int)config.GetInt("max_connections_per_ip"),
             };
-            var auth = AuthClient.Connect(config.GetPath("authd_socket"));
+            var auth = AuthClient.FromConfig(config);
             var hub = new MailboxHub();
             var sessions = new UserSessions((int)config.GetInt("max_sessions_per_user"));
             var options = new ImapOptions(config.Get("hostname"), config.GetSize("max_message_size"), hub, sessions, config.GetDuration("login_timeout"), config.GetBool("trust_loopback"));

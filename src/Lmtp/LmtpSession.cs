@@ -120,11 +120,11 @@ internal sealed class LmtpSession(LineConnection conn, AuthClient auth, LmtpOpti
         {
             try
             {
-                reply = await auth.Api.LookupUserAsync(new LookupUserRequest
+                reply = await auth.LookupUserAsync(new LookupUserRequest
                 {
                     User = path,
                     Client = new ClientInfo { Service = "lmtp", RemoteIp = Conn.RemoteIp?.ToString() ?? "", SessionId = Conn.SessionId },
-                }, deadline: DateTime.UtcNow.AddSeconds(30));
+                });
                 options.Users?.Put(path, reply);
             }
             catch (RpcException e)

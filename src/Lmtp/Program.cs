@@ -8,7 +8,7 @@ using Mail.Shared.Logging;
 using Mail.Shared.Net;
 
 return await Daemon.RunAsync("lmtpd", LmtpSettings.Settings, args, LmtpHost.Build,
-    config => $"listen={config.Get("listen")}, socket={config.GetPath("socket")}, authd=unix:{config.GetPath("authd_socket")}");
+    config => $"listen={config.Get("listen")}, socket={config.GetPath("socket")}, auth={AuthClient.Describe(config)}");
 
 namespace Mail.Lmtp
 {
@@ -26,7 +26,7 @@ namespace Mail.Lmtp
             var options = new LmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"),
                 (int)config.GetInt("max_recipients"), config.Get("recipient_delimiter"), config.GetBool("quota_temporary"),
                 new UserCache(config.GetDuration("user_cache_ttl")));
-            var auth = AuthClient.Connect(config.GetPath("authd_socket"));
+            var auth = AuthClient.FromConfig(config);
             var sieve = SieveDelivery.Configure(config) is { } sieveOptions ? new SieveDelivery(sieveOptions) : null;
             var gate = new ConnectionGate(limits);
             var socket = config.GetPath("socket");

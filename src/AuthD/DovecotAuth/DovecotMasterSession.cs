@@ -47,7 +47,7 @@ internal sealed class DovecotMasterSession(LineConnection conn, Accounts account
                 return;
             }
             if (!line.IsLine) return;
-            var args = line.Text.Split('\t').Select(Unescape).ToArray();
+            var args = line.Text.Split('\t').Select(DovecotEscaping.Unescape).ToArray();
             bool keep = args[0] switch
             {
                 "CPID" => true,
@@ -78,7 +78,7 @@ internal sealed class DovecotMasterSession(LineConnection conn, Accounts account
             return await SendAsync($"FAIL\t{id}\treason=bad mailbox path");
         }
         if (mail == null) return await SendAsync($"NOTFOUND\t{id}");
-        var reply = new StringBuilder($"USER\t{id}\t{Escape(mail.User)}\thome={Escape(mail.Home)}\tuid={mail.Uid}\tgid={mail.Gid}\tmail=maildir:{Escape(mail.Maildir)}");
+        var reply = new StringBuilder($"USER\t{id}\t{DovecotEscaping.Escape(mail.User)}\thome={DovecotEscaping.Escape(mail.Home)}\tuid={mail.Uid}\tgid={mail.Gid}\tmail=maildir:{DovecotEscaping.Escape(mail.Maildir)}");
         if (mail.QuotaBytes > 0) reply.Append($"\tquota_rule=*:bytes={mail.QuotaBytes}");
         if (mail.QuotaMessages > 0) reply.Append($"\tquota_rule2=*:messages={mail.QuotaMessages}");
         return await SendAsync(reply.ToString());
@@ -89,7 +89,7 @@ internal sealed class DovecotMasterSession(LineConnection conn, Accounts account
     {
         var (user, failed) = await FindAsync(name, p);
         if (failed) return await SendAsync($"FAIL\t{id}");
-        return await SendAsync(user == null ? $"NOTFOUND\t{id}" : $"PASS\t{id}\tuser={Escape(user.Address)}");
+        return await SendAsync(user == null ? $"NOTFOUND\t{id}" : $"PASS\t{id}\tuser={DovecotEscaping.Escape(user.Address)}");
     }
 
     /// <summary>Every active user (doveadm's -A), or those of user=MASK (with * and ?) or of domain=.</summary>
@@ -107,7 +107,7 @@ internal sealed class DovecotMasterSession(LineConnection conn, Accounts account
         int n = 0;
         foreach (var u in users.Where(u => u.Active && (mask == null || mask.IsMatch(u.Address))))
         {
-            conn.BufferText($"LIST\t{id}\t{Escape(u.Address)}\n");
+            conn.BufferText($"LIST\t{id}\t{DovecotEscaping.Escape(u.Address)}\n");
             if (++n % 500 == 0) await conn.FlushAsync();
         }
         return await SendAsync($"DONE\t{id}");
@@ -168,26 +168,5 @@ internal sealed class DovecotMasterSession(LineConnection conn, Accounts account
             System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant,
             TimeSpan.FromSeconds(1));
 
-    /// <summary>Dovecot's tab-escaping: \001 followed by 0 (NUL), 1 (\001), t (TAB), r (CR), n (LF).</summary>
-    internal static string Escape(string s)
-    {
-        if (s.AsSpan().IndexOfAny("\u0001\t\r\n\0") < 0) return s;
-        var b = new StringBuilder(s.Length + 8);
-        foreach (var c in s)
-            b.Append(c switch { '\u0001' => "\u00011", '\t' => "\u0001t", '\r' => "\u0001r", '\n' => "\u0001n", '\0' => "\u00010", _ => c.ToString() });
-        return b.ToString();
-    }
 
-    internal static string Unescape(string s)
-    {
-        if (!s.Contains('\u0001')) return s;
-        var b = new StringBuilder(s.Length);
-        for (int i = 0; i < s.Length; i++)
-        {
-            if (s[i] != '\u0001' || i + 1 == s.Length) { b.Append(s[i]); continue; }
-            var c = s[++i];
-            b.Append(c switch { '0' => '\0', '1' => '\u0001', 't' => '\t', 'r' => '\r', 'n' => '\n', _ => c });
-        }
-        return b.ToString();
-    }
 }

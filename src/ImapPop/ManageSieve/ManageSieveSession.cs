@@ -390,7 +390,7 @@ internal sealed class ManageSieveSession(LineConnection conn, AuthClient auth, F
         switch (result.Status)
         {
             case SaslStatus.Success:
-                var lookup = await auth.Api.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
+                var lookup = await auth.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
                 if (lookup.Status != LookupStatus.Ok) return await NoAsync("TRYLATER", "Temporary user lookup failure.");
                 if (!options.Sessions.TryEnter(lookup.User.User)) return await NoAsync("TRYLATER", "Too many simultaneous connections for this user.");
                 _user = lookup.User;

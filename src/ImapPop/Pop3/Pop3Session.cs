@@ -231,7 +231,7 @@ internal sealed class Pop3Session(LineConnection conn, AuthClient auth, Func<X50
     {
         if (result.Status == SaslStatus.Tempfail) return await Err("[SYS/TEMP] Temporary authentication failure.");
         if (result.Status != SaslStatus.Success) return await Err("[AUTH] Authentication failed.");
-        var lookup = await auth.Api.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
+        var lookup = await auth.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
         if (lookup.Status != LookupStatus.Ok) return await Err("[SYS/TEMP] Temporary user lookup failure.");
         if (!options.Sessions.TryEnter(lookup.User.User)) return await Err("[IN-USE] Too many simultaneous connections for this user.");
         _user = lookup.User;

@@ -1,5 +1,7 @@
 // The client side of AuthD's gRPC contract, over its Unix socket. One channel
-// per process, kept open: HTTP/2 multiplexes every look-up over it.
+// per process, kept open: HTTP/2 multiplexes every look-up over it. With
+// auth_backend = dovecot, logins and user look-ups go to Dovecot's auth
+// service instead (DovecotAuthBackend), answered in the same terms.
 using System.Net.Sockets;
 using System.Text;
 using Grpc.Core;
@@ -9,10 +11,15 @@ namespace Mail.Shared.Auth;
 
 public sealed class AuthClient : IDisposable
 {
-    private readonly GrpcChannel _channel;
+    private readonly GrpcChannel? _channel;
+    private readonly Auth.AuthClient? _api;
+    private readonly DovecotAuthBackend? _dovecot;
 
-    public Auth.AuthClient Api { get; }
+    /// <summary>AuthD's own API (alias resolution, mechanisms): only with AuthD as the backend.</summary>
+    public Auth.AuthClient Api => _api ?? throw new InvalidOperationException("this needs AuthD (auth_backend = authd)");
     public string SocketPath { get; }
+
+    private AuthClient(DovecotAuthBackend dovecot, string describe) => (_dovecot, SocketPath) = (dovecot, describe);
 
     private AuthClient(string socketPath)
     {
@@ -41,10 +48,30 @@ public sealed class AuthClient : IDisposable
             HttpHandler = handler,
             MaxReceiveMessageSize = 1 << 20,
         });
-        Api = new Auth.AuthClient(_channel);
+        _api = new Auth.AuthClient(_channel);
     }
 
     public static AuthClient Connect(string socketPath) => new(socketPath);
+
+    /// <summary>Dovecot's auth service in AuthD's place: its client and userdb sockets, and where a user's Maildir is when its userdb names none.</summary>
+    public static AuthClient ConnectDovecot(string clientSocket, string userdbSocket, string maildirTemplate) =>
+        new(new DovecotAuthBackend(clientSocket, userdbSocket, maildirTemplate), $"dovecot:{clientSocket},{userdbSocket}");
+
+    /// <summary>The backend a daemon's configuration names (AuthBackendSettings).</summary>
+    public static AuthClient FromConfig(Config.MailConfig config) => config.Get("auth_backend") == "dovecot"
+        ? ConnectDovecot(config.GetPath("dovecot_client_socket"), config.GetPath("dovecot_userdb_socket"), config.Get("dovecot_maildir"))
+        : Connect(config.GetPath("authd_socket"));
+
+    /// <summary>The backend a configuration names, for the start-up log line.</summary>
+    public static string Describe(Config.MailConfig config) => config.Get("auth_backend") == "dovecot"
+        ? $"dovecot:unix:{config.GetPath("dovecot_client_socket")},unix:{config.GetPath("dovecot_userdb_socket")}"
+        : $"authd:unix:{config.GetPath("authd_socket")}";
+
+    /// <summary>A user's mailbox record; throws RpcException (Unavailable) when the backend cannot be asked.</summary>
+    public async Task<LookupUserReply> LookupUserAsync(LookupUserRequest request, CancellationToken ct = default) =>
+        _dovecot != null
+            ? await _dovecot.LookupUserAsync(request.User, request.Client ?? new ClientInfo(), ct).ConfigureAwait(false)
+            : await Api.LookupUserAsync(request, deadline: DateTime.UtcNow.Add(DovecotAuthBackend.Timeout), cancellationToken: ct).ConfigureAwait(false);
 
     /// <summary>
     /// Runs one SASL exchange: <paramref name="respond"/> answers each challenge
@@ -58,6 +85,7 @@ public sealed class AuthClient : IDisposable
     public async Task<SaslServerMessage> AuthenticateInteractiveAsync(string mechanism, byte[]? initialResponse, ClientInfo client,
         Func<byte[], Task<byte[]?>> respond, CancellationToken ct = default)
     {
+        if (_dovecot != null) return await _dovecot.AuthenticateAsync(mechanism, initialResponse, client, respond, ct).ConfigureAwait(false);
         using var call = Api.Authenticate(cancellationToken: ct);
         var start = new SaslStart { Mechanism = mechanism, Client = client };
         if (initialResponse != null)
@@ -90,5 +118,9 @@ public sealed class AuthClient : IDisposable
         return AuthenticateAsync("PLAIN", initial, client, _ => null, ct);
     }
 
-    public void Dispose() => _channel.Dispose();
+    public void Dispose()
+    {
+        _channel?.Dispose();
+        _dovecot?.Dispose();
+    }
 }

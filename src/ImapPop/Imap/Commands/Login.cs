@@ -76,7 +76,7 @@ internal sealed partial class ImapSession
         switch (result.Status)
         {
             case SaslStatus.Success:
-                var lookup = await auth.Api.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
+                var lookup = await auth.LookupUserAsync(new LookupUserRequest { User = result.User, Client = Client() });
                 if (lookup.Status != LookupStatus.Ok) return ImapResponse.No("[UNAVAILABLE] Temporary user lookup failure.");
                 if (!options.Sessions.TryEnter(lookup.User.User))
                 {
