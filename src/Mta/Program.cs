@@ -42,9 +42,9 @@ namespace Mail.Mta
             var options = new SmtpOptions(config.Get("hostname"), config.GetSize("max_message_size"), (int)config.GetInt("max_recipients"), networks,
                 config.Get("smtpd_tls_security_level") == "encrypt", Postmaster(config),
                 config.Get("smtpd_forbid_bare_newline") == "reject", config.GetBool("mx_auth"), SubmissionPorts(config));
-            var auth = AuthClient.Connect(config.GetPath("authd_socket"));
+            var auth = AuthClient.FromConfig(config);
             var spool = new Spool(config.GetPath("spool_dir"));
-            var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"));
+            var recipients = new RecipientCache(auth, config.GetDuration("recipient_cache_ttl"), config.Get("recipient_delimiter"));
             NextHop routes;
             try { routes = new NextHop(config.Get("relayhost"), (int)config.GetInt("smtp_port"), config.GetList("dns_servers")); }
             catch (Exception e) when (e is ArgumentException or FormatException) { throw new ConfigException($"mtad: bad relayhost or dns_servers: {e.Message}"); }

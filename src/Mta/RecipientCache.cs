@@ -10,7 +10,7 @@ using Mail.Shared.Auth;
 
 namespace Mail.Mta;
 
-internal sealed class RecipientCache(AuthClient auth, TimeSpan ttl, int maxEntries = 10_000)
+internal sealed class RecipientCache(AuthClient auth, TimeSpan ttl, string delimiter, int maxEntries = 10_000)
 {
     private readonly ConcurrentDictionary<string, (ResolveRecipientReply Reply, long Expires)> _cache = new(StringComparer.OrdinalIgnoreCase);
 
@@ -20,7 +20,7 @@ internal sealed class RecipientCache(AuthClient auth, TimeSpan ttl, int maxEntri
         if (ttl > TimeSpan.Zero && _cache.TryGetValue(address, out var hit) && hit.Expires > now) return hit.Reply;
         var request = new ResolveRecipientRequest { Address = address };
         if (client != null) request.Client = client;
-        var reply = await auth.Api.ResolveRecipientAsync(request, cancellationToken: ct);
+        var reply = await auth.ResolveRecipientAsync(request, delimiter, ct);
         if (ttl > TimeSpan.Zero && reply.Status is RecipientStatus.Ok or RecipientStatus.NotOurDomain)
         {
             if (_cache.Count >= maxEntries) _cache.Clear(); // crude, bounded, and rare

@@ -28,6 +28,7 @@ public static class MtaSettings
         Setting.Choice("smtpd_forbid_bare_newline", "normalize", "A DATA line ended by a bare LF: normalize (taken as if it ended in CRLF; DATA still ends only at CRLF.CRLF) or reject (521 and the session ends, except for mynetworks and logged-in clients), as Postfix 3.9's setting. A bare CR is always refused.", "normalize", "reject"),
         Setting.List("mynetworks", "127.0.0.0/8 ::1/128", "Clients that may relay without AUTH (as Postfix's mynetworks)."),
         Setting.Path("authd_socket", "/run/mail/authd.sock", "AuthD's gRPC socket."),
+        Setting.Text("recipient_delimiter", "+", "With auth_backend = dovecot: characters that separate a user from an address extension (user+detail@domain), as AuthD's own setting; empty for none."),
         Setting.Path("control_socket", "/run/mail/mtad.ctl", "Unix socket (mode 0600) through which mailctl's queue commands act on the queue at once."),
         Setting.Duration("recipient_cache_ttl", "5s", "How long a recipient that AuthD found deliverable is remembered (a removed mailbox is noticed within this); 0 asks AuthD every time."),
         Setting.Path("spool_dir", "/var/spool/mail-suite", "The queue: incoming, active, deferred, hold, corrupt."),
@@ -84,5 +85,6 @@ public static class MtaSettings
         Setting.Path("log_file", "", "Log file; syslog: the system log with facility mail (/var/log/mail.log); empty: standard error."),
         Setting.Choice("log_level", "Info", "Least severe log level written.", "Trace", "Debug", "Info", "Warn", "Error"),
         Mail.Shared.Metrics.MetricsEndpoint.Setting,
+        .. Mail.Shared.Auth.AuthBackendSettings.Settings,
     ];
 }

@@ -54,18 +54,25 @@ public sealed class AuthClient : IDisposable
     public static AuthClient Connect(string socketPath) => new(socketPath);
 
     /// <summary>Dovecot's auth service in AuthD's place: its client and userdb sockets, and where a user's Maildir is when its userdb names none.</summary>
-    public static AuthClient ConnectDovecot(string clientSocket, string userdbSocket, string maildirTemplate) =>
-        new(new DovecotAuthBackend(clientSocket, userdbSocket, maildirTemplate), $"dovecot:{clientSocket},{userdbSocket}");
+    public static AuthClient ConnectDovecot(string clientSocket, string userdbSocket, string maildirTemplate, IReadOnlyCollection<string>? domains = null) =>
+        new(new DovecotAuthBackend(clientSocket, userdbSocket, maildirTemplate, domains ?? []), $"dovecot:{clientSocket},{userdbSocket}");
 
     /// <summary>The backend a daemon's configuration names (AuthBackendSettings).</summary>
     public static AuthClient FromConfig(Config.MailConfig config) => config.Get("auth_backend") == "dovecot"
-        ? ConnectDovecot(config.GetPath("dovecot_client_socket"), config.GetPath("dovecot_userdb_socket"), config.Get("dovecot_maildir"))
+        ? ConnectDovecot(config.GetPath("dovecot_client_socket"), config.GetPath("dovecot_userdb_socket"), config.Get("dovecot_maildir"),
+            config.GetList("dovecot_domains"))
         : Connect(config.GetPath("authd_socket"));
 
     /// <summary>The backend a configuration names, for the start-up log line.</summary>
     public static string Describe(Config.MailConfig config) => config.Get("auth_backend") == "dovecot"
         ? $"dovecot:unix:{config.GetPath("dovecot_client_socket")},unix:{config.GetPath("dovecot_userdb_socket")}"
         : $"authd:unix:{config.GetPath("authd_socket")}";
+
+    /// <summary>Where mail for an address goes (mtad); with Dovecot's auth, a user of dovecot_domains or not ours.</summary>
+    public async Task<ResolveRecipientReply> ResolveRecipientAsync(ResolveRecipientRequest request, string delimiter, CancellationToken ct = default) =>
+        _dovecot != null
+            ? await _dovecot.ResolveRecipientAsync(request.Address, request.Client ?? new ClientInfo(), delimiter, ct).ConfigureAwait(false)
+            : await Api.ResolveRecipientAsync(request, deadline: DateTime.UtcNow.Add(DovecotAuthBackend.Timeout), cancellationToken: ct).ConfigureAwait(false);
 
     /// <summary>A user's mailbox record; throws RpcException (Unavailable) when the backend cannot be asked.</summary>
     public async Task<LookupUserReply> LookupUserAsync(LookupUserRequest request, CancellationToken ct = default) =>

@@ -15,8 +15,9 @@ using Grpc.Core;
 
 namespace Mail.Shared.Auth;
 
-public sealed class DovecotAuthBackend(string clientSocket, string userdbSocket, string maildirTemplate) : IDisposable
+public sealed class DovecotAuthBackend(string clientSocket, string userdbSocket, string maildirTemplate, IReadOnlyCollection<string> domains) : IDisposable
 {
+    private readonly HashSet<string> _domains = new(domains, StringComparer.OrdinalIgnoreCase);
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
     private const int MaxLine = 65536;
     private readonly SemaphoreSlim _userdb = new(1, 1);
@@ -98,6 +99,30 @@ public sealed class DovecotAuthBackend(string clientSocket, string userdbSocket,
             throw Unavailable("no answer in time");
         }
         finally { _userdb.Release(); }
+    }
+
+    /// <summary>
+    /// A recipient as AuthD resolves it, from what Dovecot knows: a domain of dovecot_domains is
+    /// ours, and its address (without a +detail) a mailbox when the userdb finds it; no aliases.
+    /// </summary>
+    public async Task<ResolveRecipientReply> ResolveRecipientAsync(string address, ClientInfo client, string delimiter, CancellationToken ct)
+    {
+        int at = address.LastIndexOf('@');
+        if (at <= 0 || !_domains.Contains(address[(at + 1)..])) return new ResolveRecipientReply { Status = RecipientStatus.NotOurDomain };
+        var local = address[..at];
+        int d = delimiter.Length == 0 ? -1 : local.IndexOfAny(delimiter.ToCharArray());
+        var bare = d > 0 ? local[..d] + address[at..] : address;
+        var found = await LookupUserAsync(bare, client, ct).ConfigureAwait(false);
+        return found.Status switch
+        {
+            LookupStatus.Ok => new ResolveRecipientReply
+            {
+                Status = RecipientStatus.Ok,
+                Targets = { new RecipientTarget { Address = address, Local = true, Mailbox = found.User.User, Detail = d > 0 ? local[(d + 1)..] : "" } },
+            },
+            LookupStatus.NotFound => new ResolveRecipientReply { Status = RecipientStatus.UnknownUser, Reason = "no such user in Dovecot's userdb" },
+            _ => new ResolveRecipientReply { Status = RecipientStatus.Tempfail, Reason = found.Reason },
+        };
     }
 
     /// <summary>A userdb record as the suite's MailUser: home, uid, gid, the Maildir (mail=maildir:..., else the template), quota.</summary>

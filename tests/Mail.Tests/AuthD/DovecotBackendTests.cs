@@ -6,11 +6,12 @@ using Mail.Tests.Support;
 namespace Mail.Tests.AuthD;
 
 /// <summary>
-/// Our lmtpd and imappopd on Dovecot's auth service instead of AuthD (auth_backend = dovecot):
+/// Our lmtpd, imappopd and mtad on Dovecot's auth service instead of AuthD (auth_backend = dovecot):
 /// a private Dovecot with a passwd-file passdb and userdb; lmtpd asks its userdb socket for each
 /// recipient and delivers into the user's ~/Maildir as the user's uid, imappopd logs in through its
-/// client socket (a wrong password refused, the client's address in Dovecot's log); with Dovecot
-/// stopped, both answer with a temporary failure, as they do when AuthD is down.
+/// client socket (a wrong password refused, the client's address in Dovecot's log), mtad takes
+/// submission's AUTH and its recipients from Dovecot; with Dovecot stopped, lmtpd and imappopd
+/// answer with a temporary failure, as they do when AuthD is down.
 /// </summary>
 [NonParallelizable]
 public sealed class DovecotBackendTests
@@ -40,7 +41,7 @@ public sealed class DovecotBackendTests
     }
 
     [Test]
-    public async Task Lmtpd_and_imappopd_log_in_and_look_up_through_Dovecots_auth()
+    public async Task Lmtpd_imappopd_and_mtad_log_in_and_look_up_through_Dovecots_auth()
     {
         using var dir = new TempDir();
         File.SetUnixFileMode(dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
@@ -130,6 +131,36 @@ public sealed class DovecotBackendTests
                 Assert.That((await client.Inbox.GetMessageAsync(0)).TextBody, Does.Contain("user from Dovecot's userdb"));
                 await client.DisconnectAsync(true);
             }
+            // mtad too: submission's AUTH through Dovecot's client socket, the recipient through its userdb.
+            var submission = Ports.Free();
+            File.WriteAllText(dir["mtad.conf"], $"""
+                mx_listen =
+                submission_listen = 127.0.0.1:{submission}
+                submissions_listen =
+                pickup_socket =
+                spool_dir = {dir["spool"]}
+                control_socket = {dir["run/mtad.ctl"]}
+                lmtp_destination = 127.0.0.1:{lmtp}
+                defer_transports = smtp
+                hostname = mx.example.org
+                log_file = {dir["mtad.log"]}
+                {backend}
+                dovecot_domains = example.org
+                """);
+            using var mtad = new Daemon("mtad", dir["mtad.conf"], new IPEndPoint(IPAddress.Loopback, submission));
+            await mtad.StartAsync();
+            var submitted = Run.Program(swaks, ["--server", $"127.0.0.1:{submission}", "--auth", "PLAIN", "--auth-user", "bob@example.org",
+                "--auth-password", "bob's pass", "--from", "bob@example.org", "--to", "bob+notes@example.org", "--body", "submitted through mtad", "--timeout", "30"]);
+            Assert.That(submitted.ExitCode, Is.Zero, submitted.Stdout);
+            Assert.That(await Wait.UntilAsync(() => Directory.GetFiles(Path.Combine(home, "Maildir", "new")).Length
+                + Directory.GetFiles(Path.Combine(home, "Maildir", "cur")).Length == 2, TimeSpan.FromSeconds(30)), Is.True, File.ReadAllText(dir["mtad.log"]));
+            var badLogin = Run.Program(swaks, ["--server", $"127.0.0.1:{submission}", "--auth", "PLAIN", "--auth-user", "bob@example.org",
+                "--auth-password", "wrong", "--from", "bob@example.org", "--to", "bob@example.org", "--quit-after", "AUTH", "--timeout", "30"]);
+            Assert.That(badLogin.Stdout, Does.Contain("535 5.7.8"));
+            var nobody = Run.Program(swaks, ["--server", $"127.0.0.1:{submission}", "--auth", "PLAIN", "--auth-user", "bob@example.org",
+                "--auth-password", "bob's pass", "--from", "bob@example.org", "--to", "nobody@example.org", "--quit-after", "RCPT", "--timeout", "30"]);
+            Assert.That(nobody.Stdout, Does.Contain("550 5.1.1"));
+
             var log = File.ReadAllText(dir["dovecot.log"]);
             Assert.That(log, Does.Match(@"passwd-file\(bob@example\.org,127\.0\.0\.1,.*\): (Password mismatch|.*mismatch)"), log);
 
