@@ -69,6 +69,8 @@ if [ ! -f "$trx" ]; then
 fi
 # The fault suite's counts (acknowledged, delivered, duplicates, queued, lost per fault).
 [ -f "$results/faults.txt" ] && sed 's/^/fault suite: /' "$results/faults.txt"
+# The table of the sixteen mixes of our daemons with Postfix's and Dovecot's.
+[ -f "$results/mixes.txt" ] && sed 's/^/mixes: /' "$results/mixes.txt"
 counters=$(grep -o '<Counters [^>]*>' "$trx")
 get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
 total=$(get total); executed=$(get executed); passed=$(get passed); failed=$(get failed)

@@ -49,33 +49,8 @@ public sealed class DovecotBackendTests
         File.WriteAllText(dir["users"], $"bob@example.org:{{PLAIN}}bob's pass:5000:5001::{home}::\n");
         Directory.CreateDirectory(dir["dovecot-run"]);
         var unused = Ports.Free();
-        File.WriteAllText(dir["dovecot.conf"], $$"""
-            base_dir = {{dir["dovecot-run"]}}
-            instance_name = backend-test
-            log_path = {{dir["dovecot.log"]}}
-            auth_verbose = yes
-            ssl = no
-            listen = 127.0.0.1
-            protocols = imap
-            first_valid_uid = 1
-            passdb {
-              driver = passwd-file
-              args = {{dir["users"]}}
-            }
-            userdb {
-              driver = passwd-file
-              args = {{dir["users"]}}
-            }
-            service imap-login {
-              inet_listener imap {
-                address = 127.0.0.1
-                port = {{unused}}
-              }
-              inet_listener imaps {
-                port = 0
-              }
-            }
-            """);
+        File.WriteAllText(dir["dovecot.conf"], DovecotServer.ConfigText(dir["dovecot-run"], "backend-test", dir["dovecot.log"], "imap", 0,
+            DovecotServer.OwnAuth(dir["users"], unused)));
         var dovecot = Process.Start(new ProcessStartInfo(Peers.Require("dovecot")) { ArgumentList = { "-F", "-c", dir["dovecot.conf"] }, UseShellExecute = false })!;
         try
         {

@@ -34,37 +34,8 @@ public sealed class DovecotUserdbTests
 
         var (lmtp, imap) = (Ports.Free(), Ports.Free());
         Directory.CreateDirectory(dir["dovecot-run"]);
-        File.WriteAllText(dir["dovecot.conf"], $$"""
-            base_dir = {{dir["dovecot-run"]}}
-            instance_name = userdb-test
-            log_path = {{dir["dovecot.log"]}}
-            ssl = no
-            listen = 127.0.0.1
-            protocols = lmtp imap
-            first_valid_uid = 1
-            disable_plaintext_auth = no
-            auth_socket_path = {{dir["run/auth-userdb"]}}
-            service imap-login {
-              chroot =
-              executable = imap-login {{dir["run/auth-client"]}}
-              inet_listener imap {
-                address = 127.0.0.1
-                port = {{imap}}
-              }
-              inet_listener imaps {
-                port = 0
-              }
-            }
-            service imap {
-              executable = imap -a {{dir["run/auth-userdb"]}}
-            }
-            service lmtp {
-              inet_listener lmtp {
-                address = 127.0.0.1
-                port = {{lmtp}}
-              }
-            }
-            """);
+        File.WriteAllText(dir["dovecot.conf"], DovecotServer.ConfigText(dir["dovecot-run"], "userdb-test", dir["dovecot.log"], "lmtp imap", lmtp,
+            DovecotServer.OnAuthD(dir["run/auth-client"], dir["run/auth-userdb"], imap)));
         using var server = DovecotServer.StartWithConfig(dir["dovecot.conf"], lmtp);
 
         var swaks = Peers.Require("swaks");

@@ -155,6 +155,65 @@ internal sealed class DovecotServer : IDisposable
         return server;
     }
 
+    /// <summary>
+    /// A dovecot.conf of a test's own: the header (base_dir, log, no TLS, loopback, plaintext
+    /// logins allowed), <paramref name="body"/>, and an LMTP listener when <paramref name="lmtpPort"/> is set.
+    /// </summary>
+    public static string ConfigText(string baseDir, string name, string log, string protocols, int lmtpPort, string body)
+    {
+        var lmtp = lmtpPort == 0 ? "" : $"service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtpPort}\n  }}\n}}\n";
+        return $"base_dir = {baseDir}\ninstance_name = {name}\nlog_path = {log}\nssl = no\nlisten = 127.0.0.1\nprotocols = {protocols}\n" +
+               $"first_valid_uid = 1\ndisable_plaintext_auth = no\n{body}\n{lmtp}";
+    }
+
+    /// <summary>dovecot.conf lines for a Dovecot with no auth of its own: its mail processes and imap-login on AuthD's sockets.</summary>
+    public static string OnAuthD(string clientSocket, string userdbSocket, int imapPort) => $$"""
+        auth_socket_path = {{userdbSocket}}
+        service imap-login {
+          chroot =
+          executable = imap-login {{clientSocket}}
+          {{ImapListener(imapPort)}}
+        }
+        service imap {
+          executable = imap -a {{userdbSocket}}
+        }
+        """;
+
+    /// <summary>dovecot.conf lines for Dovecot's own auth on a passwd-file, its client and userdb sockets open to our daemons and Postfix.</summary>
+    public static string OwnAuth(string usersFile, int imapPort) => $$"""
+        auth_verbose = yes
+        auth_failure_delay = 0
+        passdb {
+          driver = passwd-file
+          args = {{usersFile}}
+        }
+        userdb {
+          driver = passwd-file
+          args = {{usersFile}}
+        }
+        service auth {
+          unix_listener auth-client {
+            mode = 0666
+          }
+          unix_listener auth-userdb {
+            mode = 0666
+          }
+        }
+        service imap-login {
+          {{ImapListener(imapPort)}}
+        }
+        """;
+
+    private static string ImapListener(int port) => $$"""
+        inet_listener imap {
+            address = 127.0.0.1
+            port = {{port}}
+          }
+          inet_listener imaps {
+            port = 0
+          }
+        """;
+
     public RunResult Doveadm(params string[] args) => Run.Program(Peers.Require("doveadm"), ["-c", Config, .. args]);
 
     public void Dispose()
