@@ -2,6 +2,9 @@
 // client protocol. Both serve one passwd-file (the same users, the same hash
 // per row), both are asked by the same client with the same concurrency, and
 // each row prints both rates, their ratio and each process's peak memory.
+// The last row: Dovecot's IMAP logging in through AuthD (imap-login on its
+// client socket, the imap process's user from its userdb socket) against the
+// same Dovecot IMAP on its own auth, IMAP LOGIN and LOGOUT per second.
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
@@ -24,6 +27,11 @@ try
     foreach (var scheme in schemes)
         for (int i = 0; i < users; i++)
             passwd.Append($"{Tag(scheme)}{i}@bench.test:{PasswordScheme.Hash("pw" + i, scheme)}::::::\n");
+    // The IMAP row's users: a uid, gid and home each (their Maildir), for both Dovecots and AuthD.
+    for (int i = 0; i < users; i++)
+        passwd.Append($"imap{i}@bench.test:{PasswordScheme.Hash("pw" + i, "SSHA256")}:5000:5001::{dir}/mail/bench.test/imap{i}::\n");
+    Directory.CreateDirectory(Path.Combine(dir, "mail"));
+    Process.Start("chown", ["5000:5001", Path.Combine(dir, "mail")])!.WaitForExit();
     File.WriteAllText(Path.Combine(dir, "passwd"), passwd.ToString());
     File.WriteAllText(Path.Combine(dir, "domains"), "bench.test\n");
 
@@ -52,9 +60,56 @@ try
           }
         }
         """);
+    // Dovecot's IMAP twice, the same but for its auth: its own (the passwd-file) or AuthD's sockets.
+    var (imapOwn, imapAuthd) = (FreePort(), FreePort());
+    string ImapDovecot(string name, int port, string auth) => $$"""
+        base_dir = {{dir}}/{{name}}
+        instance_name = authbench-{{name}}
+        log_path = {{dir}}/{{name}}.log
+        listen = 127.0.0.1
+        ssl = no
+        protocols = imap
+        disable_plaintext_auth = no
+        first_valid_uid = 1
+        mail_location = maildir:~
+        {{auth}}
+        service imap-login {
+          inet_listener imap {
+            address = 127.0.0.1
+            port = {{port}}
+          }
+          inet_listener imaps {
+            port = 0
+          }
+        }
+        """;
+    foreach (var name in new[] { "imap-own", "imap-authd" }) Directory.CreateDirectory(Path.Combine(dir, name));
+    File.WriteAllText(Path.Combine(dir, "imap-own.conf"), ImapDovecot("imap-own", imapOwn, $$"""
+        passdb {
+          driver = passwd-file
+          args = {{dir}}/passwd
+        }
+        userdb {
+          driver = passwd-file
+          args = {{dir}}/passwd
+        }
+        """));
+    File.WriteAllText(Path.Combine(dir, "imap-authd.conf"), ImapDovecot("imap-authd", imapAuthd, $$"""
+        auth_socket_path = {{dir}}/auth-userdb
+        service imap-login {
+          chroot =
+          executable = imap-login {{dir}}/auth-client
+        }
+        service imap {
+          executable = imap -a {{dir}}/auth-userdb
+        }
+        """));
     File.WriteAllText(Path.Combine(dir, "authd.conf"), $"""
         grpc_socket = {dir}/authd.sock
         dovecot_auth_socket = {dir}/auth-client
+        dovecot_userdb_socket = {dir}/auth-userdb
+        socket_mode = 0666
+        mail_root = {dir}/mail
         socketmap_socket =
         passwd_file = {dir}/passwd
         domains_file = {dir}/domains
@@ -64,6 +119,8 @@ try
 
     using var dovecotProc = Start(dovecot, "-F", "-c", Path.Combine(dir, "dovecot.conf"));
     using var authd = Start(authdPath, "--config", Path.Combine(dir, "authd.conf"));
+    using var imapOwnProc = Start(dovecot, "-F", "-c", Path.Combine(dir, "imap-own.conf"));
+    using var imapAuthdProc = Start(dovecot, "-F", "-c", Path.Combine(dir, "imap-authd.conf"));
     try
     {
     var dovecotSocket = Path.Combine(dir, "dovecot", "auth-client");
@@ -92,11 +149,29 @@ try
         var theirs = theirsRuns.Order().ElementAt(1);
         Console.WriteLine($"{scheme,-14}{ours,10:0}{theirs,11:0}{ours / theirs,8:0.00}   {PeakKb(authd.Id) / 1024.0:0.0} MiB / {PeakKb(dovecotAuthPid.Value) / 1024.0:0.0} MiB");
     }
+
+    // Dovecot's IMAP: LOGIN and LOGOUT through AuthD, against through its own auth (SSHA256 both).
+    await WaitForPort(imapOwn);
+    await WaitForPort(imapAuthd);
+    await ImapLogins(imapAuthd, users, connections, 1);
+    await ImapLogins(imapOwn, users, connections, 1);
+    var viaAuthd = new List<double>();
+    var viaOwn = new List<double>();
+    for (int round = 0; round < 3; round++)
+    {
+        viaAuthd.Add(await ImapLogins(imapAuthd, users, connections, seconds));
+        viaOwn.Add(await ImapLogins(imapOwn, users, connections, seconds));
+    }
+    var (a, o) = (viaAuthd.Order().ElementAt(1), viaOwn.Order().ElementAt(1));
+    var ownAuth = Children(imapOwnProc.Id, "auth").Select(PeakKb).DefaultIfEmpty(0).Max();
+    Console.WriteLine($"{"Dovecot IMAP",-14}{a,10:0}{o,11:0}{a / o,8:0.00}   {PeakKb(authd.Id) / 1024.0:0.0} MiB / {ownAuth / 1024.0:0.0} MiB   (LOGIN+LOGOUT/s: through AuthD / through Dovecot's own auth)");
     }
     finally
     {
         Stop(authd);
         Stop(dovecotProc);
+        Stop(imapOwnProc);
+        Stop(imapAuthdProc);
     }
 }
 finally
@@ -129,6 +204,41 @@ static async Task<double> Measure(string socket, string prefix, int users, int c
             var line = await reader.ReadLineAsync();
             if (line == null || !line.StartsWith($"OK\t{id}\t", StringComparison.Ordinal))
                 throw new InvalidOperationException($"{socket}: unexpected reply '{line}'");
+            done++;
+        }
+        return done;
+    }).ToList();
+    var total = (await Task.WhenAll(tasks)).Sum();
+    return total / stop.Elapsed.TotalSeconds;
+}
+
+// IMAP logins per second: `connections` clients, each connecting, logging in (LOGIN), logging out, again.
+static async Task<double> ImapLogins(int port, int users, int connections, int seconds)
+{
+    var stop = Stopwatch.StartNew();
+    var limit = TimeSpan.FromSeconds(seconds);
+    var tasks = Enumerable.Range(0, connections).Select(async c =>
+    {
+        int done = 0;
+        for (int n = c; stop.Elapsed < limit; n += connections)
+        {
+            using var t = new TcpClient();
+            await t.ConnectAsync(System.Net.IPAddress.Loopback, port);
+            using var stream = t.GetStream();
+            using var reader = new StreamReader(stream, Encoding.ASCII);
+            async Task Expect(string tag)
+            {
+                string? line;
+                while ((line = await reader.ReadLineAsync()) != null && !line.StartsWith(tag, StringComparison.Ordinal)) { }
+                if (line == null || !line.StartsWith(tag + " OK", StringComparison.Ordinal) && tag != "*")
+                    throw new InvalidOperationException($"imap {port}: {line}");
+            }
+            await Expect("*");
+            var u = n % users;
+            await stream.WriteAsync(Encoding.ASCII.GetBytes($"a LOGIN imap{u}@bench.test pw{u}\r\n"));
+            await Expect("a");
+            await stream.WriteAsync("b LOGOUT\r\n"u8.ToArray());
+            await Expect("b");
             done++;
         }
         return done;
