@@ -9,9 +9,9 @@ namespace Mail.Tests.AuthD;
 
 /// <summary>
 /// Dovecot on AuthD alone: a private Dovecot whose auth_socket_path is AuthD's dovecot_userdb_socket
-/// and whose imap-login authenticates on AuthD's client socket delivers by LMTP into the Maildir
-/// AuthD names and refuses an unknown recipient, logs IMAP users in (the imap process takes the
-/// login's user from AuthD by its cookie) and refuses a wrong password; doveadm looks a user up,
+/// and whose imap-login and pop3-login authenticate on AuthD's client socket delivers by LMTP into
+/// the Maildir AuthD names and refuses an unknown recipient, logs IMAP and POP3 users in (the imap
+/// and pop3 processes take the login's user from AuthD by its cookie) and refuses a wrong password; doveadm looks a user up,
 /// checks it exists and lists the users through the same socket.
 /// </summary>
 [NonParallelizable]
@@ -32,10 +32,10 @@ public sealed class DovecotUserdbTests
         using var authd = new Daemon("authd", dir["authd.conf"], new UnixDomainSocketEndPoint(dir["run/auth-userdb"]));
         await authd.StartAsync();
 
-        var (lmtp, imap) = (Ports.Free(), Ports.Free());
+        var (lmtp, imap, pop3) = (Ports.Free(), Ports.Free(), Ports.Free());
         Directory.CreateDirectory(dir["dovecot-run"]);
-        File.WriteAllText(dir["dovecot.conf"], DovecotServer.ConfigText(dir["dovecot-run"], "userdb-test", dir["dovecot.log"], "lmtp imap", lmtp,
-            DovecotServer.OnAuthD(dir["run/auth-client"], dir["run/auth-userdb"], imap)));
+        File.WriteAllText(dir["dovecot.conf"], DovecotServer.ConfigText(dir["dovecot-run"], "userdb-test", dir["dovecot.log"], "lmtp imap pop3", lmtp,
+            DovecotServer.OnAuthD(dir["run/auth-client"], dir["run/auth-userdb"], imap, pop3)));
         using var server = DovecotServer.StartWithConfig(dir["dovecot.conf"], lmtp);
 
         var swaks = Peers.Require("swaks");
@@ -64,9 +64,22 @@ public sealed class DovecotUserdbTests
             print('messages:', c.select('INBOX')[1][0].decode())
             print(c.fetch('1', '(BODY[TEXT])')[1][0][1].decode().strip())
             c.logout()
+            import poplib
+            p = poplib.POP3('127.0.0.1', {{pop3}})
+            p.user('bob@example.org')
+            try:
+                p.pass_('wrong')
+            except poplib.error_proto as e:
+                print('pop3 refused:', e)
+            p = poplib.POP3('127.0.0.1', {{pop3}})
+            p.user('bob@example.org')
+            p.pass_("bob's pass")
+            print('pop3 messages:', p.stat()[0])
+            p.quit()
             """]);
         Assert.That(login.ExitCode, Is.Zero, login.Stdout + login.Stderr + File.ReadAllText(dir["dovecot.log"]));
         Assert.That(login.Stdout, Does.Contain("refused: b'[AUTHENTICATIONFAILED]").And.Contain("messages: 1").And.Contain("user from AuthD"));
+        Assert.That(login.Stdout, Does.Contain("pop3 refused: b'-ERR [AUTH]").And.Contain("pop3 messages: 1"), "Dovecot's POP3 too");
         Assert.That(await Wait.UntilAsync(() => File.ReadAllText(dir["authd.log"]).Contains("service=imap, rip=127.0.0.1, mech=PLAIN, user=<bob@example.org>, result=ok"),
             TimeSpan.FromSeconds(10)), Is.True, "the client's address and the service reach AuthD's log and throttle");
 

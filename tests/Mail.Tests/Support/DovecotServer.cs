@@ -167,7 +167,7 @@ internal sealed class DovecotServer : IDisposable
     }
 
     /// <summary>dovecot.conf lines for a Dovecot with no auth of its own: its mail processes and imap-login on AuthD's sockets.</summary>
-    public static string OnAuthD(string clientSocket, string userdbSocket, int imapPort) => $$"""
+    public static string OnAuthD(string clientSocket, string userdbSocket, int imapPort, int pop3Port = 0) => $$"""
         auth_socket_path = {{userdbSocket}}
         service imap-login {
           chroot =
@@ -177,7 +177,24 @@ internal sealed class DovecotServer : IDisposable
         service imap {
           executable = imap -a {{userdbSocket}}
         }
-        """;
+        """ + (pop3Port == 0 ? "" : $$"""
+
+        service pop3-login {
+          chroot =
+          executable = pop3-login {{clientSocket}}
+          inet_listener pop3 {
+            address = 127.0.0.1
+            port = {{pop3Port}}
+          }
+          inet_listener pop3s {
+            port = 0
+          }
+        }
+        service pop3 {
+          executable = pop3 -a {{userdbSocket}}
+        }
+        pop3_uidl_format = %08Xu%08Xv
+        """);
 
     /// <summary>dovecot.conf lines for Dovecot's own auth on a passwd-file, its client and userdb sockets open to our daemons and Postfix.</summary>
     public static string OwnAuth(string usersFile, int imapPort) => $$"""
