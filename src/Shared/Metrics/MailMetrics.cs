@@ -69,7 +69,7 @@ public static class MailMetrics
         }
     }
 
-    /// <summary>Times a piece of work into <paramref name="histogram"/> when disposed.</summary>
+    /// <summary>A latency histogram (seconds, LatencyBuckets) of this daemon, with the given labels.</summary>
     public static Histogram Latency(string name, string help, params string[] labels) =>
         Factory.CreateHistogram(name, help, new HistogramConfiguration { Buckets = LatencyBuckets, LabelNames = labels });
 }

@@ -37,14 +37,7 @@ public sealed class PostfixAdminWebTests
             mail_gid = 5001
             log_file = {dir["authd.log"]}
             """);
-        File.WriteAllText(dir["lmtpd.conf"], $"""
-            listen = 127.0.0.1:{lmtpPort}
-            socket =
-            authd_socket = {dir["run/authd.sock"]}
-            log_file = {dir["lmtpd.log"]}
-            sieve_before =
-            sieve_after =
-            """);
+        Daemon.WriteLmtpdConfig(dir, lmtpPort);
         File.WriteAllText(dir["mtad.conf"], $"""
             mx_listen = 127.0.0.1:{mx}
             submission_listen =

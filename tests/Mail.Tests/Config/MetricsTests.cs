@@ -23,15 +23,7 @@ public sealed class MetricsTests
         var (lmtpPort, authdMetrics, lmtpdMetrics, web) = (Ports.Free(), Ports.Free(), Ports.Free(), Ports.Free());
         var files = Daemon.WriteAuthdConfig(dir, $"metrics_listen = 127.0.0.1:{authdMetrics}");
         await files.AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("bob's pass", "SSHA")));
-        File.WriteAllText(dir["lmtpd.conf"], $"""
-            listen = 127.0.0.1:{lmtpPort}
-            socket =
-            authd_socket = {dir["run/authd.sock"]}
-            log_file = {dir["lmtpd.log"]}
-            sieve_before =
-            sieve_after =
-            metrics_listen = 127.0.0.1:{lmtpdMetrics}
-            """);
+        Daemon.WriteLmtpdConfig(dir, lmtpPort, $"metrics_listen = 127.0.0.1:{lmtpdMetrics}");
         using var authd = new Daemon("authd", dir["authd.conf"], new UnixDomainSocketEndPoint(dir["run/authd.sock"]));
         using var lmtpd = new Daemon("lmtpd", dir["lmtpd.conf"], new IPEndPoint(IPAddress.Loopback, lmtpPort));
         await authd.StartAsync();

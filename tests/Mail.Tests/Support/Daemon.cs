@@ -68,4 +68,15 @@ internal sealed class Daemon(string name, string configFile, EndPoint ready) : I
         File.WriteAllText(dir["passwd"], "");
         return new Mail.Shared.UserDirectory.FileDirectory(new Mail.Shared.UserDirectory.FileDirectoryOptions(dir["passwd"], dir["virtual"], dir["domains"]));
     }
+
+    /// <summary>lmtpd.conf in <paramref name="dir"/> for lmtpd as a process: TCP on <paramref name="port"/>, AuthD's run/authd.sock, no Sieve folders.</summary>
+    public static void WriteLmtpdConfig(TempDir dir, int port, string extra = "") => File.WriteAllText(dir["lmtpd.conf"], $"""
+        listen = 127.0.0.1:{port}
+        socket =
+        authd_socket = {dir["run/authd.sock"]}
+        log_file = {dir["lmtpd.log"]}
+        sieve_before =
+        sieve_after =
+        {extra}
+        """);
 }
