@@ -115,7 +115,6 @@ internal static class BenchProcess
         return null;
     }
 
-    /// <summary>VmHWM of a process in KiB (0 when it is gone).</summary>
     /// <summary>User and system CPU time of a process so far, in milliseconds (/proc/PID/stat fields 14 and 15).</summary>
     public static double CpuMs(int pid)
     {
@@ -124,6 +123,7 @@ internal static class BenchProcess
         return (long.Parse(f[11]) + long.Parse(f[12])) * 1000.0 / 100; // USER_HZ is 100 on Linux
     }
 
+    /// <summary>VmHWM of a process in KiB (0 when it is gone).</summary>
     public static long PeakKb(int pid)
     {
         try

@@ -18,17 +18,17 @@ internal sealed class Credentials(IMailDirectory directory, LoginCache cache)
     {
         if (!MailAddress.TryParse(user, out var address))
         {
-            PasswordScheme.Verify(password, _dummyHash);
+            await CheckAsync(password, _dummyHash).ConfigureAwait(false);
             return SaslStep.Failure("unknown user");
         }
         var (entry, fault) = await FindAsync(user, ct).ConfigureAwait(false);
         if (fault != null) return fault.Value;
         if (entry == null)
         {
-            PasswordScheme.Verify(password, _dummyHash);
+            await CheckAsync(password, _dummyHash).ConfigureAwait(false);
             return SaslStep.Failure("unknown user");
         }
-        switch (PasswordScheme.Check(password, entry.PasswordHash))
+        switch (await CheckAsync(password, entry.PasswordHash).ConfigureAwait(false))
         {
             case PasswordCheck.UnknownScheme:
                 // Nobody can log in with this hash: the administrator has to hear of it.
@@ -39,6 +39,15 @@ internal sealed class Credentials(IMailDirectory directory, LoginCache cache)
         }
         return Admitted(entry) ?? SaslStep.Success(entry.Address);
     }
+
+    /// <summary>
+    /// Checks a password where it costs least: a one-digest scheme on the calling thread (AuthD's
+    /// socket I/O thread, see Program.cs), a key-stretching one on the thread pool, so that a bcrypt or
+    /// Argon2 check never holds up the other connections' reads.
+    /// </summary>
+    private static ValueTask<PasswordCheck> CheckAsync(string password, string stored) =>
+        PasswordScheme.IsCheap(stored) ? ValueTask.FromResult(PasswordScheme.Check(password, stored))
+            : new ValueTask<PasswordCheck>(Task.Run(() => PasswordScheme.Check(password, stored)));
 
     /// <summary>The refusal of a user whose password was right but who may not log in now, or null.</summary>
     public static SaslStep? Admitted(DirectoryUser entry)

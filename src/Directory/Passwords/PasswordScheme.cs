@@ -68,6 +68,22 @@ public static class PasswordScheme
     private static bool IsTextScheme(string scheme) => scheme is "PLAIN" or "CLEAR" or "CLEARTEXT" or "CRYPT" or "DES-CRYPT"
         or "MD5-CRYPT" or "SHA256-CRYPT" or "SHA512-CRYPT" or "BLF-CRYPT" or "ARGON2I" or "ARGON2ID" or "PBKDF2";
 
+    /// <summary>
+    /// Whether checking a password against <paramref name="stored"/> costs one digest (microseconds)
+    /// rather than a key-stretching function (crypt, bcrypt, Argon2, PBKDF2, SCRAM: milliseconds and
+    /// up). A server answering on its I/O thread checks the cheap ones there and hands the costly
+    /// ones, and any scheme it does not know, to the thread pool.
+    /// </summary>
+    public static bool IsCheap(string stored)
+    {
+        var (full, data) = Split(stored);
+        int dot = full.IndexOf('.');
+        var scheme = dot > 0 ? full[..dot] : full;
+        return scheme is "PLAIN" or "CLEAR" or "CLEARTEXT" or "SHA" or "SHA1" or "SHA256" or "SHA512" or "PLAIN-MD5"
+            or "LDAP-MD5" or "SSHA" or "SSHA256" or "SSHA512" or "SMD5" or "CRAM-MD5" or "HMAC-MD5"
+            || full == "MD5" && !data.StartsWith("$1$", StringComparison.Ordinal);
+    }
+
     /// <summary>Whether <paramref name="password"/> matches the stored hash, or the hash's scheme is one nobody here reads.</summary>
     public static PasswordCheck Check(string password, string stored)
     {

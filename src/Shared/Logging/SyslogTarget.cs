@@ -3,6 +3,11 @@
 // journald files it in /var/log/mail.log where administrators and fail2ban
 // look. A log daemon that is away (restarting) costs the lines sent meanwhile,
 // never the mail daemon's progress.
+// A line is sent on the thread that logs it, without blocking, as syslog(3)
+// does: no hand-over to a writer thread, which cost more than the send. When
+// the log daemon's buffer is full (a burst it has not caught up with), lines
+// queue, in order and up to QueueLimit, for a background task that waits for
+// room; beyond that they are dropped and counted.
 using System.Net.Sockets;
 using System.Text;
 using NLog;
@@ -17,9 +22,19 @@ public sealed class SyslogTarget : TargetWithLayout
     /// <summary>rsyslog's default largest message; longer lines are cut.</summary>
     private const int MaxBytes = 8000;
 
+    /// <summary>Lines held while the log daemon catches up; more are dropped.</summary>
+    public const int QueueLimit = 10_000;
+
     private readonly string _socketPath;
     private readonly string _tag;
+    private readonly object _gate = new();
+    private readonly Queue<byte[]> _queue = new();
     private Socket? _socket;
+    private bool _draining;
+    private long _dropped;
+
+    /// <summary>Lines dropped because the queue was full.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
 
     public SyslogTarget(string socketPath, string program)
     {
@@ -44,22 +59,60 @@ public sealed class SyslogTarget : TargetWithLayout
     protected override void Write(LogEventInfo logEvent)
     {
         var bytes = Encoding.UTF8.GetBytes(Format(logEvent, RenderLogEvent(Layout, logEvent)));
-        var datagram = bytes.AsSpan(0, Math.Min(bytes.Length, MaxBytes));
+        if (bytes.Length > MaxBytes) bytes = bytes[..MaxBytes];
+        lock (_gate)
+        {
+            // Behind queued lines, a line waits its turn; else it goes now unless the buffer is full.
+            if (_queue.Count == 0 && Send(bytes) != SocketError.WouldBlock) return;
+            if (_queue.Count >= QueueLimit) { Interlocked.Increment(ref _dropped); return; }
+            _queue.Enqueue(bytes);
+            if (_draining) return;
+            _draining = true;
+        }
+        _ = Task.Run(Drain);
+    }
+
+    /// <summary>Sends the queued lines as the log daemon makes room, oldest first.</summary>
+    private void Drain()
+    {
+        while (true)
+        {
+            byte[] next;
+            lock (_gate)
+            {
+                if (!_queue.TryPeek(out next!)) { _draining = false; return; }
+            }
+            var sent = Send(next);
+            for (int waits = 0; sent == SocketError.WouldBlock && waits < 50; waits++)
+            {
+                try { _socket?.Poll(100_000, SelectMode.SelectWrite); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+                sent = Send(next);
+            }
+            lock (_gate)
+            {
+                _queue.Dequeue(); // sent, or the log daemon is stuck for 5 s: the line is lost
+                if (sent == SocketError.WouldBlock) Interlocked.Increment(ref _dropped);
+            }
+        }
+    }
+
+    /// <summary>One datagram without blocking: Success, WouldBlock (buffer full), or another error (the line is lost).</summary>
+    private SocketError Send(byte[] datagram)
+    {
         for (int attempt = 0; attempt < 2; attempt++)
         {
             try
             {
                 _socket ??= Connect();
-                _socket.Send(datagram);
-                return;
+                _socket.Send(datagram, SocketFlags.None, out var error);
+                if (error is SocketError.Success or SocketError.WouldBlock) return error;
             }
-            catch (SocketException)
-            {
-                // The log daemon restarted (a new socket) or is away: connect again once, else drop the line.
-                _socket?.Dispose();
-                _socket = null;
-            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            // The log daemon restarted (a new socket) or is away: connect again once, else drop the line.
+            _socket?.Dispose();
+            _socket = null;
         }
+        return SocketError.NotConnected;
     }
 
     private Socket Connect()
@@ -68,6 +121,7 @@ public sealed class SyslogTarget : TargetWithLayout
         try
         {
             socket.Connect(new UnixDomainSocketEndPoint(_socketPath));
+            socket.Blocking = false;
             return socket;
         }
         catch
@@ -79,8 +133,13 @@ public sealed class SyslogTarget : TargetWithLayout
 
     protected override void CloseTarget()
     {
-        _socket?.Dispose();
-        _socket = null;
+        // Queued lines get a moment to reach the log daemon.
+        SpinWait.SpinUntil(() => !Volatile.Read(ref _draining), TimeSpan.FromSeconds(1));
+        lock (_gate)
+        {
+            _socket?.Dispose();
+            _socket = null;
+        }
         base.CloseTarget();
     }
 }

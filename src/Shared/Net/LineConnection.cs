@@ -401,7 +401,7 @@ public sealed class LineConnection : IAsyncDisposable
 }
 
 /// <summary>
-/// One timer for all connections of the process: it runs only while there are connections, at a
+/// One timer for all connections of the process: it runs only while there are connections (until the first tick without), at a
 /// quarter of the shortest timeout (at most once a second), and ends reads past their deadline.
 /// Reads note their deadline in a field, so the hot path costs no timer operations.
 /// </summary>
@@ -431,19 +431,21 @@ internal static class DeadlineWatch
         }
     }
 
-    public static void Remove(LineConnection conn)
-    {
-        lock (Gate)
-        {
-            if (!Watched.TryRemove(conn, out _) || !Watched.IsEmpty || _timer == null) return;
-            _timer.Dispose(); // no connections: no wake-ups at all
-            _timer = null;
-        }
-    }
+    public static void Remove(LineConnection conn) => Watched.TryRemove(conn, out _);
 
     private static void Tick()
     {
         var now = Environment.TickCount64;
         foreach (var conn in Watched.Keys) conn.CheckDeadline(now);
+        if (!Watched.IsEmpty) return;
+        // No connections at a tick: the timer stops (no wake-ups at all while idle). Stopping here
+        // rather than when the last connection closes spares a process whose clients come and go
+        // (a login per connection) a timer set up and torn down for each of them.
+        lock (Gate)
+        {
+            if (!Watched.IsEmpty || _timer == null) return;
+            _timer.Dispose();
+            _timer = null;
+        }
     }
 }

@@ -84,47 +84,8 @@ public static class LineListener
                     HandshakeTimeout = options.Limits.IdleTimeout,
                 });
             }
-            lo.Run(async context =>
-            {
-                var conn = new LineConnection(context, options.Name, options.Limits, stopping, options.ImplicitTls, () => gate.Stressed);
-                try
-                {
-                    if (!gate.TryEnter(conn.IsUnixSocket ? null : conn.RemoteIp, out var why))
-                    {
-                        Metrics.MailMetrics.ConnectionsTurnedAway.WithLabels(options.Name).Inc();
-                        Log.Warn($"{conn.SessionId}: {options.Name}: reject {conn.ClientDescription}: {why}");
-                        if (options.BusyReply != null)
-                        {
-                            try { await conn.WriteLineAsync(options.BusyReply).ConfigureAwait(false); } catch (IOException) { }
-                        }
-                        return;
-                    }
-                    Metrics.MailMetrics.Connections.WithLabels(options.Name).Inc();
-                    var open = Metrics.MailMetrics.ConnectionsOpen.WithLabels(options.Name);
-                    open.Inc();
-                    try
-                    {
-                        await session(conn).ConfigureAwait(false);
-                    }
-                    catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
-                    {
-                        Log.Info($"{conn.SessionId}: {options.Name}: lost connection with {conn.ClientDescription}: {e.Message}");
-                    }
-                    catch (Exception e)
-                    {
-                        Log.Error(e, $"{conn.SessionId}: {options.Name}: session with {conn.ClientDescription} failed");
-                    }
-                    finally
-                    {
-                        open.Dec();
-                        gate.Leave(conn.IsUnixSocket ? null : conn.RemoteIp);
-                    }
-                }
-                finally
-                {
-                    await conn.DisposeAsync().ConfigureAwait(false);
-                }
-            });
+            lo.Run(context => ServeAsync(new LineConnection(context, options.Name, options.Limits, stopping, options.ImplicitTls, () => gate.Stressed),
+                options, gate, session));
         }
 
         switch (options.Address.EndPoint)
@@ -139,6 +100,51 @@ public static class LineListener
                 break;
             default:
                 throw new ArgumentException("unsupported endpoint");
+        }
+    }
+
+    /// <summary>
+    /// One connection from start to end: admitted by the gate (or told it is busy), counted,
+    /// served by <paramref name="session"/>, its failures logged, and disposed.
+    /// </summary>
+    internal static async Task ServeAsync(LineConnection conn, LineListenerOptions options, ConnectionGate gate, Func<LineConnection, Task> session)
+    {
+        try
+        {
+            if (!gate.TryEnter(conn.IsUnixSocket ? null : conn.RemoteIp, out var why))
+            {
+                Metrics.MailMetrics.ConnectionsTurnedAway.WithLabels(options.Name).Inc();
+                Log.Warn($"{conn.SessionId}: {options.Name}: reject {conn.ClientDescription}: {why}");
+                if (options.BusyReply != null)
+                {
+                    try { await conn.WriteLineAsync(options.BusyReply).ConfigureAwait(false); } catch (IOException) { }
+                }
+                return;
+            }
+            Metrics.MailMetrics.Connections.WithLabels(options.Name).Inc();
+            var open = Metrics.MailMetrics.ConnectionsOpen.WithLabels(options.Name);
+            open.Inc();
+            try
+            {
+                await session(conn).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
+            {
+                Log.Info($"{conn.SessionId}: {options.Name}: lost connection with {conn.ClientDescription}: {e.Message}");
+            }
+            catch (Exception e)
+            {
+                Log.Error(e, $"{conn.SessionId}: {options.Name}: session with {conn.ClientDescription} failed");
+            }
+            finally
+            {
+                open.Dec();
+                gate.Leave(conn.IsUnixSocket ? null : conn.RemoteIp);
+            }
+        }
+        finally
+        {
+            await conn.DisposeAsync().ConfigureAwait(false);
         }
     }
 

@@ -71,4 +71,20 @@ public sealed class SyslogTests
         log.Info("after the restart");
         Assert.That(Receive(), Does.EndWith(": after the restart"));
     }
+
+    [Test]
+    public void A_log_daemon_behind_gets_every_line_in_order_without_holding_up_the_program()
+    {
+        MailLog.Configure("authd", MailLog.Syslog);
+        var log = MailLog.For("auth");
+        // The log daemon reads nothing for now: its socket's buffer fills after some hundred lines.
+        const int lines = 3000;
+        var logging = Task.Run(() => { for (int i = 0; i < lines; i++) log.Info($"line {i} " + new string('x', 200)); });
+        // The program is not held up by the full buffer: all 3000 calls return before anything is read
+        // (a blocking send would wait for a read that never comes).
+        Assert.That(logging.Wait(TimeSpan.FromSeconds(60)), Is.True, "logging waited for the log daemon");
+        // Every line arrives, oldest first, once the log daemon reads again.
+        for (int i = 0; i < lines; i++)
+            Assert.That(Receive(), Does.Contain($": line {i} x"), $"line {i}");
+    }
 }

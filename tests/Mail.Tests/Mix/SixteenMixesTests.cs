@@ -164,7 +164,7 @@ public sealed class SixteenMixesTests
                             {
                                 var before = AuthdLogins(dir["authd.log"]);
                                 await CarryAsync(n, mtaPort, imapPort, otherImap, home);
-                                // AuthD's log reaches its file within a second: one SMTP login and two IMAP
+                                // AuthD writes each line as it logs it: one SMTP login and two IMAP
                                 // logins (the mix's and the other server's) for an AuthD mix, none otherwise.
                                 var expected = auth == "AuthD" ? (before.Smtp + 1, before.Imap + 2) : before;
                                 await Wait.UntilAsync(() => AuthdLogins(dir["authd.log"]) != before, TimeSpan.FromSeconds(auth == "AuthD" ? 10 : 2));

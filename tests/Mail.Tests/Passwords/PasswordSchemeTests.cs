@@ -27,6 +27,25 @@ public sealed class PasswordSchemeTests
         return r.Stdout.Trim();
     }
 
+    /// <summary>
+    /// AuthD checks one-digest hashes on its socket thread and hands key-stretching ones to the pool:
+    /// Dovecot's own hashes are told apart (its MD5 is MD5-crypt, a thousand rounds).
+    /// </summary>
+    [Test]
+    public void Key_stretching_hashes_are_told_from_single_digests()
+    {
+        var digests = new HashSet<string> { "PLAIN", "SSHA", "SSHA256", "SSHA512", "SHA", "SHA256", "SHA512", "SMD5", "PLAIN-MD5",
+            "LDAP-MD5", "CRAM-MD5", "SSHA256.HEX", "PLAIN-MD5.B64" };
+        foreach (var scheme in DovecotSchemes)
+        {
+            var hash = Doveadm("pw", "-s", scheme, "-p", scheme == "DES-CRYPT" ? "s3cr3t!x" : Password);
+            Assert.That(PasswordScheme.IsCheap(hash), Is.EqualTo(digests.Contains(scheme)), hash);
+        }
+        Assert.That(PasswordScheme.IsCheap("{MD5}" + Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData("x"u8))), Is.True,
+            "PostfixAdmin's md5 (a hex digest)");
+        Assert.That(PasswordScheme.IsCheap("{NOSUCH}abc"), Is.False, "an unknown scheme goes to the pool");
+    }
+
     [TestCaseSource(nameof(DovecotSchemes))]
     public void Hash_made_by_doveadm_verifies(string scheme)
     {
