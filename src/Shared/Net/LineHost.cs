@@ -19,7 +19,10 @@ public static class LineHost
         Action<WebApplicationBuilder>? services = null, ListenAddress? metrics = null)
     {
         var stopping = new CancellationTokenSource();
-        var builder = WebApplication.CreateSlimBuilder();
+        // No appsettings.json is read for changes: with reloading on, the host watched its working
+        // directory and everything under it with inotify (the whole file system under a unit
+        // without WorkingDirectory), waking a thread for every file written there.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Logging.ClearProviders();
         builder.Logging.AddNLog();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = shutdownTimeout);
