@@ -194,9 +194,13 @@ public sealed class DevStackTests
         public List<int> Daemons() => System.IO.Directory.GetDirectories($"/proc/{_up.Id}/task")
             .SelectMany(t => File.ReadAllText(Path.Combine(t, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(int.Parse).ToList();
 
-        public static async Task<Stack> UpAsync(string root, params string[] args)
+        public static Task<Stack> UpAsync(string root, params string[] args) => UpInAsync(root, null, args);
+
+        /// <summary>`mailctl up` started in <paramref name="workingDirectory"/> (the test runner's by default).</summary>
+        public static async Task<Stack> UpInAsync(string root, string? workingDirectory, params string[] args)
         {
             var psi = new ProcessStartInfo(Repo.Program("mailctl")) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            if (workingDirectory != null) psi.WorkingDirectory = workingDirectory;
             foreach (var a in (string[])["up", "--dir", root, .. args]) psi.ArgumentList.Add(a);
             psi.Environment["MTAD_DNS_SERVERS"] = DnsAddress;
             var stack = new Stack(Process.Start(psi)!);
@@ -375,6 +379,31 @@ public sealed class DevStackTests
             var calls = long.Parse(total.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3]);
             TestContext.Out.WriteLine($"{name}: {calls} system calls in {seconds} s");
             Assert.That(calls, Is.LessThan(seconds * 100), $"{name} idle: {File.ReadAllText(trace)}");
+        }
+    }
+
+    /// <summary>
+    /// A daemon watches no folder it has no business with: started from a folder with 50
+    /// subfolders (as a unit without WorkingDirectory starts in /), an idle daemon holds no inotify
+    /// watch. The web host's appsettings.json reload had watched the working folder and all below
+    /// it, one watch per folder and a wake-up for every file written there.
+    /// </summary>
+    [Test]
+    public async Task No_daemon_watches_the_folder_it_was_started_in()
+    {
+        using var dir = new TempDir();
+        var cwd = dir["cwd"];
+        for (int i = 0; i < 50; i++) System.IO.Directory.CreateDirectory(Path.Combine(cwd, $"sub{i}"));
+        using var stack = await Stack.UpInAsync(dir["dev"], cwd);
+        var children = stack.Daemons();
+        Assert.That(children, Has.Count.EqualTo(4), "authd, lmtpd, mtad, imappopd");
+        foreach (var pid in children)
+        {
+            var name = File.ReadAllText($"/proc/{pid}/comm").Trim();
+            Assert.That(Path.GetFullPath(new DirectoryInfo($"/proc/{pid}/cwd").ResolveLinkTarget(false)!.FullName), Is.EqualTo(Path.GetFullPath(cwd)), name);
+            var watches = System.IO.Directory.GetFiles($"/proc/{pid}/fdinfo")
+                .Sum(f => { try { return File.ReadLines(f).Count(l => l.StartsWith("inotify wd:", StringComparison.Ordinal)); } catch (IOException) { return 0; } });
+            Assert.That(watches, Is.EqualTo(0), $"{name}: inotify watches");
         }
     }
 
