@@ -93,7 +93,8 @@ public sealed class UnixLineListener
         var transport = new Transport(
             PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, minimumReadSize: 1024, leaveOpen: true)),
             PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true)));
-        var context = new DefaultConnectionContext(MailLog.NewId(), transport, transport) { RemoteEndPoint = new UnixDomainSocketEndPoint(_path) };
+        // The session id is LineConnection's own; the context needs none of its own.
+        var context = new DefaultConnectionContext(_options.Name, transport, transport) { RemoteEndPoint = new UnixDomainSocketEndPoint(_path) };
         try
         {
             await LineListener.ServeAsync(new LineConnection(context, _options.Name, _options.Limits, _stopping, false, () => _gate.Stressed),

@@ -28,14 +28,7 @@ public sealed class SigkillTests
         var (mx, lmtpPort) = (Ports.Free(), Ports.Free());
         var files = Daemon.WriteAuthdConfig(dir);
         await files.AddUserAsync(new DirectoryUser("bob@example.org", PasswordScheme.Hash("x", "SSHA")));
-        File.WriteAllText(dir["lmtpd.conf"], $"""
-            listen = 127.0.0.1:{lmtpPort}
-            socket =
-            authd_socket = {dir["run/authd.sock"]}
-            log_file = {dir["lmtpd.log"]}
-            sieve_before =
-            sieve_after =
-            """);
+        Daemon.WriteLmtpdConfig(dir, lmtpPort);
         File.WriteAllText(dir["mtad.conf"], $"""
             mx_listen = 127.0.0.1:{mx}
             submission_listen =
