@@ -6,6 +6,7 @@
 #       the mailbox's own login (users/) and its password change page.
 # Prints "done: ..." at the end; any failure raises with the page's text.
 import sys
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select
@@ -13,7 +14,12 @@ from roundcube_browser import start
 
 
 def page_text(driver):
-    return driver.find_element(By.TAG_NAME, 'body').text
+    # The page a form was submitted from can be replaced between finding its
+    # body and reading it: that reads as "not there yet", and is read again.
+    try:
+        return driver.find_element(By.TAG_NAME, 'body').text
+    except StaleElementReferenceException:
+        return ''
 
 
 def fill(driver, form, values):
