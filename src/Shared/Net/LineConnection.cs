@@ -33,7 +33,7 @@ public readonly record struct LineRead(LineStatus Status, string Text = "")
 public sealed class LineConnection : IAsyncDisposable
 {
     private static readonly Logger Log = MailLog.For("net");
-    private readonly ConnectionContext _context;
+    private readonly IDuplexPipe _transport;
     private readonly NetLimits _limits;
     private readonly CancellationToken _stopping;
     private readonly CancellationTokenRegistration _stoppingRegistration;
@@ -67,8 +67,15 @@ public sealed class LineConnection : IAsyncDisposable
 
     internal LineConnection(ConnectionContext context, string listenerName, NetLimits limits, CancellationToken stopping, bool implicitTls,
         Func<bool>? stressed = null)
+        : this(context.Transport, context.RemoteEndPoint, context.LocalEndPoint, listenerName, limits, stopping, implicitTls, stressed)
     {
-        _context = context;
+    }
+
+    /// <summary>A connection on <paramref name="transport"/>; a remote end point that is not an IP one is a Unix socket's.</summary>
+    internal LineConnection(IDuplexPipe transport, EndPoint? remote, EndPoint? local, string listenerName, NetLimits limits, CancellationToken stopping,
+        bool implicitTls, Func<bool>? stressed = null)
+    {
+        _transport = transport;
         _limits = limits;
         _stopping = stopping;
         _stressed = stressed;
@@ -80,10 +87,10 @@ public sealed class LineConnection : IAsyncDisposable
             c.Input.CancelPendingRead();
         }, this);
         ListenerName = listenerName;
-        Input = context.Transport.Input;
-        Output = context.Transport.Output;
+        Input = transport.Input;
+        Output = transport.Output;
         IsTls = implicitTls;
-        if (context.RemoteEndPoint is IPEndPoint ip)
+        if (remote is IPEndPoint ip)
         {
             RemoteIp = ip.Address.IsIPv4MappedToIPv6 ? ip.Address.MapToIPv4() : ip.Address;
             RemotePort = ip.Port;
@@ -92,7 +99,7 @@ public sealed class LineConnection : IAsyncDisposable
         {
             IsUnixSocket = true;
         }
-        if (context.LocalEndPoint is IPEndPoint local) LocalIp = local.Address;
+        if (local is IPEndPoint localIp) LocalIp = localIp.Address;
     }
 
     /// <summary>
@@ -331,7 +338,7 @@ public sealed class LineConnection : IAsyncDisposable
                 Log.Warn($"{SessionId}: {ClientDescription}: discarded {n} bytes pipelined after STARTTLS");
         }
         await WriteLineAsync(goAhead).ConfigureAwait(false);
-        var transport = new DuplexPipeStream(_context.Transport.Input, _context.Transport.Output);
+        var transport = new DuplexPipeStream(_transport.Input, _transport.Output);
         var tls = new SslStream(transport, leaveInnerStreamOpen: false);
         try
         {
@@ -375,7 +382,7 @@ public sealed class LineConnection : IAsyncDisposable
             Input.AdvanceTo(read.Buffer.End);
         }
         await WriteLineAsync(goAhead).ConfigureAwait(false);
-        Stream transport = _tls != null ? _tls : new DuplexPipeStream(_context.Transport.Input, _context.Transport.Output);
+        Stream transport = _tls != null ? _tls : new DuplexPipeStream(_transport.Input, _transport.Output);
         _deflate = new DeflateLayer(transport, pending);
         Input = PipeReader.Create(_deflate.Reading, new StreamPipeReaderOptions(leaveOpen: true));
         Output = PipeWriter.Create(_deflate.Writing, new StreamPipeWriterOptions(leaveOpen: true));

@@ -4,12 +4,11 @@
 // connection to the thread pool and announces its close there too, and every
 // hand-over wakes a sleeping thread; here the session starts on the thread that
 // accepted it and, with the process's socket completions inline (AuthD sets
-// them), runs on the socket's event thread from start to end. Limits, gate,
+// them), runs on the socket's event thread from start to end, reading and
+// writing the socket through SocketPipe (two pooled buffers). Limits, gate,
 // metrics, logs and the stopping token are those of LineListener.ListenLines.
-using System.IO.Pipelines;
 using System.Net.Sockets;
 using Mail.Shared.Logging;
-using Microsoft.AspNetCore.Connections;
 using NLog;
 
 namespace Mail.Shared.Net;
@@ -23,6 +22,7 @@ public sealed class UnixLineListener
     private readonly Func<LineConnection, Task> _session;
     private readonly Socket _socket;
     private readonly string _path;
+    private readonly UnixDomainSocketEndPoint _endPoint;
     private int _active;
     private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _accepting = Task.CompletedTask;
@@ -32,7 +32,8 @@ public sealed class UnixLineListener
         _options = options;
         _gate = gate;
         _session = session;
-        _path = ((UnixDomainSocketEndPoint)options.Address.EndPoint).ToString()!;
+        _endPoint = (UnixDomainSocketEndPoint)options.Address.EndPoint;
+        _path = _endPoint.ToString()!;
         LineListener.PrepareUnixSocket(_path);
         _socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -89,22 +90,15 @@ public sealed class UnixLineListener
 
     private async Task ServeAsync(Socket client)
     {
-        var stream = new NetworkStream(client, ownsSocket: true);
-        var transport = new Transport(
-            PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, minimumReadSize: 1024, leaveOpen: true)),
-            PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true)));
-        // The session id is LineConnection's own; the context needs none of its own.
-        var context = new DefaultConnectionContext(_options.Name, transport, transport) { RemoteEndPoint = new UnixDomainSocketEndPoint(_path) };
+        var pipe = new SocketPipe(client);
         try
         {
-            await LineListener.ServeAsync(new LineConnection(context, _options.Name, _options.Limits, _stopping, false, () => _gate.Stressed),
+            await LineListener.ServeAsync(new LineConnection(pipe, _endPoint, null, _options.Name, _options.Limits, _stopping, false, () => _gate.Stressed),
                 _options, _gate, _session).ConfigureAwait(false);
         }
         finally
         {
-            try { await transport.Output.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
-            try { await transport.Input.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
-            await stream.DisposeAsync().ConfigureAwait(false);
+            pipe.Dispose();
             if (Interlocked.Decrement(ref _active) == 0 && _stopping.IsCancellationRequested) _idle.TrySetResult();
         }
     }
@@ -117,11 +111,5 @@ public sealed class UnixLineListener
         if (Volatile.Read(ref _active) == 0) _idle.TrySetResult();
         _idle.Task.Wait(timeout);
         try { File.Delete(_path); } catch (IOException) { }
-    }
-
-    private sealed class Transport(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-        public PipeWriter Output { get; } = output;
     }
 }
