@@ -15,10 +15,13 @@ using NLog.Extensions.Logging;
 
 // Every AuthD request is a short line answered from memory or one directory query: it is
 // answered fastest on the socket's own event thread, without a hop to the thread pool and back
-// for each read (half of AuthD's CPU went to those thread switches under Dovecot's logins). Set
-// before the first socket exists; costly password schemes still run on the pool (Credentials).
-if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") == null)
-    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+// for each read (half of AuthD's CPU went to those thread switches under Dovecot's logins). One
+// event thread, as Dovecot's auth has one event loop: with two, a connection accepted on one was
+// served on the other, and each login woke both (a paced Dovecot-style login cost 0.9-1.0 ms
+// with two, 0.5-0.6 with one). Set before the first socket exists; costly password schemes still
+// run on the pool (Credentials), so one slow check never holds up the loop.
+foreach (var (name, value) in new[] { ("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1"), ("DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT", "1") })
+    if (Environment.GetEnvironmentVariable(name) == null) Environment.SetEnvironmentVariable(name, value);
 return await Daemon.RunAsync("authd", AuthDSettings.Settings, args, AuthDHost.Build,
     config => $"directory={config.Get("directory_driver")}, grpc=unix:{config.GetPath("grpc_socket")}, dovecot-auth=unix:{config.GetPath("dovecot_auth_socket")}, socketmap=unix:{config.GetPath("socketmap_socket")}");
 

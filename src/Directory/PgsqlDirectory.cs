@@ -68,14 +68,17 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
         }
     }
 
-    private ValueTask<T> Query<T>(string sql, Func<NpgsqlDataReader, T> read, CancellationToken ct, params object?[] args) =>
+    // Rows are read with ReadAsync only: a daemon may run this on a socket's event thread (AuthD
+    // does), where a synchronous read of a result larger than Npgsql's buffer would wait for that
+    // same thread to deliver the socket's next bytes.
+    private ValueTask<T> Query<T>(string sql, Func<NpgsqlDataReader, CancellationToken, Task<T>> read, CancellationToken ct, params object?[] args) =>
         Run(async token =>
         {
             await using var conn = await _db.OpenConnectionAsync(token).ConfigureAwait(false);
             await using var cmd = new NpgsqlCommand(sql, conn);
             foreach (var a in args) cmd.Parameters.Add(new NpgsqlParameter { Value = a ?? DBNull.Value });
             await using var reader = await cmd.ExecuteReaderAsync(token).ConfigureAwait(false);
-            return read(reader);
+            return await read(reader, token).ConfigureAwait(false);
         }, ct);
 
     // ---- look-ups ----
@@ -92,7 +95,7 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
                    d.password_expiry <> 0 AND m.password_expiry IS NOT NULL AND m.password_expiry <= now()
               FROM mailbox m JOIN domain d ON d.domain = m.domain
              WHERE m.username = $1
-            """, r => r.Read()
+            """, async (r, t) => await r.ReadAsync(t).ConfigureAwait(false)
                 ? new DirectoryUser(r.GetString(0), Passwords.PasswordScheme.Qualified(r.GetString(1), _defaultPassScheme),
                     Maildir: NullIfEmpty(r.GetString(2)), QuotaBytes: r.GetInt64(3), Active: r.GetBoolean(4), PasswordExpired: r.GetBoolean(5))
                 : null, ct, address);
@@ -104,14 +107,14 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
               LEFT JOIN alias_domain ad ON ad.alias_domain = d.domain AND ad.active
               LEFT JOIN domain t ON t.domain = ad.target_domain AND t.active
              WHERE d.domain = $1 AND d.domain <> 'ALL'
-            """, r => r.Read()
+            """, async (r, t) => await r.ReadAsync(t).ConfigureAwait(false)
                 ? new DirectoryDomain(r.GetString(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2))
                 : null, ct, domain);
 
     public ValueTask<IReadOnlyList<string>?> FindAliasAsync(string key, CancellationToken ct = default) =>
-        Query("SELECT goto FROM alias WHERE address = $1 AND active", r =>
+        Query("SELECT goto FROM alias WHERE address = $1 AND active", async (r, t) =>
         {
-            if (!r.Read()) return null;
+            if (!await r.ReadAsync(t).ConfigureAwait(false)) return null;
             var targets = SplitGoto(r.GetString(0));
             return targets.Count == 0 ? null : (IReadOnlyList<string>)targets;
         }, ct, key);
@@ -132,10 +135,10 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
             SELECT d.domain, d.active AND NOT d.backupmx, ad.target_domain FROM domain d
               LEFT JOIN alias_domain ad ON ad.alias_domain = d.domain
              WHERE d.domain <> 'ALL' ORDER BY d.domain
-            """, r =>
+            """, async (r, t) =>
         {
             var list = new List<DirectoryDomain>();
-            while (r.Read()) list.Add(new DirectoryDomain(r.GetString(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2)));
+            while (await r.ReadAsync(t).ConfigureAwait(false)) list.Add(new DirectoryDomain(r.GetString(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2)));
             return list;
         }, ct);
 
@@ -146,14 +149,14 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
         var added = await Query("""
             INSERT INTO domain (domain, description, aliases, mailboxes, maxquota, quota, transport, backupmx, active)
             VALUES ($1, '', 0, 0, 0, 0, 'virtual', false, true) ON CONFLICT (domain) DO NOTHING
-            """, r => r.RecordsAffected, ct, domain);
+            """, (r, _) => Task.FromResult(r.RecordsAffected), ct, domain);
         if (added == 0) throw new DirectoryAdminException($"domain {domain} exists already");
     }
 
     public async Task<bool> RemoveDomainAsync(string domain, CancellationToken ct = default)
     {
         domain = domain.ToLowerInvariant();
-        var boxes = await Query("SELECT count(*) FROM mailbox WHERE domain = $1", r => { r.Read(); return r.GetInt64(0); }, ct, domain);
+        var boxes = await Query("SELECT count(*) FROM mailbox WHERE domain = $1", async (r, t) => { await r.ReadAsync(t).ConfigureAwait(false); return r.GetInt64(0); }, ct, domain);
         if (boxes > 0) throw new DirectoryAdminException($"domain {domain} still has mailboxes; remove them first");
         return await InTransaction(async (conn, tx, token) =>
         {
@@ -167,10 +170,10 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
         await Query("""
             SELECT username, password, maildir, quota, active FROM mailbox
              WHERE $1::text IS NULL OR domain = $1 ORDER BY username
-            """, r =>
+            """, async (r, t) =>
         {
             var list = new List<DirectoryUser>();
-            while (r.Read())
+            while (await r.ReadAsync(t).ConfigureAwait(false))
                 list.Add(new DirectoryUser(r.GetString(0), r.GetString(1), Maildir: NullIfEmpty(r.GetString(2)), QuotaBytes: r.GetInt64(3), Active: r.GetBoolean(4)));
             return list;
         }, ct, domain?.ToLowerInvariant());
@@ -204,7 +207,7 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
     }
 
     public async Task<bool> SetPasswordAsync(string address, string hash, CancellationToken ct = default) =>
-        await Query("UPDATE mailbox SET password = $2, modified = now() WHERE username = $1", r => r.RecordsAffected, ct, address, hash) > 0;
+        await Query("UPDATE mailbox SET password = $2, modified = now() WHERE username = $1", (r, _) => Task.FromResult(r.RecordsAffected), ct, address, hash) > 0;
 
     public async Task<bool> RemoveUserAsync(string address, CancellationToken ct = default) =>
         await InTransaction(async (conn, tx, token) =>
@@ -219,10 +222,10 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
             SELECT address, goto, active FROM alias
              WHERE ($1::text IS NULL OR domain = $1) AND address NOT IN (SELECT username FROM mailbox)
              ORDER BY address
-            """, r =>
+            """, async (r, t) =>
         {
             var list = new List<DirectoryAlias>();
-            while (r.Read()) list.Add(new DirectoryAlias(r.GetString(0), SplitGoto(r.GetString(1)), r.GetBoolean(2)));
+            while (await r.ReadAsync(t).ConfigureAwait(false)) list.Add(new DirectoryAlias(r.GetString(0), SplitGoto(r.GetString(1)), r.GetBoolean(2)));
             return list;
         }, ct, domain?.ToLowerInvariant());
 
@@ -258,7 +261,7 @@ public sealed class PgsqlDirectory : IMailDirectory, IDirectoryAdmin, IAsyncDisp
         var key = DirectoryFiles.NormalizeAliasKey(address);
         if (key == null) return false;
         return await Query("DELETE FROM alias WHERE address = $1 AND address NOT IN (SELECT username FROM mailbox)",
-            r => r.RecordsAffected, ct, key) > 0;
+            (r, _) => Task.FromResult(r.RecordsAffected), ct, key) > 0;
     }
 
     private readonly record struct DomainLimits(long Aliases, long Mailboxes, long MaxQuotaMb);

@@ -1,3 +1,5 @@
+using System.Net.Sockets;
+using System.Text;
 using Mail.Shared.Auth;
 using Mail.Tests.Support;
 
@@ -255,5 +257,33 @@ public sealed class PgsqlDirectoryTests
         var big = Mailctl("p\n", "user", "add", "c@small.test", "--quota", "1G");
         Assert.That(big.ExitCode, Is.Not.EqualTo(0));
         Assert.That(big.Stderr, Does.Contain("100 MB"));
+    }
+    [Test]
+    public async Task Doveadm_style_listing_of_thousands_of_mailboxes_comes_whole_from_the_authd_daemon()
+    {
+        // 3000 rows, far more than one read of the database's answer: the daemon (its sessions on
+        // its socket event thread) must read them all without blocking that thread on the database.
+        await _pg.ExecAsync("""
+            INSERT INTO mailbox (username, password, name, maildir, quota, local_part, domain, created, modified, active)
+            SELECT 'user' || n || '@example.org', '{PLAIN}x', 'A User', 'example.org/user' || n || '/', 0, 'user' || n, 'example.org', now(), now(), true
+              FROM generate_series(1, 3000) AS n
+            """);
+        using var dir = new TempDir();
+        Daemon.WriteAuthdConfig(dir, $"directory_driver = pgsql\npgsql_connection = {_pg.ConnectionString()}\ndovecot_userdb_socket = {dir["run/auth-userdb"]}");
+        using var authd = new Daemon("authd", dir["authd.conf"], new UnixDomainSocketEndPoint(dir["run/auth-userdb"]));
+        await authd.StartAsync();
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(dir["run/auth-userdb"]));
+        await using var stream = new NetworkStream(socket);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("VERSION\t1\t0\nLIST\t1\tdomain=example.org\n"));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var users = new List<string>();
+        string? line;
+        while ((line = await reader.ReadLineAsync(deadline.Token)) != null && !line.StartsWith("DONE", StringComparison.Ordinal))
+            if (line.StartsWith("LIST\t1\t", StringComparison.Ordinal)) users.Add(line[7..]);
+        Assert.That(line, Is.EqualTo("DONE\t1"));
+        Assert.That(users, Has.Count.EqualTo(3000));
+        Assert.That(users, Does.Contain("user2999@example.org"));
     }
 }
