@@ -44,8 +44,10 @@ internal sealed class SocketPipe : IDuplexPipe, IDisposable
         private int _start, _end; // the unconsumed bytes
         private int _examined; // up to where the reader has looked: a read waits for bytes beyond it
         private bool _eof, _completed;
-        // Cancelled by CancelPendingRead: ends the pending receive (or the next one at once). Replaced after use.
-        private CancellationTokenSource _cancel = new();
+        // Cancelled by CancelPendingRead: ends the pending receive (or the next one at once). Replaced
+        // after use and never disposed (it holds no timer): a late CancelPendingRead from the deadline
+        // watch or the stopping token on a replaced or completed reader then does nothing.
+        private volatile CancellationTokenSource _cancel = new();
 
         private ReadResult Result(bool canceled) =>
             new(new ReadOnlySequence<byte>(_buffer, _start, _end - _start), canceled, _eof);
@@ -55,7 +57,6 @@ internal sealed class SocketPipe : IDuplexPipe, IDisposable
             ObjectDisposedException.ThrowIf(_completed, this);
             if (_cancel.IsCancellationRequested)
             {
-                _cancel.Dispose();
                 _cancel = new CancellationTokenSource();
                 result = Result(canceled: true);
                 return true;
@@ -85,7 +86,6 @@ internal sealed class SocketPipe : IDuplexPipe, IDisposable
             }
             catch (OperationCanceledException) when (_cancel.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
-                _cancel.Dispose();
                 _cancel = new CancellationTokenSource();
                 return Result(canceled: true);
             }
@@ -144,7 +144,6 @@ internal sealed class SocketPipe : IDuplexPipe, IDisposable
             _completed = true;
             ArrayPool<byte>.Shared.Return(_buffer);
             _buffer = [];
-            _cancel.Dispose();
         }
     }
 
